@@ -1,0 +1,40 @@
+"""The ``dropprice`` command line.
+
+Each group of commands lives in its own module under ``service/commands/`` and
+exposes ``register(app)``; this module only wires them together.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="dropprice",
+    help="Dynamic pricing engine for limited drops.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.callback()
+def main() -> None:
+    """dropprice: micro-event intensity, elasticity fits and price surfaces served from Redis."""
+
+
+@app.command()
+def version() -> None:
+    """Print the installed dropprice version."""
+    from importlib.metadata import version as dist_version
+
+    typer.echo(dist_version("dropprice"))
+
+
+def _register_commands() -> None:
+    # One import per command module; each adds its commands to ``app``.
+    pass
+
+
+_register_commands()
+
+if __name__ == "__main__":
+    app()

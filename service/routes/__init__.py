@@ -1,0 +1,1 @@
+"""HTTP route modules (one APIRouter each); HTTP concerns live only here."""
