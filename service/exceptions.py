@@ -5,7 +5,12 @@ Hierarchy::
     DropPriceError                 base of everything raised on purpose
     ├── RedisServerError           a local redis-server could not be found or started
     ├── StoreUnavailable           Redis is unreachable or too slow right now
-    └── ConfigError                an operator config is invalid (file, line, field path)
+    ├── ConfigError                an operator config is invalid (file, line, field path)
+    ├── PanelError                 the events cannot be turned into a demand panel
+    └── RefitError                 a re-fit could not run or publish
+        ├── RefitLocked            another worker holds the re-fit lock
+        ├── FenceLost              the lock was lost before publishing (stale worker)
+        └── ApprovalNotFound       no pending approval or re-fit with that id
 
 Routes translate these into HTTP answers; nothing below the route layer raises
 ``HTTPException``. Each docstring says how to fix the error.
@@ -13,7 +18,12 @@ Routes translate these into HTTP answers; nothing below the route layer raises
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DropPriceError", "RedisServerError", "StoreUnavailable"]
+__all__ = [
+    "ApprovalNotFound",
+    "FenceLost",
+    "PanelError",
+    "RefitError",
+    "RefitLocked","ConfigError", "DropPriceError", "RedisServerError", "StoreUnavailable"]
 
 
 class DropPriceError(Exception):
@@ -47,3 +57,44 @@ class ConfigError(DropPriceError):
     def __init__(self, errors: list[str]) -> None:
         self.errors = list(errors)
         super().__init__("\n".join(self.errors) if self.errors else "invalid config")
+
+
+class PanelError(DropPriceError):
+    """The events read from the stream cannot be turned into a demand panel.
+
+    The message names the column and the offending rows. Fix the producer of those
+    events (every event needs an ``event_id`` and a zoned ``ts``; sales need
+    ``quantity >= 0`` and ``unit_price > 0``).
+    """
+
+
+class RefitError(DropPriceError):
+    """A re-fit could not run or publish; the live version is unchanged.
+
+    Fix: read the re-fit record (``GET /v1/admin/refits/{id}``), whose ``reasons``
+    say which stage failed and why, then run ``dropprice refit`` again.
+    """
+
+
+class RefitLocked(RefitError):
+    """Another worker holds the re-fit lock, so this one did nothing.
+
+    Fix: nothing; the running re-fit publishes. Wait for it, or for the lock to
+    expire if that worker died (its TTL is a few minutes).
+    """
+
+
+class FenceLost(RefitError):
+    """This worker's lock expired and another took it before the publish.
+
+    Its result was discarded (a stale worker never publishes). Fix: nothing; the
+    worker now holding the lock publishes. If it happens often, raise the lock TTL.
+    """
+
+
+class ApprovalNotFound(RefitError):
+    """No pending approval (or re-fit record) has that id.
+
+    Fix: list them with ``GET /v1/admin/approvals`` (or ``dropprice versions``);
+    an approval disappears once decided or superseded by a newer re-fit.
+    """
