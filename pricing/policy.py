@@ -1,0 +1,372 @@
+"""Inventory-aware price surfaces: the finite-horizon dynamic programme of Gallego & van Ryzin.
+
+For one SKU(-market) with ``n`` units left at the start of period ``t`` (``t = 0..T-1``), a
+price ladder ``p_0 < ... < p_{K-1}`` and Poisson demand ``D ~ Poisson(λ_{t,k})`` per period
+at ladder price ``k`` (several units may sell in one period; sales are ``min(D, n)``)::
+
+    V(n, T) = salvage · n
+    V(n, t) = max_k  E[ (p_k − c) · min(D, n) + V(n − min(D, n), t + 1) ]
+
+and the price surface is the maximising ladder price ``p*(n, t)``. The recursion runs
+backwards over ``t`` in one ``lax.scan`` and is vectorised over SKUs, inventory levels and
+ladder prices; the whole solve is one jit-compiled program on the default JAX device.
+
+The expectation is split so that each step costs one batched matrix product:
+
+    E[min(D, n)]           = Σ_{j=1..n} P(D ≥ j)                   (cumulative survival)
+    E[V(n − min(D, n))]    = Σ_d P(D = d) · V(max(n − d, 0))       (a convolution over n)
+
+Demand is truncated at ``d_max`` (chosen from the largest rate so that the tail mass is below
+``tail``); the tail mass is lumped on ``d_max``, so the truncated law still sums to one and
+``min(D, n)`` is exact whenever ``n ≤ d_max``.
+
+References:
+    Gallego, G. and van Ryzin, G. (1994). Optimal dynamic pricing of inventories with
+    stochastic demand over finite horizons. Management Science 40(8), 999-1020.
+    Talluri, K. and van Ryzin, G. (2004). The Theory and Practice of Revenue Management,
+    ch. 5 (discrete-time dynamic pricing).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import gammaln
+
+from pricing.exceptions import InputError
+
+__all__ = [
+    "Surfaces",
+    "demand_truncation",
+    "exponential_demand_value",
+    "exponential_demand_price",
+    "solve_surfaces",
+    "solve_surfaces_numpy",
+]
+
+
+class Surfaces(NamedTuple):
+    """Price surfaces and value functions for ``S`` SKU(-market) rows.
+
+    Attributes:
+        price: ``[S, N+1, T]`` ladder price to charge with ``n`` units left at the start of
+            period ``t``. Row ``n = 0`` has no sale; it repeats the ``n = 1`` price so a
+            terminal that reads a sold-out row still shows a sensible number.
+        value: ``[S, N+1, T+1]`` expected revenue (or profit) to go, ``value[:, n, T]`` is the
+            salvage value of ``n`` unsold units.
+        index: ``[S, N+1, T]`` position of ``price`` in the SKU's ladder (as given, before
+            any internal sorting).
+        inventory: ``[S]`` each row's own starting inventory. Rows ``n > inventory[s]`` are
+            valid DP values for that larger stock (the arrays are padded to ``N = max``) and
+            are never reached from the row's own start.
+        d_max: the demand truncation used (largest number of units one period can sell).
+    """
+
+    price: jax.Array
+    value: jax.Array
+    index: jax.Array
+    inventory: jax.Array
+    d_max: int
+
+
+def demand_truncation(max_rate: float, n_max: int, *, tail: float = 1e-9) -> int:
+    """Smallest ``d`` with ``P(Poisson(max_rate) > d) < tail``, capped at ``n_max``.
+
+    Periods never sell more than the stock, so truncating at ``n_max`` is exact; below that
+    the lumped tail mass is smaller than ``tail``.
+
+    Args:
+        max_rate: the largest expected demand per period over all rows, periods and prices.
+        n_max: the largest inventory (``N``).
+        tail: allowed truncated probability mass.
+
+    Returns:
+        ``d_max`` with ``1 ≤ d_max ≤ max(n_max, 1)``.
+    """
+    n_cap = max(int(n_max), 1)
+    lam = float(max_rate)
+    if lam <= 0.0:
+        return 1
+    # Walk the pmf in log space (stable for large rates) until the survival drops below tail.
+    log_p = -lam
+    cdf = math.exp(log_p)
+    d = 0
+    while d < n_cap:
+        if 1.0 - cdf < tail and d >= 1:
+            return d
+        d += 1
+        log_p += math.log(lam) - math.log(d)
+        cdf += math.exp(log_p)
+    return n_cap
+
+
+def _as_rows(x: float | np.ndarray | jax.Array, s: int, name: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(s, float(arr))
+    if arr.shape != (s,):
+        raise InputError(f"{name} must be a scalar or have shape [S]=({s},), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"{name} must be finite, got {arr[~np.isfinite(arr)][:5].tolist()}")
+    return arr
+
+
+def solve_surfaces(
+    rates: np.ndarray | jax.Array,
+    prices: np.ndarray | jax.Array,
+    inventory: int | np.ndarray | jax.Array,
+    *,
+    unit_cost: float | np.ndarray = 0.0,
+    salvage: float | np.ndarray = 0.0,
+    tail: float = 1e-9,
+) -> Surfaces:
+    """Solve the finite-horizon, finite-inventory pricing DP for every row at once.
+
+    .. math::
+
+        V(n, t) = \\max_k \\; E\\big[(p_k - c)\\min(D, n) + V(n - \\min(D, n), t+1)\\big],
+        \\quad D \\sim \\text{Poisson}(\\lambda_{t,k}),\\quad V(n, T) = \\text{salvage}\\cdot n
+
+    Args:
+        rates: ``[S, T, K]`` expected demand per period at each ladder price (units, ≥ 0).
+        prices: ``[S, K]`` each row's ladder (any order; ties in value go to the higher price).
+            Rows with fewer prices can repeat their last price.
+        inventory: units at the start, an int for all rows or ``[S]`` per row (``N = max``).
+        unit_cost: cost per unit sold, scalar or ``[S]``: the objective is profit
+            ``(p − c) · units``; 0 maximises revenue.
+        salvage: value per unit left after the last period, scalar or ``[S]``.
+        tail: demand truncation mass (see :func:`demand_truncation`).
+
+    Returns:
+        :class:`Surfaces` with ``price [S, N+1, T]``, ``value [S, N+1, T+1]`` and the ladder
+        ``index [S, N+1, T]``.
+
+    Raises:
+        InputError: shapes disagree, a rate is negative or not finite, a price is not finite
+            or not positive, or an inventory is negative.
+
+    Example:
+        >>> import numpy as np
+        >>> ladder = np.array([[8.0, 10.0, 12.0]])
+        >>> rates = np.broadcast_to(5.0 * np.exp(-0.2 * ladder)[:, None, :], (1, 24, 3))
+        >>> sol = solve_surfaces(rates, ladder, 10)
+        >>> sol.price.shape, sol.value.shape
+        ((1, 11, 24), (1, 11, 25))
+
+    References:
+        Gallego & van Ryzin (1994), Management Science 40(8); Talluri & van Ryzin (2004) §5.2.
+    """
+    rates_np = np.asarray(rates, dtype=np.float64)
+    prices_np = np.asarray(prices, dtype=np.float64)
+    if rates_np.ndim != 3:
+        raise InputError(f"rates must have shape [S, T, K], got shape {rates_np.shape}")
+    s, t_len, k_len = rates_np.shape
+    if prices_np.shape != (s, k_len):
+        raise InputError(
+            f"prices must have shape [S, K]=({s}, {k_len}) to match rates, got {prices_np.shape}"
+        )
+    if t_len < 1 or k_len < 1 or s < 1:
+        raise InputError(f"rates needs at least one row, period and price, got {rates_np.shape}")
+    bad = ~np.isfinite(rates_np) | (rates_np < 0)
+    if bad.any():
+        raise InputError(
+            f"rates must be finite and >= 0, got {int(bad.sum())} bad value(s), "
+            f"e.g. {rates_np[bad][:3].tolist()}"
+        )
+    if not np.all(np.isfinite(prices_np)) or np.any(prices_np <= 0):
+        raise InputError(
+            "prices must be finite and > 0, got "
+            f"{prices_np[~np.isfinite(prices_np) | (prices_np <= 0)][:5].tolist()}"
+        )
+    inv = np.asarray(inventory)
+    if inv.ndim == 0:
+        inv = np.full(s, int(inv))
+    if inv.shape != (s,):
+        raise InputError(f"inventory must be an int or shape [S]=({s},), got shape {inv.shape}")
+    if not np.all(np.isfinite(inv.astype(np.float64))) or np.any(inv < 0):
+        raise InputError(f"inventory must be whole numbers >= 0, got {inv[inv < 0][:5].tolist()}")
+    if np.any(inv != np.round(inv)):
+        raise InputError("inventory must be whole numbers of units, got fractional values")
+    inv = inv.astype(np.int64)
+    n_max = int(inv.max())
+    cost = _as_rows(unit_cost, s, "unit_cost")
+    salv = _as_rows(salvage, s, "salvage")
+
+    d_max = demand_truncation(float(rates_np.max()), n_max, tail=tail)
+
+    # Sort each ladder ascending so argmax over the reversed axis breaks ties upward.
+    order = np.argsort(prices_np, axis=1, kind="stable")
+    prices_sorted = np.take_along_axis(prices_np, order, axis=1)
+    rates_sorted = np.take_along_axis(rates_np, order[:, None, :], axis=2)
+
+    dtype = jnp.result_type(float)
+    price, value, idx_sorted = _solve(
+        jnp.asarray(rates_sorted, dtype=dtype),
+        jnp.asarray(prices_sorted, dtype=dtype),
+        jnp.asarray(cost, dtype=dtype),
+        jnp.asarray(salv, dtype=dtype),
+        n_max=n_max,
+        d_max=d_max,
+    )
+    index = jnp.take_along_axis(
+        jnp.asarray(order, dtype=jnp.int32), idx_sorted.reshape(s, -1), axis=1
+    ).reshape(idx_sorted.shape)
+    return Surfaces(price=price, value=value, index=index, inventory=jnp.asarray(inv), d_max=d_max)
+
+
+@partial(jax.jit, static_argnames=("n_max", "d_max"))
+def _solve(
+    rates: jax.Array,
+    prices: jax.Array,
+    cost: jax.Array,
+    salvage: jax.Array,
+    *,
+    n_max: int,
+    d_max: int,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    s, _, k_len = rates.shape
+    n_levels = n_max + 1
+    n = jnp.arange(n_levels)
+    d = jnp.arange(d_max + 1)
+    log_fact = gammaln(d + 1.0)
+    # Index of V(max(n - d, 0)) for the convolution, [N+1, D+1].
+    shift = jnp.maximum(n[:, None] - d[None, :], 0)
+    margin = prices - cost[:, None]  # [S, K]
+
+    def step(v_next: jax.Array, rate_t: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        lam = rate_t  # [S, K]
+        safe = jnp.where(lam > 0, lam, 1.0)
+        logpmf = d * jnp.log(safe)[..., None] - safe[..., None] - log_fact  # [S, K, D+1]
+        pmf = jnp.where(lam[..., None] > 0, jnp.exp(logpmf), (d == 0).astype(lam.dtype))
+        # Lump the tail P(D > d_max) on d_max so the truncated law sums to one.
+        head = jnp.sum(pmf[..., :-1], axis=-1)
+        pmf = pmf.at[..., -1].set(jnp.clip(1.0 - head, 0.0, 1.0))
+        # P(D >= j) for j = 1..d_max and E[min(D, n)] = cumulative sum of it.
+        survival = 1.0 - jnp.cumsum(pmf, axis=-1)[..., :-1]  # [S, K, D] : P(D >= j), j=1..D
+        exp_sold = jnp.concatenate(
+            [jnp.zeros((s, k_len, 1), lam.dtype), jnp.cumsum(survival, axis=-1)], axis=-1
+        )  # [S, K, D+1] for n = 0..d_max
+        if n_levels > d_max + 1:
+            pad = jnp.broadcast_to(exp_sold[..., -1:], (s, k_len, n_levels - d_max - 1))
+            exp_sold = jnp.concatenate([exp_sold, pad], axis=-1)
+        else:
+            exp_sold = exp_sold[..., :n_levels]
+        v_shift = v_next[:, shift]  # [S, N+1, D+1]
+        cont = jnp.einsum("snd,skd->snk", v_shift, pmf)  # [S, N+1, K]
+        q = margin[:, None, :] * jnp.swapaxes(exp_sold, 1, 2) + cont
+        # Reverse the (ascending) ladder so ties pick the higher price.
+        best_rev = jnp.argmax(q[..., ::-1], axis=-1)
+        best = (k_len - 1 - best_rev).astype(jnp.int32)
+        v = jnp.max(q, axis=-1)
+        return v, (v, best)
+
+    v_end = salvage[:, None] * n.astype(rates.dtype)[None, :]
+    rates_rev = jnp.moveaxis(rates, 1, 0)[::-1]  # [T, S, K], last period first
+    _, (values_rev, best_rev) = jax.lax.scan(step, v_end, rates_rev)
+    values = jnp.concatenate([values_rev[::-1], v_end[None]], axis=0)  # [T+1, S, N+1]
+    best = best_rev[::-1]  # [T, S, N+1]
+    # n = 0 has no sale: show the n = 1 price.
+    if n_levels > 1:
+        best = best.at[:, :, 0].set(best[:, :, 1])
+    index = jnp.transpose(best, (1, 2, 0))  # [S, N+1, T]
+    price = jnp.take_along_axis(prices[:, None, :], index.reshape(s, 1, -1), axis=2).reshape(
+        index.shape
+    )
+    return price, jnp.transpose(values, (1, 2, 0)), index
+
+
+def exponential_demand_value(n: np.ndarray, t: float, a: float, alpha: float) -> np.ndarray:
+    """Closed-form optimal revenue for exponential demand ``λ(p) = a·e^(−αp)``, continuous time.
+
+    .. math::
+
+        J^*(n, t) = \\frac{1}{\\alpha}\\Big[\\lambda^* t + \\ln P(\\text{Poisson}(\\lambda^* t) \\le n)\\Big],
+        \\quad \\lambda^* = a / e
+
+    (the stable form of ``(1/α) ln Σ_{i≤n} (λ* t)^i / i!``).
+
+    Args:
+        n: inventory levels (array of ints ≥ 0).
+        t: time to go, in the units of ``a``.
+        a: demand rate at price 0.
+        alpha: price sensitivity (> 0).
+
+    Returns:
+        ``J*(n, t)`` for each ``n``.
+
+    References:
+        Gallego & van Ryzin (1994), section 3.1.
+    """
+    from scipy.stats import poisson
+
+    lam_t = a / math.e * t
+    n_arr = np.asarray(n)
+    return (lam_t + poisson.logcdf(n_arr, lam_t)) / alpha
+
+
+def exponential_demand_price(n: np.ndarray, t: float, a: float, alpha: float) -> np.ndarray:
+    """Closed-form optimal price ``p*(n, t) = J*(n, t) − J*(n − 1, t) + 1/α`` for ``n ≥ 1``."""
+    n_arr = np.asarray(n)
+    return (
+        exponential_demand_value(n_arr, t, a, alpha)
+        - exponential_demand_value(n_arr - 1, t, a, alpha)
+        + 1.0 / alpha
+    )
+
+
+def solve_surfaces_numpy(
+    rates: np.ndarray,
+    prices: np.ndarray,
+    inventory: int | np.ndarray,
+    *,
+    unit_cost: float | np.ndarray = 0.0,
+    salvage: float | np.ndarray = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reference solver: the same recursion as :func:`solve_surfaces`, a plain loop per SKU.
+
+    Float64 numpy, untruncated Poisson demand (``min(D, n)`` with the exact tail). Used by the
+    tests as an independent check and by ``benchmarks/bench_policy.py`` as the baseline.
+
+    Returns:
+        ``(price [S, N+1, T], value [S, N+1, T+1])`` with the same conventions (ties to the
+        higher price, row ``n = 0`` repeats ``n = 1``).
+    """
+    from scipy.stats import poisson
+
+    rates = np.asarray(rates, dtype=np.float64)
+    prices = np.asarray(prices, dtype=np.float64)
+    s, t_len, k_len = rates.shape
+    inv = np.broadcast_to(np.asarray(inventory), (s,))
+    n_max = int(inv.max())
+    cost = np.broadcast_to(np.asarray(unit_cost, dtype=np.float64), (s,))
+    salv = np.broadcast_to(np.asarray(salvage, dtype=np.float64), (s,))
+    price = np.zeros((s, n_max + 1, t_len))
+    value = np.zeros((s, n_max + 1, t_len + 1))
+    units = np.arange(n_max + 1)
+    below = units[None, :] < units[:, None]  # [n, d]: d < n sells d units exactly
+    shift = np.maximum(units[:, None] - units[None, :], 0)
+    for i in range(s):
+        value[i, :, t_len] = salv[i] * units
+        margin = prices[i] - cost[i]  # [K]
+        for t in range(t_len - 1, -1, -1):
+            lam = rates[i, t][:, None]  # [K, 1]
+            pmf = poisson.pmf(units[None, :], lam)  # [K, d]
+            sf = poisson.sf(units[None, :] - 1, lam)  # [K, n]: P(D >= n)
+            v_next = value[i, :, t + 1]
+            exact = np.where(
+                below[None], pmf[:, None, :] * (margin[:, None, None] * units + v_next[shift]), 0.0
+            ).sum(axis=-1)  # [K, n]
+            q = exact + sf * (margin[:, None] * units[None, :] + v_next[0])
+            # Ties go to the higher price: scan prices from the top.
+            order = np.argsort(-prices[i], kind="stable")
+            best = order[np.argmax(q[order] >= q[order].max(axis=0) - 1e-12, axis=0)]
+            value[i, :, t] = q.max(axis=0)
+            price[i, :, t] = prices[i, best]
+        if n_max >= 1:
+            price[i, 0, :] = price[i, 1, :]
+    return price, value

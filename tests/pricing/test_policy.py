@@ -1,0 +1,133 @@
+"""The price-surface DP: closed form, structure, and agreement with a plain reference solver."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from pricing import solve_surfaces
+from pricing.exceptions import InputError
+from pricing.policy import (
+    demand_truncation,
+    exponential_demand_price,
+    exponential_demand_value,
+    solve_surfaces_numpy,
+)
+
+A, ALPHA, HORIZON = 20.0, 1.0, 1.0
+
+
+def _exponential_problem(periods: int, step: float, inventory: int):
+    ladder = np.arange(0.5, 8.0, step)[None, :]
+    per_period = A * np.exp(-ALPHA * ladder) * HORIZON / periods
+    rates = np.broadcast_to(per_period[:, None, :], (1, periods, ladder.shape[1]))
+    return rates, ladder, solve_surfaces(rates, ladder, inventory)
+
+
+def test_value_matches_gallego_van_ryzin_closed_form_as_step_shrinks():
+    n = np.arange(1, 16)
+    exact = exponential_demand_value(n, HORIZON, A, ALPHA)
+    errors = []
+    for periods in (10, 40, 400):
+        _, _, sol = _exponential_problem(periods, 0.01, 15)
+        value = np.asarray(sol.value[0, 1:, 0])
+        errors.append(np.max(np.abs(value - exact) / exact))
+    assert errors[-1] < 0.005
+    assert errors[0] > errors[-1]  # the discretisation error shrinks with the step
+
+
+def test_prices_match_closed_form():
+    _, ladder, sol = _exponential_problem(400, 0.01, 15)
+    n = np.arange(1, 16)
+    exact = exponential_demand_price(n, HORIZON, A, ALPHA)
+    np.testing.assert_allclose(np.asarray(sol.price[0, 1:, 0]), exact, atol=0.03)
+
+
+def test_price_falls_with_inventory_and_with_time_running_out():
+    _, _, sol = _exponential_problem(100, 0.1, 30)
+    price = np.asarray(sol.price[0, 1:])  # [n, t]
+    assert np.all(np.diff(price, axis=0) <= 0)  # more units left -> lower price
+    # Fewer periods to go at the same stock -> lower price (p*(n, t) rises with time to go).
+    assert np.all(np.diff(price, axis=1) <= 0)
+    assert price[0, 0] > price[-1, 0]  # and the surface is not flat
+    value = np.asarray(sol.value[0])
+    assert np.all(np.diff(value, axis=0) >= -1e-4)  # a unit more is never worth less
+    assert np.all(np.diff(value, axis=1) <= 1e-4)  # time is worth something
+
+
+def test_agrees_with_reference_solver_with_cost_salvage_and_per_sku_inventory():
+    rng = np.random.default_rng(7)
+    s, t, k = 3, 10, 5
+    prices = rng.uniform(5, 20, (s, k))  # unsorted ladders on purpose
+    rates = rng.uniform(0, 3, (s, t, k))
+    inventory = np.array([6, 2, 9])
+    cost = np.array([1.0, 0.0, 2.5])
+    sol = solve_surfaces(rates, prices, inventory, unit_cost=cost, salvage=0.5)
+    ref_price, ref_value = solve_surfaces_numpy(
+        rates, prices, inventory, unit_cost=cost, salvage=0.5
+    )
+    assert sol.price.shape == (s, 10, t) and sol.value.shape == (s, 10, t + 1)
+    np.testing.assert_allclose(np.asarray(sol.value), ref_value, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(sol.price), ref_price)
+    index = np.asarray(sol.index)
+    np.testing.assert_allclose(
+        np.take_along_axis(prices, index.reshape(s, -1), axis=1).reshape(index.shape),
+        np.asarray(sol.price),
+    )
+    np.testing.assert_allclose(
+        np.asarray(sol.value[:, :, -1]), 0.5 * np.arange(10)[None, :].repeat(3, 0)
+    )
+
+
+def test_jit_and_eager_agree():
+    rng = np.random.default_rng(3)
+    rates = rng.uniform(0, 2, (2, 6, 4))
+    prices = np.sort(rng.uniform(1, 10, (2, 4)), axis=1)
+    jitted = solve_surfaces(rates, prices, 5)
+    with jax.disable_jit():
+        eager = solve_surfaces(rates, prices, 5)
+    np.testing.assert_allclose(np.asarray(jitted.value), np.asarray(eager.value), rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(jitted.index), np.asarray(eager.index))
+
+
+def test_no_demand_holds_highest_price_and_values_salvage():
+    rates = np.zeros((1, 4, 3))
+    sol = solve_surfaces(rates, np.array([[3.0, 9.0, 5.0]]), 4, salvage=1.25)
+    assert np.all(np.asarray(sol.price) == 9.0)
+    np.testing.assert_allclose(np.asarray(sol.value[0, :, 0]), 1.25 * np.arange(5))
+
+
+def test_several_units_per_period_are_priced():
+    # One period, demand far above stock: the DP must price high, not sell one unit at a time.
+    ladder = np.array([[10.0, 20.0, 40.0]])
+    rates = np.array([[[60.0, 30.0, 12.0]]])
+    sol = solve_surfaces(rates, ladder, 10)
+    assert float(sol.price[0, 10, 0]) == 40.0
+    assert float(sol.value[0, 10, 0]) == pytest.approx(40.0 * 9.6, rel=0.02)
+
+
+def test_demand_truncation_tail():
+    assert demand_truncation(0.0, 50) == 1
+    assert demand_truncation(100.0, 5) == 5
+    d = demand_truncation(2.0, 1000, tail=1e-9)
+    from scipy.stats import poisson
+
+    assert poisson.sf(d, 2.0) < 1e-9 <= poisson.sf(d - 2, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("rates", "prices", "inventory", "match"),
+    [
+        (np.ones((2, 3)), np.ones((2, 3)), 2, "rates must have shape"),
+        (np.ones((2, 3, 4)), np.ones((2, 3)), 2, "prices must have shape"),
+        (-np.ones((1, 3, 2)), np.ones((1, 2)), 2, "rates must be finite and >= 0"),
+        (np.full((1, 3, 2), np.nan), np.ones((1, 2)), 2, "rates must be finite"),
+        (np.ones((1, 3, 2)), np.zeros((1, 2)), 2, "prices must be finite and > 0"),
+        (np.ones((1, 3, 2)), np.ones((1, 2)), -1, "inventory must be whole numbers >= 0"),
+        (np.ones((2, 3, 2)), np.ones((2, 2)), np.array([1, 2, 3]), "inventory must be an int"),
+    ],
+)
+def test_bad_inputs_are_refused_with_what_was_received(rates, prices, inventory, match):
+    with pytest.raises(InputError, match=match):
+        solve_surfaces(rates, prices, inventory)
