@@ -3,4 +3,7 @@
 Pure functions over arrays and tables: no sockets, no Redis, no servers.
 """
 
+from pricing.policy import Surfaces, solve_surfaces
+
 __all__: list[str] = []
+__all__ += ["Surfaces", "solve_surfaces"]
