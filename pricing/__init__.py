@@ -3,7 +3,21 @@
 Pure functions over arrays and tables: no sockets, no Redis, no servers.
 """
 
+from pricing.intensity import (
+    IntensityParams,
+    build_intensity_index,
+    forecast_intensity,
+    market_rollup,
+    validate_events,
+)
 from pricing.policy import Surfaces, solve_surfaces
 
 __all__: list[str] = []
 __all__ += ["Surfaces", "solve_surfaces"]
+__all__ += [
+    "IntensityParams",
+    "build_intensity_index",
+    "forecast_intensity",
+    "market_rollup",
+    "validate_events",
+]
