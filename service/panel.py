@@ -18,9 +18,9 @@ Rules (each one a deliberate choice):
 - **Stock** is rebuilt backwards from the units left now:
   ``left_end(h) = left_now + Σ_{events after h} (sold − returned − restocked)``.
   A period *ended sold out* when ``left_end(h) == 0`` (its sales are censored:
-  demand was at least what sold, see MATH.md); periods that *started* with
-  nothing left are dropped (nothing was on sale, so zero sales say nothing about
-  demand).
+  demand was at least what sold, see MATH.md); periods that sold nothing and
+  ended with nothing left are dropped (the shelf was empty, so zero sales say
+  nothing about demand).
 - **Span**: a pair's periods run from its first sale to ``end`` (the re-fit's
   cut-off, default the hour after the last event).
 
@@ -212,10 +212,11 @@ def build_panel(
             - panel["delta"]
         )
         left_end = now + after
-        left_start = left_end + panel["delta"]
         known = now.notna()
         panel["sold_out"] = (known & (left_end <= 0) & (panel["sold"] > 0)).to_numpy()
-        keep = ~known | (left_start > 0) | (panel["sold"] > 0)
+        # On sale during the period when something was left at its end or something sold
+        # (a restock inside the period counts from that period on).
+        keep = ~known | (left_end > 0) | (panel["sold"] > 0)
         panel = panel[keep.to_numpy()]
     panel = panel.rename(columns={"sold": "quantity"})
     out = panel[list(PANEL_COLUMNS)].sort_values(["sku", "market", "period"])
