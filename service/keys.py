@@ -1,0 +1,185 @@
+"""Every Redis key and channel dropprice uses, built in one place.
+
+Keys of one SKU carry the SKU as a Redis Cluster hash tag (``dp:{sku}:...``) so they
+live in one hash slot: the sale script and a per-SKU publish touch one node only,
+and the service runs unchanged on a single node or a Redis Cluster. A handful of
+global keys (the SKU index, the version registry) are single keys read off the
+request path, never combined with per-SKU keys in one command.
+
+Key format (``{sku}`` is the literal hash tag; ``<x>`` a value):
+
+====================================  ========  ===========================================
+key                                   type      contents
+====================================  ========  ===========================================
+``dp:{<sku>}:meta``                   hash      catalog entry: ``list_price``, ``currency``,
+                                                ``markets`` (JSON list), ``drop_id``, ``name``
+``dp:{<sku>}:inv:<market>``           string    units left (integer); the sale script's counter
+``dp:{<sku>}:live``                   hash      ``<market>`` -> live surface version
+``dp:{<sku>}:surface:<v>:<market>``   hash      surface header: ``rows`` (N+1), ``cols`` (T),
+                                                ``period_start_ms``, ``period_ms``,
+                                                ``currency``, ``elasticity``/``explain`` (JSON)
+``dp:{<sku>}:surface:<v>:<market>:p``  string    prices, float64 little-endian, row-major
+                                                ``[N+1, T]`` (row = units left)
+``dp:{<sku>}:surface:<v>:<market>:g``  string    guardrail code per cell, int8 ``[N+1, T]``
+``dp:{<sku>}:seen:<event_id>``        string    outcome of an event (idempotency), with TTL
+``dp:{<sku>}:events``                 stream    accepted events of the SKU (re-fit input)
+``dp:index:skus``                     set       every SKU with a catalog entry
+``dp:versions``                       zset      surface version -> publish time (ms)
+``dp:version:<v>``                    hash      version record: ``status``, ``meta`` (JSON),
+                                                ``pairs`` (JSON ``[[sku, market], ...]``)
+``dp:live``                           string    version most recently published/rolled back to
+``dp:secret:quote``                   string    random key signing quote ids (when no
+                                                ``DROPPRICE_QUOTE_SECRET`` is set)
+====================================  ========  ===========================================
+
+Channel ``dp:chan:updates`` (classic pub/sub, broadcast to every node of a cluster)
+carries tab-separated notices that keep each service process's in-memory view current:
+``inv<TAB>sku<TAB>market<TAB>units`` after every inventory change and
+``live<TAB>sku`` after a surface version swap.
+
+SKU and market identifiers never contain ``{`` or ``}`` (see
+:data:`service.config.models.Identifier`), so the tag is always the whole SKU.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PREFIX",
+    "UPDATES_CHANNEL",
+    "events",
+    "inventory",
+    "live",
+    "live_version",
+    "quote_secret",
+    "seen",
+    "sku_index",
+    "sku_meta",
+    "sku_tag",
+    "surface",
+    "surface_guardrails",
+    "surface_prefix",
+    "surface_prices",
+    "version_record",
+    "versions",
+    # operator config and audit (the {ops} hash slot)
+    "CONFIG_CHANNEL",
+    "audit_log",
+    "config_live",
+    "config_seq",
+    "config_version",
+    "config_versions",
+]
+
+PREFIX = "dp"
+UPDATES_CHANNEL = f"{PREFIX}:chan:updates"
+
+
+def sku_tag(sku: str) -> str:
+    """The hash-tag prefix shared by every key of ``sku``: ``dp:{sku}``."""
+    if "{" in sku or "}" in sku:
+        raise ValueError(f"SKU must not contain '{{' or '}}', got {sku!r}")
+    return f"{PREFIX}:{{{sku}}}"
+
+
+def sku_meta(sku: str) -> str:
+    """Catalog entry of a SKU (hash)."""
+    return f"{sku_tag(sku)}:meta"
+
+
+def inventory(sku: str, market: str) -> str:
+    """Units-left counter of a SKU in a market (string integer)."""
+    return f"{sku_tag(sku)}:inv:{market}"
+
+
+def live(sku: str) -> str:
+    """Live surface version per market of a SKU (hash ``market -> version``)."""
+    return f"{sku_tag(sku)}:live"
+
+
+def surface_prefix(sku: str) -> str:
+    """Prefix of every surface key of a SKU (the sale script appends ``<v>:<market>``)."""
+    return f"{sku_tag(sku)}:surface:"
+
+
+def surface(sku: str, version: str, market: str) -> str:
+    """Header of one published price surface (hash)."""
+    return f"{surface_prefix(sku)}{version}:{market}"
+
+
+def surface_prices(sku: str, version: str, market: str) -> str:
+    """Price cells of one surface: float64 little-endian ``[N+1, T]`` (string)."""
+    return f"{surface(sku, version, market)}:p"
+
+
+def surface_guardrails(sku: str, version: str, market: str) -> str:
+    """Guardrail code per cell of one surface: int8 ``[N+1, T]`` (string)."""
+    return f"{surface(sku, version, market)}:g"
+
+
+def seen(sku: str, event_id: str) -> str:
+    """Idempotency record of one event for one SKU (string, expires)."""
+    return f"{sku_tag(sku)}:seen:{event_id}"
+
+
+def events(sku: str) -> str:
+    """Stream of the SKU's accepted events."""
+    return f"{sku_tag(sku)}:events"
+
+
+def sku_index() -> str:
+    """Set of every SKU with a catalog entry (read by resync and stream consumers)."""
+    return f"{PREFIX}:index:skus"
+
+
+def versions() -> str:
+    """Sorted set of published surface versions scored by publish time (ms)."""
+    return f"{PREFIX}:versions"
+
+
+def version_record(version: str) -> str:
+    """Record of one published version (hash)."""
+    return f"{PREFIX}:version:{version}"
+
+
+def live_version() -> str:
+    """The version most recently published or rolled back to (string)."""
+    return f"{PREFIX}:live"
+
+
+def quote_secret() -> str:
+    """Shared random key signing quote ids when no secret is configured (string)."""
+    return f"{PREFIX}:secret:quote"
+
+
+# -- operator config versions and audit log ------------------------------------------
+# Global keys sharing the ``{ops}`` hash tag, so a config apply (new version, live
+# pointer, audit entry) is one atomic script on a single node or a cluster. Read off
+# the request path only (the service holds the live config in process).
+OPS_TAG = f"{PREFIX}:{{ops}}"
+CONFIG_CHANNEL = f"{PREFIX}:chan:config"
+"""Pub/sub channel: the new live config version number after every apply/rollback."""
+
+
+def config_live() -> str:
+    """The live operator config version number (string integer)."""
+    return f"{OPS_TAG}:config:live"
+
+
+def config_seq() -> str:
+    """Counter handing out config version numbers (``INCR``)."""
+    return f"{OPS_TAG}:config:seq"
+
+
+def config_version(version: int) -> str:
+    """One operator config version (hash: ``bundle`` JSON, ``digest``, ``actor``, ``at``, ...)."""
+    return f"{OPS_TAG}:config:v:{int(version)}"
+
+
+def config_versions() -> str:
+    """Sorted set of kept config versions (member and score: the version number)."""
+    return f"{OPS_TAG}:config:versions"
+
+
+def audit_log() -> str:
+    """Append-only audit stream (config changes, publishes, rollbacks, approvals)."""
+    return f"{OPS_TAG}:audit"

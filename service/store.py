@@ -1,0 +1,824 @@
+"""All Redis access for prices, inventory, events and surface versions.
+
+:func:`connect` opens a redis-py client for ``redis://`` (single node) or
+``redis+cluster://`` (Redis Cluster) URLs; :class:`PriceStore` wraps it with the
+operations the service, the re-fit worker and the CLI need. Keys come from
+:mod:`service.keys` (hash-tagged by SKU); every multi-key operation touches one
+SKU's keys only, so all of this works unchanged on a cluster. Redis being
+unreachable or slower than the client's timeout raises
+:class:`~service.exceptions.StoreUnavailable`.
+
+Publishing price surfaces
+-------------------------
+The re-fit worker publishes a new version with::
+
+    store.publish_surfaces(
+        "2026-12-05T17-00-v12",                       # version id (Identifier chars)
+        {("CMX-VAR-001", "brooklyn-panel-page"): SurfaceRecord(
+            price=price_nt,                           # float [N+1, T]: price with n units
+                                                      #   left in period t (guardrails applied)
+            period_start=window_start,                # aware datetime of period 0
+            period_seconds=600,                       # length of one period
+            guardrail_codes=codes_nt,                 # int8 [N+1, T] (pricing.guardrails codes)
+            currency="USD",
+            elasticity={"beta": -1.7, "beta_se": 0.2, "delta": -0.3, "gamma": 0.8},
+            explain={"fit_version": "...", "objective": "revenue"},   # any JSON
+        )},
+        meta={"fit": {...}, "created_by": "worker-1"},  # JSON, kept in the version record
+    )
+
+1. Every surface of the version is written under its own keys
+   (``dp:{sku}:surface:<v>:<market>`` header, ``...:p`` float64 cells, ``...:g``
+   int8 codes); nothing serves them yet.
+2. For each SKU, one script switches ``dp:{sku}:live`` to the new version for all
+   of the SKU's markets at once and announces it on ``dp:chan:updates``: a reader
+   sees either the old or the new surface of a SKU, never half a publish. (Across
+   SKUs the switch is SKU by SKU: a cluster has no cross-slot transactions.)
+3. The version is recorded (``dp:versions``, ``dp:version:<v>``, ``dp:live``) and
+   versions beyond the ``keep`` most recent are evicted, except surfaces a market
+   still serves.
+
+:meth:`PriceStore.rollback` switches every surface of an older kept version back
+the same way; :meth:`PriceStore.list_versions` and :meth:`PriceStore.live_version`
+report the registry. A surface's cell for units left ``n > N`` is row ``N``;
+periods before period 0 use column 0 and after the last use column ``T - 1``.
+
+Events
+------
+Every accepted event is appended (by the same script that dedupes it and moves
+inventory) to the stream of its SKU, ``dp:{sku}:events``; an event naming several
+SKUs (an announcement) is one entry in each. Streams are per SKU so the sale
+script stays single-slot on a cluster. A consumer lists them with
+:meth:`PriceStore.event_streams` (the SKU index ``dp:index:skus``), creates its
+consumer group on each with :meth:`PriceStore.ensure_group` (the re-fit worker
+uses group ``refit``), reads with :meth:`PriceStore.read_events` (``XREADGROUP``
+stream by stream, pipelined per node) and acknowledges with
+:meth:`PriceStore.ack`. Entry fields: ``type``, ``event_id``, ``sku``,
+``market``, ``ts`` (ISO 8601 with zone), ``quantity``, ``unit_price`` (reported
+by the POS), ``charged_price`` (quote or surface price of a sale), ``units_left``,
+``version`` (live surface version), ``kind`` (inventory effect), plus the
+event's own fields (``reach``, ``quote_id``, ...). Streams are trimmed to about
+``stream_maxlen`` entries per SKU.
+
+Example:
+    >>> store = PriceStore(connect("redis://127.0.0.1:6379/0"))  # doctest: +SKIP
+    >>> store.seed_inventory("CMX-VAR-001", "brooklyn-panel-page", 120)  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import secrets
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any, Literal, NamedTuple, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+import redis
+from redis.backoff import NoBackoff
+from redis.commands.core import Script
+from redis.retry import Retry
+
+from service import keys
+from service.exceptions import StoreUnavailable
+
+__all__ = [
+    "EventKind",
+    "EventOutcome",
+    "EventRecord",
+    "PriceStore",
+    "PublishResult",
+    "RedisClient",
+    "SkuMeta",
+    "StreamEvent",
+    "SurfaceRecord",
+    "VersionInfo",
+    "connect",
+]
+
+RedisClient: TypeAlias = "redis.Redis | redis.RedisCluster"
+EventKind = Literal["sale", "return", "restock", "signal"]
+
+_UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.RedisClusterException,
+)
+
+
+def connect(url: str, *, timeout: float = 0.25, cluster: bool | None = None) -> Any:
+    """Open a redis-py client for ``url``.
+
+    Args:
+        url: ``redis://host:port/db`` for one server, ``redis+cluster://host:port`` for
+            a Redis Cluster (any node; the rest are discovered). ``rediss://`` and
+            ``rediss+cluster://`` use TLS.
+        timeout: socket connect and read timeout in seconds: the time budget of one
+            Redis call (the service's ``DROPPRICE_REDIS_TIMEOUT_MS``).
+        cluster: force cluster mode for a plain ``redis://`` URL (``--cluster``).
+
+    Returns:
+        ``redis.Redis`` or ``redis.RedisCluster`` (typed ``Any`` because the two
+        share no base class); one failed attempt is retried once, without backoff.
+
+    Raises:
+        ValueError: the URL scheme is not one of the above.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in {"redis", "rediss", "redis+cluster", "rediss+cluster"}:
+        raise ValueError(
+            f"Redis URL must start with redis://, rediss://, redis+cluster:// or "
+            f"rediss+cluster://, got {url!r}"
+        )
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 1),
+        "health_check_interval": 0,
+    }
+    if scheme.endswith("+cluster") or cluster:
+        base = scheme.removesuffix("+cluster")
+        return redis.RedisCluster.from_url(f"{base}://{rest}", **options)
+    return redis.Redis.from_url(url, **options)
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether ``client`` talks to a Redis Cluster."""
+    return isinstance(client, redis.RedisCluster)
+
+
+@contextlib.contextmanager
+def unavailable_as_domain_error(action: str) -> Iterator[None]:
+    """Turn redis-py connection failures into :class:`StoreUnavailable`."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable(f"Redis unavailable while {action}: {exc}") from exc
+
+
+class SkuMeta(NamedTuple):
+    """Catalog entry of a SKU as the service serves it before any surface exists."""
+
+    sku: str
+    list_price: float
+    currency: str
+    markets: tuple[str, ...]
+    drop_id: str = ""
+    name: str = ""
+
+
+class SurfaceRecord(NamedTuple):
+    """One price surface of one SKU in one market (the publish format).
+
+    ``price[n, t]`` is the price served with ``n`` units left in period ``t``, where
+    period ``t`` starts at ``period_start + t * period_seconds``. Guardrails are
+    already applied; ``guardrail_codes[n, t]`` says which one bound the cell
+    (``0`` none; the codes of :mod:`pricing.guardrails`).
+    """
+
+    price: npt.NDArray[np.float64]
+    period_start: datetime
+    period_seconds: int
+    guardrail_codes: npt.NDArray[np.int8] | None = None
+    currency: str = "USD"
+    elasticity: Mapping[str, float] | None = None
+    explain: Mapping[str, Any] | None = None
+
+    def price_at(self, units_left: int, now: datetime) -> float:
+        """The cell served with ``units_left`` units at time ``now`` (clamped)."""
+        rows, cols = self.price.shape
+        t = math.floor((now - self.period_start).total_seconds() / self.period_seconds)
+        return float(self.price[min(max(units_left, 0), rows - 1), min(max(t, 0), cols - 1)])
+
+
+class EventRecord(NamedTuple):
+    """One event for one SKU, ready for the event script.
+
+    ``kind`` is the inventory effect: ``sale`` decrements (refused when fewer
+    units are left), ``return``/``restock`` increment, ``signal`` (announcement,
+    claim, listing) only appends to the stream. ``fields`` are appended to the
+    stream entry verbatim.
+    """
+
+    event_id: str
+    kind: EventKind
+    sku: str
+    market: str
+    quantity: int
+    fields: Mapping[str, str]
+    quoted_price: float | None = None
+    list_price: float | None = None
+
+
+class EventOutcome(NamedTuple):
+    """What happened to one event (``status`` ``duplicate`` repeats ``first_status``)."""
+
+    event_id: str
+    sku: str
+    market: str
+    status: str
+    first_status: str
+    unit_price: float | None
+    units_left: int | None
+    stream_id: str | None
+    version: str | None
+
+
+class StreamEvent(NamedTuple):
+    """One entry read back from a SKU's event stream."""
+
+    stream: str
+    sku: str
+    entry_id: str
+    fields: dict[str, str]
+
+
+class VersionInfo(NamedTuple):
+    """A published surface version as recorded in the registry."""
+
+    version: str
+    published_at: datetime
+    status: str
+    live: bool
+    pairs: tuple[tuple[str, str], ...]
+    meta: dict[str, Any]
+
+
+class PublishResult(NamedTuple):
+    """Outcome of :meth:`PriceStore.publish_surfaces` or :meth:`PriceStore.rollback`."""
+
+    version: str
+    skus: int
+    surfaces: int
+    evicted: tuple[str, ...]
+
+
+def _script_source(name: str) -> str:
+    return resources.files("service").joinpath(f"lua/{name}.lua").read_text()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _decode_hash(raw: Mapping[Any, Any]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _float_or_none(value: Any) -> float | None:
+    text = _text(value) if value is not None else ""
+    return float(text) if text else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    text = _text(value) if value is not None else ""
+    return int(text) if text else None
+
+
+class PriceStore:
+    """Prices, inventory counters, events and surface versions in Redis.
+
+    Args:
+        client: from :func:`connect` (single node or cluster).
+        dedupe_ttl_s: how long an ``event_id`` is remembered (replays within it are
+            reported ``duplicate`` and change nothing).
+        stream_maxlen: approximate number of entries kept per SKU stream.
+        keep_versions: surface versions kept for rollback (``Defaults.keep_versions``).
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        dedupe_ttl_s: int = 7 * 24 * 3600,
+        stream_maxlen: int = 100_000,
+        keep_versions: int = 5,
+    ) -> None:
+        self.client = client
+        self.cluster = is_cluster(client)
+        self.dedupe_ttl_ms = dedupe_ttl_s * 1000
+        self.stream_maxlen = stream_maxlen
+        self.keep_versions = keep_versions
+        self._record_event: Script = client.register_script(_script_source("record_event"))
+        self._set_inventory: Script = client.register_script(_script_source("set_inventory"))
+        self._swap_live: Script = client.register_script(_script_source("swap_live"))
+        self._evict: Script = client.register_script(_script_source("evict_surface"))
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
+
+    def ping(self) -> bool:
+        """``True`` when Redis answers; raises :class:`StoreUnavailable` otherwise."""
+        with unavailable_as_domain_error("pinging"):
+            return bool(self.client.ping())
+
+    # ----------------------------------------------------------------- catalog
+    def register_sku(self, meta: SkuMeta) -> None:
+        """Write (or refresh) a SKU's catalog entry and add it to the SKU index."""
+        with unavailable_as_domain_error(f"registering SKU {meta.sku}"):
+            self.client.hset(
+                keys.sku_meta(meta.sku),
+                mapping={
+                    "list_price": repr(float(meta.list_price)),
+                    "currency": meta.currency,
+                    "markets": json.dumps(list(meta.markets)),
+                    "drop_id": meta.drop_id,
+                    "name": meta.name,
+                },
+            )
+            self.client.sadd(keys.sku_index(), meta.sku)
+
+    def skus(self) -> list[str]:
+        """Every SKU in the index (sorted)."""
+        with unavailable_as_domain_error("listing SKUs"):
+            return sorted(_text(s) for s in self.client.smembers(keys.sku_index()))
+
+    def catalog(self, skus: Iterable[str] | None = None) -> dict[str, SkuMeta]:
+        """Catalog entries of ``skus`` (default: the whole index)."""
+        names = list(skus) if skus is not None else self.skus()
+        with unavailable_as_domain_error("reading the catalog"):
+            pipe = self.client.pipeline(transaction=False)
+            for sku in names:
+                pipe.hgetall(keys.sku_meta(sku))
+            rows = pipe.execute()
+        out: dict[str, SkuMeta] = {}
+        for sku, raw in zip(names, rows, strict=True):
+            if not raw:
+                continue
+            h = _decode_hash(raw)
+            out[sku] = SkuMeta(
+                sku=sku,
+                list_price=float(h["list_price"]),
+                currency=h.get("currency", "USD"),
+                markets=tuple(json.loads(h.get("markets", "[]"))),
+                drop_id=h.get("drop_id", ""),
+                name=h.get("name", ""),
+            )
+        return out
+
+    # --------------------------------------------------------------- inventory
+    def set_inventory(self, sku: str, market: str, units: int) -> int:
+        """Overwrite units left (an operator count or correction); returns ``units``."""
+        return self._write_inventory("set", sku, market, units)[1]
+
+    def seed_inventory(self, sku: str, market: str, units: int) -> bool:
+        """Set units left only if the counter does not exist yet (never overwrites a
+        live counter). Returns whether it was written."""
+        return self._write_inventory("seed", sku, market, units)[0]
+
+    def _write_inventory(self, mode: str, sku: str, market: str, units: int) -> tuple[bool, int]:
+        if units < 0:
+            raise ValueError(f"units must be >= 0, got {units} for {sku} in {market}")
+        with unavailable_as_domain_error(f"writing inventory of {sku} in {market}"):
+            written, now = self._set_inventory(
+                keys=[keys.inventory(sku, market)],
+                args=[mode, int(units), keys.UPDATES_CHANNEL, sku, market],
+            )
+        return bool(written), int(now)
+
+    def get_inventory(self, sku: str, market: str) -> int | None:
+        """Units left, or ``None`` when the counter was never set."""
+        with unavailable_as_domain_error(f"reading inventory of {sku} in {market}"):
+            return _int_or_none(self.client.get(keys.inventory(sku, market)))
+
+    def get_inventories(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """Units left for many (sku, market) pairs in one pipelined pass (missing omitted)."""
+        with unavailable_as_domain_error("reading inventory"):
+            pipe = self.client.pipeline(transaction=False)
+            for sku, market in pairs:
+                pipe.get(keys.inventory(sku, market))
+            values = pipe.execute()
+        return {pair: int(_text(v)) for pair, v in zip(pairs, values, strict=True) if v is not None}
+
+    # ------------------------------------------------------------------ events
+    def record_events(self, events: Sequence[EventRecord]) -> list[EventOutcome]:
+        """Apply events atomically one by one (dedupe, price, inventory, stream).
+
+        The scripts are pipelined: one round trip per node for the whole batch.
+        Each event is all-or-nothing; if Redis fails mid-batch
+        :class:`StoreUnavailable` is raised and a retry with the same event ids
+        applies exactly the events that had not been applied (the rest report
+        ``duplicate``).
+        """
+        if not events:
+            return []
+        calls: list[tuple[Script, list[str], list[Any]]] = []
+        for ev in events:
+            args: list[Any] = [
+                ev.kind,
+                int(ev.quantity),
+                self.dedupe_ttl_ms,
+                "" if ev.quoted_price is None else repr(float(ev.quoted_price)),
+                "" if ev.list_price is None else repr(float(ev.list_price)),
+                ev.market,
+                keys.surface_prefix(ev.sku),
+                self.stream_maxlen,
+                keys.UPDATES_CHANNEL,
+                ev.sku,
+            ]
+            for name, value in ev.fields.items():
+                args += [name, value]
+            event_keys = [
+                keys.seen(ev.sku, ev.event_id),
+                keys.inventory(ev.sku, ev.market),
+                keys.events(ev.sku),
+                keys.live(ev.sku),
+            ]
+            calls.append((self._record_event, event_keys, args))
+        with unavailable_as_domain_error("recording events"):
+            replies = self._run_scripts(calls)
+        out = []
+        for ev, reply in zip(events, replies, strict=True):
+            status, first, price, units, stream_id, version = (_text(x) for x in reply)
+            out.append(
+                EventOutcome(
+                    event_id=ev.event_id,
+                    sku=ev.sku,
+                    market=ev.market,
+                    status=status,
+                    first_status=first,
+                    unit_price=_float_or_none(price),
+                    units_left=_int_or_none(units),
+                    stream_id=stream_id or None,
+                    version=version or None,
+                )
+            )
+        return out
+
+    def event_streams(self) -> dict[str, str]:
+        """``{sku: stream key}`` for every SKU in the index."""
+        return {sku: keys.events(sku) for sku in self.skus()}
+
+    def ensure_group(self, group: str, *, start: str = "0") -> None:
+        """Create consumer group ``group`` on every SKU stream (idempotent)."""
+        with unavailable_as_domain_error(f"creating consumer group {group}"):
+            for stream in self.event_streams().values():
+                try:
+                    self.client.xgroup_create(stream, group, id=start, mkstream=True)
+                except redis.ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+
+    def read_events(
+        self, group: str, consumer: str, *, count: int = 1000, skus: Iterable[str] | None = None
+    ) -> list[StreamEvent]:
+        """New entries for ``consumer`` of ``group`` from every SKU stream (no blocking).
+
+        Call :meth:`ensure_group` first (new SKUs need it too). Entries stay pending
+        until :meth:`ack`.
+        """
+        names = list(skus) if skus is not None else self.skus()
+        with unavailable_as_domain_error(f"reading events for group {group}"):
+            pipe = self.client.pipeline(transaction=False)
+            for sku in names:
+                pipe.xreadgroup(group, consumer, {keys.events(sku): ">"}, count=count)
+            replies = pipe.execute(raise_on_error=False)
+        out: list[StreamEvent] = []
+        for sku, reply in zip(names, replies, strict=True):
+            if isinstance(reply, redis.ResponseError) and "NOGROUP" in str(reply):
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            for stream, entries in reply or []:
+                for entry_id, fields in entries:
+                    out.append(
+                        StreamEvent(_text(stream), sku, _text(entry_id), _decode_hash(fields))
+                    )
+        return out
+
+    def ack(self, group: str, entries: Iterable[StreamEvent]) -> int:
+        """Acknowledge entries read with :meth:`read_events`; returns how many."""
+        by_stream: dict[str, list[str]] = {}
+        for e in entries:
+            by_stream.setdefault(e.stream, []).append(e.entry_id)
+        with unavailable_as_domain_error(f"acknowledging events of group {group}"):
+            return sum(int(self.client.xack(s, group, *ids)) for s, ids in by_stream.items())
+
+    def recent_events(
+        self, sku: str, *, since: datetime | None = None, limit: int = 50_000
+    ) -> list[StreamEvent]:
+        """The SKU's stream entries appended at or after ``since`` (oldest first)."""
+        start = "-" if since is None else f"{int(since.timestamp() * 1000)}-0"
+        stream = keys.events(sku)
+        with unavailable_as_domain_error(f"reading events of {sku}"):
+            entries = self.client.xrevrange(stream, max="+", min=start, count=limit)
+        return [StreamEvent(stream, sku, _text(i), _decode_hash(f)) for i, f in reversed(entries)]
+
+    # ---------------------------------------------------------------- surfaces
+    def publish_surfaces(
+        self,
+        version: str,
+        surfaces: Mapping[tuple[str, str], SurfaceRecord],
+        meta: Mapping[str, Any] | None = None,
+        *,
+        keep: int | None = None,
+    ) -> PublishResult:
+        """Write a new surface version, switch it live SKU by SKU, keep the last ``keep``.
+
+        Args:
+            version: new version id (letters, digits, ``._:-``; unused so far).
+            surfaces: ``{(sku, market): SurfaceRecord}``.
+            meta: JSON-serialisable facts about the version (fit summary, author).
+            keep: versions kept for rollback (default ``keep_versions``, at least 2).
+
+        Returns:
+            The version, counts and the versions evicted.
+
+        Raises:
+            ValueError: a bad version id, a reused version or a malformed surface
+                (the message names the SKU and market).
+            StoreUnavailable: Redis failed; the live version is unchanged for every
+                SKU not yet switched (publish again under a new version id).
+        """
+        _check_version_id(version)
+        if not surfaces:
+            raise ValueError("publish_surfaces needs at least one (sku, market) surface, got none")
+        keep = max(2, keep or self.keep_versions)
+        encoded = {pair: _encode_surface(pair, rec, version) for pair, rec in surfaces.items()}
+        now_ms = int(datetime.now(UTC).timestamp() * 1000)
+        with unavailable_as_domain_error(f"publishing surface version {version}"):
+            if self.client.exists(keys.version_record(version)):
+                raise ValueError(f"surface version {version!r} exists already: use a new id")
+            self.client.hset(
+                keys.version_record(version),
+                mapping={
+                    "status": "writing",
+                    "created_ms": now_ms,
+                    "meta": json.dumps(dict(meta or {}), default=str),
+                    "pairs": json.dumps(sorted([s, m] for s, m in surfaces)),
+                },
+            )
+            pipe = self.client.pipeline(transaction=False)
+            for (sku, market), (header, cells, codes) in encoded.items():
+                pipe.hset(keys.surface(sku, version, market), mapping=header)
+                pipe.set(keys.surface_prices(sku, version, market), cells)
+                if codes is not None:
+                    pipe.set(keys.surface_guardrails(sku, version, market), codes)
+            pipe.execute()
+            by_sku = _group_by_sku(surfaces)
+            self._swap(version, by_sku)
+            evicted = self._record_live(version, now_ms, keep)
+        return PublishResult(version, len(by_sku), len(surfaces), evicted)
+
+    def rollback(self, to_version: str | None = None) -> PublishResult:
+        """Serve an older kept version again (default: the one before the live one).
+
+        Raises:
+            ValueError: no such kept version, or nothing to roll back to.
+            StoreUnavailable: Redis failed (roll back again; the switch is idempotent).
+        """
+        versions = self.list_versions()
+        live = self.live_version()
+        if to_version is None:
+            older = [v for v in versions if v.version != live and v.status != "evicted"]
+            if live is not None:
+                live_info = next((v for v in versions if v.version == live), None)
+                if live_info is not None:
+                    older = [v for v in older if v.published_at <= live_info.published_at]
+            if not older:
+                raise ValueError(
+                    f"nothing to roll back to: kept versions are "
+                    f"{[v.version for v in versions]}, live is {live!r}"
+                )
+            target = older[0]
+        else:
+            found = next((v for v in versions if v.version == to_version), None)
+            if found is None:
+                raise ValueError(
+                    f"unknown or evicted surface version {to_version!r}; kept versions are "
+                    f"{[v.version for v in versions]}"
+                )
+            target = found
+        by_sku: dict[str, list[str]] = {}
+        for sku, market in target.pairs:
+            by_sku.setdefault(sku, []).append(market)
+        with unavailable_as_domain_error(f"rolling back to {target.version}"):
+            self._swap(target.version, by_sku)
+            self.client.hset(
+                keys.version_record(target.version),
+                mapping={
+                    "status": "live",
+                    "rolled_back_ms": int(datetime.now(UTC).timestamp() * 1000),
+                },
+            )
+            self.client.set(keys.live_version(), target.version)
+        return PublishResult(target.version, len(by_sku), len(target.pairs), ())
+
+    def _run_scripts(self, calls: Sequence[tuple[Script, list[str], list[Any]]]) -> list[Any]:
+        """Run scripts pipelined: one round trip per node, replies in call order.
+
+        A cluster pipeline cannot carry EVALSHA, so on a cluster the calls are
+        grouped by the node owning their first key (all keys of a call share one
+        slot) and each group is pipelined on that node's own connection.
+        """
+        if not self.cluster:
+            pipe = self.client.pipeline(transaction=False)
+            for script, script_keys, args in calls:
+                script(keys=script_keys, args=args, client=pipe)
+            return list(pipe.execute())
+        groups: dict[str, tuple[Any, list[int]]] = {}
+        for i, (script, script_keys, args) in enumerate(calls):
+            node = self.client.get_node_from_key(script_keys[0])
+            if node.name not in groups:
+                conn = self.client.get_redis_connection(node)
+                groups[node.name] = (conn.pipeline(transaction=False), [])
+            pipe, index = groups[node.name]
+            script(keys=script_keys, args=args, client=pipe)
+            index.append(i)
+        replies: list[Any] = [None] * len(calls)
+        for pipe, index in groups.values():
+            for i, reply in zip(index, pipe.execute(), strict=True):
+                replies[i] = reply
+        return replies
+
+    def _swap(self, version: str, by_sku: Mapping[str, Sequence[str]]) -> None:
+        calls: list[tuple[Script, list[str], list[Any]]] = []
+        for sku, markets in by_sku.items():
+            args: list[Any] = [keys.surface_prefix(sku), keys.UPDATES_CHANNEL, sku]
+            for market in markets:
+                args += [market, version]
+            calls.append((self._swap_live, [keys.live(sku)], args))
+        self._run_scripts(calls)
+
+    def _record_live(self, version: str, now_ms: int, keep: int) -> tuple[str, ...]:
+        self.client.zadd(keys.versions(), {version: now_ms})
+        self.client.hset(keys.version_record(version), mapping={"status": "live"})
+        self.client.set(keys.live_version(), version)
+        ordered = [_text(v) for v in self.client.zrevrange(keys.versions(), 0, -1)]
+        evicted = tuple(ordered[keep:])
+        for old in evicted:
+            record = _decode_hash(self.client.hgetall(keys.version_record(old)))
+            self._run_scripts(
+                [
+                    (
+                        self._evict,
+                        [
+                            keys.live(sku),
+                            keys.surface(sku, old, market),
+                            keys.surface_prices(sku, old, market),
+                            keys.surface_guardrails(sku, old, market),
+                        ],
+                        [market, old],
+                    )
+                    for sku, market in json.loads(record.get("pairs", "[]"))
+                ]
+            )
+            self.client.zrem(keys.versions(), old)
+            self.client.hset(keys.version_record(old), mapping={"status": "evicted"})
+        return evicted
+
+    def live_version(self) -> str | None:
+        """The version most recently published or rolled back to, if any."""
+        with unavailable_as_domain_error("reading the live version"):
+            value = self.client.get(keys.live_version())
+        return _text(value) if value is not None else None
+
+    def list_versions(self) -> list[VersionInfo]:
+        """Kept versions, newest first."""
+        with unavailable_as_domain_error("listing surface versions"):
+            scored = self.client.zrevrange(keys.versions(), 0, -1, withscores=True)
+            live = self.client.get(keys.live_version())
+            pipe = self.client.pipeline(transaction=False)
+            for name, _ in scored:
+                pipe.hgetall(keys.version_record(_text(name)))
+            records = pipe.execute()
+        live_name = _text(live) if live is not None else None
+        out = []
+        for (name, score), raw in zip(scored, records, strict=True):
+            h = _decode_hash(raw)
+            out.append(
+                VersionInfo(
+                    version=_text(name),
+                    published_at=datetime.fromtimestamp(score / 1000, UTC),
+                    status=h.get("status", "unknown"),
+                    live=_text(name) == live_name,
+                    pairs=tuple((s, m) for s, m in json.loads(h.get("pairs", "[]"))),
+                    meta=json.loads(h.get("meta", "{}")),
+                )
+            )
+        return out
+
+    def live_surfaces(self, sku: str) -> dict[str, tuple[str, SurfaceRecord]]:
+        """``{market: (version, surface)}`` of every market of ``sku`` with a live surface."""
+        with unavailable_as_domain_error(f"reading live surfaces of {sku}"):
+            pointers = _decode_hash(self.client.hgetall(keys.live(sku)))
+            if not pointers:
+                return {}
+            pipe = self.client.pipeline(transaction=False)
+            for market, version in pointers.items():
+                pipe.hgetall(keys.surface(sku, version, market))
+                pipe.get(keys.surface_prices(sku, version, market))
+                pipe.get(keys.surface_guardrails(sku, version, market))
+            raw = pipe.execute()
+        out = {}
+        for i, (market, version) in enumerate(pointers.items()):
+            header, cells, codes = raw[3 * i : 3 * i + 3]
+            if header and cells is not None:
+                out[market] = (version, _decode_surface(_decode_hash(header), cells, codes))
+        return out
+
+    def get_surface(
+        self, sku: str, market: str, version: str | None = None
+    ) -> tuple[str, SurfaceRecord] | None:
+        """One surface (default: the live one) with its version, or ``None``."""
+        with unavailable_as_domain_error(f"reading the surface of {sku} in {market}"):
+            if version is None:
+                live = self.client.hget(keys.live(sku), market)
+                if live is None:
+                    return None
+                version = _text(live)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hgetall(keys.surface(sku, version, market))
+            pipe.get(keys.surface_prices(sku, version, market))
+            pipe.get(keys.surface_guardrails(sku, version, market))
+            header, cells, codes = pipe.execute()
+        if not header or cells is None:
+            return None
+        return version, _decode_surface(_decode_hash(header), cells, codes)
+
+    # ------------------------------------------------------------------ quotes
+    def quote_secret(self) -> bytes:
+        """The shared random key signing quote ids (created on first use)."""
+        with unavailable_as_domain_error("reading the quote signing key"):
+            self.client.set(keys.quote_secret(), secrets.token_hex(32), nx=True)
+            value = self.client.get(keys.quote_secret())
+        return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _check_version_id(version: str) -> None:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}", version or ""):
+        raise ValueError(
+            f"version id must be 1-128 letters, digits or '._:-' starting with a letter or "
+            f"digit, got {version!r}"
+        )
+
+
+def _group_by_sku(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for sku, market in pairs:
+        out.setdefault(sku, []).append(market)
+    return out
+
+
+def _encode_surface(
+    pair: tuple[str, str], rec: SurfaceRecord, version: str
+) -> tuple[dict[str, Any], bytes, bytes | None]:
+    sku, market = pair
+    keys.sku_tag(sku)
+    price = np.asarray(rec.price, dtype="<f8")
+    where = f"surface {version} of {sku} in {market}"
+    if price.ndim != 2 or price.shape[0] < 1 or price.shape[1] < 1:
+        raise ValueError(f"{where}: price must be a 2-D [N+1, T] array, got shape {price.shape}")
+    if not np.all(np.isfinite(price)) or np.any(price <= 0):
+        raise ValueError(f"{where}: prices must be finite and > 0, got min {np.nanmin(price)}")
+    if rec.period_start.tzinfo is None:
+        raise ValueError(f"{where}: period_start must carry a time zone, got {rec.period_start}")
+    if rec.period_seconds <= 0:
+        raise ValueError(f"{where}: period_seconds must be > 0, got {rec.period_seconds}")
+    codes: bytes | None = None
+    if rec.guardrail_codes is not None:
+        g = np.asarray(rec.guardrail_codes)
+        if g.shape != price.shape:
+            raise ValueError(
+                f"{where}: guardrail_codes shape {g.shape} must equal price shape {price.shape}"
+            )
+        codes = np.ascontiguousarray(g, dtype=np.int8).tobytes()
+    header = {
+        "rows": price.shape[0],
+        "cols": price.shape[1],
+        "period_start_ms": int(rec.period_start.timestamp() * 1000),
+        "period_ms": int(rec.period_seconds * 1000),
+        "currency": rec.currency,
+        "version": version,
+        "elasticity": json.dumps(dict(rec.elasticity or {})),
+        "explain": json.dumps(dict(rec.explain or {}), default=str),
+    }
+    return header, np.ascontiguousarray(price).tobytes(), codes
+
+
+def _decode_surface(header: dict[str, str], cells: bytes, codes: bytes | None) -> SurfaceRecord:
+    rows, cols = int(header["rows"]), int(header["cols"])
+    price = np.frombuffer(cells, dtype="<f8").reshape(rows, cols)
+    guard = np.frombuffer(codes, dtype=np.int8).reshape(rows, cols) if codes is not None else None
+    return SurfaceRecord(
+        price=price,
+        period_start=datetime.fromtimestamp(int(header["period_start_ms"]) / 1000, UTC),
+        period_seconds=int(header["period_ms"]) // 1000,
+        guardrail_codes=guard,
+        currency=header.get("currency", "USD"),
+        elasticity=json.loads(header.get("elasticity", "{}")),
+        explain=json.loads(header.get("explain", "{}")),
+    )

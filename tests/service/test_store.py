@@ -1,0 +1,218 @@
+"""PriceStore against real Redis: one single node and a 3-master cluster (conformance)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from service import keys
+from service.store import EventRecord, PriceStore, SkuMeta, SurfaceRecord, connect
+
+SKU, MARKET = "CMX-VAR-001", "brooklyn"
+
+
+@pytest.fixture
+def store(any_redis_url: str) -> PriceStore:
+    s = PriceStore(connect(any_redis_url, timeout=2.0), keep_versions=3)
+    yield s
+    s.close()
+
+
+def sale(
+    event_id: str, qty: int = 1, *, sku: str = SKU, quoted: float | None = None
+) -> EventRecord:
+    return EventRecord(
+        event_id=event_id,
+        kind="sale",
+        sku=sku,
+        market=MARKET,
+        quantity=qty,
+        fields={"type": "sale", "event_id": event_id, "unit_price": "20.0"},
+        quoted_price=quoted,
+        list_price=19.99,
+    )
+
+
+def surface(rows: int, cols: int = 4, base: float = 10.0) -> SurfaceRecord:
+    # Price falls as units left rise (row), rises as time runs out (column).
+    n = np.arange(rows)[:, None]
+    t = np.arange(cols)[None, :]
+    return SurfaceRecord(
+        price=base + 100.0 / (1 + n) + t,
+        period_start=datetime.now(UTC) - timedelta(minutes=5),
+        period_seconds=3600,
+        guardrail_codes=np.zeros((rows, cols), dtype=np.int8),
+        currency="USD",
+        elasticity={"beta": -1.5},
+    )
+
+
+def test_keys_of_one_sku_share_a_hash_slot() -> None:
+    from redis.crc import key_slot
+
+    names = [
+        keys.inventory(SKU, MARKET),
+        keys.live(SKU),
+        keys.events(SKU),
+        keys.seen(SKU, "e1"),
+        keys.surface(SKU, "v1", MARKET),
+        keys.surface_prices(SKU, "v1", MARKET),
+        keys.sku_meta(SKU),
+    ]
+    assert len({key_slot(k.encode()) for k in names}) == 1
+    with pytest.raises(ValueError, match="must not contain"):
+        keys.inventory("a{b}", MARKET)
+
+
+def test_seed_never_overwrites_a_live_counter(store: PriceStore) -> None:
+    assert store.seed_inventory(SKU, MARKET, 10) is True
+    store.record_events([sale("s1", 3)])
+    assert store.seed_inventory(SKU, MARKET, 10) is False
+    assert store.get_inventory(SKU, MARKET) == 7
+    assert store.set_inventory(SKU, MARKET, 50) == 50
+    assert store.get_inventory(SKU, MARKET) == 50
+
+
+def test_sale_decrements_refuses_when_short_and_replays_change_nothing(store: PriceStore) -> None:
+    store.seed_inventory(SKU, MARKET, 3)
+    out = store.record_events([sale("a", 2), sale("b", 2), sale("a", 2), sale("c", 1)])
+    assert [o.status for o in out] == ["accepted", "sold_out", "duplicate", "accepted"]
+    assert out[2].first_status == "accepted" and out[2].units_left == 1
+    assert out[3].units_left == 0
+    assert store.get_inventory(SKU, MARKET) == 0
+    # no surface yet: charged the list price
+    assert out[0].unit_price == pytest.approx(19.99)
+    assert len(store.recent_events(SKU)) == 2
+
+
+def test_sale_without_a_counter_is_refused(store: PriceStore) -> None:
+    (out,) = store.record_events([sale("x")])
+    assert out.status == "no_inventory"
+
+
+def test_sale_is_charged_the_surface_cell_or_the_quote(store: PriceStore) -> None:
+    store.seed_inventory(SKU, MARKET, 5)
+    rec = surface(rows=4)
+    store.publish_surfaces("v1", {(SKU, MARKET): rec})
+    a, b = store.record_events([sale("a"), sale("b", quoted=12.5)])
+    # 5 units left > N=3: row 3; 5 minutes into period 0.
+    assert a.unit_price == pytest.approx(rec.price[3, 0])
+    assert a.version == "v1"
+    assert b.unit_price == 12.5
+    entries = store.recent_events(SKU)
+    assert entries[0].fields["charged_price"] and entries[1].fields["charged_price"] == "12.5"
+    assert entries[0].fields["units_left"] == "4"
+
+
+def test_concurrent_sales_never_oversell(store: PriceStore, any_redis_url: str) -> None:
+    store.seed_inventory(SKU, MARKET, 37)
+    accepted: list[int] = []
+    lock = threading.Lock()
+
+    def worker(w: int) -> None:
+        s = PriceStore(connect(any_redis_url, timeout=5.0))
+        batch = [sale(f"w{w}-{i}") for i in range(15)]
+        res = s.record_events(batch)
+        with lock:
+            accepted.append(sum(o.status == "accepted" for o in res))
+        s.close()
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(accepted) == 37
+    assert store.get_inventory(SKU, MARKET) == 0
+
+
+def test_publish_switches_keeps_last_k_and_rolls_back(store: PriceStore) -> None:
+    pairs = {(SKU, MARKET): surface(3, base=10), ("PIN-1", MARKET): surface(3, base=20)}
+    for i in range(1, 5):
+        store.publish_surfaces(
+            f"v{i}", {k: v._replace(price=v.price + i) for k, v in pairs.items()}, meta={"n": i}
+        )
+    versions = store.list_versions()
+    assert [v.version for v in versions] == ["v4", "v3", "v2"]  # keep=3, v1 evicted
+    assert versions[0].live and versions[0].meta == {"n": 4}
+    assert store.live_version() == "v4"
+    assert store.get_surface(SKU, MARKET, "v1") is None
+    with pytest.raises(ValueError, match="exists already"):
+        store.publish_surfaces("v4", pairs)
+    assert store.rollback().version == "v3"
+    version, rec = store.live_surfaces(SKU)[MARKET]
+    assert version == "v3"
+    np.testing.assert_allclose(rec.price, pairs[(SKU, MARKET)].price + 3)
+    assert store.live_version() == "v3"
+    assert store.rollback("v4").version == "v4"
+    with pytest.raises(ValueError, match="unknown or evicted"):
+        store.rollback("v1")
+
+
+def test_publish_rejects_malformed_surfaces(store: PriceStore) -> None:
+    bad = surface(3)._replace(price=np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="2-D"):
+        store.publish_surfaces("v1", {(SKU, MARKET): bad})
+    with pytest.raises(ValueError, match="finite and > 0"):
+        store.publish_surfaces("v1", {(SKU, MARKET): surface(3)._replace(price=np.zeros((3, 2)))})
+    with pytest.raises(ValueError, match="version id"):
+        store.publish_surfaces("bad version", {(SKU, MARKET): surface(3)})
+    assert store.live_version() is None
+
+
+def test_catalog_and_consumer_group_round_trip(store: PriceStore) -> None:
+    store.register_sku(SkuMeta(SKU, 19.99, "USD", (MARKET,), "drop-1", "Variant"))
+    store.register_sku(SkuMeta("PIN-1", 5.0, "EUR", (MARKET, "paris")))
+    assert store.catalog()[SKU].markets == (MARKET,)
+    assert store.catalog()["PIN-1"].currency == "EUR"
+    store.seed_inventory(SKU, MARKET, 5)
+    store.ensure_group("refit")
+    store.record_events([sale("a"), sale("b")])
+    got = store.read_events("refit", "c1")
+    assert [e.fields["event_id"] for e in got] == ["a", "b"]
+    assert store.read_events("refit", "c1") == []
+    assert store.ack("refit", got) == 2
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    start=st.integers(0, 20),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["sale", "return", "restock"]), st.integers(0, 6), st.integers(0, 12)
+        ),
+        max_size=25,
+    ),
+)
+def test_counter_matches_a_sequential_model(redis_url: str, start: int, ops) -> None:
+    """Invariant of the event script: the counter equals a sequential model that
+    refuses short sales and ignores replays; it never goes negative."""
+    s = PriceStore(connect(redis_url, timeout=2.0))
+    s.client.delete(keys.inventory(SKU, MARKET))
+    for k in s.client.scan_iter(match=f"{keys.sku_tag(SKU)}:seen:*"):
+        s.client.delete(k)
+    s.set_inventory(SKU, MARKET, start)
+    model, seen = start, set()
+    events = []
+    for kind, qty, eid in ops:
+        events.append(EventRecord(f"e{eid}", kind, SKU, MARKET, qty, {}, None, 1.0))
+    for ev, out in zip(events, s.record_events(events), strict=True):
+        if ev.event_id in seen:
+            assert out.status == "duplicate"
+            continue
+        seen.add(ev.event_id)
+        if ev.kind == "sale":
+            ok = model >= ev.quantity
+            assert out.status == ("accepted" if ok else "sold_out")
+            model -= ev.quantity if ok else 0
+        else:
+            model += ev.quantity
+    assert s.get_inventory(SKU, MARKET) == model >= 0
+    s.close()
