@@ -1,0 +1,450 @@
+"""Guardrails: the operator's bounds, applied after the optimum and always winning.
+
+A price leaves the policy only after these steps, in this order:
+
+1. **static bounds** — clip to ``[lo, hi]`` with ``lo = max(floor, unit_cost unless
+   allow_below_cost, MIN_PRICE)`` and ``hi = ceiling``;
+2. **allowed values** — snap to the nearest step of the ``ladder`` (only steps inside
+   ``[lo, hi]`` that carry the ``price_ending`` when both are set), or, without a ladder, round
+   down to the ``price_ending`` (``x.99``), up when rounding down would cross ``lo``;
+3. **time rules** — hold the opening price during the ``no_touch_periods`` after a window opens;
+   move at most ``max_change_pct`` % from the previous price (to the allowed value nearest the
+   optimum inside that band, else hold); change at most ``max_changes_per_window`` times.
+
+On a published surface ``p(n, t)`` the time rules run along ``t`` at each stock level ``n``
+(:func:`apply_guardrails`); on the sequence of prices actually served (stock moving with
+sales) they run on the path (:func:`guard_served`, :func:`guard_path`), which also enforces the
+change cap. Every served price carries a :class:`GuardrailCode` saying which rule bound it.
+
+Contradictory bounds (cost above the ceiling, a ladder with no step inside the bounds, an
+ending that never falls inside them) raise :class:`~pricing.exceptions.GuardrailError` when the
+spec is built, so an impossible spec never reaches a terminal. A non-finite proposal on a
+surface raises :class:`~pricing.exceptions.InputError`; on a served path it holds the previous
+served price.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import NamedTuple
+
+import numpy as np
+
+from pricing.exceptions import GuardrailError, InputError
+
+__all__ = [
+    "MIN_PRICE",
+    "GuardrailCode",
+    "GuardrailSpec",
+    "ServedState",
+    "apply_guardrails",
+    "candidate_ladder",
+    "guard_path",
+    "guard_served",
+    "initial_served_state",
+]
+
+MIN_PRICE = 0.01
+"""No price below one cent ever leaves the policy."""
+
+_TOL = 1e-9
+
+
+class GuardrailCode(IntEnum):
+    """Which guardrail bound a served price (0 = the optimum passed unchanged)."""
+
+    NONE = 0
+    FLOOR = 1
+    CEILING = 2
+    COST = 3
+    LADDER = 4
+    ENDING = 5
+    MAX_CHANGE = 6
+    CHANGE_CAP = 7
+    NO_TOUCH = 8
+    HELD = 9
+    """The proposal was not a finite number; the previous served price was held."""
+
+
+@dataclass(frozen=True)
+class GuardrailSpec:
+    """One SKU's guardrails (mirrors ``service.config.models.Guardrails``, in periods).
+
+    Attributes:
+        floor: lowest price, ``None`` for none.
+        ceiling: highest price, ``None`` for none.
+        ladder: allowed prices (any order; duplicates ignored), ``None`` for any price.
+        price_ending: cents every price ends with, e.g. ``0.99``; ``None`` for any.
+        max_change_pct: largest move between consecutive prices, percent of the previous one.
+        max_changes_per_window: cap on the number of price changes in one drop window.
+        no_touch_periods: periods after a window opens during which the opening price holds.
+        allow_below_cost: allow prices under ``unit_cost`` (clearance).
+        unit_cost: cost of one unit; the never-below-cost bound.
+
+    Raises:
+        GuardrailError: a field is out of range or no price satisfies the bounds together.
+
+    Example:
+        >>> spec = GuardrailSpec(floor=20.0, ceiling=60.0, price_ending=0.99)
+        >>> spec.bounds
+        (20.0, 60.0)
+    """
+
+    floor: float | None = None
+    ceiling: float | None = None
+    ladder: tuple[float, ...] | None = None
+    price_ending: float | None = None
+    max_change_pct: float | None = None
+    max_changes_per_window: int | None = None
+    no_touch_periods: int = 0
+    allow_below_cost: bool = False
+    unit_cost: float = 0.0
+
+    def __post_init__(self) -> None:
+        def finite(name: str, value: float | None, *, lo: float = 0.0) -> None:
+            if value is not None and not (math.isfinite(value) and value >= lo):
+                raise GuardrailError(f"{name} must be a finite number >= {lo}, got {value!r}")
+
+        finite("floor", self.floor)
+        finite("ceiling", self.ceiling)
+        finite("unit_cost", self.unit_cost)
+        if self.price_ending is not None and not (0.0 <= self.price_ending < 1.0):
+            raise GuardrailError(
+                f"price_ending must be in [0, 1) (the cents, e.g. 0.99), got {self.price_ending!r}"
+            )
+        if self.max_change_pct is not None and not (
+            math.isfinite(self.max_change_pct) and self.max_change_pct > 0.0
+        ):
+            raise GuardrailError(f"max_change_pct must be > 0, got {self.max_change_pct!r}")
+        if self.max_changes_per_window is not None and self.max_changes_per_window < 0:
+            raise GuardrailError(
+                f"max_changes_per_window must be >= 0, got {self.max_changes_per_window!r}"
+            )
+        if self.no_touch_periods < 0:
+            raise GuardrailError(f"no_touch_periods must be >= 0, got {self.no_touch_periods!r}")
+        if self.ladder is not None:
+            steps = tuple(float(p) for p in self.ladder)
+            if not steps or not all(math.isfinite(p) and p > 0 for p in steps):
+                raise GuardrailError(
+                    f"ladder must list finite prices > 0, got {list(self.ladder)!r}"
+                )
+            object.__setattr__(self, "ladder", tuple(sorted(set(steps))))
+        lo, hi = self.bounds
+        if lo > hi + _TOL:
+            what = "unit_cost" if self._cost_binds else "floor"
+            raise GuardrailError(
+                f"no price satisfies the bounds: {what} {lo} is above ceiling {hi} "
+                "(raise the ceiling, lower the floor, or set allow_below_cost)"
+            )
+        if self.ladder is not None and self.allowed_ladder.size == 0:
+            raise GuardrailError(
+                f"no ladder step lies in [{lo}, {hi}]"
+                + (f" with ending {self.price_ending}" if self.price_ending is not None else "")
+                + f", ladder {list(self.ladder)}"
+            )
+        if self.ladder is None and self.price_ending is not None:
+            first = math.ceil(lo - self.price_ending - _TOL) + self.price_ending
+            if first > hi + _TOL:
+                raise GuardrailError(
+                    f"no price ending in {self.price_ending} lies in [{lo}, {hi}]: "
+                    "widen the bounds or change the ending"
+                )
+
+    @property
+    def _cost_binds(self) -> bool:
+        return not self.allow_below_cost and self.unit_cost > (self.floor or 0.0)
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """``(lo, hi)``: the lowest and highest price this spec lets through."""
+        lo = max(self.floor or 0.0, MIN_PRICE)
+        if not self.allow_below_cost:
+            lo = max(lo, self.unit_cost)
+        hi = self.ceiling if self.ceiling is not None else math.inf
+        return lo, hi
+
+    @property
+    def allowed_ladder(self) -> np.ndarray:
+        """Ladder steps inside the bounds (with the ending when one is set), ascending."""
+        if self.ladder is None:
+            return np.empty(0)
+        lo, hi = self.bounds
+        steps = np.asarray(self.ladder, dtype=np.float64)
+        keep = (steps >= lo - _TOL) & (steps <= hi + _TOL)
+        if self.price_ending is not None:
+            cents = steps - np.floor(steps + _TOL)
+            keep &= np.abs(cents - self.price_ending) < 5e-3
+        return steps[keep]
+
+    def snap(self, price: np.ndarray, mode: str = "nearest") -> np.ndarray:
+        """Allowed value for each price, after clipping to the bounds.
+
+        Args:
+            price: finite prices (any shape).
+            mode: ``"nearest"`` (ladder: nearest step, ties down; ending: round down, up if
+                that crosses the floor), ``"down"`` (largest allowed value ≤ price, else the
+                smallest allowed) or ``"up"`` (smallest allowed ≥ price, else the largest).
+
+        Returns:
+            Prices that satisfy every static bound of this spec.
+        """
+        lo, hi = self.bounds
+        x = np.clip(np.asarray(price, dtype=np.float64), lo, hi)
+        if self.ladder is not None:
+            steps = self.allowed_ladder
+            last = steps.size - 1
+            # Largest step <= x and smallest step >= x; with none on a side, use the other.
+            below = steps[np.clip(np.searchsorted(steps, x + _TOL, side="right") - 1, 0, last)]
+            above = steps[np.clip(np.searchsorted(steps, x - _TOL, side="left"), 0, last)]
+            if mode == "down":
+                return below
+            if mode == "up":
+                return above
+            return np.where(x - below <= above - x + _TOL, below, above)
+        if self.price_ending is not None:
+            e = self.price_ending
+            down = np.floor(x - e + _TOL) + e
+            up = np.ceil(x - e - _TOL) + e
+            down = np.where(down < lo - _TOL, up, down)
+            up = np.where(up > hi + _TOL, down, up)
+            return up if mode == "up" else down
+        return x
+
+    def static_code(self, proposed: np.ndarray, snapped: np.ndarray) -> np.ndarray:
+        """Code of the static rule that moved each proposal (NONE where it passed)."""
+        lo, hi = self.bounds
+        code = np.full(np.shape(proposed), GuardrailCode.NONE, dtype=np.int8)
+        moved = ~np.isclose(snapped, proposed, rtol=1e-9, atol=1e-9)
+        shape_code = GuardrailCode.LADDER if self.ladder is not None else GuardrailCode.ENDING
+        code = np.where(moved, shape_code, code)
+        low_code = GuardrailCode.COST if self._cost_binds else GuardrailCode.FLOOR
+        code = np.where(moved & (proposed < lo - _TOL), low_code, code)
+        code = np.where(moved & (proposed > hi + _TOL), GuardrailCode.CEILING, code)
+        return code.astype(np.int8)
+
+    def within_band(self, previous: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """The allowed value nearest ``target`` within ``max_change_pct`` of ``previous``.
+
+        ``previous`` must itself be allowed; when no other allowed value lies in the band the
+        previous price is returned (holding always satisfies the band).
+        """
+        if self.max_change_pct is None:
+            return target
+        r = self.max_change_pct / 100.0
+        band_lo = previous * (1.0 - r)
+        band_hi = previous * (1.0 + r)
+        y = np.clip(target, band_lo, band_hi)
+        toward = np.where(y > previous, self.snap(y, "down"), self.snap(y, "up"))
+        ok = (toward >= band_lo - 1e-7 * previous) & (toward <= band_hi + 1e-7 * previous)
+        return np.where(ok, toward, previous)
+
+
+def _group_rows(
+    specs: GuardrailSpec | Sequence[GuardrailSpec], s: int
+) -> list[tuple[GuardrailSpec, np.ndarray]]:
+    if isinstance(specs, GuardrailSpec):
+        return [(specs, np.arange(s))]
+    if len(specs) != s:
+        raise InputError(f"give one GuardrailSpec or one per row ({s}), got {len(specs)}")
+    groups: dict[GuardrailSpec, list[int]] = {}
+    for i, spec in enumerate(specs):
+        groups.setdefault(spec, []).append(i)
+    return [(spec, np.asarray(rows)) for spec, rows in groups.items()]
+
+
+def apply_guardrails(
+    price_surface: np.ndarray,
+    specs: GuardrailSpec | Sequence[GuardrailSpec],
+    *,
+    inventory: int | np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Guard a price surface ``p(n, t)``: static bounds per cell, time rules along ``t``.
+
+    Args:
+        price_surface: ``[S, N+1, T]`` optimal prices (e.g. ``Surfaces.price``).
+        specs: one :class:`GuardrailSpec` for all rows, or one per row.
+        inventory: each row's stock when the window opens (int or ``[S]``; default ``N``):
+            during the no-touch periods every cell serves the guarded price at that stock
+            and period 0.
+
+    Returns:
+        ``(guarded [S, N+1, T] float64, code [S, N+1, T] int8)`` with ``code`` a
+        :class:`GuardrailCode` per cell (the last rule that moved it).
+
+    Raises:
+        InputError: a proposal is not finite, or the shapes disagree.
+    """
+    surface = np.asarray(price_surface, dtype=np.float64)
+    if surface.ndim != 3:
+        raise InputError(f"price_surface must have shape [S, N+1, T], got {surface.shape}")
+    s, n_levels, t_len = surface.shape
+    bad = ~np.isfinite(surface)
+    if bad.any():
+        raise InputError(
+            f"price_surface has {int(bad.sum())} non-finite cell(s); refusing to guard "
+            "(and publish) a surface with NaN or inf"
+        )
+    inv = np.full(s, n_levels - 1) if inventory is None else np.asarray(inventory)
+    inv = np.broadcast_to(inv, (s,)).astype(np.int64)
+    if np.any(inv < 0) or np.any(inv > n_levels - 1):
+        raise InputError(f"inventory must be in [0, {n_levels - 1}], got {inv.min()}..{inv.max()}")
+    out = np.empty_like(surface)
+    code = np.empty(surface.shape, dtype=np.int8)
+    for spec, rows in _group_rows(specs, s):
+        proposed = surface[rows]
+        snapped = spec.snap(proposed)
+        c = spec.static_code(proposed, snapped)
+        if spec.no_touch_periods > 0:
+            opening = snapped[np.arange(rows.size), inv[rows], 0]
+            hold = min(spec.no_touch_periods, t_len)
+            held = np.broadcast_to(opening[:, None, None], (rows.size, n_levels, hold))
+            moved = ~np.isclose(held, snapped[:, :, :hold])
+            snapped[:, :, :hold] = held
+            c[:, :, :hold] = np.where(moved, GuardrailCode.NO_TOUCH, c[:, :, :hold])
+        if spec.max_change_pct is not None:
+            for t in range(max(spec.no_touch_periods, 1), t_len):
+                banded = spec.within_band(snapped[:, :, t - 1], snapped[:, :, t])
+                moved = ~np.isclose(banded, snapped[:, :, t], rtol=1e-12, atol=1e-12)
+                snapped[:, :, t] = banded
+                c[:, :, t] = np.where(moved, GuardrailCode.MAX_CHANGE, c[:, :, t])
+        out[rows] = snapped
+        code[rows] = c
+    return out, code
+
+
+class ServedState(NamedTuple):
+    """What the path guard remembers per row between served prices.
+
+    Attributes:
+        price: ``[S]`` last served price (NaN before the first).
+        changes: ``[S]`` price changes served in the current window.
+        period: ``[S]`` periods since the current window opened.
+    """
+
+    price: np.ndarray
+    changes: np.ndarray
+    period: np.ndarray
+
+
+def initial_served_state(s: int) -> ServedState:
+    """State for ``s`` rows at the opening of a window, before any price was served."""
+    return ServedState(np.full(s, np.nan), np.zeros(s, np.int64), np.zeros(s, np.int64))
+
+
+def guard_served(
+    proposed: np.ndarray,
+    state: ServedState,
+    specs: GuardrailSpec | Sequence[GuardrailSpec],
+) -> tuple[np.ndarray, np.ndarray, ServedState]:
+    """Guard the next served price of each row given what was served before.
+
+    Rules, in order: static bounds and allowed values; hold during the no-touch periods;
+    hold once ``max_changes_per_window`` changes were served; move at most
+    ``max_change_pct`` % from the previous served price. A non-finite proposal holds the
+    previous price (code ``HELD``).
+
+    Args:
+        proposed: ``[S]`` prices the policy wants to serve now.
+        state: from :func:`initial_served_state` (new window) or the previous call.
+        specs: one spec or one per row.
+
+    Returns:
+        ``(price [S], code [S] int8, next_state)``; call once per served period.
+
+    Raises:
+        InputError: a proposal is not finite before any price was served for that row.
+    """
+    proposed = np.asarray(proposed, dtype=np.float64)
+    s = proposed.shape[0]
+    first = np.isnan(state.price)
+    finite = np.isfinite(proposed)
+    if np.any(first & ~finite):
+        raise InputError(
+            f"{int(np.sum(first & ~finite))} row(s) propose a non-finite opening price; "
+            "there is no previous price to hold"
+        )
+    price = np.empty(s)
+    code = np.empty(s, dtype=np.int8)
+    for spec, rows in _group_rows(specs, s):
+        prev = state.price[rows]
+        raw = np.where(finite[rows], proposed[rows], np.where(np.isnan(prev), 0.0, prev))
+        x = spec.snap(raw)
+        c = spec.static_code(raw, x)
+        c = np.where(finite[rows], c, GuardrailCode.HELD)
+        has_prev = ~np.isnan(prev)
+        prev_filled = np.where(has_prev, prev, x)
+        # The previous price may predate a spec change; keep it only when still allowed.
+        prev_ok = np.isclose(spec.snap(prev_filled), prev_filled)
+        prev_filled = np.where(prev_ok, prev_filled, spec.snap(prev_filled))
+        wants_change = has_prev & ~np.isclose(x, prev_filled, rtol=1e-12, atol=1e-12)
+        no_touch = has_prev & (state.period[rows] < spec.no_touch_periods)
+        capped = (
+            has_prev & (state.changes[rows] >= spec.max_changes_per_window)
+            if spec.max_changes_per_window is not None
+            else np.zeros(rows.size, bool)
+        )
+        banded = spec.within_band(prev_filled, x) if spec.max_change_pct is not None else x
+        out = np.where(has_prev, banded, x)
+        c = np.where(wants_change & ~np.isclose(banded, x), GuardrailCode.MAX_CHANGE, c)
+        out = np.where(capped, prev_filled, out)
+        c = np.where(wants_change & capped, GuardrailCode.CHANGE_CAP, c)
+        out = np.where(no_touch, prev_filled, out)
+        c = np.where(wants_change & no_touch, GuardrailCode.NO_TOUCH, c)
+        price[rows] = out
+        code[rows] = c
+    changed = ~np.isnan(state.price) & ~np.isclose(price, state.price, rtol=1e-12, atol=1e-12)
+    nxt = ServedState(price, state.changes + changed, state.period + 1)
+    return price, code, nxt
+
+
+def guard_path(
+    proposed: np.ndarray, specs: GuardrailSpec | Sequence[GuardrailSpec]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Guard whole served sequences ``[S, T]`` of one window (see :func:`guard_served`).
+
+    Returns:
+        ``(served [S, T], code [S, T] int8)``.
+    """
+    proposed = np.asarray(proposed, dtype=np.float64)
+    if proposed.ndim != 2:
+        raise InputError(f"proposed must have shape [S, T], got {proposed.shape}")
+    state = initial_served_state(proposed.shape[0])
+    served = np.empty_like(proposed)
+    codes = np.empty(proposed.shape, dtype=np.int8)
+    for t in range(proposed.shape[1]):
+        served[:, t], codes[:, t], state = guard_served(proposed[:, t], state, specs)
+    return served, codes
+
+
+def candidate_ladder(
+    spec: GuardrailSpec,
+    reference_price: float,
+    *,
+    size: int = 16,
+    spread: tuple[float, float] = (0.5, 2.0),
+) -> np.ndarray:
+    """Price ladder for the DP that already satisfies the spec's static bounds.
+
+    The operator's ladder when one is set (steps inside the bounds); otherwise ``size``
+    geometrically spaced prices from ``spread[0]·reference`` to ``spread[1]·reference``,
+    clipped to the bounds and snapped to the price ending (duplicates removed). Solving the
+    DP on this ladder means guardrails only bind through the time rules.
+
+    Args:
+        spec: the row's guardrails.
+        reference_price: the list price (centre of the grid).
+        size: number of grid prices when the spec has no ladder.
+        spread: grid span as multiples of the reference price.
+
+    Returns:
+        Ascending allowed prices (at least one).
+    """
+    if spec.ladder is not None:
+        return spec.allowed_ladder
+    if not (math.isfinite(reference_price) and reference_price > 0):
+        raise InputError(f"reference_price must be finite and > 0, got {reference_price!r}")
+    grid = reference_price * np.geomspace(spread[0], spread[1], size)
+    return np.unique(spec.snap(np.round(grid, 2)))

@@ -1,0 +1,160 @@
+"""Guardrails always win: property tests over random specs and random (even wild) proposals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from pricing.exceptions import GuardrailError, InputError
+from pricing.guardrails import (
+    MIN_PRICE,
+    GuardrailCode,
+    GuardrailSpec,
+    apply_guardrails,
+    candidate_ladder,
+    guard_path,
+)
+
+money = st.floats(min_value=0.0, max_value=500.0, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def specs(draw) -> GuardrailSpec:
+    floor = draw(st.none() | money)
+    ceiling = draw(st.none() | money)
+    ladder = draw(
+        st.none()
+        | st.lists(st.floats(0.05, 500.0, allow_nan=False), min_size=1, max_size=8).map(tuple)
+    )
+    ending = draw(st.none() | st.sampled_from([0.0, 0.49, 0.95, 0.99]))
+    try:
+        return GuardrailSpec(
+            floor=floor,
+            ceiling=ceiling,
+            ladder=ladder,
+            price_ending=ending,
+            max_change_pct=draw(st.none() | st.floats(0.5, 80.0)),
+            max_changes_per_window=draw(st.none() | st.integers(0, 5)),
+            no_touch_periods=draw(st.integers(0, 3)),
+            allow_below_cost=draw(st.booleans()),
+            unit_cost=draw(money),
+        )
+    except GuardrailError:
+        assume(False)
+        raise
+
+
+proposals = st.floats(min_value=-1e6, max_value=1e9, allow_nan=False, allow_infinity=False)
+
+
+def assert_allowed(spec: GuardrailSpec, prices: np.ndarray) -> None:
+    lo, hi = spec.bounds
+    assert np.all(np.isfinite(prices))
+    assert np.all(prices >= lo - 1e-9) and np.all(prices <= hi + 1e-9)
+    assert np.all(prices >= MIN_PRICE - 1e-12)
+    if not spec.allow_below_cost:
+        assert np.all(prices >= spec.unit_cost - 1e-9)
+    if spec.ladder is not None:
+        steps = spec.allowed_ladder
+        assert np.all(np.min(np.abs(prices[..., None] - steps), axis=-1) < 1e-9)
+    elif spec.price_ending is not None:
+        cents = prices - np.floor(prices + 1e-9)
+        assert np.all(np.abs(cents - spec.price_ending) < 1e-6)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(spec=specs(), raw=st.lists(proposals, min_size=12, max_size=12), n0=st.integers(0, 2))
+def test_no_out_of_guardrail_price_leaves_a_surface(spec, raw, n0):
+    surface = np.asarray(raw).reshape(1, 3, 4)
+    guarded, code = apply_guardrails(surface, spec, inventory=n0)
+    assert_allowed(spec, guarded)
+    assert np.all(
+        (code == GuardrailCode.NONE) == np.isclose(guarded, surface, rtol=1e-9, atol=1e-9)
+    )
+    if spec.no_touch_periods:
+        hold = min(spec.no_touch_periods, 4)
+        assert np.all(guarded[0, :, :hold] == guarded[0, n0, 0])
+    if spec.max_change_pct is not None:
+        prev, nxt = guarded[0, :, :-1], guarded[0, :, 1:]
+        assert np.all(np.abs(nxt - prev) <= spec.max_change_pct / 100 * prev * (1 + 1e-7) + 1e-9)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(
+    spec=specs(),
+    raw=st.lists(proposals | st.just(math.nan) | st.just(math.inf), min_size=2, max_size=10),
+    first=proposals,
+)
+def test_no_nan_or_out_of_guardrail_price_leaves_a_served_path(spec, raw, first):
+    path = np.asarray([first, *raw])[None, :]
+    served, code = guard_path(path, spec)
+    assert_allowed(spec, served)
+    changes = np.sum(~np.isclose(served[0, 1:], served[0, :-1], rtol=1e-12, atol=1e-12))
+    if spec.max_changes_per_window is not None:
+        assert changes <= spec.max_changes_per_window
+    if spec.max_change_pct is not None:
+        prev, nxt = served[0, :-1], served[0, 1:]
+        assert np.all(np.abs(nxt - prev) <= spec.max_change_pct / 100 * prev * (1 + 1e-7) + 1e-9)
+    hold = min(spec.no_touch_periods, path.shape[1])
+    assert np.all(served[0, :hold] == served[0, 0]) if hold else True
+    assert np.all(code[0, ~np.isfinite(path[0])] == GuardrailCode.HELD)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(spec=specs(), reference=st.floats(0.5, 400.0))
+def test_candidate_ladder_is_inside_the_guardrails(spec, reference):
+    ladder = candidate_ladder(spec, reference)
+    assert ladder.size >= 1 and np.all(np.diff(ladder) > 0)
+    assert_allowed(spec, ladder)
+
+
+def test_codes_name_the_binding_rule():
+    spec = GuardrailSpec(floor=10.0, ceiling=50.0, price_ending=0.99, unit_cost=12.0)
+    surface = np.array([[[5.0, 60.0, 30.99, 25.5]]])
+    guarded, code = apply_guardrails(surface, spec)
+    np.testing.assert_allclose(guarded[0, 0], [12.99, 49.99, 30.99, 24.99])
+    assert code[0, 0].tolist() == [
+        GuardrailCode.COST,
+        GuardrailCode.CEILING,
+        GuardrailCode.NONE,
+        GuardrailCode.ENDING,
+    ]
+
+
+def test_served_path_rules_in_order():
+    spec = GuardrailSpec(max_change_pct=20, max_changes_per_window=2, no_touch_periods=2)
+    served, code = guard_path(np.array([[10.0, 30.0, 30.0, 30.0, 30.0, 5.0, math.nan]]), spec)
+    np.testing.assert_allclose(served[0], [10.0, 10.0, 12.0, 14.4, 14.4, 14.4, 14.4])
+    assert code[0].tolist() == [0, 8, 6, 6, 7, 7, 9]
+
+
+def test_non_finite_surface_is_refused():
+    with pytest.raises(InputError, match="non-finite"):
+        apply_guardrails(np.array([[[1.0, math.nan]]]), GuardrailSpec())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"floor": 30.0, "ceiling": 20.0}, "floor 30.0 is above ceiling 20.0"),
+        ({"unit_cost": 25.0, "ceiling": 20.0}, "unit_cost 25.0 is above ceiling 20.0"),
+        ({"ladder": (5.0, 6.0), "floor": 10.0}, "no ladder step lies in"),
+        ({"price_ending": 0.99, "floor": 10.0, "ceiling": 10.5}, "no price ending in 0.99"),
+        ({"price_ending": 1.5}, "price_ending must be in"),
+        ({"max_change_pct": 0.0}, "max_change_pct must be > 0"),
+        ({"ladder": ()}, "ladder must list"),
+    ],
+)
+def test_contradictory_specs_are_refused(kwargs, match):
+    with pytest.raises(GuardrailError, match=match):
+        GuardrailSpec(**kwargs)
+
+
+def test_below_cost_allowed_for_clearance():
+    spec = GuardrailSpec(unit_cost=25.0, ceiling=20.0, allow_below_cost=True)
+    guarded, _ = apply_guardrails(np.array([[[30.0, 5.0]]]), spec)
+    np.testing.assert_allclose(guarded[0, 0], [20.0, 5.0])
