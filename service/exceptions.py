@@ -6,6 +6,7 @@ Hierarchy::
     ├── RedisServerError           a local redis-server could not be found or started
     ├── StoreUnavailable           Redis is unreachable or too slow right now
     ├── ConfigError                an operator config is invalid (file, line, field path)
+    ├── ConfigConflict             the live config changed since it was read
     ├── PanelError                 the events cannot be turned into a demand panel
     └── RefitError                 a re-fit could not run or publish
         ├── RefitLocked            another worker holds the re-fit lock
@@ -18,12 +19,14 @@ Routes translate these into HTTP answers; nothing below the route layer raises
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "ApprovalNotFound",
     "FenceLost",
     "PanelError",
     "RefitError",
-    "RefitLocked","ConfigError", "DropPriceError", "RedisServerError", "StoreUnavailable"]
+    "RefitLocked","ConfigConflict","ConfigError", "DropPriceError", "RedisServerError", "StoreUnavailable"]
 
 
 class DropPriceError(Exception):
@@ -54,9 +57,26 @@ class ConfigError(DropPriceError):
     named fields; ``dropprice config validate`` prints all of them at once.
     """
 
-    def __init__(self, errors: list[str]) -> None:
+    def __init__(self, errors: list[str], issues: Sequence[object] = ()) -> None:
         self.errors = list(errors)
+        self.issues = tuple(issues)
+        """Structured problems (``service.config.loader.ConfigIssue``) when available."""
         super().__init__("\n".join(self.errors) if self.errors else "invalid config")
+
+
+class ConfigConflict(DropPriceError):
+    """Another change went live since the config was read (optimistic concurrency).
+
+    Fix: re-read the live config (``GET /v1/config`` or ``dropprice config diff``),
+    re-apply your change on top of it, and send the new ``expect_version``.
+    """
+
+    def __init__(self, *, expected: int, live: int) -> None:
+        self.expected = expected
+        self.live = live
+        super().__init__(
+            f"config version {live} is live, expected {expected}: re-read and retry"
+        )
 
 
 class PanelError(DropPriceError):

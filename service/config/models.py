@@ -2,21 +2,42 @@
 
 Files under ``configs/`` load into these frozen pydantic models:
 
-- ``defaults.yaml``   -> :class:`Defaults` (global guardrails, quote lock, cadence)
+- ``defaults.yaml``   -> :class:`Defaults` (global guardrails, markets, quote lock, cadence)
 - ``categories.yaml`` -> :class:`Categories` (elasticity prior per category)
-- ``drops/*.yaml``    -> :class:`DropConfig` (one drop: windows, markets, SKUs)
+- ``drops/*.yaml``    -> :class:`DropConfig` (one drop: windows, markets, SKUs, arms)
 
 The JSON Schema editors use is generated from these classes
-(``dropprice config schema``). Unknown fields are rejected everywhere so a typo
-never passes silently.
+(``dropprice config schema``); each field's docstring becomes its description.
+Unknown fields are rejected everywhere so a typo never passes silently.
+
+Checks that need one file only live on the models; a problem found by a model
+validator is raised as :class:`FieldIssues`, which names the offending field
+*inside* the model (``floor``, not the whole ``guardrails`` block), so the loader
+can print ``drops/x.yaml:14 skus[2].guardrails.floor: ...``. Checks that need
+several files (unknown category or market, a SKU sold by two overlapping drops,
+guardrails that conflict only once merged) live in :mod:`service.config.checks`.
+
+Guardrails merge field by field, most specific last:
+``defaults -> drop -> arm (for the arm's markets) -> SKU``.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Annotated, Literal
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "Arm",
@@ -26,8 +47,11 @@ __all__ = [
     "Defaults",
     "DropConfig",
     "DropWindow",
+    "FieldIssues",
     "Guardrails",
+    "Market",
     "SkuConfig",
+    "guardrail_problems",
 ]
 
 Identifier = Annotated[
@@ -36,14 +60,121 @@ Identifier = Annotated[
 ]
 Money = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+# Money comparisons tolerate float noise from YAML decimals (19.99 * 100 etc.).
+_EPS = 1e-9
+
+Problem = tuple[tuple[str | int, ...], str]
+"""A (relative field path, message) pair found by a validator."""
+
+
+class FieldIssues(ValueError):
+    """One or more problems a model validator found, each tied to a field path.
+
+    The path is relative to the model that raised it; the config loader appends it
+    to pydantic's location so the message lands on the offending field.
+
+    Fix: the message says what was received and what is allowed.
+    """
+
+    def __init__(self, issues: Sequence[Problem]) -> None:
+        self.issues: tuple[Problem, ...] = tuple(issues)
+        super().__init__(
+            "; ".join(
+                f"{_rel(path)}: {msg}" if path else msg for path, msg in self.issues
+            )
+        )
+
+
+def _rel(path: Sequence[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _raise_if(problems: list[Problem]) -> None:
+    if problems:
+        raise FieldIssues(problems)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}" if abs(x) < 1e15 else repr(x)
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True
+    )
+
+
+def _price_with_ending(lo: float, hi: float, ending: float) -> float | None:
+    """Smallest price ``k + ending`` (k = 0, 1, 2, ...) inside ``[lo, hi]``, if any."""
+    k = max(0, math.ceil(lo - ending - _EPS))
+    price = k + ending
+    return price if price <= hi + _EPS else None
+
+
+def guardrail_problems(g: Guardrails) -> list[Problem]:
+    """Every inconsistency inside one (possibly merged) set of guardrails.
+
+    Rules: ``floor <= ceiling``; a ladder is non-empty, strictly ascending and has at
+    least one step inside ``[floor, ceiling]``; with a ``price_ending`` (and no ladder)
+    some price ending in it lies inside ``[floor, ceiling]``.
+
+    Returns:
+        (field path, message) pairs, empty when the guardrails are consistent.
+    """
+    out: list[Problem] = []
+    lo = g.floor if g.floor is not None else 0.0
+    hi = g.ceiling if g.ceiling is not None else math.inf
+    if g.floor is not None and g.ceiling is not None and g.floor > g.ceiling + _EPS:
+        out.append(
+            (
+                ("floor",),
+                f"floor {_fmt(g.floor)} is above ceiling {_fmt(g.ceiling)}: "
+                "the floor must be at most the ceiling",
+            )
+        )
+        return out
+    if g.ladder is not None:
+        if len(g.ladder) == 0:
+            out.append((("ladder",), "ladder must list at least one price, got an empty list"))
+        else:
+            for i, (a, b) in enumerate(zip(g.ladder, g.ladder[1:], strict=False)):
+                if b <= a:
+                    out.append(
+                        (
+                            ("ladder", i + 1),
+                            f"ladder must be strictly ascending, got {_fmt(b)} after {_fmt(a)}",
+                        )
+                    )
+                    break
+            if not any(lo - _EPS <= p <= hi + _EPS for p in g.ladder):
+                out.append(
+                    (
+                        ("ladder",),
+                        f"no ladder price lies between floor {_fmt(lo)} and ceiling "
+                        f"{_fmt(hi)}, got ladder {[_fmt(p) for p in g.ladder]}",
+                    )
+                )
+    elif g.price_ending is not None and _price_with_ending(lo, hi, g.price_ending) is None:
+        out.append(
+            (
+                ("price_ending",),
+                f"no price ending in {g.price_ending:.2f} lies between floor {_fmt(lo)} and "
+                f"ceiling {_fmt(hi)}: widen the bounds or drop the ending",
+            )
+        )
+    return out
 
 
 class Guardrails(_Frozen):
-    """Bounds that always win over the optimiser, applied after the optimum."""
+    """Bounds that always win over the optimiser, applied after the optimum.
+
+    Any field left out inherits from the less specific level
+    (defaults -> drop -> arm -> SKU). When a ``ladder`` is set it decides the
+    allowed prices and ``price_ending`` is ignored.
+    """
 
     floor: Money | None = None
     """Lowest price ever served; ``None`` means no floor (cost still applies)."""
@@ -66,24 +197,30 @@ class Guardrails(_Frozen):
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Guardrails:
-        if self.floor is not None and self.ceiling is not None and self.floor > self.ceiling:
-            raise ValueError(
-                f"floor {self.floor} is above ceiling {self.ceiling}: ceiling must be >= floor"
-            )
-        if self.ladder is not None:
-            if len(self.ladder) == 0:
-                raise ValueError("ladder must list at least one price, got an empty list")
-            if any(b <= a for a, b in zip(self.ladder, self.ladder[1:], strict=False)):
-                raise ValueError(f"ladder must be strictly ascending, got {list(self.ladder)}")
+        _raise_if(guardrail_problems(self))
         return self
 
     def merged(self, override: Guardrails | None) -> Guardrails:
-        """Return these guardrails with every field set in ``override`` replacing ours."""
+        """Return these guardrails with every field set in ``override`` replacing ours.
+
+        Raises:
+            pydantic.ValidationError: the merged guardrails are inconsistent (e.g. a
+                SKU floor above the drop's ceiling); :mod:`service.config.checks`
+                reports this at validation time so it never happens on a loaded config.
+        """
         if override is None:
             return self
         data = self.model_dump()
         data.update(override.model_dump(exclude_unset=True))
         return Guardrails.model_validate(data)
+
+    def merged_unchecked(self, override: Guardrails | None) -> Guardrails:
+        """Like :meth:`merged` but without validation, for reporting merge conflicts."""
+        if override is None:
+            return self
+        data = self.model_dump()
+        data.update(override.model_dump(exclude_unset=True))
+        return Guardrails.model_construct(**data)
 
 
 class CategoryPrior(_Frozen):
@@ -100,9 +237,13 @@ class CategoryPrior(_Frozen):
     def _check_range(self) -> CategoryPrior:
         lo, hi = self.allowed_range
         if lo >= hi:
-            raise ValueError(f"allowed_range must be [lo, hi] with lo < hi, got [{lo}, {hi}]")
+            raise FieldIssues(
+                [(("allowed_range",), f"allowed_range must be [lo, hi] with lo < hi, got [{lo}, {hi}]")]
+            )
         if not lo <= self.mean <= hi:
-            raise ValueError(f"mean {self.mean} is outside allowed_range [{lo}, {hi}]")
+            raise FieldIssues(
+                [(("mean",), f"mean {self.mean} is outside allowed_range [{lo}, {hi}]")]
+            )
         return self
 
 
@@ -113,13 +254,52 @@ class Categories(_Frozen):
     """Category name -> prior."""
 
 
+def _check_currency(v: str | None) -> str | None:
+    if v is not None and not CURRENCY_RE.match(v):
+        raise ValueError(f"currency must be a 3-letter ISO 4217 code like 'USD', got {v!r}")
+    return v
+
+
+class Market(_Frozen):
+    """One market (town, store, DMA) the engine may sell in."""
+
+    name: str = Field(default="", max_length=200)
+    """Human-readable market name."""
+    timezone: str | None = None
+    """IANA time zone of the market's tills, e.g. ``America/New_York``."""
+    currency: str | None = None
+    """ISO 4217 code every SKU sold here must be priced in; any when omitted."""
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, v: str | None) -> str | None:
+        return _check_currency(v)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"timezone must be an IANA name like 'America/New_York', got {v!r}"
+            ) from None
+        return v
+
+
 class Defaults(_Frozen):
     """``defaults.yaml``: global defaults every drop inherits."""
 
     currency: str = "USD"
     """ISO 4217 code used when a SKU names none."""
     guardrails: Guardrails = Guardrails()
-    """Guardrails applied to every SKU unless a drop or SKU overrides a field."""
+    """Guardrails applied to every SKU unless a drop, arm or SKU overrides a field."""
+    markets: dict[Identifier, Market] = {}
+    """Known markets; when any are listed, drops may only sell in these."""
     quote_ttl_seconds: int = Field(default=120, ge=1, le=3600)
     """How long a quoted price is honoured for a sale that carries its ``quote_id``."""
     refit_cadence_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
@@ -132,8 +312,7 @@ class Defaults(_Frozen):
     @field_validator("currency")
     @classmethod
     def _currency(cls, v: str) -> str:
-        if not CURRENCY_RE.match(v):
-            raise ValueError(f"currency must be a 3-letter ISO 4217 code like 'USD', got {v!r}")
+        _check_currency(v)
         return v
 
 
@@ -148,10 +327,24 @@ class DropWindow(_Frozen):
     @model_validator(mode="after")
     def _order(self) -> DropWindow:
         if self.end <= self.start:
-            raise ValueError(
-                f"window end {self.end.isoformat()} is not after start {self.start.isoformat()}"
+            raise FieldIssues(
+                [
+                    (
+                        ("end",),
+                        f"window end {self.end.isoformat()} is not after start "
+                        f"{self.start.isoformat()}: the end must be later than the start",
+                    )
+                ]
             )
         return self
+
+    def contains(self, at: datetime) -> bool:
+        """Whether ``at`` (time-zone aware) falls inside ``[start, end)``."""
+        return self.start <= at < self.end
+
+    def overlaps(self, other: DropWindow) -> bool:
+        """Whether the two windows share any instant."""
+        return self.start < other.end and other.start < self.end
 
 
 class SkuConfig(_Frozen):
@@ -171,26 +364,30 @@ class SkuConfig(_Frozen):
     """Cost of one unit (profit objective, never-below-cost guardrail)."""
     salvage_value: Money = 0.0
     """Value of each unit left when the last window closes."""
-    inventory: dict[Identifier, Annotated[int, Field(ge=0, le=10_000_000)]]
-    """Units available per market."""
+    inventory: dict[Identifier, Annotated[int, Field(ge=0, le=10_000_000)]] = Field(
+        min_length=1
+    )
+    """Units available per market (at least one market)."""
     guardrails: Guardrails | None = None
-    """Per-SKU guardrail overrides (fields set here replace the drop's)."""
+    """Per-SKU guardrail overrides (fields set here replace the drop's and arm's)."""
 
     @field_validator("currency")
     @classmethod
     def _currency(cls, v: str | None) -> str | None:
-        if v is not None and not CURRENCY_RE.match(v):
-            raise ValueError(f"currency must be a 3-letter ISO 4217 code like 'USD', got {v!r}")
-        return v
+        return _check_currency(v)
 
 
 class Arm(_Frozen):
-    """One experiment arm: a set of markets that run with different rules."""
+    """One experiment arm: a set of markets that run with different rules.
+
+    The weekend pop-up in two towns uses two arms: one releases its stock in waves,
+    the other all at once, each with its own guardrails.
+    """
 
     name: Identifier
     """Arm name reported with each served price."""
-    markets: tuple[Identifier, ...]
-    """Markets assigned to this arm."""
+    markets: tuple[Identifier, ...] = Field(min_length=1)
+    """Markets assigned to this arm (at least one)."""
     pricing: Literal["engine", "fixed"] = "engine"
     """``engine`` serves surfaces; ``fixed`` serves the list price."""
     release: Literal["all_at_once", "waves"] = "all_at_once"
@@ -200,12 +397,30 @@ class Arm(_Frozen):
     guardrails: Guardrails | None = None
     """Guardrail overrides for this arm's markets."""
 
+    @model_validator(mode="after")
+    def _waves(self) -> Arm:
+        if self.release == "all_at_once" and self.waves != 1:
+            raise FieldIssues(
+                [
+                    (
+                        ("waves",),
+                        f"waves {self.waves} needs release: waves, got release: all_at_once "
+                        "(allowed: waves 1 with all_at_once)",
+                    )
+                ]
+            )
+        if self.release == "waves" and self.waves < 2:
+            raise FieldIssues(
+                [(("waves",), f"release: waves needs waves >= 2, got {self.waves}")]
+            )
+        return self
+
 
 class DropConfig(_Frozen):
     """``drops/<id>.yaml``: one drop."""
 
     id: Identifier
-    """Drop id, unique across files."""
+    """Drop id, unique across files, equal to the file name without ``.yaml``."""
     name: str = Field(default="", max_length=200)
     """Human-readable drop name."""
     markets: tuple[Identifier, ...] = Field(min_length=1)
@@ -227,44 +442,104 @@ class DropConfig(_Frozen):
     arms: tuple[Arm, ...] = ()
     """Optional experiment arms splitting the markets."""
 
+    _sku_index: dict[str, SkuConfig] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._sku_index = {s.sku: s for s in self.skus}
+
     @model_validator(mode="after")
     def _cross_checks(self) -> DropConfig:
-        errors: list[str] = []
-        for a, b in zip(self.windows, self.windows[1:], strict=False):
+        problems: list[Problem] = []
+        seen_markets: set[str] = set()
+        for k, market in enumerate(self.markets):
+            if market in seen_markets:
+                problems.append((("markets", k), f"market {market!r} is listed twice"))
+            seen_markets.add(market)
+        for i, (a, b) in enumerate(zip(self.windows, self.windows[1:], strict=False)):
             if b.start < a.end:
-                errors.append(
-                    f"windows overlap or are out of order: {a.start.isoformat()}–"
-                    f"{a.end.isoformat()} and {b.start.isoformat()}–{b.end.isoformat()}"
+                problems.append(
+                    (
+                        ("windows", i + 1, "start"),
+                        f"window starts {b.start.isoformat()} before the previous window ends "
+                        f"{a.end.isoformat()}: windows must be in order and not overlap",
+                    )
                 )
-        seen: set[str] = set()
+        seen: dict[str, int] = {}
         markets = set(self.markets)
         for i, sku in enumerate(self.skus):
             if sku.sku in seen:
-                errors.append(f"skus[{i}].sku: duplicate SKU {sku.sku!r} in this drop")
-            seen.add(sku.sku)
-            unknown = sorted(set(sku.inventory) - markets)
-            if unknown:
-                errors.append(
-                    f"skus[{i}].inventory: unknown market(s) {unknown}, allowed {sorted(markets)}"
+                problems.append(
+                    (
+                        ("skus", i, "sku"),
+                        f"duplicate SKU {sku.sku!r} in this drop (first at skus[{seen[sku.sku]}])",
+                    )
                 )
-        arm_markets: list[str] = [m for arm in self.arms for m in arm.markets]
-        if arm_markets:
-            bad = sorted(set(arm_markets) - markets)
-            if bad:
-                errors.append(f"arms: unknown market(s) {bad}, allowed {sorted(markets)}")
-            if len(arm_markets) != len(set(arm_markets)):
-                errors.append("arms: a market is assigned to more than one arm")
-        if errors:
-            raise ValueError("; ".join(errors))
+            else:
+                seen[sku.sku] = i
+            for market in sku.inventory:
+                if market not in markets:
+                    problems.append(
+                        (
+                            ("skus", i, "inventory", market),
+                            f"unknown market {market!r}, allowed {sorted(markets)} "
+                            "(the drop's markets)",
+                        )
+                    )
+        owner: dict[str, str] = {}
+        for a, arm in enumerate(self.arms):
+            if arm.name in {x.name for x in self.arms[:a]}:
+                problems.append((("arms", a, "name"), f"duplicate arm name {arm.name!r}"))
+            for k, market in enumerate(arm.markets):
+                if market not in markets:
+                    problems.append(
+                        (
+                            ("arms", a, "markets", k),
+                            f"unknown market {market!r}, allowed {sorted(markets)} "
+                            "(the drop's markets)",
+                        )
+                    )
+                elif market in owner:
+                    problems.append(
+                        (
+                            ("arms", a, "markets", k),
+                            f"market {market!r} is already in arm {owner[market]!r}: "
+                            "a market belongs to at most one arm",
+                        )
+                    )
+                else:
+                    owner[market] = arm.name
+        _raise_if(problems)
         return self
 
     def sku_config(self, sku: str) -> SkuConfig | None:
         """Return the SKU's config, or ``None`` when the drop does not sell it."""
-        return next((s for s in self.skus if s.sku == sku), None)
+        return self._sku_index.get(sku)
+
+    def arm_for(self, market: str) -> Arm | None:
+        """The arm that runs ``market``, or ``None`` when it follows the drop's rules."""
+        return next((arm for arm in self.arms if market in arm.markets), None)
+
+    def window_at(self, at: datetime) -> DropWindow | None:
+        """The window open at ``at``, or ``None`` between windows."""
+        return next((w for w in self.windows if w.contains(at)), None)
+
+    def next_window(self, at: datetime) -> DropWindow | None:
+        """The window open at ``at``, else the next one to open, else ``None``."""
+        return next((w for w in self.windows if at < w.end), None)
+
+    def overlaps(self, other: DropConfig) -> bool:
+        """Whether any window of this drop overlaps any window of ``other``."""
+        return any(a.overlaps(b) for a in self.windows for b in other.windows)
 
 
 class ConfigBundle(_Frozen):
-    """Everything under ``configs/``: defaults, category priors and drops."""
+    """Everything under ``configs/``: defaults, category priors and drops.
+
+    Cross-file rules (unknown categories or markets, SKUs sold by two overlapping
+    drops, guardrails that conflict once merged) are checked by
+    :func:`service.config.checks.bundle_problems`, which every loader and the
+    operator API run before a bundle goes live.
+    """
 
     defaults: Defaults = Defaults()
     """Global defaults."""
@@ -273,16 +548,52 @@ class ConfigBundle(_Frozen):
     drops: tuple[DropConfig, ...] = ()
     """All drops."""
 
-    def guardrails_for(self, drop: DropConfig, sku: SkuConfig) -> Guardrails:
-        """Effective guardrails: defaults, then the drop's, then the SKU's overrides."""
-        return self.defaults.guardrails.merged(drop.guardrails).merged(sku.guardrails)
+    _by_sku: dict[str, list[tuple[DropConfig, SkuConfig]]] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        index: dict[str, list[tuple[DropConfig, SkuConfig]]] = {}
+        for drop in self.drops:
+            for sku in drop.skus:
+                index.setdefault(sku.sku, []).append((drop, sku))
+        self._by_sku = index
+
+    def guardrails_for(
+        self, drop: DropConfig, sku: SkuConfig, market: str | None = None
+    ) -> Guardrails:
+        """Effective guardrails: defaults, then the drop's, the market's arm's, the SKU's."""
+        arm = drop.arm_for(market) if market is not None else None
+        merged = self.defaults.guardrails.merged(drop.guardrails)
+        if arm is not None:
+            merged = merged.merged(arm.guardrails)
+        return merged.merged(sku.guardrails)
 
     def currency_for(self, sku: SkuConfig) -> str:
+        """The SKU's ISO 4217 currency (the defaults' when the SKU names none)."""
         return sku.currency or self.defaults.currency
 
     def find_sku(self, sku: str) -> tuple[DropConfig, SkuConfig] | None:
         """The (drop, sku) pair selling ``sku``; the latest-opening drop wins."""
-        hits = [(d, s) for d in self.drops if (s := d.sku_config(sku)) is not None]
+        hits = self._by_sku.get(sku)
         if not hits:
             return None
         return max(hits, key=lambda pair: pair[0].windows[0].start)
+
+    def drop(self, drop_id: str) -> DropConfig | None:
+        """The drop with id ``drop_id``, or ``None``."""
+        return next((d for d in self.drops if d.id == drop_id), None)
+
+    def with_drops(self, drops: Iterable[DropConfig], *, remove: Iterable[str] = ()) -> ConfigBundle:
+        """A copy with ``drops`` added or replacing same-id drops, and ``remove`` ids dropped."""
+        new = {d.id: d for d in drops}
+        gone = set(remove)
+        kept = [new.pop(d.id, d) for d in self.drops if d.id not in gone]
+        return ConfigBundle(
+            defaults=self.defaults,
+            categories=self.categories,
+            drops=tuple(kept) + tuple(new.values()),
+        )
+
+    @property
+    def sku_count(self) -> int:
+        """Number of (drop, SKU) rows across all drops."""
+        return sum(len(d.skus) for d in self.drops)

@@ -1,0 +1,299 @@
+"""Operator config versions in Redis: apply, read live, roll back, with audit.
+
+The hook between ``dropprice config apply`` (or ``PUT /v1/drops/{id}``) and the
+running service:
+
+1. :meth:`ConfigStore.apply` validates the bundle, then one Lua script (all keys in
+   the ``{ops}`` hash slot, so it is atomic on a cluster too) writes the version
+   ``dp:{ops}:config:v:<n>`` (canonical JSON, digest, actor, time, base version),
+   moves the pointer ``dp:{ops}:config:live`` to ``n``, appends a ``config.apply``
+   record with the diff to the audit stream, and publishes ``n`` on the channel
+   ``dp:chan:config``. With ``expect_version`` the script refuses when another
+   apply got in first (:class:`~service.exceptions.ConfigConflict`).
+2. The catalog the price path reads (``dp:{sku}:meta``) is refreshed and the
+   inventory counters of new (SKU, market) pairs are seeded; live counters are
+   never overwritten (sales already moved them).
+3. Each service process holds a :class:`~service.config.live.LiveConfig` that
+   reloads on the channel message (and polls the pointer as a fallback), so a new
+   version is served without a restart.
+
+Versions are numbered 1, 2, 3, ...; the last :data:`KEEP_CONFIG_VERSIONS` are kept.
+Applying a bundle identical to the live one is a no-op (no version, no audit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from service import keys
+from service.audit import audit_fields
+from service.config.checks import bundle_problems
+from service.config.diff import ConfigChange, diff_bundles, summarize
+from service.config.loader import ConfigIssue, bundle_to_json
+from service.config.models import ConfigBundle
+from service.config.yamlio import format_path
+from service.exceptions import ConfigConflict, ConfigError
+
+__all__ = ["KEEP_CONFIG_VERSIONS", "AppliedConfig", "ConfigStore", "ConfigVersion"]
+
+KEEP_CONFIG_VERSIONS = 50
+MAX_AUDIT_CHANGES = 200
+
+_APPLY_LUA = """
+-- KEYS: live, versions zset, new version hash, audit stream, evicted version hashes...
+-- ARGV: expected live ('' = any), n, bundle, digest, actor, at, summary,
+--       audit kind, audit detail, channel, evicted version numbers...
+local live = redis.call('GET', KEYS[1])
+if not live then live = '0' end
+if ARGV[1] ~= '' and ARGV[1] ~= live then
+  return {-1, live}
+end
+redis.call('HSET', KEYS[3], 'bundle', ARGV[3], 'digest', ARGV[4], 'actor', ARGV[5],
+           'at', ARGV[6], 'base', live, 'summary', ARGV[7], 'kind', ARGV[8])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[2])
+redis.call('SET', KEYS[1], ARGV[2])
+local id = redis.call('XADD', KEYS[4], '*', 'kind', ARGV[8], 'actor', ARGV[5],
+                      'at', ARGV[6], 'detail', ARGV[9])
+for i = 5, #KEYS do
+  redis.call('DEL', KEYS[i])
+  redis.call('ZREM', KEYS[2], ARGV[i + 6])
+end
+redis.call('PUBLISH', ARGV[10], ARGV[2])
+return {tonumber(ARGV[2]), id}
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def digest_of(bundle: ConfigBundle) -> str:
+    """SHA-256 of the canonical JSON (first 16 hex digits)."""
+    return hashlib.sha256(bundle_to_json(bundle).encode()).hexdigest()[:16]
+
+
+class ConfigVersion(NamedTuple):
+    """One stored config version."""
+
+    version: int
+    bundle: ConfigBundle
+    digest: str
+    actor: str
+    at: datetime
+    base: int
+    """The version that was live when this one was applied (0: none)."""
+    summary: str
+    kind: str
+
+
+class AppliedConfig(NamedTuple):
+    """Outcome of :meth:`ConfigStore.apply`."""
+
+    version: int
+    """The live version afterwards (unchanged when ``changed`` is false)."""
+    changed: bool
+    changes: tuple[ConfigChange, ...]
+    audit_id: str | None
+
+
+class ConfigStore:
+    """Config versions, the live pointer and the catalog sync, over one redis-py client.
+
+    Args:
+        client: single node or cluster (``service.store.connect``).
+        keep: versions kept (older ones are deleted on apply).
+    """
+
+    def __init__(self, client: Any, *, keep: int = KEEP_CONFIG_VERSIONS) -> None:
+        if keep < 2:
+            raise ValueError(f"keep must be at least 2, got {keep}")
+        self.client = client
+        self.keep = keep
+        self._apply = client.register_script(_APPLY_LUA)
+
+    # ---------------------------------------------------------------- reading
+    def live_version(self) -> int | None:
+        """The live version number, or ``None`` when no config was ever applied."""
+        raw = self.client.get(keys.config_live())
+        return int(_text(raw)) if raw is not None and _text(raw) != "0" else None
+
+    def get(self, version: int) -> ConfigVersion | None:
+        """A kept version, or ``None`` when it never existed or was evicted."""
+        raw = self.client.hgetall(keys.config_version(version))
+        if not raw:
+            return None
+        h = {_text(k): _text(v) for k, v in raw.items()}
+        return ConfigVersion(
+            version=version,
+            bundle=ConfigBundle.model_validate_json(h["bundle"]),
+            digest=h.get("digest", ""),
+            actor=h.get("actor", ""),
+            at=datetime.fromisoformat(h["at"]),
+            base=int(h.get("base", "0")),
+            summary=h.get("summary", ""),
+            kind=h.get("kind", "config.apply"),
+        )
+
+    def live(self) -> ConfigVersion | None:
+        """The live version with its bundle, or ``None``."""
+        version = self.live_version()
+        return self.get(version) if version is not None else None
+
+    def list_versions(self) -> list[ConfigVersion]:
+        """Kept versions, newest first (bundles included)."""
+        nums = [int(_text(v)) for v in self.client.zrevrange(keys.config_versions(), 0, -1)]
+        out = [self.get(n) for n in nums]
+        return [v for v in out if v is not None]
+
+    # ---------------------------------------------------------------- writing
+    def apply(
+        self,
+        bundle: ConfigBundle,
+        *,
+        actor: str,
+        expect_version: int | None = None,
+        kind: str = "config.apply",
+        note: str | None = None,
+        sync_catalog: bool = True,
+        extra_detail: Mapping[str, Any] | None = None,
+    ) -> AppliedConfig:
+        """Make ``bundle`` the live config as a new version, with an audit record.
+
+        Args:
+            bundle: the whole new config (already loaded; cross-file rules are checked
+                again here so nothing invalid goes live).
+            actor: who applies it (recorded in the version and the audit log).
+            expect_version: refuse unless this is still the live version (``0`` for
+                "nothing live yet"); ``None`` applies over whatever is live.
+            kind: audit kind (``config.apply`` or ``config.rollback``).
+            note: free text kept in the audit detail.
+            sync_catalog: refresh ``dp:{sku}:meta`` and seed new inventory counters.
+
+        Returns:
+            :class:`AppliedConfig`; ``changed`` is false (and nothing is written) when
+            ``bundle`` equals the live config.
+
+        Raises:
+            ConfigError: the bundle breaks a cross-file rule.
+            ConfigConflict: ``expect_version`` is no longer live.
+        """
+        problems = bundle_problems(bundle)
+        if problems:
+            issues = [
+                ConfigIssue(p.part, None, format_path(p.path), p.message) for p in problems
+            ]
+            raise ConfigError([str(i) for i in issues], issues=issues)
+        current = self.live()
+        live_num = current.version if current is not None else 0
+        if expect_version is not None and expect_version != live_num:
+            raise ConfigConflict(expected=expect_version, live=live_num)
+        digest = digest_of(bundle)
+        changes = diff_bundles(current.bundle if current is not None else None, bundle)
+        if current is not None and current.digest == digest and kind == "config.apply":
+            return AppliedConfig(live_num, False, (), None)
+        n = int(self.client.incr(keys.config_seq()))
+        summary = summarize(changes)
+        detail: dict[str, Any] = {
+            "version": n,
+            "base": live_num,
+            "digest": digest,
+            "summary": summary,
+            "changes": [str(c) for c in changes[:MAX_AUDIT_CHANGES]],
+        }
+        if len(changes) > MAX_AUDIT_CHANGES:
+            detail["changes_omitted"] = len(changes) - MAX_AUDIT_CHANGES
+        if note:
+            detail["note"] = note
+        detail.update(extra_detail or {})
+        fields = audit_fields(kind, actor, detail)
+        old = [
+            int(_text(v))
+            for v in self.client.zrange(keys.config_versions(), 0, -self.keep)
+            if int(_text(v)) != n
+        ]
+        result = self._apply(
+            keys=[
+                keys.config_live(),
+                keys.config_versions(),
+                keys.config_version(n),
+                keys.audit_log(),
+                *[keys.config_version(v) for v in old],
+            ],
+            args=[
+                "" if expect_version is None else str(live_num),
+                n,
+                bundle_to_json(bundle),
+                digest,
+                fields["actor"],
+                fields["at"],
+                summary,
+                kind,
+                fields["detail"],
+                keys.CONFIG_CHANNEL,
+                *old,
+            ],
+        )
+        if int(result[0]) < 0:
+            raise ConfigConflict(expected=live_num, live=int(_text(result[1])))
+        if sync_catalog:
+            self.sync_catalog(bundle)
+        return AppliedConfig(n, True, tuple(changes), _text(result[1]))
+
+    def rollback(self, *, actor: str, to_version: int | None = None) -> AppliedConfig:
+        """Re-apply an earlier kept version as a new version (``config.rollback``).
+
+        Args:
+            to_version: the version to restore; default the live version's base.
+
+        Raises:
+            ConfigError: nothing to roll back to, or the version was evicted.
+        """
+        current = self.live()
+        if current is None:
+            raise ConfigError(["no config is live: nothing to roll back"])
+        target_num = to_version if to_version is not None else current.base
+        target = self.get(target_num) if target_num else None
+        if target is None:
+            kept = [v.version for v in self.list_versions()]
+            raise ConfigError(
+                [f"config version {target_num} is not kept, allowed one of {kept}"]
+            )
+        return self.apply(
+            target.bundle,
+            actor=actor,
+            expect_version=current.version,
+            kind="config.rollback",
+            extra_detail={"restored": target_num},
+        )
+
+    def sync_catalog(self, bundle: ConfigBundle) -> int:
+        """Refresh every SKU's catalog entry and seed counters that do not exist yet.
+
+        Returns:
+            The number of inventory counters newly seeded.
+        """
+        from service.store import PriceStore, SkuMeta
+
+        store = PriceStore(self.client)
+        seeded = 0
+        for drop in bundle.drops:
+            for sku in drop.skus:
+                found = bundle.find_sku(sku.sku)
+                if found is None or found[0].id != drop.id:
+                    continue  # a later drop sells this SKU: its entry wins
+                store.register_sku(
+                    SkuMeta(
+                        sku=sku.sku,
+                        list_price=sku.list_price,
+                        currency=bundle.currency_for(sku),
+                        markets=tuple(sku.inventory),
+                        drop_id=drop.id,
+                        name=sku.name,
+                    )
+                )
+                for market, units in sku.inventory.items():
+                    seeded += bool(store.seed_inventory(sku.sku, market, units))
+        return seeded
