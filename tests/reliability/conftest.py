@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_harness import FIGURES, FaultyRedis, ServiceProcess, service_env
+from reliability_harness import (
+    FIGURES,
+    FaultyRedis,
+    ServiceProcess,
+    service_env,
+    write_config_dir,
+)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -67,3 +73,32 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
         svc.stop()
 
 
+
+
+class SharedService:
+    """One Redis and one ``dropprice serve`` shared by a module's tests."""
+
+    def __init__(self, redis_server: FaultyRedis, service: ServiceProcess,
+                 skus: dict[str, int]) -> None:
+        self.redis = redis_server
+        self.service = service
+        self.skus = skus
+        self.base_url = service.base_url
+
+
+@pytest.fixture(scope="module")
+def shared_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedService]:
+    """A module-wide service (1 worker, default limits) selling REL-1..REL-3 in m1."""
+    root = tmp_path_factory.mktemp("shared")
+    server = FaultyRedis(data_dir=root / "redis", appendonly=True)
+    server.start()
+    skus = {"REL-1": 1000, "REL-2": 1000, "REL-3": 5}
+    config_dir = write_config_dir(root / "configs", skus)
+    service = ServiceProcess(redis_url=server.url, config_dir=config_dir,
+                             log_path=root / "service.log", workers=1)
+    try:
+        service.start()
+        yield SharedService(server, service, skus)
+    finally:
+        service.stop()
+        server.stop()

@@ -156,7 +156,7 @@ def write_config_dir(root: Path, skus: dict[str, int], *, list_price: float = 20
             f"    inventory: {{{MARKET}: {units}}}",
         ]
     (root / "drops").mkdir(parents=True, exist_ok=True)
-    (root / "drops" / "reliability.yaml").write_text("\n".join(lines) + "\n")
+    (root / "drops" / "reliability-drop.yaml").write_text("\n".join(lines) + "\n")
     (root / "categories.yaml").write_text(
         "categories:\n  comics: {mean: -1.5, sd: 0.5}\n"
     )
