@@ -68,6 +68,9 @@ __all__ = [
     "config_seq",
     "config_version",
     "config_versions",
+    # re-fit worker state (the {_refit} hash slot)
+    "REFIT_TAG",
+    "refit",
 ]
 
 PREFIX = "dp"
@@ -183,3 +186,20 @@ def config_versions() -> str:
 def audit_log() -> str:
     """Append-only audit stream (config changes, publishes, rollbacks, approvals)."""
     return f"{OPS_TAG}:audit"
+
+
+# -- re-fit worker state -----------------------------------------------------------------
+# Global keys sharing the ``{_refit}`` hash tag (never a SKU: identifiers start with a
+# letter or digit), so the fenced writes of a re-fit are single-slot scripts on a cluster.
+# Layout under ``dp:{_refit}:``: ``lock`` (string ``"<token> <owner>"``, TTL), ``fence``
+# (counter handing out tokens), ``last`` (ISO start of the last re-fit), ``requests``
+# (list of queued re-fit ids), ``record:<id>`` (JSON re-fit record), ``records`` (zset),
+# ``history`` (parquet of retained events), ``fit:<id>`` (saved fit), ``fits`` (zset),
+# ``approval:<id>`` (JSON), ``approval:<id>:surfaces`` (npz), ``approvals`` (zset of
+# pending ones). See :mod:`service.refit`.
+REFIT_TAG = f"{PREFIX}:{{_refit}}"
+
+
+def refit(*parts: str) -> str:
+    """A re-fit state key: ``refit("record", rid)`` -> ``dp:{_refit}:record:<rid>``."""
+    return ":".join((REFIT_TAG, *parts))
