@@ -1,0 +1,88 @@
+"""Parsing and judging in ``dropprice loadtest``: durations, SLOs, locust's CSV, the verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+
+from service.commands.loadtest import (
+    RouteStats,
+    evaluate_slos,
+    find_locustfile,
+    parse_duration,
+    parse_slos,
+    read_locust_stats,
+)
+
+CSV_HEADER = (
+    "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,"
+    "Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,"
+    "50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%"
+)
+
+
+@pytest.mark.parametrize(
+    "text, seconds", [("60s", 60), ("2m", 120), ("1h30m", 5400), ("45", 45), ("1.5s", 1.5)]
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "0s", "10x"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(typer.BadParameter):
+        parse_duration(text)
+
+
+def test_parse_slos() -> None:
+    assert parse_slos("p99_ms=10, error_rate=0.001") == {"p99_ms": 10.0, "error_rate": 0.001}
+    with pytest.raises(typer.BadParameter, match=r"unknown SLO 'p42'.*allowed"):
+        parse_slos("p42=1")
+    with pytest.raises(typer.BadParameter, match="must be a number, got 'fast'"):
+        parse_slos("p99_ms=fast")
+    with pytest.raises(typer.BadParameter, match="fraction"):
+        parse_slos("error_rate=5")
+
+
+def test_read_locust_stats_and_judge(tmp_path: Path) -> None:
+    path = tmp_path / "locust_stats.csv"
+    path.write_text(
+        "\n".join(
+            [
+                CSV_HEADER,
+                "GET,GET /v1/prices/[sku],900,0,2,2.5,0.4,30,250,90.0,0.0,2,3,3,4,5,6,7,8,20,30,30",
+                "POST,POST /v1/events,100,1,4,5.0,1,40,80,10.0,0.1,4,5,6,6,8,9,12,14,40,40,40",
+                ",Aggregated,1000,1,2,2.7,0.4,40,233,100.0,0.1,2,3,3,4,5,6,8,9,30,40,40",
+            ]
+        )
+        + "\n"
+    )
+    stats = read_locust_stats(path)
+    assert [r.name for r in stats][-1] == "Aggregated"
+    results = {
+        r.name: r
+        for r in evaluate_slos(
+            stats, {"p99_ms": 10, "error_rate": 0.001, "p95_ms": 10, "min_rps": 50}
+        )
+    }
+    # The worst route decides a latency SLO, not the total.
+    assert results["p99_ms"].measured == 14 and results["p99_ms"].where == "POST /v1/events"
+    assert results["p99_ms"].ok is False
+    assert results["p95_ms"].ok is True
+    assert results["error_rate"].measured == pytest.approx(0.001) and results["error_rate"].ok
+    assert results["min_rps"].ok is True
+
+
+def test_latency_slo_without_requests_fails() -> None:
+    stats = [RouteStats("Aggregated", 0, 0, None, None, None, 0.0)]
+    (result,) = evaluate_slos(stats, {"p99_ms": 10})
+    assert result.ok is False
+
+
+def test_locustfile_is_found_from_the_checkout() -> None:
+    path = find_locustfile(None)
+    assert path.name == "locustfile.py" and path.parent.name == "loadtests"
+    with pytest.raises(typer.BadParameter, match="does not exist"):
+        find_locustfile(Path("/nonexistent/locustfile.py"))
