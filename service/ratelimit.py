@@ -155,8 +155,8 @@ class RateLimitMiddleware:
     Args:
         app: the wrapped ASGI app.
         limiter: the buckets.
-        resolve_role: API key -> role, or ``None`` for an unknown key (the auth
-            module's lookup; it compares in constant time).
+        resolve_role: API key -> role (a ``str`` or ``StrEnum``), or ``None`` for an
+            unknown key (:meth:`service.auth.ApiKeys.role_for`, constant time).
         header: the API-key header name, lower case, as bytes.
     """
 
@@ -165,7 +165,7 @@ class RateLimitMiddleware:
         app: ASGIApp,
         *,
         limiter: TokenBucketLimiter,
-        resolve_role: Callable[[str], str | None],
+        resolve_role: Callable[[str], Any],
         header: bytes = b"x-api-key",
         exempt_paths: frozenset[str] = EXEMPT_PATHS,
     ) -> None:
@@ -185,8 +185,9 @@ class RateLimitMiddleware:
                 api_key = value.decode("latin-1")
                 break
         if api_key:
-            role = self.resolve_role(api_key)
-            if role is not None:
+            resolved = self.resolve_role(api_key)
+            if resolved is not None:
+                role = str(resolved)
                 wait = self.limiter.check(api_key, role)
                 if wait > 0.0:
                     await self._refuse(scope, send, role, wait)

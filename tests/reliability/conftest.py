@@ -26,6 +26,17 @@ from reliability_harness import (
 )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long runs of this suite are opt-in: ``-m slow`` selects them, plain runs skip them."""
+    if "slow" in (config.getoption("markexpr", "") or ""):
+        return
+    here = Path(__file__).parent
+    skip = pytest.mark.skip(reason="long opt-in run: select with -m slow")
+    for item in items:
+        if "slow" in item.keywords and here in Path(str(item.fspath)).parents:
+            item.add_marker(skip)
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if FIGURES.requests_sent == 0 and FIGURES.faults_injected == 0:
         return

@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 import redis
 
+from service.auth import hash_api_key
 from service.embedded import RedisServer, free_port
 
 POS_KEY = "pos-reliability-key-0123456789abcdef"
@@ -172,7 +173,8 @@ def service_env(redis_url: str, config_dir: Path, **extra: str) -> dict[str, str
             "DROPPRICE_REDIS_URL": redis_url,
             "DROPPRICE_CONFIG_DIR": str(config_dir),
             "DROPPRICE_API_KEYS": json.dumps(
-                {"pos": [POS_KEY], "operator": [OPERATOR_KEY], "admin": [ADMIN_KEY]}
+                {hash_api_key(POS_KEY): "pos", hash_api_key(OPERATOR_KEY): "operator",
+                 hash_api_key(ADMIN_KEY): "admin"}
             ),
             "PYTHONUNBUFFERED": "1",
         }
