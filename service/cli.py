@@ -31,6 +31,9 @@ def version() -> None:
 
 def _register_commands() -> None:
     # One import per command module; each adds its commands to ``app``.
+    from service.commands import config as config_commands
+
+    config_commands.register(app)
     pass
 
 
