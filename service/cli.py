@@ -34,6 +34,9 @@ def _register_commands() -> None:
     from service.commands import config as config_commands
 
     config_commands.register(app)
+    from service.commands import refit as refit_commands
+
+    refit_commands.register(app)
     from service.commands import loadtest as loadtest_commands
 
     loadtest_commands.register(app)
