@@ -491,8 +491,9 @@ _HISTORY_COLUMNS = (
 def events_frame(entries: Sequence[StreamEvent]) -> pd.DataFrame:
     """Events table from stream entries (string fields) with typed columns.
 
-    ``unit_price`` is the price actually charged (``charged_price``, the quote or
-    surface price) when the entry has one, else the price the POS reported.
+    ``unit_price`` is the price the POS reported it charged; when it reported none,
+    the price the store charged (``charged_price``: the quote, surface or list price).
+    ``ts`` is the event's own time, else the time Redis appended the entry.
     """
     if not entries:
         return _empty_history()
@@ -503,9 +504,16 @@ def events_frame(entries: Sequence[StreamEvent]) -> pd.DataFrame:
         if col in df.columns:
             df[col] = pd.to_numeric(df[col].replace("", np.nan), errors="coerce")
     if "charged_price" in df.columns:
-        base = df["unit_price"] if "unit_price" in df.columns else np.nan
-        df["unit_price"] = df["charged_price"].where(df["charged_price"] > 0, base)
-    df["ts"] = pd.to_datetime(df["ts"], utc=True, format="ISO8601")
+        reported = df["unit_price"] if "unit_price" in df.columns else np.nan
+        df["unit_price"] = df["charged_price"].where(~(reported > 0), reported)
+    # The event's own zoned time; else the time Redis appended it (the entry id's ms).
+    appended = pd.to_datetime([int(e.entry_id.split("-", 1)[0]) for e in entries], unit="ms",
+                              utc=True)
+    if "ts" in df.columns:
+        ts = pd.to_datetime(df["ts"].replace("", None), utc=True, format="ISO8601")
+        df["ts"] = ts.where(ts.notna(), pd.Series(appended, index=df.index))
+    else:
+        df["ts"] = appended
     for col in _HISTORY_COLUMNS:
         if col not in df.columns:
             df[col] = np.nan
@@ -934,23 +942,17 @@ class Refitter:
             record.reasons.append(f"warm start skipped: fit {fit_id} unreadable ({exc})")
             return None
 
-    def _priors(self, panel: pd.DataFrame) -> Any:
-        cats = self.bundle.categories.categories
-        if not cats:
-            return None
-        sku_cat = {s.sku: s.category for dr in self.bundle.drops for s in dr.skus}
-        return {
-            "categories": {sku: sku_cat[sku] for sku in panel["sku"].unique() if sku in sku_cat},
-            **{name: (p.mean, p.sd) for name, p in cats.items()},
-        }
-
     def _fit(self, panel: pd.DataFrame, previous: Any, devices: Sequence[Any]) -> Any:
         from pricing.model import fit_elasticity
 
+        cats = self.bundle.categories.categories
+        sku_cat = {s.sku: s.category for dr in self.bundle.drops for s in dr.skus}
         return fit_elasticity(
             panel, sku="sku", market="market", period="period", price="price",
             quantity="quantity", intensity="intensity", sold_out="sold_out",
-            priors=self._priors(panel), init=previous,
+            priors={name: (p.mean, p.sd) for name, p in cats.items()} or None,
+            categories={sku: sku_cat[sku] for sku in panel["sku"].unique() if sku in sku_cat},
+            init=previous,
         )
 
     def _check_elasticities(
@@ -1006,7 +1008,6 @@ class Refitter:
 
         solved = _Solved({}, {}, {})
         row_of = {tuple(k): i for i, k in enumerate(fit.keys)}
-        p_ref = np.exp(np.log(panel["price"]).groupby([panel["sku"], panel["market"]]).mean())
         betas = np.asarray(fit.table["elasticity"], dtype=float)
         for drop in self.bundle.drops:
             horizon = drop_horizon(drop, now)
@@ -1046,13 +1047,9 @@ class Refitter:
             offsets = np.array([max(0.0, (ts - now).total_seconds() / 3600) for ts in starts])
             cur = np.array([current.get(m[0], 0.0) for m in meta])
             intensity = forecast_intensity(cur, offsets, half_life)
-            scale = horizon.period / timedelta(hours=1)
-            rates = self._rates(fit, rows, prices, intensity, hours) * scale
-            # Parameter checks: rejected elasticities keep the level at p_ref, new slope.
-            for j, i in enumerate(rows):
-                if i in replace:
-                    ref = float(p_ref.get(meta[j][0], np.exp(np.mean(np.log(prices[j])))))
-                    rates[j] *= (prices[j] / ref)[None, :] ** (replace[i] - betas[i])
+            # The fit's rates are per panel period (an hour); the drop's periods may differ.
+            scale = (horizon.period / timedelta(hours=1)) / (fit.period_hours or 1.0)
+            rates = self._rates(fit, rows, prices, intensity, hours, replace) * scale
             good = np.all(np.isfinite(rates), axis=(1, 2)) & np.all(rates >= 0, axis=(1, 2))
             for j in np.flatnonzero(~good):
                 sku_key = meta[j][0]
@@ -1095,15 +1092,30 @@ class Refitter:
 
     def _rates(
         self, fit: Any, rows: Sequence[int], prices: np.ndarray, intensity: np.ndarray,
-        hours: np.ndarray,
+        hours: np.ndarray, replace: Mapping[int, float],
     ) -> np.ndarray:
-        """Expected units per hour ``[len(rows), T, K]`` for the given fit rows."""
+        """Expected units per fit period ``[len(rows), T, K]`` for the given fit rows.
+
+        Rows in ``replace`` use the replacement elasticity; the fit's ``x = log(p/p_ref)``
+        is centred at the row's reference price, so the level there is kept.
+        """
+        from pricing.model import DemandParams
+
         s_all = len(fit.keys)
         full_prices = np.ones((s_all, prices.shape[1]))
         full_prices[list(rows)] = prices
         full_int = np.zeros((s_all, intensity.shape[1]))
         full_int[list(rows)] = intensity
-        rates = np.asarray(fit.demand_rates(full_prices, intensity=full_int, hours=hours))
+        params = fit.params
+        if replace:
+            beta = np.array(params.elasticity, dtype=float, copy=True)
+            for i, value in replace.items():
+                beta[i] = value
+            params = DemandParams(params.alpha, beta, params.intensity_lift,
+                                  params.intensity_shift)
+        with np.errstate(over="ignore", invalid="ignore"):
+            rates = np.asarray(fit.demand_rates(full_prices, intensity=full_int, hours=hours,
+                                                params=params))
         return rates[list(rows)].astype(np.float64)
 
     def _validate(
