@@ -133,10 +133,12 @@ class BodySizeLimitMiddleware:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await _send_json(send, 400, "content-length: not an integer")
+                    await _send_json(scope, send, 400, "invalid_request",
+                                     f"content-length: not an integer, got {value[:40]!r}")
                     return
                 if declared > limit:
-                    await _send_json(send, 413, BodyTooLarge(limit, declared).detail)
+                    await _send_json(scope, send, 413, "body_too_large",
+                                     BodyTooLarge(limit, declared).detail)
                     return
                 break
 
@@ -165,11 +167,17 @@ class BodySizeLimitMiddleware:
             # out; answer here unless a response is already under way.
             if started:
                 raise
-            await _send_json(send, 413, exc.detail)
+            await _send_json(scope, send, 413, "body_too_large", exc.detail)
 
 
-async def _send_json(send: Any, status: int, detail: str) -> None:
-    body = orjson.dumps({"detail": detail})
+async def _send_json(
+    scope: dict[str, Any], send: Any, status: int, error: str, detail: str
+) -> None:
+    # The shape of every other error body (service.schemas.ErrorBody).
+    request_id = next(
+        (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None
+    )
+    body = orjson.dumps({"error": error, "detail": detail, "request_id": request_id})
     await send(
         {
             "type": "http.response.start",

@@ -198,15 +198,21 @@ class RateLimitMiddleware:
         retry_after = max(1, math.ceil(wait))
         limit = self.limiter.limits[role]
         assert limit is not None
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")
+                break
+        # The body has the shape of every other error (service.schemas.ErrorBody).
         body = orjson.dumps(
             {
+                "error": "rate_limited",
                 "detail": (
                     f"rate limit exceeded for this API key (role {role!r}: "
                     f"{limit.rate:g} requests/s, bursts of {limit.burst}); "
                     f"retry after {retry_after} s"
                 ),
-                "error": "rate_limited",
-                "retry_after": retry_after,
+                "request_id": request_id,
             }
         )
         headers = [
@@ -214,9 +220,7 @@ class RateLimitMiddleware:
             (b"content-length", str(len(body)).encode()),
             (b"retry-after", str(retry_after).encode()),
         ]
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                headers.append((b"x-request-id", value))
-                break
+        if request_id is not None:
+            headers.append((b"x-request-id", request_id.encode("latin-1")))
         await send({"type": "http.response.start", "status": 429, "headers": headers})
         await send({"type": "http.response.body", "body": body})
