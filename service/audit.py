@@ -79,9 +79,7 @@ def audit_fields(kind: str, actor: str, detail: Mapping[str, Any]) -> dict[str, 
             ``detail`` is not JSON-serialisable.
     """
     if not KIND_RE.match(kind):
-        raise ValueError(
-            f"audit kind must be dotted lower case like 'config.apply', got {kind!r}"
-        )
+        raise ValueError(f"audit kind must be dotted lower case like 'config.apply', got {kind!r}")
     if not actor or not actor.strip():
         raise ValueError("audit actor must name who made the change, got an empty string")
     try:

@@ -73,7 +73,9 @@ def _merge_problems(
     return base, out
 
 
-def _sku_price_problems(sku: SkuConfig, g: Guardrails, where: tuple[str | int, ...]) -> list[Problem]:
+def _sku_price_problems(
+    sku: SkuConfig, g: Guardrails, where: tuple[str | int, ...]
+) -> list[Problem]:
     out: list[Problem] = []
     if g.floor is not None and sku.list_price < g.floor - 1e-9:
         out.append(
@@ -131,9 +133,7 @@ def _drop_problems(bundle: ConfigBundle, drop: DropConfig) -> list[Problem]:
     out += problems
     arm_g: dict[str, tuple[int, Guardrails]] = {}
     for a, arm in enumerate(drop.arms):
-        g, problems = _merge_problems(
-            drop_g, arm.guardrails, ("arms", a), "the drop's guardrails"
-        )
+        g, problems = _merge_problems(drop_g, arm.guardrails, ("arms", a), "the drop's guardrails")
         out += problems
         for market in arm.markets:
             arm_g[market] = (a, g)

@@ -224,10 +224,16 @@ def _parse_text(text: str, kind: str, display: str | None) -> _Parsed:
         return _Parsed(
             None,
             LineMap(),
-            [ConfigIssue(display, mark.line + 1 if mark else None, "", f"not valid YAML: {problem}")],
+            [
+                ConfigIssue(
+                    display, mark.line + 1 if mark else None, "", f"not valid YAML: {problem}"
+                )
+            ],
         )
     issues = [
-        ConfigIssue(display, line, format_path((*path, key)), f"key {key!r} appears twice in this mapping")
+        ConfigIssue(
+            display, line, format_path((*path, key)), f"key {key!r} appears twice in this mapping"
+        )
         for path, line, key in doc.duplicate_keys
     ]
     if not isinstance(doc.data, dict):
@@ -300,7 +306,9 @@ def _sources(paths: Iterable[Path | str]) -> tuple[_Sources, list[ConfigIssue]]:
             if _is_config_dir(path):
                 root = root or path
                 whole = True
-                defaults = path / "defaults.yaml" if (path / "defaults.yaml").is_file() else defaults
+                defaults = (
+                    path / "defaults.yaml" if (path / "defaults.yaml").is_file() else defaults
+                )
                 if (path / "categories.yaml").is_file():
                     categories = path / "categories.yaml"
                 drops += _drop_files(path / "drops")

@@ -79,9 +79,7 @@ class FieldIssues(ValueError):
     def __init__(self, issues: Sequence[Problem]) -> None:
         self.issues: tuple[Problem, ...] = tuple(issues)
         super().__init__(
-            "; ".join(
-                f"{_rel(path)}: {msg}" if path else msg for path, msg in self.issues
-            )
+            "; ".join(f"{_rel(path)}: {msg}" if path else msg for path, msg in self.issues)
         )
 
 
@@ -238,7 +236,12 @@ class CategoryPrior(_Frozen):
         lo, hi = self.allowed_range
         if lo >= hi:
             raise FieldIssues(
-                [(("allowed_range",), f"allowed_range must be [lo, hi] with lo < hi, got [{lo}, {hi}]")]
+                [
+                    (
+                        ("allowed_range",),
+                        f"allowed_range must be [lo, hi] with lo < hi, got [{lo}, {hi}]",
+                    )
+                ]
             )
         if not lo <= self.mean <= hi:
             raise FieldIssues(
@@ -364,9 +367,7 @@ class SkuConfig(_Frozen):
     """Cost of one unit (profit objective, never-below-cost guardrail)."""
     salvage_value: Money = 0.0
     """Value of each unit left when the last window closes."""
-    inventory: dict[Identifier, Annotated[int, Field(ge=0, le=10_000_000)]] = Field(
-        min_length=1
-    )
+    inventory: dict[Identifier, Annotated[int, Field(ge=0, le=10_000_000)]] = Field(min_length=1)
     """Units available per market (at least one market)."""
     guardrails: Guardrails | None = None
     """Per-SKU guardrail overrides (fields set here replace the drop's and arm's)."""
@@ -410,9 +411,7 @@ class Arm(_Frozen):
                 ]
             )
         if self.release == "waves" and self.waves < 2:
-            raise FieldIssues(
-                [(("waves",), f"release: waves needs waves >= 2, got {self.waves}")]
-            )
+            raise FieldIssues([(("waves",), f"release: waves needs waves >= 2, got {self.waves}")])
         return self
 
 
@@ -486,14 +485,14 @@ class DropConfig(_Frozen):
                         )
                     )
         owner: dict[str, str] = {}
-        for a, arm in enumerate(self.arms):
-            if arm.name in {x.name for x in self.arms[:a]}:
-                problems.append((("arms", a, "name"), f"duplicate arm name {arm.name!r}"))
+        for ai, arm in enumerate(self.arms):
+            if arm.name in {x.name for x in self.arms[:ai]}:
+                problems.append((("arms", ai, "name"), f"duplicate arm name {arm.name!r}"))
             for k, market in enumerate(arm.markets):
                 if market not in markets:
                     problems.append(
                         (
-                            ("arms", a, "markets", k),
+                            ("arms", ai, "markets", k),
                             f"unknown market {market!r}, allowed {sorted(markets)} "
                             "(the drop's markets)",
                         )
@@ -501,7 +500,7 @@ class DropConfig(_Frozen):
                 elif market in owner:
                     problems.append(
                         (
-                            ("arms", a, "markets", k),
+                            ("arms", ai, "markets", k),
                             f"market {market!r} is already in arm {owner[market]!r}: "
                             "a market belongs to at most one arm",
                         )
@@ -582,7 +581,9 @@ class ConfigBundle(_Frozen):
         """The drop with id ``drop_id``, or ``None``."""
         return next((d for d in self.drops if d.id == drop_id), None)
 
-    def with_drops(self, drops: Iterable[DropConfig], *, remove: Iterable[str] = ()) -> ConfigBundle:
+    def with_drops(
+        self, drops: Iterable[DropConfig], *, remove: Iterable[str] = ()
+    ) -> ConfigBundle:
         """A copy with ``drops`` added or replacing same-id drops, and ``remove`` ids dropped."""
         new = {d.id: d for d in drops}
         gone = set(remove)

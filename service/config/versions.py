@@ -182,9 +182,7 @@ class ConfigStore:
         """
         problems = bundle_problems(bundle)
         if problems:
-            issues = [
-                ConfigIssue(p.part, None, format_path(p.path), p.message) for p in problems
-            ]
+            issues = [ConfigIssue(p.part, None, format_path(p.path), p.message) for p in problems]
             raise ConfigError([str(i) for i in issues], issues=issues)
         current = self.live()
         live_num = current.version if current is not None else 0
@@ -258,9 +256,7 @@ class ConfigStore:
         target = self.get(target_num) if target_num else None
         if target is None:
             kept = [v.version for v in self.list_versions()]
-            raise ConfigError(
-                [f"config version {target_num} is not kept, allowed one of {kept}"]
-            )
+            raise ConfigError([f"config version {target_num} is not kept, allowed one of {kept}"])
         return self.apply(
             target.bundle,
             actor=actor,
