@@ -1,0 +1,169 @@
+"""Operator endpoints for re-fits and approvals (role ``operator`` or higher).
+
+- ``POST /v1/admin/refit``: queue a re-fit for the worker (``dropprice worker``);
+  answers ``202`` with the queued record. The worker runs it at its next tick.
+- ``GET /v1/admin/refits/{id}``: the record: ``state``, stage timings, device,
+  reasons, the version it published. ``GET /v1/admin/refits``: the latest ones.
+- ``GET /v1/admin/approvals``: price changes a re-fit held because they move a live
+  price by more than the approval band.
+- ``POST /v1/admin/approvals/{id}``: ``approve`` (publish them as a new version, all
+  or some SKUs) or ``reject``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Path
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from service.deps import ConfigDep, OperatorCaller, StoreDep
+from service.exceptions import ApprovalNotFound, RefitLocked
+from service.refit import Refitter, RefitState
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+RefitId = Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$", description="Re-fit id.")
+
+
+class RefitRequestIn(BaseModel):
+    """Body of ``POST /v1/admin/refit`` (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+    force: bool = False
+    """Publish even when no event arrived since the last re-fit."""
+
+
+class StageOut(BaseModel):
+    name: str
+    seconds: float
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class RefitOut(BaseModel):
+    """A re-fit record."""
+
+    id: str
+    state: Literal["queued", "running", "published", "held", "no_change", "locked", "failed"]
+    trigger: str
+    requested_by: str
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    device: str | None
+    fence: int | None
+    stages: list[StageOut]
+    reasons: list[str]
+    version: str | None
+    previous_version: str | None
+    approval_id: str | None
+    events_read: int
+    summary: dict[str, Any]
+
+
+class RefitListOut(BaseModel):
+    refits: list[RefitOut]
+
+
+class ChangeOut(BaseModel):
+    sku: str
+    market: str
+    live_price: float
+    new_price: float
+    change_pct: float
+    band_pct: float
+
+
+class ApprovalOut(BaseModel):
+    """Price changes held for an operator."""
+
+    id: str
+    refit_id: str
+    fit_id: str
+    status: Literal["pending", "approved", "rejected", "superseded"]
+    created_at: str
+    decided_at: str | None
+    decided_by: str | None
+    note: str
+    version: str | None
+    changes: list[ChangeOut]
+
+
+class ApprovalListOut(BaseModel):
+    approvals: list[ApprovalOut]
+
+
+class DecisionIn(BaseModel):
+    """Body of ``POST /v1/admin/approvals/{id}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["approve", "reject"]
+    note: str = Field(default="", max_length=1000)
+    skus: list[str] | None = Field(default=None, min_length=1, max_length=10_000)
+    """Approve only these SKUs' changes (default: all of them)."""
+
+
+def _not_found(detail: str) -> HTTPException:
+    return HTTPException(404, detail={"error": "not_found", "detail": detail})
+
+
+@router.post("/refit", status_code=202, response_model=RefitOut)
+def request_refit(
+    store: StoreDep, caller: OperatorCaller, body: RefitRequestIn | None = None
+) -> dict[str, Any]:
+    """Queue a re-fit; the worker picks it up at its next tick."""
+    record = RefitState(store.client).request(
+        requested_by=caller.key_id, force=bool(body and body.force)
+    )
+    return record.to_dict()
+
+
+@router.get("/refits", response_model=RefitListOut)
+def list_refits(store: StoreDep, caller: OperatorCaller) -> dict[str, Any]:
+    """The latest re-fits, newest first."""
+    return {"refits": [r.to_dict() for r in RefitState(store.client).list_records(20)]}
+
+
+@router.get("/refits/{refit_id}", response_model=RefitOut)
+def get_refit(
+    store: StoreDep, caller: OperatorCaller, refit_id: str = RefitId
+) -> dict[str, Any]:
+    """One re-fit's record: state, stage timings, device, reasons, version."""
+    record = RefitState(store.client).get_record(refit_id)
+    if record is None:
+        raise _not_found(f"no re-fit {refit_id!r}; GET /v1/admin/refits lists the latest")
+    return record.to_dict()
+
+
+@router.get("/approvals", response_model=ApprovalListOut)
+def list_approvals(store: StoreDep, caller: OperatorCaller) -> dict[str, Any]:
+    """Pending approvals, newest first."""
+    return {"approvals": [a.to_dict() for a in RefitState(store.client).pending_approvals()]}
+
+
+@router.post("/approvals/{approval_id}", response_model=ApprovalOut)
+async def decide_approval(
+    body: DecisionIn,
+    store: StoreDep,
+    config: ConfigDep,
+    caller: OperatorCaller,
+    approval_id: str = RefitId,
+) -> dict[str, Any]:
+    """Approve (publish as a new version) or reject held price changes."""
+    refitter = Refitter(store, config, owner=f"api:{caller.key_id}")
+    try:
+        approval = await run_in_threadpool(
+            refitter.decide, approval_id, approve=body.decision == "approve",
+            decided_by=caller.key_id, note=body.note, skus=body.skus,
+        )
+    except ApprovalNotFound as exc:
+        raise _not_found(str(exc)) from exc
+    except RefitLocked as exc:
+        raise HTTPException(
+            409, detail={"error": "refit_running", "detail": str(exc)},
+            headers={"Retry-After": "30"},
+        ) from exc
+    return approval.to_dict()
