@@ -102,68 +102,67 @@ if _shape_name:
 
 @events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
-    group = parser.add_argument_group("dropprice")
-    group.add_argument(
+    parser.add_argument(
         "--manifest",
         default=None,
         env_var="DROPPRICE_LOADTEST_MANIFEST",
         help="JSON manifest written by `dropprice loadtest` (SKUs, markets, key)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--api-key",
         default=None,
         env_var="DROPPRICE_API_KEY",
         is_secret=True,
         help="X-API-Key sent with every request (role pos)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--skus", default=None, help="comma-separated SKUs, most popular first (without --manifest)"
     )
-    group.add_argument(
+    parser.add_argument(
         "--markets",
         default=None,
         help="comma-separated markets, busiest first (without --manifest)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--ledger-dir", default=None, help="folder for the sales ledger (without --manifest)"
     )
-    group.add_argument(
+    parser.add_argument(
         "--zipf-s", type=float, default=None, help="Zipf exponent of SKU popularity (default 1.1)"
     )
-    group.add_argument(
+    parser.add_argument(
         "--think-min",
         type=float,
         default=0.05,
         help="shortest pause between a terminal's requests, seconds",
     )
-    group.add_argument(
+    parser.add_argument(
         "--think-max",
         type=float,
         default=0.5,
         help="longest pause between a terminal's requests, seconds",
     )
-    group.add_argument(
+    parser.add_argument(
         "--replay-frac",
         type=float,
         default=0.02,
         help="fraction of accepted sales sent again (must be `duplicate`)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--rush-multiple", type=float, default=10.0, help="rush: peak users over baseline users"
     )
-    group.add_argument(
+    parser.add_argument(
         "--rush-ramp-s",
         type=float,
         default=5.0,
         help="rush: seconds from baseline to peak when the drop opens",
     )
-    group.add_argument(
+    parser.add_argument(
         "--rush-idle-frac",
         type=float,
         default=0.2,
         help="rush: share of the run at the baseline before the drop opens",
     )
-    group.add_argument(
+    parser.add_argument(
         "--rush-decay-frac",
         type=float,
         default=0.25,
@@ -274,6 +273,13 @@ def _on_test_stop(environment: Any, **_: Any) -> None:
         LEDGER.write(CATALOG.manifest.ledger_dir)
 
 
+def _http_problem(resp: Any) -> str:
+    """A failure message for a non-200 answer (or no answer at all)."""
+    if not resp.status_code:
+        return f"no answer: {resp.error!r}"
+    return f"HTTP {resp.status_code}: {(resp.text or '')[:120]}"
+
+
 def _check_price(body: Any, sku: str, market: str) -> str | None:
     """Why a price answer is wrong, or ``None`` when it is a valid answer for (sku, market)."""
     if not isinstance(body, dict):
@@ -330,12 +336,12 @@ class PosTerminal(FastHttpUser):
         sku = self.catalog.sku(self.rng)
         with self.client.get(
             f"/v1/prices/{sku}?market={self.market}",
-            name="GET /v1/prices/[sku]",
+            name="/v1/prices/[sku]",
             headers=self.headers,
             catch_response=True,
         ) as resp:
             if resp.status_code != 200:
-                resp.failure(f"HTTP {resp.status_code}: {(resp.text or '')[:120]}")
+                resp.failure(_http_problem(resp))
                 return
             body = resp.json()
             problem = _check_price(body, sku, self.market)
@@ -351,13 +357,13 @@ class PosTerminal(FastHttpUser):
         payload = {"items": [{"sku": s, "market": self.market} for s in items]}
         with self.client.post(
             "/v1/prices:batch",
-            name="POST /v1/prices:batch",
+            name="/v1/prices:batch",
             json=payload,
             headers=self.headers,
             catch_response=True,
         ) as resp:
             if resp.status_code != 200:
-                resp.failure(f"HTTP {resp.status_code}: {(resp.text or '')[:120]}")
+                resp.failure(_http_problem(resp))
                 return
             body = resp.json()
             prices = body.get("prices") if isinstance(body, dict) else None
@@ -391,7 +397,7 @@ class PosTerminal(FastHttpUser):
             "unit_price": unit_price,
             "quote_id": quote_id,
         }
-        status = self._post_sale(event, "POST /v1/events", SALE_OK)
+        status = self._post_sale(event, "/v1/events", SALE_OK)
         if status is None:
             return
         LEDGER.sales.append(
@@ -407,7 +413,7 @@ class PosTerminal(FastHttpUser):
         if status == "accepted" and self.rng.random() < float(
             getattr(OPTIONS, "replay_frac", 0.02)
         ):
-            replay = self._post_sale(event, "POST /v1/events [replay]", frozenset({"duplicate"}))
+            replay = self._post_sale(event, "/v1/events [replay]", frozenset({"duplicate"}))
             if replay is not None:
                 LEDGER.sales.append(
                     {
@@ -430,7 +436,7 @@ class PosTerminal(FastHttpUser):
             catch_response=True,
         ) as resp:
             if resp.status_code != 200:
-                resp.failure(f"HTTP {resp.status_code}: {(resp.text or '')[:120]}")
+                resp.failure(_http_problem(resp))
                 # A lost answer may still have sold: record it so the books can tell.
                 LEDGER.sales.append(
                     {

@@ -194,7 +194,7 @@ def read_locust_stats(path: Path) -> list[RouteStats]:
         for row in csv.DictReader(fh):
             rows.append(
                 RouteStats(
-                    name=row["Name"] if row["Name"] == TOTAL else f"{row['Name']}",
+                    name=row["Name"] if row["Name"] == TOTAL else f"{row['Type']} {row['Name']}",
                     requests=int(row["Request Count"]),
                     failures=int(row["Failure Count"]),
                     p50=pct(row["50%"]),
