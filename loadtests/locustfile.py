@@ -468,5 +468,17 @@ class PosTerminal(FastHttpUser):
                     f"{str(result)[:120]}"
                 )
                 return None
+            if status == "accepted" and event.get("quote_id"):
+                # The quote locks the price: a sale carrying it is charged the quoted price.
+                if result.get("quote") == "expired":
+                    resp.failure(f"quote expired within {QUOTE_MAX_AGE_S:g}s of being given")
+                    return None
+                charged = result.get("charged_price")
+                if charged is not None and abs(float(charged) - event["unit_price"]) > 0.005:
+                    resp.failure(
+                        f"quoted {event['unit_price']} but charged {charged} "
+                        f"(quote {result.get('quote')!r})"
+                    )
+                    return None
             resp.success()
             return status
