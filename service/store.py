@@ -74,7 +74,7 @@ import math
 import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from importlib import resources
+from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeAlias
 
 import numpy as np
@@ -264,7 +264,7 @@ class PublishResult(NamedTuple):
 
 
 def _script_source(name: str) -> str:
-    return resources.files("service").joinpath(f"lua/{name}.lua").read_text()
+    return (Path(__file__).parent / "lua" / f"{name}.lua").read_text()
 
 
 def _text(value: Any) -> str:
@@ -727,6 +727,15 @@ class PriceStore:
             if header and cells is not None:
                 out[market] = (version, _decode_surface(_decode_hash(header), cells, codes))
         return out
+
+    def live_pointers(self, skus: Sequence[str]) -> dict[str, dict[str, str]]:
+        """``{sku: {market: live version}}`` for ``skus`` in one pipelined pass."""
+        with unavailable_as_domain_error("reading live surface pointers"):
+            pipe = self.client.pipeline(transaction=False)
+            for sku in skus:
+                pipe.hgetall(keys.live(sku))
+            rows = pipe.execute()
+        return {sku: _decode_hash(raw) for sku, raw in zip(skus, rows, strict=True)}
 
     def get_surface(
         self, sku: str, market: str, version: str | None = None

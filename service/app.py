@@ -1,0 +1,184 @@
+"""The price service's ASGI app: ``create_app(settings)``.
+
+The lifespan owns the process's resources (:class:`~service.runtime.ServiceRuntime`:
+the Redis client, the configs, the in-process price book and its sync thread) and
+closes them on shutdown. Two pure-ASGI layers sit in front of FastAPI
+(:mod:`service.middleware`): the price-read fast path and the request context
+(request id, metrics, JSON access log). Route modules live in ``service/routes/``
+and are registered in :func:`include_routers`, one line each.
+
+Run it with ``dropprice serve`` or any ASGI server::
+
+    uvicorn --factory service.app:create_app
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from service.exceptions import StoreUnavailable
+from service.logs import configure_logging, request_id_var
+from service.metrics import Metrics
+from service.middleware import PriceFastPath, RequestContextMiddleware
+from service.runtime import ServiceRuntime, load_bundle
+from service.schemas import EventBatchIn
+from service.settings import Settings
+
+__all__ = ["create_app", "include_routers"]
+
+log = logging.getLogger("dropprice.app")
+
+
+class JsonError(Response):
+    """An error body serialised with orjson."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=str)
+
+
+def include_routers(app: FastAPI) -> None:
+    """Register every route module (one ``include_router`` line each)."""
+    from service.routes import events, health, intensity, prices
+
+    app.include_router(health.router)
+    app.include_router(prices.router)
+    app.include_router(events.router)
+    app.include_router(intensity.router)
+    from service.routes import admin
+
+    app.include_router(admin.router)
+
+
+def _error(
+    status: int, code: str, detail: Any, headers: Mapping[str, str] | None = None
+) -> JsonError:
+    return JsonError(
+        {"error": code, "detail": detail, "request_id": request_id_var.get()},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _field_errors(errors: list[Any]) -> list[dict[str, Any]]:
+    out = []
+    for err in errors:
+        loc = [p for p in err.get("loc", ()) if p not in {"body", "query", "path", "header"}]
+        field = ""
+        for part in loc:
+            field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
+        if not field and err.get("loc"):
+            field = str(err["loc"][0])
+        got = err.get("input")
+        out.append(
+            {
+                "field": field or "body",
+                "message": err.get("msg", "invalid"),
+                "got": got if isinstance(got, str | int | float | bool) or got is None else None,
+            }
+        )
+    return out
+
+
+def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JsonError:
+        detail = exc.detail
+        if isinstance(detail, dict) and "error" in detail:
+            return _error(exc.status_code, detail["error"], detail.get("detail"), exc.headers)
+        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+        return _error(exc.status_code, code.get(exc.status_code, "error"), detail, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JsonError:
+        return _error(422, "invalid_request", _field_errors(list(exc.errors())))
+
+    @app.exception_handler(ValidationError)
+    async def model_error(request: Request, exc: ValidationError) -> JsonError:
+        return _error(422, "invalid_request", _field_errors(list(exc.errors())))
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_down(request: Request, exc: StoreUnavailable) -> JsonError:
+        log.warning("redis unavailable on a write", extra={"error": str(exc)})
+        return _error(
+            503,
+            "store_unavailable",
+            f"Redis is unreachable; nothing was changed that a retry with the same "
+            f"event ids would not complete. Retry after {settings.retry_after_s}s. ({exc})",
+            {"Retry-After": str(settings.retry_after_s)},
+        )
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    extra = EventBatchIn.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, sub in extra.pop("$defs", {}).items():
+        components.setdefault(name, sub)
+    components["EventBatchIn"] = extra
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service app.
+
+    Args:
+        settings: defaults to :class:`Settings` read from ``DROPPRICE_*`` variables.
+
+    Raises:
+        ConfigError: the operator configs are invalid (raised on startup).
+    """
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    if settings.auth_disabled:
+        log.warning("authentication is DISABLED (DROPPRICE_AUTH_DISABLED=true): development only")
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        bundle = load_bundle(settings.config_dir)
+        runtime = ServiceRuntime(settings, metrics, bundle)
+        runtime.start()
+        app.state.service = runtime
+        log.info(
+            "service started",
+            extra={"redis": settings.redis_url.split("@")[-1], "skus": len(runtime.book.catalog)},
+        )
+        try:
+            yield
+        finally:
+            runtime.close()
+            del app.state.service
+
+    app = FastAPI(
+        title="dropprice",
+        version="0.1.0",
+        description="Inventory-aware prices for limited drops, served in about a millisecond.",
+        lifespan=lifespan,
+        docs_url="/docs",
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    _install_error_handlers(app, settings)
+    include_routers(app)
+    app.add_middleware(RequestContextMiddleware, service_app=app)
+    # Added last = outermost: the fast path runs before anything else.
+    app.add_middleware(PriceFastPath, service_app=app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app

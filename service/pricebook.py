@@ -1,0 +1,327 @@
+"""The in-process view of prices: catalog, live surfaces, units left, quotes.
+
+A price read never waits on Redis. Each service process holds the live price
+surfaces and the units-left counters of every SKU in memory; Redis stays the
+source of truth and the process follows it (:mod:`service.sync`: the sale script
+publishes every new count, a version swap publishes the SKU, and a periodic full
+resync repairs anything missed). A read is then
+
+.. math::
+
+    p = P_v[\\min(n, N),\\ \\mathrm{clip}(\\lfloor (now - t_0) / \\Delta \\rfloor, 0, T - 1)]
+
+with ``P_v`` the live surface ``[N+1, T]`` of version ``v``, ``n`` the units left,
+``t_0`` the start of period 0 and ``Delta`` the period length. With no surface the
+catalog's list price is served (``source: base``), clamped to the SKU's floor and
+ceiling; while the process is out of touch with Redis every answer is marked
+``source: stale`` (the last surfaces held, which are guardrailed already).
+
+Quotes are stateless: a ``quote_id`` is ``q1.<payload>.<mac>`` where the payload
+names the SKU, market, price, expiry and version, and the MAC is HMAC-SHA256 over
+it with the service's quote key (truncated to 128 bits). Any worker or host with
+the same key verifies it without a Redis call, and a sale carrying a valid,
+unexpired quote is charged the quoted price.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from service.config.models import ConfigBundle
+from service.exceptions import UnknownMarket, UnknownSku
+from service.store import SkuMeta, SurfaceRecord
+
+__all__ = [
+    "CatalogEntry",
+    "PriceBook",
+    "PriceView",
+    "QuoteCheck",
+    "QuoteSigner",
+    "catalog_from_config",
+]
+
+Source = Literal["surface", "base", "stale"]
+
+
+class CatalogEntry(NamedTuple):
+    """What the service knows of a SKU before any surface: list price and markets."""
+
+    sku: str
+    list_price: float
+    currency: str
+    markets: tuple[str, ...]
+    floor: float | None = None
+    ceiling: float | None = None
+    drop_id: str = ""
+
+    @property
+    def base_price(self) -> float:
+        """The list price inside the SKU's floor and ceiling."""
+        price = self.list_price
+        if self.floor is not None:
+            price = max(price, self.floor)
+        if self.ceiling is not None:
+            price = min(price, self.ceiling)
+        return price
+
+
+class PriceView(NamedTuple):
+    """One served price (the body of ``GET /v1/prices/{sku}``)."""
+
+    sku: str
+    market: str
+    price: float
+    currency: str
+    version: str | None
+    inventory: int | None
+    source: Source
+    quote_id: str | None
+    expires_at: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return self._asdict()
+
+
+class QuoteCheck(NamedTuple):
+    """Result of checking a sale's ``quote_id``: ``honoured`` (with its price),
+    ``expired`` or ``invalid`` (forged, or for another SKU or market)."""
+
+    status: Literal["honoured", "expired", "invalid"]
+    price: float | None = None
+    version: str | None = None
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class QuoteSigner:
+    """Signs and checks quote ids (stateless price locks).
+
+    Args:
+        secret: the quote key (settings or the shared Redis key).
+        ttl_s: how long a quote is honoured.
+    """
+
+    def __init__(self, secret: bytes, ttl_s: int) -> None:
+        self._key = hashlib.sha256(b"dropprice-quote\x00" + secret).digest()
+        self.ttl_s = ttl_s
+
+    def _mac(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, payload, hashlib.sha256).digest()[:16]
+
+    def sign(
+        self, sku: str, market: str, price: float, version: str | None, now: float
+    ) -> tuple[str, str]:
+        """``(quote_id, expires_at ISO 8601)`` for a price served at ``now`` (epoch s)."""
+        expires_ms = int(now * 1000) + self.ttl_s * 1000
+        payload = f"{sku}|{market}|{price!r}|{expires_ms}|{version or ''}".encode()
+        quote_id = f"q1.{_b64(payload)}.{_b64(self._mac(payload))}"
+        expires = datetime.fromtimestamp(expires_ms / 1000, UTC)
+        return quote_id, expires.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def check(self, quote_id: str, sku: str, market: str, now: float) -> QuoteCheck:
+        """Check a quote presented with a sale of ``sku`` in ``market`` at ``now``."""
+        try:
+            tag, payload_b64, mac_b64 = quote_id.split(".")
+            payload, mac = _unb64(payload_b64), _unb64(mac_b64)
+        except ValueError:
+            return QuoteCheck("invalid")
+        if tag != "q1" or not hmac.compare_digest(mac, self._mac(payload)):
+            return QuoteCheck("invalid")
+        q_sku, q_market, price, expires_ms, version = payload.decode().split("|")
+        if q_sku != sku or q_market != market:
+            return QuoteCheck("invalid")
+        if now * 1000 > int(expires_ms):
+            return QuoteCheck("expired", float(price), version or None)
+        return QuoteCheck("honoured", float(price), version or None)
+
+
+class _Live(NamedTuple):
+    version: str
+    price: npt.NDArray[np.float64]
+    start: float
+    period_s: float
+    rows: int
+    cols: int
+    currency: str
+    record: SurfaceRecord
+
+
+def catalog_from_config(bundle: ConfigBundle) -> dict[str, CatalogEntry]:
+    """Catalog entries of every SKU in the operator configs (latest drop wins)."""
+    out: dict[str, CatalogEntry] = {}
+    for drop in sorted(bundle.drops, key=lambda d: d.windows[0].start):
+        for sku in drop.skus:
+            guard = bundle.guardrails_for(drop, sku)
+            out[sku.sku] = CatalogEntry(
+                sku=sku.sku,
+                list_price=sku.list_price,
+                currency=bundle.currency_for(sku),
+                markets=tuple(sku.inventory) or drop.markets,
+                floor=guard.floor,
+                ceiling=guard.ceiling,
+                drop_id=drop.id,
+            )
+    return out
+
+
+class PriceBook:
+    """Prices, units left and quotes held in the process (see the module docstring).
+
+    Written by the sync thread and the event route, read by every price request;
+    single assignments into dicts are atomic under the GIL, so readers take no lock.
+    """
+
+    def __init__(self, *, quote_ttl_s: int = 120, signer: QuoteSigner | None = None) -> None:
+        self.catalog: dict[str, CatalogEntry] = {}
+        self.quote_ttl_s = quote_ttl_s
+        self.signer = signer
+        self.stale = True
+        self.last_sync: float | None = None
+        self._surfaces: dict[tuple[str, str], _Live] = {}
+        self._units: dict[tuple[str, str], int] = {}
+        self._stamps: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ writes
+    def set_catalog(self, entries: Mapping[str, CatalogEntry]) -> None:
+        self.catalog = dict(entries)
+
+    def merge_catalog(self, metas: Mapping[str, SkuMeta]) -> None:
+        """Add SKUs registered in Redis by other processes (configured ones keep
+        their guardrails; their markets are unioned)."""
+        merged = dict(self.catalog)
+        for sku, meta in metas.items():
+            known = merged.get(sku)
+            if known is None:
+                merged[sku] = CatalogEntry(
+                    sku, meta.list_price, meta.currency, meta.markets, drop_id=meta.drop_id
+                )
+            elif set(meta.markets) - set(known.markets):
+                markets = tuple(dict.fromkeys(known.markets + meta.markets))
+                merged[sku] = known._replace(markets=markets)
+        self.catalog = merged
+
+    def set_units(self, sku: str, market: str, units: int) -> None:
+        """Apply a units-left notice (pub/sub or a write's own reply)."""
+        self._units[(sku, market)] = units
+        self._stamps[(sku, market)] = time.monotonic()
+
+    def resync_units(self, counts: Mapping[tuple[str, str], int], read_started: float) -> None:
+        """Apply counters read in a resync that started at ``read_started``
+        (monotonic), skipping those a fresher notice updated meanwhile."""
+        with self._lock:
+            for pair, units in counts.items():
+                if self._stamps.get(pair, 0.0) < read_started:
+                    self._units[pair] = units
+
+    def set_surfaces(self, sku: str, live: Mapping[str, tuple[str, SurfaceRecord]]) -> None:
+        """Replace the live surfaces of ``sku`` (markets absent from ``live`` lose theirs)."""
+        for market in [m for (s, m) in self._surfaces if s == sku and m not in live]:
+            self._surfaces.pop((sku, market), None)
+        for market, (version, rec) in live.items():
+            price = np.ascontiguousarray(rec.price, dtype=np.float64)
+            self._surfaces[(sku, market)] = _Live(
+                version=version,
+                price=price,
+                start=rec.period_start.timestamp(),
+                period_s=float(rec.period_seconds),
+                rows=price.shape[0],
+                cols=price.shape[1],
+                currency=rec.currency,
+                record=rec,
+            )
+
+    def live_versions(self, sku: str) -> dict[str, str]:
+        """``{market: version}`` of the surfaces held for ``sku``."""
+        return {m: live.version for (s, m), live in self._surfaces.items() if s == sku}
+
+    def surface(self, sku: str, market: str) -> tuple[str, SurfaceRecord] | None:
+        live = self._surfaces.get((sku, market))
+        return (live.version, live.record) if live is not None else None
+
+    def units(self, sku: str, market: str) -> int | None:
+        return self._units.get((sku, market))
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return [(e.sku, m) for e in self.catalog.values() for m in e.markets]
+
+    def forget_surfaces(self, keep: Iterable[str]) -> None:
+        """Drop surfaces of SKUs not in ``keep``."""
+        kept = set(keep)
+        for pair in [p for p in self._surfaces if p[0] not in kept]:
+            self._surfaces.pop(pair, None)
+
+    # ------------------------------------------------------------------- reads
+    def resolve_market(self, sku: str, market: str | None) -> tuple[CatalogEntry, str]:
+        """The catalog entry and market of a read.
+
+        Raises:
+            UnknownSku: the SKU is in no config and has no catalog entry in Redis.
+            UnknownMarket: the SKU is not sold in ``market``, or ``market`` is
+                omitted for a SKU sold in several.
+        """
+        entry = self.catalog.get(sku)
+        if entry is None:
+            raise UnknownSku(f"unknown SKU {sku!r}: it is in no drop config")
+        if market is None:
+            if len(entry.markets) == 1:
+                return entry, entry.markets[0]
+            raise UnknownMarket(
+                f"SKU {sku!r} is sold in several markets: pass ?market= one of "
+                f"{sorted(entry.markets)}"
+            )
+        if market not in entry.markets:
+            raise UnknownMarket(
+                f"SKU {sku!r} is not sold in market {market!r}; allowed {sorted(entry.markets)}"
+            )
+        return entry, market
+
+    def price(self, sku: str, market: str | None = None, now: float | None = None) -> PriceView:
+        """The price to serve now (see the module docstring).
+
+        Raises:
+            UnknownSku, UnknownMarket: see :meth:`resolve_market`.
+        """
+        entry, market = self.resolve_market(sku, market)
+        if now is None:
+            now = time.time()
+        units = self._units.get((sku, market))
+        live = self._surfaces.get((sku, market))
+        if live is not None:
+            t = math.floor((now - live.start) / live.period_s)
+            t = 0 if t < 0 else (live.cols - 1 if t >= live.cols else t)
+            n = 0 if units is None or units < 0 else units
+            if n >= live.rows:
+                n = live.rows - 1
+            price = float(live.price.item(n, t))
+            version: str | None = live.version
+            currency = live.currency
+            source: Source = "stale" if self.stale else "surface"
+        else:
+            price = entry.base_price
+            version = None
+            currency = entry.currency
+            source = "stale" if self.stale else "base"
+        signer = self.signer
+        quote_id: str | None = None
+        expires_at: str | None = None
+        if signer is not None:
+            quote_id, expires_at = signer.sign(sku, market, price, version, now)
+        return PriceView(sku, market, price, currency, version, units, source, quote_id, expires_at)

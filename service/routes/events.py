@@ -1,0 +1,271 @@
+"""``POST /v1/events``: sales, returns, restocks and demand signals, each on its own.
+
+Each event is validated alone, so valid events in a batch are recorded even when
+others are rejected (the result list has one entry per event, in order). Every
+SKU event then runs through the event script in Redis (dedupe by ``event_id``,
+quote-locked or surface price, inventory, stream), pipelined for the batch. If
+Redis is unreachable the answer is ``503`` with ``Retry-After``; each event is
+atomic, so retrying the same batch (same ``event_id`` values) applies exactly
+the events that had not been applied and reports the others ``duplicate``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from service.deps import PosCaller, RuntimeDep
+from service.exceptions import UnknownMarket, UnknownSku
+from service.pricebook import PriceBook
+from service.schemas import (
+    MAX_BATCH_EVENTS,
+    AnnouncementEvent,
+    ClaimEvent,
+    ErrorBody,
+    EventBatchOut,
+    EventResult,
+    ListingEvent,
+    RestockEvent,
+    ReturnEvent,
+    SaleEvent,
+    event_adapter,
+)
+from service.store import EventKind, EventOutcome, EventRecord
+
+__all__ = ["format_validation_errors", "router"]
+
+router = APIRouter(tags=["events"])
+
+AnyEvent = SaleEvent | ReturnEvent | RestockEvent | AnnouncementEvent | ClaimEvent | ListingEvent
+
+
+def format_validation_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, Any]]:
+    """``[{"field": "events[3].quantity", "message": ..., "got": ...}]`` from pydantic."""
+    out = []
+    for err in exc.errors(include_url=False):
+        path = prefix
+        for part in err["loc"]:
+            if isinstance(part, int):
+                path += f"[{part}]"
+            elif part not in {"sale", "return", "restock", "announcement", "claim", "listing"}:
+                path += f".{part}" if path else str(part)
+        got = err.get("input")
+        out.append(
+            {
+                "field": path or "body",
+                "message": err["msg"],
+                "got": got if isinstance(got, str | int | float | bool) or got is None else None,
+            }
+        )
+    return out
+
+
+def _fields(ev: AnyEvent, sku: str) -> dict[str, str]:
+    """The stream entry of an event (strings only)."""
+    data = ev.model_dump(exclude_none=True)
+    data["sku"] = sku
+    data["ts"] = ev.ts.isoformat()
+    return {k: str(v) for k, v in data.items() if not isinstance(v, list | dict)}
+
+
+_KIND: Mapping[str, EventKind] = {
+    "sale": "sale",
+    "return": "return",
+    "restock": "restock",
+    "announcement": "signal",
+    "claim": "signal",
+    "listing": "signal",
+}
+
+
+def _plan(
+    index: int, ev: AnyEvent, book: PriceBook, now: float
+) -> tuple[list[EventRecord], EventResult | None, str | None]:
+    """Records for one event, or a rejection; also the quote status of a sale."""
+    skus = ev.sku if isinstance(ev.sku, list) else [ev.sku]
+    records: list[EventRecord] = []
+    quote_status: str | None = None
+    for sku in dict.fromkeys(skus):
+        try:
+            entry, market = book.resolve_market(sku, ev.market)
+        except (UnknownSku, UnknownMarket) as exc:
+            return [], _rejected(index, ev, str(exc)), None
+        quoted: float | None = None
+        if isinstance(ev, SaleEvent) and ev.quote_id:
+            if book.signer is None:
+                return [], _rejected(index, ev, "quote_id cannot be checked yet; retry"), None
+            check = book.signer.check(ev.quote_id, sku, market, now)
+            if check.status == "invalid":
+                return (
+                    [],
+                    _rejected(index, ev, f"quote_id is not a valid quote for {sku} in {market}"),
+                    None,
+                )
+            quote_status = check.status
+            quoted = check.price if check.status == "honoured" else None
+        records.append(
+            EventRecord(
+                event_id=ev.event_id,
+                kind=_KIND[ev.type],
+                sku=sku,
+                market=market,
+                quantity=getattr(ev, "quantity", 0),
+                fields=_fields(ev, sku),
+                quoted_price=quoted,
+                list_price=entry.base_price,
+            )
+        )
+    return records, None, quote_status
+
+
+def _rejected(index: int, ev: AnyEvent | None, detail: str, raw: Any = None) -> EventResult:
+    event_id = ev.event_id if ev is not None else None
+    kind = ev.type if ev is not None else None
+    if ev is None and isinstance(raw, dict):
+        event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
+        kind = raw.get("type") if isinstance(raw.get("type"), str) else None
+    return EventResult(index=index, event_id=event_id, type=kind, status="rejected", detail=detail)
+
+
+def _result(
+    index: int, ev: AnyEvent, outcomes: list[EventOutcome], quote: str | None
+) -> EventResult:
+    statuses = {o.status for o in outcomes}
+    if "accepted" in statuses:
+        status = "accepted"
+    elif statuses == {"duplicate"}:
+        status = "duplicate"
+    else:
+        status = "sold_out" if "sold_out" in statuses else "rejected"
+    first = outcomes[0]
+    detail = None
+    if status == "sold_out":
+        detail = f"only {first.units_left} unit(s) left of {first.sku} in {first.market}"
+    elif status == "rejected":
+        detail = f"no inventory counter for {first.sku} in {first.market}"
+    return EventResult(
+        index=index,
+        event_id=ev.event_id,
+        type=ev.type,
+        status=status,  # type: ignore[arg-type]
+        detail=detail,
+        first_status=first.first_status if status == "duplicate" else None,
+        charged_price=first.unit_price if ev.type == "sale" else None,
+        quote=quote if status == "accepted" else None,  # type: ignore[arg-type]
+        inventory=first.units_left if len(outcomes) == 1 else None,
+        version=first.version,
+    )
+
+
+@router.post(
+    "/v1/events",
+    response_model=EventBatchOut,
+    summary="Report sales and demand signals (up to 1,000 events)",
+    responses={
+        401: {"model": ErrorBody},
+        403: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+        503: {"model": ErrorBody, "description": "Redis unreachable; retry after Retry-After."},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/EventBatchIn"}}
+            },
+        }
+    },
+)
+async def post_events(request: Request, caller: PosCaller, runtime: RuntimeDep) -> EventBatchOut:
+    """Record events; the result list says what happened to each (``accepted``,
+    ``duplicate`` (a replay: nothing changed), ``sold_out`` (fewer units left than
+    sold: nothing changed) or ``rejected`` (invalid, with the field named)). A sale
+    carrying a valid ``quote_id`` is charged the quoted price (``quote:
+    honoured``); an expired quote is charged the current price (``quote:
+    expired``)."""
+    try:
+        payload = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(
+            422, detail={"error": "invalid_json", "detail": f"body is not valid JSON: {exc}"}
+        ) from exc
+    raw_events = payload.get("events") if isinstance(payload, dict) else None
+    if (
+        not isinstance(payload, dict)
+        or set(payload) != {"events"}
+        or not isinstance(raw_events, list)
+    ):
+        got = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+        raise HTTPException(
+            422,
+            detail={
+                "error": "invalid_request",
+                "detail": [
+                    {
+                        "field": "events",
+                        "message": "body must be an object with exactly one field, "
+                        "'events': a list of events",
+                        "got": str(got),
+                    }
+                ],
+            },
+        )
+    if not 1 <= len(raw_events) <= MAX_BATCH_EVENTS:
+        raise HTTPException(
+            422,
+            detail={
+                "error": "invalid_request",
+                "detail": [
+                    {
+                        "field": "events",
+                        "message": f"a batch holds 1 to {MAX_BATCH_EVENTS} events",
+                        "got": len(raw_events),
+                    }
+                ],
+            },
+        )
+    book = runtime.book
+    now = time.time()
+    results: list[EventResult | None] = [None] * len(raw_events)
+    planned: list[tuple[int, AnyEvent, list[EventRecord], str | None]] = []
+    for i, raw in enumerate(raw_events):
+        try:
+            ev: AnyEvent = event_adapter.validate_python(raw)
+        except ValidationError as exc:
+            problems = format_validation_errors(exc, f"events[{i}]")
+            text = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+            results[i] = _rejected(i, None, text, raw)
+            continue
+        records, rejection, quote = _plan(i, ev, book, now)
+        if rejection is not None:
+            results[i] = rejection
+        else:
+            planned.append((i, ev, records, quote))
+    flat = [r for _, _, records, _ in planned for r in records]
+    outcomes = await run_in_threadpool(runtime.store.record_events, flat) if flat else []
+    metrics = runtime.metrics
+    pos = 0
+    for i, ev, records, quote in planned:
+        mine = outcomes[pos : pos + len(records)]
+        pos += len(records)
+        for o in mine:
+            if o.status == "accepted" and o.units_left is not None:
+                book.set_units(o.sku, o.market, o.units_left)
+        results[i] = _result(i, ev, mine, quote)
+    out = [r for r in results if r is not None]
+    for r in out:
+        metrics.events.labels(r.type or "unknown", r.status).inc()
+        if r.type == "sale":
+            metrics.sales.labels(r.status).inc()
+    return EventBatchOut(
+        results=out,
+        accepted=sum(r.status == "accepted" for r in out),
+        duplicates=sum(r.status == "duplicate" for r in out),
+        refused=sum(r.status in {"sold_out", "rejected"} for r in out),
+    )

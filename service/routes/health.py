@@ -1,0 +1,56 @@
+"""``/healthz`` (process up), ``/readyz`` (Redis reachable, configs loaded), ``/metrics``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from service.deps import RuntimeDep
+from service.exceptions import StoreUnavailable
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Redis reachable and configs loaded",
+    responses={503: {"description": "Not ready; the body says why."}},
+)
+def readyz(runtime: RuntimeDep) -> JSONResponse:
+    checks: dict[str, Any] = {
+        "config": {
+            "ok": True,
+            "drops": len(runtime.config.drops),
+            "skus": len(runtime.book.catalog),
+        },
+    }
+    try:
+        runtime.store.ping()
+        checks["redis"] = {"ok": True}
+    except StoreUnavailable as exc:
+        checks["redis"] = {"ok": False, "error": str(exc)}
+    checks["sync"] = {
+        "ok": not runtime.book.stale,
+        "last_sync": runtime.book.last_sync,
+        "error": runtime.sync.last_error,
+    }
+    ready = all(c["ok"] for c in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics(runtime: RuntimeDep) -> Response:
+    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)

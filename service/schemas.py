@@ -1,0 +1,245 @@
+"""Request and response bodies of the price service's HTTP API.
+
+Requests reject unknown fields (a typo such as ``quantitiy`` is an error, not a
+silently ignored field) and carry field constraints; a 422 answer lists every
+problem as ``{"field": "events[3].quantity", "message": ..., "got": ...}``.
+Responses are separate models so the OpenAPI schema documents exactly what POS
+integrations receive.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+__all__ = [
+    "MAX_BATCH_EVENTS",
+    "MAX_BATCH_PRICES",
+    "AnnouncementEvent",
+    "ClaimEvent",
+    "ErrorBody",
+    "Event",
+    "EventBatchIn",
+    "EventBatchOut",
+    "EventResult",
+    "FieldError",
+    "IntensityOut",
+    "IntensityPoint",
+    "ListingEvent",
+    "PriceBatchIn",
+    "PriceBatchItemIn",
+    "PriceBatchOut",
+    "PriceError",
+    "PriceOut",
+    "RestockEvent",
+    "ReturnEvent",
+    "SaleEvent",
+    "event_adapter",
+]
+
+MAX_BATCH_PRICES = 500
+MAX_BATCH_EVENTS = 1000
+
+Identifier = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+        description="Letters, digits and '._:-', starting with a letter or digit.",
+    ),
+]
+EventId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+        description="Idempotency key: a replay with the same id changes nothing.",
+    ),
+]
+Units = Annotated[int, Field(ge=1, le=100_000)]
+UnitPrice = Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=False)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------- prices
+class PriceOut(_Out):
+    """The price of one SKU in one market, now."""
+
+    sku: str
+    market: str
+    price: float = Field(description="Price to charge; guardrails applied.")
+    currency: str = Field(description="ISO 4217 code.")
+    version: str | None = Field(description="Surface version served; null for the list price.")
+    inventory: int | None = Field(description="Units left in this market (null if unknown).")
+    source: Literal["surface", "base", "stale"] = Field(
+        description="surface: the live price surface; base: list price (no surface yet); "
+        "stale: Redis is unreachable, last surfaces held by the service."
+    )
+    quote_id: str | None = Field(
+        description="Send with the sale to be charged this price until expires_at."
+    )
+    expires_at: str | None = Field(description="End of the quote lock (ISO 8601, UTC).")
+
+
+class PriceBatchItemIn(_In):
+    sku: Identifier
+    market: Identifier | None = None
+
+
+class PriceBatchIn(_In):
+    items: list[PriceBatchItemIn] = Field(min_length=1, max_length=MAX_BATCH_PRICES)
+
+
+class PriceError(_Out):
+    """A batch item that has no price (unknown SKU or market)."""
+
+    sku: str
+    market: str | None
+    error: Literal["unknown_sku", "unknown_market"]
+    detail: str
+
+
+class PriceBatchOut(_Out):
+    prices: list[PriceOut | PriceError]
+
+
+# --------------------------------------------------------------------- events
+class _Event(_In):
+    event_id: EventId
+    ts: AwareDatetime = Field(description="When it happened, with a time zone.")
+
+
+class SaleEvent(_Event):
+    """Units sold at a terminal (decrements inventory; refused when short)."""
+
+    type: Literal["sale"]
+    sku: Identifier
+    market: Identifier
+    quantity: Units
+    unit_price: UnitPrice = Field(description="Unit price the terminal charged.")
+    quote_id: str | None = Field(default=None, max_length=512)
+
+
+class ReturnEvent(_Event):
+    """Units returned to stock."""
+
+    type: Literal["return"]
+    sku: Identifier
+    market: Identifier
+    quantity: Units
+    unit_price: UnitPrice | None = None
+
+
+class RestockEvent(_Event):
+    """Units added to stock (a delivery, a released wave)."""
+
+    type: Literal["restock"]
+    sku: Identifier
+    market: Identifier
+    quantity: Units
+
+
+class AnnouncementEvent(_Event):
+    """A creator's drop announcement reaching ``reach`` people."""
+
+    type: Literal["announcement"]
+    sku: Identifier | list[Identifier] = Field(description="One SKU or a list (up to 500).")
+    market: Identifier
+    reach: int = Field(ge=0, le=10_000_000_000)
+    creator: str | None = Field(default=None, max_length=200)
+
+
+class ClaimEvent(_Event):
+    """Reservations / claims of the SKU."""
+
+    type: Literal["claim"]
+    sku: Identifier
+    market: Identifier
+    count: int = Field(default=1, ge=1, le=1_000_000)
+
+
+class ListingEvent(_Event):
+    """A listing or packaging change (new photos, promo placement, restyle)."""
+
+    type: Literal["listing"]
+    sku: Identifier
+    market: Identifier
+    change: str = Field(default="listing", min_length=1, max_length=64)
+    weight: float = Field(default=1.0, ge=0, le=1000, allow_inf_nan=False)
+
+
+Event = Annotated[
+    SaleEvent | ReturnEvent | RestockEvent | AnnouncementEvent | ClaimEvent | ListingEvent,
+    Field(discriminator="type"),
+]
+event_adapter: TypeAdapter[Any] = TypeAdapter(Event)
+
+
+class EventBatchIn(_In):
+    """Up to 1,000 events; each is accepted or rejected on its own."""
+
+    events: list[Event] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+class EventResult(_Out):
+    """What happened to one event of the batch (in request order)."""
+
+    index: int
+    event_id: str | None
+    type: str | None
+    status: Literal["accepted", "duplicate", "sold_out", "rejected"]
+    detail: str | None = None
+    first_status: str | None = Field(
+        default=None, description="For a duplicate: the outcome of the first delivery."
+    )
+    charged_price: float | None = Field(default=None, description="Unit price charged (sales).")
+    quote: Literal["honoured", "expired"] | None = None
+    inventory: int | None = Field(default=None, description="Units left after the event.")
+    version: str | None = None
+
+
+class EventBatchOut(_Out):
+    results: list[EventResult]
+    accepted: int
+    duplicates: int
+    refused: int = Field(description="Events sold_out or rejected.")
+
+
+# ------------------------------------------------------------------ intensity
+class IntensityPoint(_Out):
+    hour: str = Field(description="Start of the hour (UTC, ISO 8601).")
+    intensity: float
+    components: dict[str, float]
+
+
+class IntensityOut(_Out):
+    sku: str
+    market: str
+    current: float = Field(description="Index in the current hour.")
+    window_hours: int
+    hours: list[IntensityPoint] = Field(description="Oldest first; the last is the current hour.")
+    events_used: int
+    computed_at: str
+
+
+# --------------------------------------------------------------------- errors
+class FieldError(_Out):
+    field: str
+    message: str
+    got: Any = None
+
+
+class ErrorBody(_Out):
+    error: str = Field(description="Machine-readable code.")
+    detail: str | list[FieldError]
+    request_id: str | None = None

@@ -1,0 +1,178 @@
+"""Keep a process's :class:`~service.pricebook.PriceBook` in step with Redis.
+
+A daemon thread subscribes to ``dp:chan:updates`` (see :mod:`service.keys`) and
+applies every notice as it arrives: ``inv`` notices set a counter, ``live``
+notices reload that SKU's surfaces. Right after (re)subscribing, and every
+``resync_interval_s``, it re-reads the catalog, every counter and every live
+pointer from Redis, so a notice lost while disconnected is repaired. When Redis
+fails (connection refused, reset, or slower than the time budget) the book is
+marked stale and the thread retries with a short backoff; the first successful
+resync marks it fresh again. Nothing needs a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from service import keys
+from service.exceptions import StoreUnavailable
+from service.metrics import Metrics
+from service.pricebook import PriceBook, QuoteSigner
+from service.store import PriceStore, unavailable_as_domain_error
+
+__all__ = ["LiveSync"]
+
+log = logging.getLogger("dropprice.sync")
+
+
+class LiveSync:
+    """The sync thread of one process.
+
+    Args:
+        store: the process's store.
+        book: the book to keep current.
+        resync_interval_s: seconds between full resyncs.
+        metrics: where ``dropprice_redis_up`` and ``dropprice_sync_seconds`` go.
+        quote_secret: configured quote key; ``None`` fetches the shared Redis key.
+    """
+
+    def __init__(
+        self,
+        store: PriceStore,
+        book: PriceBook,
+        *,
+        resync_interval_s: float = 2.0,
+        metrics: Metrics | None = None,
+        quote_secret: bytes | None = None,
+    ) -> None:
+        self.store = store
+        self.book = book
+        self.resync_interval_s = resync_interval_s
+        self.metrics = metrics
+        self._quote_secret = quote_secret
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pubsub: Any = None
+        self.first_sync = threading.Event()
+        self.last_error: str | None = None
+        self.before_resync: Callable[[], bool] | None = None
+        """Called after each (re)subscription, before the resync (the runtime seeds
+        the configured inventory there once)."""
+
+    # -------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Start the thread (returns at once; :attr:`first_sync` is set after the
+        first successful resync)."""
+        self._thread = threading.Thread(target=self._run, name="dropprice-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._close_pubsub()
+
+    # ------------------------------------------------------------------- work
+    def resync(self) -> None:
+        """Re-read catalog, counters and live surfaces from Redis into the book.
+
+        Raises:
+            StoreUnavailable: Redis failed; the book is left as it was.
+        """
+        started = time.monotonic()
+        if self.book.signer is None:
+            secret = self._quote_secret or self.store.quote_secret()
+            self.book.signer = QuoteSigner(secret, self.book.quote_ttl_s)
+        self.book.merge_catalog(self.store.catalog())
+        pairs = self.book.pairs()
+        counts = self.store.get_inventories(pairs)
+        skus = sorted(self.book.catalog)
+        pointers = self.store.live_pointers(skus)
+        for sku in skus:
+            if pointers.get(sku, {}) != self.book.live_versions(sku):
+                self.book.set_surfaces(sku, self.store.live_surfaces(sku))
+        self.book.resync_units(counts, started)
+        self.book.forget_surfaces(skus)
+        self.book.last_sync = time.time()
+        if self.metrics is not None:
+            self.metrics.sync_seconds.set(time.monotonic() - started)
+
+    def apply(self, notice: str) -> None:
+        """Apply one ``dp:chan:updates`` notice."""
+        parts = notice.split("\t")
+        if parts[0] == "inv" and len(parts) == 4:
+            self.book.set_units(parts[1], parts[2], int(parts[3]))
+        elif parts[0] == "live" and len(parts) == 2:
+            self.book.set_surfaces(parts[1], self.store.live_surfaces(parts[1]))
+
+    def _open_pubsub(self) -> Any:
+        client = self.store.client
+        if self.store.cluster:
+            with unavailable_as_domain_error("subscribing to updates"):
+                node = client.get_random_node()
+                client = client.get_redis_connection(node)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        with unavailable_as_domain_error("subscribing to updates"):
+            pubsub.subscribe(keys.UPDATES_CHANNEL)
+        return pubsub
+
+    def _close_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                pubsub.close()
+            except Exception:  # noqa: BLE001 - best effort on a dead socket
+                log.debug("closing the update subscription failed", exc_info=True)
+
+    def _set_health(self, fresh: bool, error: str | None = None) -> None:
+        if fresh and self.book.stale:
+            log.info("in sync with redis", extra={"skus": len(self.book.catalog)})
+        if not fresh and not self.book.stale:
+            log.warning("lost redis; serving stale prices", extra={"error": error})
+        self.book.stale = not fresh
+        self.last_error = error
+        if self.metrics is not None:
+            self.metrics.redis_up.set(1 if fresh else 0)
+
+    def _run(self) -> None:
+        backoff = 0.05
+        while not self._stop.is_set():
+            try:
+                self._pubsub = self._open_pubsub()
+                if self.before_resync is not None:
+                    self.before_resync()
+                self.resync()
+                self._set_health(True)
+                self.first_sync.set()
+                backoff = 0.05
+                next_resync = time.monotonic() + self.resync_interval_s
+                while not self._stop.is_set():
+                    pubsub = self._pubsub
+                    if pubsub is None:
+                        break
+                    with unavailable_as_domain_error("waiting for updates"):
+                        message = pubsub.get_message(timeout=0.1)
+                    if message is not None and message.get("type") == "message":
+                        data = message["data"]
+                        self.apply(data.decode() if isinstance(data, bytes) else str(data))
+                    if time.monotonic() >= next_resync:
+                        self.resync()
+                        next_resync = time.monotonic() + self.resync_interval_s
+            except (StoreUnavailable, redis.RedisError, OSError) as exc:
+                if self._stop.is_set():
+                    break
+                self._set_health(False, str(exc))
+                self._close_pubsub()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 1.0)
+            except Exception as exc:  # keep serving; a bug here must not kill the thread
+                log.exception("sync thread error")
+                self._set_health(False, repr(exc))
+                self._close_pubsub()
+                self._stop.wait(1.0)
