@@ -39,18 +39,21 @@ __all__ = [
     "MIN_PRICE",
     "GuardrailCode",
     "GuardrailSpec",
+    "GuardrailTable",
     "ServedState",
     "apply_guardrails",
     "candidate_ladder",
     "guard_path",
     "guard_served",
     "initial_served_state",
+    "stack_guardrails",
 ]
 
 MIN_PRICE = 0.01
 """No price below one cent ever leaves the policy."""
 
 _TOL = 1e-9
+_CELLS_PER_CHUNK = 4_000_000
 
 
 class GuardrailCode(IntEnum):
@@ -191,73 +194,177 @@ class GuardrailSpec:
         Returns:
             Prices that satisfy every static bound of this spec.
         """
-        lo, hi = self.bounds
-        x = np.clip(np.asarray(price, dtype=np.float64), lo, hi)
-        if self.ladder is not None:
-            steps = self.allowed_ladder
-            last = steps.size - 1
-            # Largest step <= x and smallest step >= x; with none on a side, use the other.
-            below = steps[np.clip(np.searchsorted(steps, x + _TOL, side="right") - 1, 0, last)]
-            above = steps[np.clip(np.searchsorted(steps, x - _TOL, side="left"), 0, last)]
-            if mode == "down":
-                return below
-            if mode == "up":
-                return above
-            return np.where(x - below <= above - x + _TOL, below, above)
-        if self.price_ending is not None:
-            e = self.price_ending
-            down = np.floor(x - e + _TOL) + e
-            up = np.ceil(x - e - _TOL) + e
-            down = np.where(down < lo - _TOL, up, down)
-            up = np.where(up > hi + _TOL, down, up)
-            return up if mode == "up" else down
-        return x
+        x = np.asarray(price, dtype=np.float64)
+        return stack_guardrails(self, 1).snap(x[None, ...], mode)[0]
 
     def static_code(self, proposed: np.ndarray, snapped: np.ndarray) -> np.ndarray:
         """Code of the static rule that moved each proposal (NONE where it passed)."""
-        lo, hi = self.bounds
-        code = np.full(np.shape(proposed), GuardrailCode.NONE, dtype=np.int8)
+        table = stack_guardrails(self, 1)
+        return table.static_code(np.asarray(proposed)[None, ...], np.asarray(snapped)[None, ...])[0]
+
+    def within_band(self, previous: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """The allowed value nearest ``target`` within ``max_change_pct`` of ``previous``."""
+        table = stack_guardrails(self, 1)
+        prev = np.asarray(previous, dtype=np.float64)[None, ...]
+        return table.within_band(prev, np.asarray(target, dtype=np.float64)[None, ...])[0]
+
+
+class GuardrailTable(NamedTuple):
+    """Guardrails of ``R`` rows as arrays, so every rule runs vectorised over rows.
+
+    Build with :func:`stack_guardrails`. Array arguments of the methods have the row axis
+    first (``[R, ...]``).
+
+    Attributes:
+        lo, hi: ``[R]`` static bounds (``hi`` may be ``inf``).
+        cost_binds: ``[R]`` True where the unit cost (not the floor) sets ``lo``.
+        ladder: ``[R, L]`` allowed ladder steps ascending, NaN-padded.
+        has_ladder: ``[R]`` False: any price (or any with the ending).
+        ending: ``[R]`` price ending, NaN for none.
+        change: ``[R]`` max change as a fraction of the previous price, NaN for none.
+        cap: ``[R]`` max changes per window, -1 for none.
+        no_touch: ``[R]`` no-touch periods.
+    """
+
+    lo: np.ndarray
+    hi: np.ndarray
+    cost_binds: np.ndarray
+    ladder: np.ndarray
+    has_ladder: np.ndarray
+    ending: np.ndarray
+    change: np.ndarray
+    cap: np.ndarray
+    no_touch: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        """Number of rows."""
+        return int(self.lo.shape[0])
+
+    @staticmethod
+    def _b(a: np.ndarray, ndim: int) -> np.ndarray:
+        return a.reshape(a.shape[:1] + (1,) * (ndim - 1))
+
+    def snap(self, price: np.ndarray, mode: str = "nearest") -> np.ndarray:
+        """Allowed value for each price ``[R, ...]`` (see :meth:`GuardrailSpec.snap`)."""
+        x = np.asarray(price, dtype=np.float64)
+        nd = x.ndim
+        lo, hi = self._b(self.lo, nd), self._b(self.hi, nd)
+        x = np.clip(x, lo, hi)
+        out = x
+        if np.any(np.isfinite(self.ending)):
+            e = self._b(self.ending, nd)
+            ee = np.where(np.isfinite(e), e, 0.0)
+            down = np.floor(x - ee + _TOL) + ee
+            up = np.ceil(x - ee - _TOL) + ee
+            down = np.where(down < lo - _TOL, up, down)
+            up = np.where(up > hi + _TOL, down, up)
+            out = np.where(np.isfinite(e), up if mode == "up" else down, out)
+        if self.has_ladder.any():
+            lad = self.ladder.reshape(
+                self.ladder.shape[:1] + (1,) * (nd - 1) + self.ladder.shape[1:]
+            )
+            xs = x[..., None]
+            valid = np.isfinite(lad)
+            first = np.min(np.where(valid, lad, np.inf), axis=-1)
+            last = np.max(np.where(valid, lad, -np.inf), axis=-1)
+            below = np.max(np.where(valid & (lad <= xs + _TOL), lad, -np.inf), axis=-1)
+            above = np.min(np.where(valid & (lad >= xs - _TOL), lad, np.inf), axis=-1)
+            below = np.where(np.isfinite(below), below, first)  # nothing below: go up
+            above = np.where(np.isfinite(above), above, last)  # nothing above: go down
+            if mode == "down":
+                lad_val = below
+            elif mode == "up":
+                lad_val = above
+            else:
+                lad_val = np.where(x - below <= above - x + _TOL, below, above)
+            out = np.where(self._b(self.has_ladder, nd), lad_val, out)
+        return out
+
+    def static_code(self, proposed: np.ndarray, snapped: np.ndarray) -> np.ndarray:
+        """Code of the static rule that moved each proposal ``[R, ...]``."""
+        nd = np.ndim(proposed)
+        lo, hi = self._b(self.lo, nd), self._b(self.hi, nd)
         moved = ~np.isclose(snapped, proposed, rtol=1e-9, atol=1e-9)
-        shape_code = GuardrailCode.LADDER if self.ladder is not None else GuardrailCode.ENDING
-        code = np.where(moved, shape_code, code)
-        low_code = GuardrailCode.COST if self._cost_binds else GuardrailCode.FLOOR
+        shape_code = np.where(
+            self._b(self.has_ladder, nd), GuardrailCode.LADDER, GuardrailCode.ENDING
+        )
+        code = np.where(moved, shape_code, GuardrailCode.NONE)
+        low_code = np.where(self._b(self.cost_binds, nd), GuardrailCode.COST, GuardrailCode.FLOOR)
         code = np.where(moved & (proposed < lo - _TOL), low_code, code)
         code = np.where(moved & (proposed > hi + _TOL), GuardrailCode.CEILING, code)
         return code.astype(np.int8)
 
     def within_band(self, previous: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """The allowed value nearest ``target`` within ``max_change_pct`` of ``previous``.
+        """The allowed value nearest ``target`` within the max change of ``previous``.
 
-        ``previous`` must itself be allowed; when no other allowed value lies in the band the
-        previous price is returned (holding always satisfies the band).
+        ``previous`` must itself be allowed; when no other allowed value lies in the band
+        the previous price is returned (holding always satisfies the band). Rows without a
+        max change get ``target``.
         """
-        if self.max_change_pct is None:
-            return target
-        r = self.max_change_pct / 100.0
+        nd = np.ndim(target)
+        r = self._b(self.change, nd)
+        has = np.isfinite(r)
+        r = np.where(has, r, 0.0)
         band_lo = previous * (1.0 - r)
         band_hi = previous * (1.0 + r)
         y = np.clip(target, band_lo, band_hi)
         toward = np.where(y > previous, self.snap(y, "down"), self.snap(y, "up"))
         ok = (toward >= band_lo - 1e-7 * previous) & (toward <= band_hi + 1e-7 * previous)
-        return np.where(ok, toward, previous)
+        return np.where(has, np.where(ok, toward, previous), target)
 
 
-def _group_rows(
-    specs: GuardrailSpec | Sequence[GuardrailSpec], s: int
-) -> list[tuple[GuardrailSpec, np.ndarray]]:
+def stack_guardrails(
+    specs: GuardrailSpec | Sequence[GuardrailSpec] | GuardrailTable, rows: int
+) -> GuardrailTable:
+    """Arrays of the guardrails of ``rows`` rows (one spec for all, or one per row).
+
+    Build it once per drop and pass it to :func:`apply_guardrails` / :func:`guard_served`
+    on hot loops.
+
+    Raises:
+        InputError: a sequence whose length is not ``rows``.
+    """
+    if isinstance(specs, GuardrailTable):
+        if specs.rows == rows:
+            return specs
+        if specs.rows == 1:
+            return GuardrailTable(*(np.repeat(a, rows, axis=0) for a in specs))
+        raise InputError(f"guardrail table has {specs.rows} rows, expected {rows}")
     if isinstance(specs, GuardrailSpec):
-        return [(specs, np.arange(s))]
-    if len(specs) != s:
-        raise InputError(f"give one GuardrailSpec or one per row ({s}), got {len(specs)}")
-    groups: dict[GuardrailSpec, list[int]] = {}
-    for i, spec in enumerate(specs):
-        groups.setdefault(spec, []).append(i)
-    return [(spec, np.asarray(rows)) for spec, rows in groups.items()]
+        return stack_guardrails(stack_guardrails([specs], 1), rows)
+    if len(specs) != rows:
+        raise InputError(f"give one GuardrailSpec or one per row ({rows}), got {len(specs)}")
+    bounds = [sp.bounds for sp in specs]
+    ladders = [sp.allowed_ladder for sp in specs]
+    width = max([lad.size for lad in ladders] + [1])
+    ladder = np.full((rows, width), np.nan)
+    for i, lad in enumerate(ladders):
+        ladder[i, : lad.size] = lad
+    return GuardrailTable(
+        lo=np.array([b[0] for b in bounds], dtype=np.float64),
+        hi=np.array([b[1] for b in bounds], dtype=np.float64),
+        cost_binds=np.array([sp._cost_binds for sp in specs], dtype=bool),
+        ladder=ladder,
+        has_ladder=np.array([sp.ladder is not None for sp in specs], dtype=bool),
+        ending=np.array([np.nan if sp.price_ending is None else sp.price_ending for sp in specs]),
+        change=np.array(
+            [np.nan if sp.max_change_pct is None else sp.max_change_pct / 100.0 for sp in specs]
+        ),
+        cap=np.array(
+            [
+                -1 if sp.max_changes_per_window is None else sp.max_changes_per_window
+                for sp in specs
+            ],
+            dtype=np.int64,
+        ),
+        no_touch=np.array([sp.no_touch_periods for sp in specs], dtype=np.int64),
+    )
 
 
 def apply_guardrails(
     price_surface: np.ndarray,
-    specs: GuardrailSpec | Sequence[GuardrailSpec],
+    specs: GuardrailSpec | Sequence[GuardrailSpec] | GuardrailTable,
     *,
     inventory: int | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -291,28 +398,38 @@ def apply_guardrails(
     inv = np.broadcast_to(inv, (s,)).astype(np.int64)
     if np.any(inv < 0) or np.any(inv > n_levels - 1):
         raise InputError(f"inventory must be in [0, {n_levels - 1}], got {inv.min()}..{inv.max()}")
-    out = np.empty_like(surface)
-    code = np.empty(surface.shape, dtype=np.int8)
-    for spec, rows in _group_rows(specs, s):
-        proposed = surface[rows]
-        snapped = spec.snap(proposed)
-        c = spec.static_code(proposed, snapped)
-        if spec.no_touch_periods > 0:
-            opening = snapped[np.arange(rows.size), inv[rows], 0]
-            hold = min(spec.no_touch_periods, t_len)
-            held = np.broadcast_to(opening[:, None, None], (rows.size, n_levels, hold))
-            moved = ~np.isclose(held, snapped[:, :, :hold])
-            snapped[:, :, :hold] = held
-            c[:, :, :hold] = np.where(moved, GuardrailCode.NO_TOUCH, c[:, :, :hold])
-        if spec.max_change_pct is not None:
-            for t in range(max(spec.no_touch_periods, 1), t_len):
-                banded = spec.within_band(snapped[:, :, t - 1], snapped[:, :, t])
-                moved = ~np.isclose(banded, snapped[:, :, t], rtol=1e-12, atol=1e-12)
-                snapped[:, :, t] = banded
-                c[:, :, t] = np.where(moved, GuardrailCode.MAX_CHANGE, c[:, :, t])
-        out[rows] = snapped
-        code[rows] = c
-    return out, code
+    table = stack_guardrails(specs, s)
+    # Ladder snapping compares every cell with every step: bound the working set by rows.
+    chunk = max(1, _CELLS_PER_CHUNK // max(1, n_levels * t_len * table.ladder.shape[1]))
+    if s > chunk:
+        parts = [
+            apply_guardrails(
+                surface[i : i + chunk],
+                GuardrailTable(*(a[i : i + chunk] for a in table)),
+                inventory=inv[i : i + chunk],
+            )
+            for i in range(0, s, chunk)
+        ]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    snapped = table.snap(surface)
+    code = table.static_code(surface, snapped)
+    rows = np.arange(s)
+    hold = np.minimum(table.no_touch, t_len)
+    if np.any(hold > 0):
+        opening = snapped[rows, inv, 0]
+        in_window = np.arange(t_len)[None, None, :] < hold[:, None, None]
+        held = np.broadcast_to(opening[:, None, None], surface.shape)
+        moved = in_window & ~np.isclose(held, snapped)
+        snapped = np.where(in_window, held, snapped)
+        code = np.where(moved, np.int8(GuardrailCode.NO_TOUCH), code)
+    if np.any(np.isfinite(table.change)):
+        for t in range(1, t_len):
+            banded = table.within_band(snapped[:, :, t - 1], snapped[:, :, t])
+            banded = np.where((t < hold)[:, None], snapped[:, :, t], banded)
+            moved = ~np.isclose(banded, snapped[:, :, t], rtol=1e-12, atol=1e-12)
+            snapped[:, :, t] = banded
+            code[:, :, t] = np.where(moved, np.int8(GuardrailCode.MAX_CHANGE), code[:, :, t])
+    return snapped, code.astype(np.int8)
 
 
 class ServedState(NamedTuple):
@@ -337,7 +454,7 @@ def initial_served_state(s: int) -> ServedState:
 def guard_served(
     proposed: np.ndarray,
     state: ServedState,
-    specs: GuardrailSpec | Sequence[GuardrailSpec],
+    specs: GuardrailSpec | Sequence[GuardrailSpec] | GuardrailTable,
 ) -> tuple[np.ndarray, np.ndarray, ServedState]:
     """Guard the next served price of each row given what was served before.
 
@@ -366,42 +483,34 @@ def guard_served(
             f"{int(np.sum(first & ~finite))} row(s) propose a non-finite opening price; "
             "there is no previous price to hold"
         )
-    price = np.empty(s)
-    code = np.empty(s, dtype=np.int8)
-    for spec, rows in _group_rows(specs, s):
-        prev = state.price[rows]
-        raw = np.where(finite[rows], proposed[rows], np.where(np.isnan(prev), 0.0, prev))
-        x = spec.snap(raw)
-        c = spec.static_code(raw, x)
-        c = np.where(finite[rows], c, GuardrailCode.HELD)
-        has_prev = ~np.isnan(prev)
-        prev_filled = np.where(has_prev, prev, x)
-        # The previous price may predate a spec change; keep it only when still allowed.
-        prev_ok = np.isclose(spec.snap(prev_filled), prev_filled)
-        prev_filled = np.where(prev_ok, prev_filled, spec.snap(prev_filled))
-        wants_change = has_prev & ~np.isclose(x, prev_filled, rtol=1e-12, atol=1e-12)
-        no_touch = has_prev & (state.period[rows] < spec.no_touch_periods)
-        capped = (
-            has_prev & (state.changes[rows] >= spec.max_changes_per_window)
-            if spec.max_changes_per_window is not None
-            else np.zeros(rows.size, bool)
-        )
-        banded = spec.within_band(prev_filled, x) if spec.max_change_pct is not None else x
-        out = np.where(has_prev, banded, x)
-        c = np.where(wants_change & ~np.isclose(banded, x), GuardrailCode.MAX_CHANGE, c)
-        out = np.where(capped, prev_filled, out)
-        c = np.where(wants_change & capped, GuardrailCode.CHANGE_CAP, c)
-        out = np.where(no_touch, prev_filled, out)
-        c = np.where(wants_change & no_touch, GuardrailCode.NO_TOUCH, c)
-        price[rows] = out
-        code[rows] = c
+    table = stack_guardrails(specs, s)
+    prev = state.price
+    raw = np.where(finite, proposed, np.where(first, 0.0, prev))
+    x = table.snap(raw)
+    code = table.static_code(raw, x)
+    code = np.where(finite, code, np.int8(GuardrailCode.HELD))
+    has_prev = ~first
+    # The previous price may predate a spec change; keep it only when still allowed.
+    prev_filled = table.snap(np.where(has_prev, prev, x))
+    wants_change = has_prev & ~np.isclose(x, prev_filled, rtol=1e-12, atol=1e-12)
+    no_touch = has_prev & (state.period < table.no_touch)
+    capped = has_prev & (table.cap >= 0) & (state.changes >= table.cap)
+    banded = np.where(has_prev, table.within_band(prev_filled, x), x)
+    out = banded
+    code = np.where(wants_change & ~np.isclose(banded, x), np.int8(GuardrailCode.MAX_CHANGE), code)
+    out = np.where(capped, prev_filled, out)
+    code = np.where(wants_change & capped, np.int8(GuardrailCode.CHANGE_CAP), code)
+    out = np.where(no_touch, prev_filled, out)
+    code = np.where(wants_change & no_touch, np.int8(GuardrailCode.NO_TOUCH), code)
+    price = out
+    code = code.astype(np.int8)
     changed = ~np.isnan(state.price) & ~np.isclose(price, state.price, rtol=1e-12, atol=1e-12)
     nxt = ServedState(price, state.changes + changed, state.period + 1)
     return price, code, nxt
 
 
 def guard_path(
-    proposed: np.ndarray, specs: GuardrailSpec | Sequence[GuardrailSpec]
+    proposed: np.ndarray, specs: GuardrailSpec | Sequence[GuardrailSpec] | GuardrailTable
 ) -> tuple[np.ndarray, np.ndarray]:
     """Guard whole served sequences ``[S, T]`` of one window (see :func:`guard_served`).
 

@@ -158,3 +158,30 @@ def test_below_cost_allowed_for_clearance():
     spec = GuardrailSpec(unit_cost=25.0, ceiling=20.0, allow_below_cost=True)
     guarded, _ = apply_guardrails(np.array([[[30.0, 5.0]]]), spec)
     np.testing.assert_allclose(guarded[0, 0], [20.0, 5.0])
+
+
+def test_per_row_specs_match_each_spec_alone_and_chunking_is_invisible():
+    rng = np.random.default_rng(5)
+    row_specs = [
+        GuardrailSpec(floor=10.0, ceiling=40.0, price_ending=0.99, max_change_pct=15),
+        GuardrailSpec(ladder=(9.0, 12.0, 15.0, 19.0), no_touch_periods=2),
+        GuardrailSpec(unit_cost=14.0, max_change_pct=5),
+    ]
+    surface = rng.uniform(1.0, 60.0, (3, 5, 8))
+    together, codes = apply_guardrails(surface, row_specs, inventory=np.array([4, 2, 3]))
+    for i, spec in enumerate(row_specs):
+        alone, alone_codes = apply_guardrails(surface[i : i + 1], spec, inventory=[4, 2, 3][i])
+        np.testing.assert_array_equal(together[i], alone[0])
+        np.testing.assert_array_equal(codes[i], alone_codes[0])
+    big = rng.uniform(1.0, 60.0, (400, 30, 40))
+    spec = row_specs[1]
+    whole, whole_codes = apply_guardrails(big, spec)
+    import pricing.guardrails as g
+
+    old, g._CELLS_PER_CHUNK = g._CELLS_PER_CHUNK, 10_000
+    try:
+        chunked, chunked_codes = apply_guardrails(big, spec)
+    finally:
+        g._CELLS_PER_CHUNK = old
+    np.testing.assert_array_equal(whole, chunked)
+    np.testing.assert_array_equal(whole_codes, chunked_codes)
