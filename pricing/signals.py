@@ -406,16 +406,16 @@ def build_signal_panel(
                 stimuli[sku_rows[sku], ti] += 1.0
 
     price = np.where(units > 0, revenue / np.maximum(units, 1e-12), np.nan)
-    look = np.zeros((N, T))
+    look: np.ndarray = np.zeros((N, T))
     if lk is not None and not lk.empty:
         flat, ok = cell(lk, lk["hour"])
         look = np.bincount(
             flat, weights=lk["lookups"].to_numpy(float)[ok], minlength=N * T
         ).reshape(N, T)
         if "price" in lk:
-            served = np.full(N * T, np.nan)
-            served[flat] = pd.to_numeric(lk["price"], errors="coerce").to_numpy(float)[ok]
-            served = served.reshape(N, T)
+            served_flat = np.full(N * T, np.nan)
+            served_flat[flat] = pd.to_numeric(lk["price"], errors="coerce").to_numpy(float)[ok]
+            served = served_flat.reshape(N, T)
             price = np.where(np.isfinite(served), served, price)
     price = _carry_forward(price)
     return SignalPanel(
@@ -648,8 +648,17 @@ def detect_creator_led(
             f"got lift_pre_hours={P} lift_post_hours={Q}"
         )
     ann["t"] = ((ann["ts"].dt.floor("h") - lo) // _HOUR).astype(np.int64)
-    # Posts by one creator about one SKU within Q hours are one campaign: keep the first.
+    # One post recorded once per market (the service stores market-scoped events) is one
+    # announcement over those markets; a row without a market covers them all.
+    ann["markets"] = ann["market"].map(lambda m: None if not isinstance(m, str) else (m,))
     ann = ann.sort_values("ts", kind="stable")
+    first = ann.groupby(["creator", "sku", "t"], sort=False, as_index=False).first()
+    reach = ann.groupby(["creator", "sku", "t"], sort=False)["markets"].agg(
+        lambda ms: None if any(m is None for m in ms) else tuple(sorted({x for m in ms for x in m}))
+    )
+    first["markets"] = reach.to_numpy()
+    ann = first.sort_values("ts", kind="stable")
+    # Posts by one creator about one SKU within Q hours are one campaign: keep the first.
     gap = ann.groupby(["creator", "sku"], sort=False)["t"].diff()
     ann = ann[gap.isna() | (gap >= Q)]
     ann = ann[(ann["t"] - P >= 0) & (ann["t"] + Q <= T)]
@@ -665,11 +674,11 @@ def detect_creator_led(
     pre = np.zeros(len(ann))
     post = np.zeros(len(ann))
     t = ann["t"].to_numpy()
-    for i, (sku, market) in enumerate(zip(ann["sku"].astype(str), ann["market"], strict=True)):
-        if market is None or (isinstance(market, float) and np.isnan(market)):
+    for i, (sku, markets) in enumerate(zip(ann["sku"].astype(str), ann["markets"], strict=True)):
+        if markets is None:
             rows = rows_by_sku.get(sku, np.array([], dtype=int))
         else:
-            r = row_index.get_indexer([(sku, str(market))])
+            r = row_index.get_indexer([(sku, m) for m in markets])
             rows = r[r >= 0]
         if rows.size == 0:
             pre[i] = post[i] = np.nan
@@ -734,7 +743,7 @@ def detect_creator_led(
                 detail={
                     "event_id": getattr(row, "event_id", None),
                     "reach": row.reach,
-                    "market": row.market if isinstance(row.market, str) else None,
+                    "markets": list(row.markets) if row.markets is not None else None,
                     "pre_units": float(row.pre),
                     "post_units": float(row.post),
                     "expected_units": float(row.expected),
@@ -775,7 +784,8 @@ def _poisson_z(count: np.ndarray, mean: np.ndarray) -> np.ndarray:
     from scipy import stats
 
     tail = stats.poisson.sf(np.ceil(count) - 1.0, mean)
-    return np.clip(stats.norm.isf(np.clip(tail, 1e-300, 1.0)), -40.0, 40.0)
+    z: np.ndarray = np.clip(stats.norm.isf(np.clip(tail, 1e-300, 1.0)), -40.0, 40.0)
+    return z
 
 
 def _next_true(flag: np.ndarray) -> np.ndarray:
@@ -953,7 +963,7 @@ def detect_signals(
 def _about_market(d: Detection, market: str) -> bool:
     if d.market is not None:
         return d.market == market
-    return any(e.detail.get("market") in (None, market) for e in d.evidence)
+    return any(e.detail.get("markets") is None or market in e.detail["markets"] for e in d.evidence)
 
 
 def detections_frame(detections: Sequence[Detection]) -> pd.DataFrame:

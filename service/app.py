@@ -50,15 +50,19 @@ class JsonError(Response):
 
 def include_routers(app: FastAPI) -> None:
     """Register every route module (one ``include_router`` line each)."""
-    from service.routes import events, health, intensity, prices
+    from service.routes import events, health, intensity, operator, prices
 
     app.include_router(health.router)
     app.include_router(prices.router)
     app.include_router(events.router)
     app.include_router(intensity.router)
+    app.include_router(operator.router)
     from service.routes import admin
 
     app.include_router(admin.router)
+    from service.routes import signals
+
+    app.include_router(signals.router)
 
 
 def _error(

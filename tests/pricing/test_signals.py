@@ -228,3 +228,22 @@ def test_pre_window_must_be_whole_days(planted_streams):
     panel = build_signal_panel(stream.events)
     with pytest.raises(InputError, match="whole number of days"):
         detect_creator_led(stream.events, panel, SignalParams(lift_pre_hours=30))
+
+
+def test_announcements_recorded_once_per_market_count_once(planted_streams):
+    # The service stores market-scoped events: one post becomes one row per market.
+    stream = planted_streams[1]
+    ev = stream.events
+    ann = ev[ev["type"] == "announcement"]
+    per_market = pd.concat(
+        [ann.assign(market=m, event_id=ann["event_id"] + f"-{m}") for m in MARKETS],
+        ignore_index=True,
+    )
+    events = pd.concat([ev[ev["type"] != "announcement"], per_market], ignore_index=True)
+    panel = build_signal_panel(events, stream.lookups)
+    (det,) = detect_creator_led(events, panel)
+    (ref,) = detect_creator_led(ev, build_signal_panel(ev, stream.lookups))
+    assert (det.creator, det.sku) == ("ava", "SKU-B")
+    assert det.stats["announcements"] == ref.stats["announcements"]
+    assert det.stats["mean_lift"] == pytest.approx(ref.stats["mean_lift"])
+    assert sorted(det.evidence[0].detail["markets"]) == sorted(MARKETS)

@@ -1,0 +1,278 @@
+"""``GET /v1/signals``: the analysts' feed of micro-event signals.
+
+One answer carries, for the hours ``[since, until]``:
+
+- ``index``: the hourly micro-event index per SKU-market
+  (:func:`pricing.intensity.build_intensity_index` over the recorded events, with one
+  window of lead-in so the first hours are complete);
+- ``markets``: its per-market roll-up (:func:`pricing.intensity.market_rollup`);
+- ``detections``: the archetypes :func:`pricing.signals.detect_signals` finds in the
+  last ``history_hours`` of events (the baselines need weeks), keeping those that
+  became visible at or after ``since``.
+
+``market`` narrows all three to one market. The same feed is what
+``dropprice signals`` prints and exports (:func:`build_feed`, :func:`load_events`).
+It answers to any key (``pos`` and up), like the intensity endpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from pricing.intensity import EVENT_TYPES as INDEX_TYPES
+from pricing.intensity import build_intensity_index, market_rollup
+from pricing.signals import detect_signals
+from service.deps import PosCaller, RuntimeDep
+from service.schemas import ErrorBody
+from service.store import PriceStore, StreamEvent
+
+__all__ = [
+    "DEFAULT_HISTORY_HOURS",
+    "MAX_SPAN_HOURS",
+    "SignalsOut",
+    "build_feed",
+    "events_from_entries",
+    "load_events",
+    "router",
+]
+
+router = APIRouter(tags=["signals"])
+
+MAX_SPAN_HOURS = 7 * 24
+"""Longest ``[since, until]`` span one answer covers (the index is hourly per SKU-market)."""
+DEFAULT_HISTORY_HOURS = 21 * 24
+"""Hours of events the detectors read by default (three weeks of baselines)."""
+_IDENT = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+_NUMERIC = ("quantity", "unit_price", "reach", "count", "weight")
+_COLUMNS = ("event_id", "ts", "type", "sku", "market", *_NUMERIC, "creator")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IndexRow(_Out):
+    """The index of one SKU-market in one hour."""
+
+    sku: str
+    market: str
+    hour: str = Field(description="Start of the hour, UTC, ISO 8601.")
+    intensity: float
+    components: dict[str, float] = Field(description="Weighted contribution of each event type.")
+
+
+class MarketRow(_Out):
+    """The per-market roll-up of one hour."""
+
+    market: str
+    hour: str
+    intensity: float = Field(description="Sum over the market's SKUs.")
+    intensity_mean: float
+    intensity_max: float
+    n_skus: int
+
+
+class EvidenceOut(_Out):
+    kind: str
+    start: str
+    end: str
+    value: float | None
+    detail: dict[str, Any]
+
+
+class DetectionOut(_Out):
+    """One archetype detection (see :mod:`pricing.signals` for each score)."""
+
+    archetype: str
+    score: float | None
+    detected_at: str
+    market: str | None
+    sku: str | None
+    creator: str | None
+    stats: dict[str, Any]
+    evidence: list[EvidenceOut]
+
+
+class SignalsOut(_Out):
+    since: str
+    until: str
+    market: str | None
+    window_hours: int
+    history_hours: int
+    events_used: int
+    index: list[IndexRow]
+    markets: list[MarketRow]
+    detections: list[DetectionOut]
+    computed_at: str
+
+
+def _iso(ts: pd.Timestamp | datetime) -> str:
+    text: str = pd.Timestamp(ts).tz_convert("UTC").isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def events_from_entries(entries: Iterable[StreamEvent]) -> pd.DataFrame:
+    """Stream entries as the events table of :mod:`pricing.signals` (UTC, numeric sizes)."""
+    rows = [e.fields for e in entries]
+    frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=list(_COLUMNS))
+    for col in _COLUMNS:
+        if col not in frame.columns:
+            frame[col] = np.nan if col in _NUMERIC else None
+    frame = frame[list(_COLUMNS)].copy()
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
+    for col in _NUMERIC:
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+    if "event_id" in frame and len(frame):
+        frame = frame.drop_duplicates(["event_id", "sku"], keep="first")
+    return frame.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def load_events(
+    store: PriceStore, *, since: datetime, skus: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """Every SKU's events recorded at or after ``since`` (one stream read per SKU)."""
+    names = list(skus) if skus is not None else store.skus()
+    entries: list[StreamEvent] = []
+    for sku in names:
+        entries.extend(store.recent_events(sku, since=since))
+    return events_from_entries(entries)
+
+
+def build_feed(
+    events: pd.DataFrame,
+    *,
+    since: datetime,
+    until: datetime,
+    market: str | None = None,
+    window_hours: int = 72,
+    history_hours: int = DEFAULT_HISTORY_HOURS,
+    lookups: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """The feed as plain data: ``index``, ``markets`` and ``detections`` records.
+
+    Args:
+        events: events from at least ``since − history_hours`` (see :func:`load_events`).
+        since, until: the hours shown (zoned; floored to the hour, both included).
+        market: keep only this market.
+        window_hours: the index's rolling window (24–72).
+        history_hours: hours of events before ``until`` the detectors read.
+        lookups: optional price look-ups (``hour, sku, market, lookups, price``).
+
+    Returns:
+        ``{"index": [...], "markets": [...], "detections": [...], "events_used": n}``.
+    """
+    start = pd.Timestamp(since).tz_convert("UTC").floor("h")
+    end = pd.Timestamp(until).tz_convert("UTC").floor("h")
+    index_rows: list[dict[str, Any]] = []
+    market_rows: list[dict[str, Any]] = []
+    usable = events[events["type"].isin(INDEX_TYPES) & events["market"].notna()]
+    usable = usable[usable["ts"] >= start - pd.Timedelta(hours=window_hours)]
+    if market is not None:
+        usable = usable[usable["market"] == market]
+    components = [*INDEX_TYPES, "spike"]
+    if len(usable):
+        index = build_intensity_index(usable, window_hours=window_hours, start=start, end=end)
+        index = index[(index["hour"] >= start) & (index["hour"] <= end)]
+        comps = [c for c in components if c in index.columns]
+        for r in index.itertuples(index=False):
+            index_rows.append(
+                {
+                    "sku": str(r.sku),
+                    "market": str(r.market),
+                    "hour": _iso(r.hour),
+                    "intensity": float(r.intensity),
+                    "components": {c: float(getattr(r, c)) for c in comps},
+                }
+            )
+        for r in market_rollup(index).itertuples(index=False):
+            market_rows.append(
+                {
+                    "market": str(r.market),
+                    "hour": _iso(r.hour),
+                    "intensity": float(r.intensity),
+                    "intensity_mean": float(r.intensity_mean),
+                    "intensity_max": float(r.intensity_max),
+                    "n_skus": int(r.n_skus),
+                }
+            )
+    history = events[events["ts"] >= end - pd.Timedelta(hours=history_hours)]
+    history = history[history["ts"] < end + pd.Timedelta(hours=1)]
+    detections: list[dict[str, Any]] = []
+    if len(history):
+        found = detect_signals(history, lookups, since=start, market=market)
+        detections = [d.to_dict() for d in found]
+    return {
+        "index": index_rows,
+        "markets": market_rows,
+        "detections": detections,
+        "events_used": int(len(history)),
+    }
+
+
+@router.get(
+    "/v1/signals",
+    response_model=SignalsOut,
+    responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    summary="Micro-event index per SKU-market and market, and archetype detections",
+)
+def get_signals(
+    caller: PosCaller,
+    runtime: RuntimeDep,
+    since: Annotated[
+        AwareDatetime | None,
+        Query(description="First hour shown (zoned); default 24 hours before `until`."),
+    ] = None,
+    until: Annotated[
+        AwareDatetime | None, Query(description="Last hour shown (zoned); default now.")
+    ] = None,
+    market: Annotated[str | None, Query(min_length=1, max_length=64, pattern=_IDENT)] = None,
+    history_hours: Annotated[
+        int, Query(ge=24, le=90 * 24, description="Hours of events the detectors read.")
+    ] = DEFAULT_HISTORY_HOURS,
+) -> SignalsOut:
+    """The hourly index per SKU-market and per market for ``[since, until]``, and the
+    regional-spike, creator-led and edge-acceleration detections visible since
+    ``since`` (each with its score, evidence windows and time)."""
+    now = datetime.now(UTC)
+    until_ts = until or now
+    since_ts = since or until_ts - timedelta(hours=24)
+    span = (until_ts - since_ts).total_seconds() / 3600
+    if span < 0 or span > MAX_SPAN_HOURS:
+        raise HTTPException(
+            422,
+            detail={
+                "error": "invalid_request",
+                "detail": f"since must be before until and at most {MAX_SPAN_HOURS} hours "
+                f"earlier, got since={since_ts.isoformat()} until={until_ts.isoformat()}",
+            },
+        )
+    window = runtime.intensity_window_hours
+    lead = max(history_hours, span + window)
+    events = load_events(runtime.store, since=until_ts - timedelta(hours=lead))
+    feed = build_feed(
+        events,
+        since=since_ts,
+        until=until_ts,
+        market=market,
+        window_hours=window,
+        history_hours=history_hours,
+    )
+    return SignalsOut(
+        since=_iso(pd.Timestamp(since_ts).floor("h")),
+        until=_iso(pd.Timestamp(until_ts).floor("h")),
+        market=market,
+        window_hours=window,
+        history_hours=history_hours,
+        events_used=feed["events_used"],
+        index=[IndexRow(**r) for r in feed["index"]],
+        markets=[MarketRow(**r) for r in feed["markets"]],
+        detections=[DetectionOut(**d) for d in feed["detections"]],
+        computed_at=_iso(now),
+    )
