@@ -108,7 +108,7 @@ def make_load_drop(
     *,
     n_skus: int = 40,
     markets: tuple[str, ...] = ("lt-flagship", "lt-mall", "lt-popup"),
-    inventory: int = 25,
+    inventory: int = 10,
     now: datetime | None = None,
     window_hours: float = 6.0,
 ) -> LoadDrop:
