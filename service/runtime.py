@@ -51,27 +51,22 @@ def seed_from_config(store: PriceStore, bundle: ConfigBundle) -> dict[str, int]:
         ``{"skus": registered, "seeded": counters written, "kept": live counters kept}``.
     """
     entries = catalog_from_config(bundle)
-    seeded = kept = 0
+    batch: list[tuple[SkuMeta, dict[str, int]]] = []
     for drop in bundle.drops:
         for sku in drop.skus:
             entry = entries[sku.sku]
             if entry.drop_id != drop.id:
                 continue  # a later drop sells this SKU; it owns the entry
-            store.register_sku(
-                SkuMeta(
-                    sku=sku.sku,
-                    list_price=sku.list_price,
-                    currency=entry.currency,
-                    markets=entry.markets,
-                    drop_id=drop.id,
-                    name=sku.name,
-                )
+            meta = SkuMeta(
+                sku=sku.sku,
+                list_price=sku.list_price,
+                currency=entry.currency,
+                markets=entry.markets,
+                drop_id=drop.id,
+                name=sku.name,
             )
-            for market, units in sku.inventory.items():
-                if store.seed_inventory(sku.sku, market, units):
-                    seeded += 1
-                else:
-                    kept += 1
+            batch.append((meta, dict(sku.inventory)))
+    seeded, kept = store.register_catalog(batch)
     return {"skus": len(entries), "seeded": seeded, "kept": kept}
 
 

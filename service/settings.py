@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     """How long an ``event_id`` is remembered; a replay within it changes nothing."""
     stream_maxlen: int = Field(default=200_000, ge=1000, le=100_000_000)
     """Approximate entries kept per SKU event stream."""
-    resync_interval_s: float = Field(default=2.0, gt=0, le=3600)
+    resync_interval_s: float = Field(default=5.0, gt=0, le=3600)
     """Full resynchronisation of the in-process prices and counters from Redis."""
     retry_after_s: int = Field(default=1, ge=1, le=3600)
     """``Retry-After`` sent with a 503 when Redis is unreachable."""

@@ -327,17 +327,42 @@ class PriceStore:
     def register_sku(self, meta: SkuMeta) -> None:
         """Write (or refresh) a SKU's catalog entry and add it to the SKU index."""
         with unavailable_as_domain_error(f"registering SKU {meta.sku}"):
-            self.client.hset(
-                keys.sku_meta(meta.sku),
-                mapping={
-                    "list_price": repr(float(meta.list_price)),
-                    "currency": meta.currency,
-                    "markets": json.dumps(list(meta.markets)),
-                    "drop_id": meta.drop_id,
-                    "name": meta.name,
-                },
-            )
+            self.client.hset(keys.sku_meta(meta.sku), mapping=_meta_fields(meta))
             self.client.sadd(keys.sku_index(), meta.sku)
+
+    def register_catalog(
+        self, entries: Sequence[tuple[SkuMeta, Mapping[str, int]]]
+    ) -> tuple[int, int]:
+        """Register many SKUs and seed their counters (only where absent), pipelined.
+
+        Args:
+            entries: ``(catalog entry, {market: initial units})`` per SKU.
+
+        Returns:
+            ``(counters seeded, live counters kept)``.
+        """
+        with unavailable_as_domain_error("registering the catalog"):
+            pipe = self.client.pipeline(transaction=False)
+            for meta, _ in entries:
+                pipe.hset(keys.sku_meta(meta.sku), mapping=_meta_fields(meta))
+            pipe.execute()
+            if entries:
+                self.client.sadd(keys.sku_index(), *[meta.sku for meta, _ in entries])
+            calls: list[tuple[Script, list[str], list[Any]]] = []
+            for meta, units in entries:
+                for market, n in units.items():
+                    if n < 0:
+                        raise ValueError(f"units must be >= 0, got {n} for {meta.sku} in {market}")
+                    calls.append(
+                        (
+                            self._set_inventory,
+                            [keys.inventory(meta.sku, market)],
+                            ["seed", int(n), keys.UPDATES_CHANNEL, meta.sku, market],
+                        )
+                    )
+            replies = self._run_scripts(calls)
+        seeded = sum(int(written) for written, _ in replies)
+        return seeded, len(replies) - seeded
 
     def skus(self) -> list[str]:
         """Every SKU in the index (sorted)."""
@@ -763,6 +788,16 @@ class PriceStore:
             self.client.set(keys.quote_secret(), secrets.token_hex(32), nx=True)
             value = self.client.get(keys.quote_secret())
         return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _meta_fields(meta: SkuMeta) -> dict[str, str]:
+    return {
+        "list_price": repr(float(meta.list_price)),
+        "currency": meta.currency,
+        "markets": json.dumps(list(meta.markets)),
+        "drop_id": meta.drop_id,
+        "name": meta.name,
+    }
 
 
 def _check_version_id(version: str) -> None:

@@ -1,0 +1,128 @@
+"""``dropprice serve`` (run the price service) and ``dropprice api-key new``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["register"]
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="uvicorn worker processes.")] = 1,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            help="redis://host:port/db or redis+cluster://host:port. Omitted: start a "
+            "private persistent redis-server under --data-dir and stop it on exit.",
+            envvar="DROPPRICE_REDIS_URL",
+        ),
+    ] = None,
+    cluster: Annotated[
+        bool, typer.Option("--cluster", help="Treat --redis-url as a Redis Cluster node.")
+    ] = False,
+    config_dir: Annotated[
+        Path, typer.Option(help="Operator configs (defaults, categories, drops/).")
+    ] = Path("configs"),
+    data_dir: Annotated[
+        Path, typer.Option(help="Data folder of the embedded Redis (append-only file).")
+    ] = Path(".dropprice/redis"),
+    dev: Annotated[
+        bool,
+        typer.Option("--dev", help="Development only: no API keys, every caller is admin."),
+    ] = False,
+) -> None:
+    """Run the price service (FastAPI + Redis) until interrupted.
+
+    Configs are validated first; each worker seeds inventory for configured SKUs
+    that have no counter in Redis yet (live counters are never overwritten).
+    """
+    import uvicorn
+    from pydantic import ValidationError
+
+    from service.config.loader import load_config_dir
+    from service.embedded import embedded_redis
+    from service.exceptions import ConfigError, RedisServerError
+    from service.settings import Settings
+
+    if config_dir.is_dir():
+        try:
+            bundle = load_config_dir(config_dir)
+        except ConfigError as exc:
+            typer.echo("invalid configs:\n" + "\n".join(exc.errors), err=True)
+            raise typer.Exit(2) from exc
+        typer.echo(
+            f"configs: {len(bundle.drops)} drop(s), "
+            f"{sum(len(d.skus) for d in bundle.drops)} SKU(s) from {config_dir}",
+            err=True,
+        )
+    else:
+        typer.echo(f"no config folder at {config_dir}: serving no SKUs", err=True)
+    env = {"DROPPRICE_CONFIG_DIR": str(config_dir)}
+    if cluster:
+        env["DROPPRICE_REDIS_CLUSTER"] = "true"
+    if dev:
+        env["DROPPRICE_AUTH_DISABLED"] = "true"
+    with contextlib.ExitStack() as stack:
+        if redis_url is None:
+            try:
+                server = stack.enter_context(embedded_redis(data_dir))
+            except RedisServerError as exc:
+                typer.echo(str(exc), err=True)
+                raise typer.Exit(1) from exc
+            redis_url = server.url
+            typer.echo(f"embedded redis-server at {redis_url}, data in {data_dir}", err=True)
+        env["DROPPRICE_REDIS_URL"] = redis_url
+        os.environ.update(env)
+        try:
+            Settings()
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                typer.echo(f"settings: {err['msg']}", err=True)
+            raise typer.Exit(2) from exc
+        uvicorn.run(
+            "service.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
+
+
+def new_key(
+    role: Annotated[str, typer.Option(help="pos, operator or admin.")] = "pos",
+) -> None:
+    """Print a new random API key and the DROPPRICE_API_KEYS entry for it.
+
+    Give the key to the client; put only the digest in the service's settings.
+    """
+    from service.auth import hash_api_key, new_api_key
+    from service.settings import Role
+
+    try:
+        parsed = Role(role)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"role must be one of {[r.value for r in Role]}, got {role!r}"
+        ) from exc
+    key = new_api_key()
+    typer.echo(f"key:    {key}")
+    typer.echo(f"digest: {hash_api_key(key)}")
+    typer.echo(f"DROPPRICE_API_KEYS='{json.dumps({hash_api_key(key): parsed.value})}'")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    keys_app = typer.Typer(help="API keys (stored hashed).", no_args_is_help=True)
+    keys_app.command("new")(new_key)
+    app.add_typer(keys_app, name="api-key")
