@@ -406,11 +406,11 @@ def _publish_surfaces(redis_url: str, drop: Any) -> str:
     for sku, list_price in zip(drop.skus, drop.list_prices, strict=True):
         alpha = 1.0 / list_price
         a = max(drop.inventory, 1) * np.e / (periods / 2)  # sells out around mid-window
-        grid = np.empty((drop.inventory + 1, periods))
+        grid = np.empty((drop.inventory + 1, periods), dtype=np.float64)
         for t in range(periods):
             col = exponential_demand_price(np.maximum(n, 1), float(periods - t), a, alpha)
             grid[:, t] = np.clip(col, 0.5 * list_price, 2.0 * list_price)
-        grid = np.round(grid, 2)
+        grid = np.round(grid, 2).astype(np.float64)
         for market in drop.markets:
             surfaces[(sku, market)] = SurfaceRecord(
                 price=grid,
