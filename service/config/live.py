@@ -84,7 +84,12 @@ class LiveConfig:
         self._listeners.append(listener)
 
     def refresh(self) -> bool:
-        """Reload when the pointer names another version; return whether it changed."""
+        """Reload when the pointer names another version; return whether it changed.
+
+        The new version is served only once every listener accepted it; a listener
+        that fails (e.g. Redis dropped while re-seeding) leaves the old one in place
+        and the next poll retries.
+        """
         with self._lock:
             version = self.store.live_version()
             if version is None or version == self._version:
@@ -92,13 +97,14 @@ class LiveConfig:
             loaded = self.store.get(version)
             if loaded is None:  # evicted between the two reads; the next poll catches up
                 return False
+            for listener in list(self._listeners):
+                try:
+                    listener(loaded.bundle, loaded.version)
+                except Exception:
+                    log.exception("config version %s not served yet: a listener failed", version)
+                    return False
             self._bundle, self._version = loaded.bundle, loaded.version
         log.info("config version %s is live", version)
-        for listener in list(self._listeners):
-            try:
-                listener(loaded.bundle, loaded.version)
-            except Exception:  # a listener must not stop reloads
-                log.exception("config listener failed")
         with self._changed:
             self._changed.notify_all()
         return True

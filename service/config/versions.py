@@ -159,6 +159,7 @@ class ConfigStore:
         note: str | None = None,
         sync_catalog: bool = True,
         extra_detail: Mapping[str, Any] | None = None,
+        served: ConfigBundle | None = None,
     ) -> AppliedConfig:
         """Make ``bundle`` the live config as a new version, with an audit record.
 
@@ -171,6 +172,8 @@ class ConfigStore:
             kind: audit kind (``config.apply`` or ``config.rollback``).
             note: free text kept in the audit detail.
             sync_catalog: refresh ``dp:{sku}:meta`` and seed new inventory counters.
+            served: the bundle the service runs on while no version was applied yet
+                (its startup files): the diff of the first version is taken against it.
 
         Returns:
             :class:`AppliedConfig`; ``changed`` is false (and nothing is written) when
@@ -189,7 +192,7 @@ class ConfigStore:
         if expect_version is not None and expect_version != live_num:
             raise ConfigConflict(expected=expect_version, live=live_num)
         digest = digest_of(bundle)
-        changes = diff_bundles(current.bundle if current is not None else None, bundle)
+        changes = diff_bundles(current.bundle if current is not None else served, bundle)
         if current is not None and current.digest == digest and kind == "config.apply":
             return AppliedConfig(live_num, False, (), None)
         n = int(self.client.incr(keys.config_seq()))
