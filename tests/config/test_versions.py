@@ -1,0 +1,204 @@
+"""Config versions, the live pointer, hot reload and the audit log on real Redis
+(each test runs on a single node and on a 3-master cluster)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.audit import read_audit, record_audit
+from service.config.live import LiveConfig
+from service.config.loader import load_config_dir, load_paths
+from service.config.models import ConfigBundle, DropConfig
+from service.config.versions import ConfigStore
+from service.exceptions import ConfigConflict, ConfigError
+from service.store import PriceStore, connect
+from tests.config.conftest import WriteTree
+
+
+@pytest.fixture
+def client(any_redis_url: str) -> Iterator[Any]:
+    c = connect(any_redis_url, timeout=5.0)
+    yield c
+    c.close()
+
+
+def _with_price(bundle: ConfigBundle, sku: str, price: float) -> ConfigBundle:
+    drop, cfg = bundle.find_sku(sku)  # type: ignore[misc]
+    skus = tuple(
+        s.model_copy(update={"list_price": price}) if s.sku == sku else s for s in drop.skus
+    )
+    return bundle.with_drops([drop.model_copy(update={"skus": skus})])
+
+
+def test_apply_versions_pointer_diff_and_noop(client: Any, write_tree: WriteTree) -> None:
+    store = ConfigStore(client)
+    assert store.live() is None and store.live_version() is None
+    bundle = load_config_dir(write_tree())
+    first = store.apply(bundle, actor="alice", expect_version=0)
+    assert (first.version, first.changed) == (1, True)
+    assert "+ drops[ny-popup]: drop with 3 SKUs in 2 markets" in [str(c) for c in first.changes]
+    live = store.live()
+    assert live is not None and live.bundle == bundle and live.actor == "alice" and live.base == 0
+
+    second = store.apply(_with_price(bundle, "A-2", 27.5), actor="bob", expect_version=1)
+    assert second.version == 2
+    assert [str(c) for c in second.changes] == [
+        "~ drops[ny-popup].skus[A-2].list_price: 25.0 -> 27.5"
+    ]
+    assert store.live_version() == 2 and store.get(2).base == 1  # type: ignore[union-attr]
+    assert [v.version for v in store.list_versions()] == [2, 1]
+
+    same = store.apply(_with_price(bundle, "A-2", 27.5), actor="bob")
+    assert (same.version, same.changed, same.audit_id) == (2, False, None)
+
+
+def test_apply_refuses_a_stale_expected_version(client: Any, write_tree: WriteTree) -> None:
+    store = ConfigStore(client)
+    bundle = load_config_dir(write_tree())
+    store.apply(bundle, actor="alice", expect_version=0)
+    with pytest.raises(ConfigConflict) as info:
+        store.apply(_with_price(bundle, "A-1", 30.0), actor="eve", expect_version=0)
+    assert (info.value.expected, info.value.live) == (0, 1)
+    assert store.live_version() == 1
+
+
+def test_apply_refuses_a_bundle_that_breaks_a_cross_file_rule(
+    client: Any, write_tree: WriteTree
+) -> None:
+    store = ConfigStore(client)
+    bundle = load_config_dir(write_tree())
+    bad = _with_price(bundle, "A-1", 99.0)  # above the drop's ceiling of 60
+    with pytest.raises(ConfigError, match=r"skus\[0\].list_price: list price 99"):
+        store.apply(bad, actor="eve")
+    assert store.live_version() is None
+
+
+def test_rollback_restores_an_earlier_version_as_a_new_one(
+    client: Any, write_tree: WriteTree
+) -> None:
+    store = ConfigStore(client)
+    bundle = load_config_dir(write_tree())
+    store.apply(bundle, actor="alice")
+    store.apply(_with_price(bundle, "A-1", 30.0), actor="bob")
+    back = store.rollback(actor="carol")
+    assert back.version == 3 and store.live().bundle == bundle  # type: ignore[union-attr]
+    assert [str(c) for c in back.changes] == [
+        "~ drops[ny-popup].skus[A-1].list_price: 30.0 -> 20.0"
+    ]
+    kinds = [r.kind for r in read_audit(client)]
+    assert kinds == ["config.apply", "config.apply", "config.rollback"]
+    with pytest.raises(ConfigError, match="not kept"):
+        store.rollback(actor="carol", to_version=42)
+
+
+def test_old_versions_are_evicted_beyond_keep(client: Any, write_tree: WriteTree) -> None:
+    store = ConfigStore(client, keep=3)
+    bundle = load_config_dir(write_tree())
+    for i in range(5):
+        store.apply(_with_price(bundle, "A-1", 20.0 + i), actor="x")
+    assert [v.version for v in store.list_versions()] == [5, 4, 3]
+    assert store.get(1) is None and store.get(5) is not None
+
+
+def test_apply_registers_the_catalog_and_seeds_only_new_counters(
+    client: Any, write_tree: WriteTree
+) -> None:
+    prices = PriceStore(client)
+    prices.seed_inventory("A-1", "nyc", 3)  # a live counter: sales already moved it
+    store = ConfigStore(client)
+    store.apply(load_config_dir(write_tree()), actor="alice")
+    assert prices.get_inventory("A-1", "nyc") == 3
+    assert prices.get_inventory("A-2", "jersey-city") == 5
+    meta = prices.catalog(["A-3"])["A-3"]
+    assert (meta.list_price, meta.drop_id, meta.markets) == (10.0, "ny-popup", ("jersey-city",))
+
+
+def test_live_config_reloads_on_apply_without_restart(client: Any, write_tree: WriteTree) -> None:
+    files = load_config_dir(write_tree())
+    seen: list[int | None] = []
+    live = LiveConfig(client, fallback=files, poll_seconds=30.0)  # reload must come by pub/sub
+    live.on_change(lambda bundle, version: seen.append(version))
+    live.start()
+    try:
+        assert live.version is None and live.bundle == files
+        store = ConfigStore(client)
+        applied = store.apply(_with_price(files, "A-3", 11.0), actor="alice")
+        assert live.wait_for(applied.version, timeout=10.0)
+        found = live.bundle.find_sku("A-3")
+        assert found is not None and found[1].list_price == 11.0
+        assert seen == [applied.version]
+    finally:
+        live.stop()
+
+
+def test_a_failing_listener_keeps_the_old_version_until_it_succeeds(
+    client: Any, write_tree: WriteTree
+) -> None:
+    files = load_config_dir(write_tree())
+    ok = {"now": False}
+
+    def listener(bundle: ConfigBundle, version: int | None) -> None:
+        if not ok["now"]:
+            raise RuntimeError("redis went away while re-seeding")
+
+    live = LiveConfig(client, fallback=files)
+    live.on_change(listener)
+    ConfigStore(client).apply(_with_price(files, "A-3", 11.0), actor="alice")
+    assert live.refresh() is False and live.version is None
+    ok["now"] = True
+    assert live.refresh() is True and live.version == 1
+
+
+def test_audit_is_append_only_ordered_and_filterable(client: Any) -> None:
+    t0 = datetime.now(UTC) - timedelta(seconds=1)
+    ids = [
+        record_audit(client, "surface.publish", "worker-1", {"version": "v1"}),
+        record_audit(client, "refit.approve", "ops:alice", {"approval": "a1"}),
+        record_audit(client, "surface.rollback", "ops:bob", {"to": "v1"}),
+    ]
+    records = read_audit(client, since=t0)
+    assert [r.id for r in records] == ids
+    assert records[1].actor == "ops:alice" and records[1].detail == {"approval": "a1"}
+    assert all(r.at >= t0 for r in records)
+    assert [r.id for r in read_audit(client, since=ids[0])] == ids[1:]
+    assert [r.kind for r in read_audit(client, kind="surface")] == [
+        "surface.publish",
+        "surface.rollback",
+    ]
+    assert [r.id for r in read_audit(client, limit=2)] == ids[:2]
+    for bad in ("Config Apply", "", "config."):
+        with pytest.raises(ValueError, match="dotted lower case"):
+            record_audit(client, bad, "x", {})
+    with pytest.raises(ValueError, match="actor"):
+        record_audit(client, "config.apply", " ", {})
+    with pytest.raises(ValueError, match="since"):
+        read_audit(client, since="last tuesday")
+    assert len(read_audit(client)) == 3  # refused records were never written
+
+
+def test_apply_of_a_single_drop_file_merges_into_the_live_config(
+    client: Any, write_tree: WriteTree, tmp_path: Path
+) -> None:
+    root = write_tree()
+    store = ConfigStore(client)
+    live = store.apply(load_config_dir(root), actor="alice")
+    extra = tmp_path / "pop.yaml"
+    extra.write_text(
+        "id: pop\nmarkets: [nyc]\nwindows:\n"
+        '  - {start: "2026-12-20T10:00:00-05:00", end: "2026-12-20T12:00:00-05:00"}\n'
+        "skus:\n  - {sku: P-1, category: snacks, list_price: 4.0, inventory: {nyc: 9}}\n"
+    )
+    current = store.live()
+    assert current is not None
+    result = load_paths([extra], base=current.bundle)
+    assert result.ok, [str(i) for i in result.issues]
+    assert result.bundle is not None
+    assert [d.id for d in result.bundle.drops] == ["ny-popup", "pop"]
+    applied = store.apply(result.bundle, actor="bob", expect_version=live.version)
+    assert [str(c) for c in applied.changes] == ["+ drops[pop]: drop with 1 SKUs in 1 markets"]
+    assert isinstance(store.live().bundle.drop("pop"), DropConfig)  # type: ignore[union-attr]
