@@ -43,6 +43,10 @@ def _register_commands() -> None:
     from service.commands import serve as serve_commands
 
     serve_commands.register(app)
+    from service.commands import experiment, signals
+
+    signals.register(app)
+    experiment.register(app)
     pass
 
 
