@@ -30,12 +30,20 @@ key                                   type      contents
 ``dp:live``                           string    version most recently published/rolled back to
 ``dp:secret:quote``                   string    random key signing quote ids (when no
                                                 ``DROPPRICE_QUOTE_SECRET`` is set)
+``dp:{ops}:config:live``              string    live operator config version number
+``dp:{ops}:config:seq``               string    config version counter (``INCR``)
+``dp:{ops}:config:v:<n>``             hash      config version: ``bundle`` (JSON), ``digest``,
+                                                ``actor``, ``at``, ``base``, ``summary``, ``kind``
+``dp:{ops}:config:versions``          zset      kept config versions
+``dp:{ops}:audit``                    stream    append-only audit log (:mod:`service.audit`)
 ====================================  ========  ===========================================
 
 Channel ``dp:chan:updates`` (classic pub/sub, broadcast to every node of a cluster)
 carries tab-separated notices that keep each service process's in-memory view current:
 ``inv<TAB>sku<TAB>market<TAB>units`` after every inventory change and
-``live<TAB>sku`` after a surface version swap.
+``live<TAB>sku`` after a surface version swap. Channel ``dp:chan:config`` carries the
+new config version number after every config apply or rollback
+(:mod:`service.config.live` reloads on it).
 
 SKU and market identifiers never contain ``{`` or ``}`` (see
 :data:`service.config.models.Identifier`), so the tag is always the whole SKU.
