@@ -76,6 +76,10 @@ class LoadDrop(NamedTuple):
     """List price per SKU (same order as ``skus``)."""
     window_start: datetime
     window_end: datetime
+    category: str = CATEGORY
+    """Category of every SKU (its elasticity prior); must exist in the service's config."""
+    currency: str | None = None
+    """Currency of every SKU; ``None``: the config's default currency."""
 
     def config(self) -> dict[str, Any]:
         """The ``drops/<id>.yaml`` document."""
@@ -93,8 +97,9 @@ class LoadDrop(NamedTuple):
                 {
                     "sku": sku,
                     "name": f"Load-test item {i + 1}",
-                    "category": CATEGORY,
+                    "category": self.category,
                     "list_price": price,
+                    **({"currency": self.currency} if self.currency else {}),
                     "unit_cost": round(price * 0.3, 2),
                     "inventory": {m: self.inventory for m in self.markets},
                 }
@@ -111,6 +116,8 @@ def make_load_drop(
     inventory: int = 10,
     now: datetime | None = None,
     window_hours: float = 6.0,
+    category: str = CATEGORY,
+    currency: str | None = None,
 ) -> LoadDrop:
     """A drop of ``n_skus`` SKUs x ``markets`` with ``inventory`` units each, open now.
 
@@ -135,6 +142,8 @@ def make_load_drop(
         list_prices=prices,
         window_start=(now - timedelta(minutes=5)).replace(microsecond=0),
         window_end=(now + timedelta(hours=window_hours)).replace(microsecond=0),
+        category=category,
+        currency=currency,
     )
 
 

@@ -8,7 +8,10 @@ One command answers the question the team asks before a drop. It
    it as a uvicorn subprocess, with the drop in a temporary config folder and
    price surfaces published through :meth:`service.store.PriceStore.publish_surfaces`;
    with ``--host`` it creates the drop through the operator API
-   (``PUT /v1/drops/{id}``, ``--operator-key``);
+   (``PUT /v1/drops/{id}``, ``--operator-key``, using a category and markets of
+   the live config) and deletes it afterwards; no surfaces are published there
+   (a publish moves the service's live version, which rollbacks follow), so its
+   prices are the list prices (``source: base``);
 2. runs locust headless as a subprocess (``locust -f loadtests/locustfile.py
    --headless --csv ... --html ...``) with the ``rush`` or ``soak`` shape;
 3. checks the books (:mod:`loadtests.books`): nothing oversold, inventory moved
@@ -428,6 +431,33 @@ def _publish_surfaces(redis_url: str, drop: Any) -> str:
     return version
 
 
+def _remote_catalog(host: str, operator_key: str) -> tuple[str, tuple[str, ...], str | None]:
+    """What a drop on ``host`` may use: a category, the known markets, their currency.
+
+    Reads the live config (``GET /v1/config``). A drop must name a configured
+    category and, when the config lists markets, only those (with their currency).
+
+    Returns:
+        (category, known markets (empty: any), currency of those markets or ``None``).
+    """
+    import httpx
+
+    resp = httpx.get(f"{host}/v1/config", headers={"X-API-Key": operator_key}, timeout=30.0)
+    if resp.status_code != 200:
+        raise RuntimeError(f"GET /v1/config answered {resp.status_code}: {resp.text[:300]}")
+    config = resp.json()["config"]
+    categories = sorted(config.get("categories", {}).get("categories", {}))
+    known: dict[str, Any] = config.get("defaults", {}).get("markets", {}) or {}
+    currency = None
+    markets: tuple[str, ...] = ()
+    if known:
+        # One currency for the whole run: the first market's, and markets that agree.
+        first = next(iter(known.values())).get("currency")
+        markets = tuple(m for m, spec in known.items() if spec.get("currency") in (None, first))
+        currency = first
+    return (categories[0] if categories else "loadtest"), markets, currency
+
+
 def _seed_remote(host: str, operator_key: str, drop: Any) -> None:
     """Create the run's drop on a running service through ``PUT /v1/drops/{id}``."""
     import httpx
@@ -435,12 +465,26 @@ def _seed_remote(host: str, operator_key: str, drop: Any) -> None:
     resp = httpx.put(
         f"{host}/v1/drops/{drop.drop_id}",
         json=drop.config(),
-        headers={"X-API-Key": operator_key},
+        params={"note": "dropprice loadtest"},
+        headers={"X-API-Key": operator_key, "X-Actor": "dropprice-loadtest"},
         timeout=30.0,
     )
     if resp.status_code not in (200, 201):
         raise RuntimeError(
-            f"PUT /v1/drops/{drop.drop_id} answered {resp.status_code}: {resp.text[:300]}"
+            f"PUT /v1/drops/{drop.drop_id} answered {resp.status_code}: {resp.text[:600]}"
+        )
+
+
+def _remove_remote(host: str, operator_key: str, drop: Any) -> None:
+    """Take the run's drop off ``host`` again (``DELETE /v1/drops/{id}``)."""
+    import httpx
+
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.delete(
+            f"{host}/v1/drops/{drop.drop_id}",
+            params={"note": "dropprice loadtest done"},
+            headers={"X-API-Key": operator_key, "X-Actor": "dropprice-loadtest"},
+            timeout=30.0,
         )
 
 
@@ -535,14 +579,12 @@ def _target(
     from loadtests.drop import write_config_dir
 
     if host:
-        if not operator_key:
-            raise typer.BadParameter(
-                "seeding a drop on --host needs an operator API key: pass --operator-key "
-                "or set DROPPRICE_OPERATOR_KEY",
-                param_hint="--operator-key",
-            )
-        _seed_remote(host.rstrip("/"), operator_key, drop)
-        yield host.rstrip("/"), redis_url
+        assert operator_key is not None  # checked by the command
+        _seed_remote(host, operator_key, drop)
+        try:
+            yield host, redis_url
+        finally:
+            _remove_remote(host, operator_key, drop)
         return
     config_dir = run_dir / "configs"
     write_config_dir(drop, config_dir)
@@ -705,13 +747,33 @@ def loadtest(
     report = (report_dir or Path(f"loadtest-report-{run_id}")).resolve()
     report.mkdir(parents=True, exist_ok=True)
     market_names = tuple(f"lt-store-{i + 1:02d}" for i in range(markets))
-    drop = make_load_drop(run_id, n_skus=skus, markets=market_names, inventory=inventory)
-    api_key = api_key if host else secrets.token_urlsafe(24)
-    if not api_key:
-        raise typer.BadParameter(
-            "testing --host needs a pos key: pass --api-key or set DROPPRICE_API_KEY",
-            param_hint="--api-key",
-        )
+    category, currency = "loadtest", None
+    if host:
+        host = host.rstrip("/")
+        if not api_key:
+            raise typer.BadParameter(
+                "testing --host needs a pos key: pass --api-key or set DROPPRICE_API_KEY",
+                param_hint="--api-key",
+            )
+        if not operator_key:
+            raise typer.BadParameter(
+                "seeding a drop on --host needs an operator key: pass --operator-key or set "
+                "DROPPRICE_OPERATOR_KEY",
+                param_hint="--operator-key",
+            )
+        category, known_markets, currency = _remote_catalog(host, operator_key)
+        if known_markets:
+            market_names = known_markets[:markets]
+    else:
+        api_key = secrets.token_urlsafe(24)
+    drop = make_load_drop(
+        run_id,
+        n_skus=skus,
+        markets=market_names,
+        inventory=inventory,
+        category=category,
+        currency=currency,
+    )
 
     load_before = os.getloadavg()
     run_dir = Path(tempfile.mkdtemp(prefix="dropprice-loadtest-"))

@@ -93,3 +93,122 @@ def test_rush_books_balance_and_the_head_sells_out(
     assert 0 < books["units_sold"] <= books["units_initial"]
     # The head of the drop sold out under the load (so "no oversell" was really tested).
     assert books["sold_out_pairs"] >= 1
+
+
+def test_rush_against_a_running_service_seeds_through_the_operator_api(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """``--host``: the drop is created with PUT /v1/drops (a configured category and only
+    the markets the config knows, in their currency), tested, checked against the
+    service's Redis, and removed again."""
+    import hashlib
+    import os
+
+    import httpx
+    import yaml
+
+    from service.embedded import free_port
+
+    configs = tmp_path / "configs"
+    (configs / "drops").mkdir(parents=True)
+    (configs / "defaults.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "currency": "USD",
+                "markets": {
+                    "east": {"currency": "USD"},
+                    "west": {"currency": "USD"},
+                    "paris": {"currency": "EUR"},
+                },
+            }
+        )
+    )
+    (configs / "categories.yaml").write_text(
+        yaml.safe_dump({"categories": {"comics": {"mean": -1.6, "sd": 0.5}}})
+    )
+    pos, operator = "pos-key-for-the-rush", "operator-key-for-the-rush"
+    env = dict(os.environ)
+    env["DROPPRICE_API_KEYS"] = json.dumps(
+        {
+            hashlib.sha256(pos.encode()).hexdigest(): "pos",
+            hashlib.sha256(operator.encode()).hexdigest(): "operator",
+        }
+    )
+    env["DROPPRICE_RATE_LIMIT_ENABLED"] = "false"
+    port = free_port()
+    host = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--redis-url",
+            redis_url,
+            "--config-dir",
+            str(configs),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
+    try:
+        from service.commands.loadtest import _wait_ready
+
+        _wait_ready(host, server, tmp_path / "serve.log")
+        report = tmp_path / "report"
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "service.cli",
+                "loadtest",
+                "--host",
+                host,
+                "--api-key",
+                pos,
+                "--operator-key",
+                operator,
+                "--redis-url",
+                redis_url,
+                "--users",
+                "4",
+                "--duration",
+                "5s",
+                "--shape",
+                "steady",
+                "--skus",
+                "4",
+                "--markets",
+                "3",
+                "--inventory",
+                "2",
+                "--think-max",
+                "0.2",
+                "--slo",
+                "error_rate=0",
+                "--report-dir",
+                str(report),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        verdict = json.loads((report / "verdict.json").read_text())
+        checks = {c["name"]: c["ok"] for c in verdict["books"]["checks"]}
+        assert all(checks.values()) and checks["stream exactly once"] is True, checks
+        # Only the USD markets the config knows were used: 4 SKUs x 2 markets.
+        assert verdict["books"]["pairs"] == 8
+        assert verdict["books"]["units_sold"] > 0
+        config = httpx.get(f"{host}/v1/config", headers={"X-API-Key": operator}).json()
+        assert [d["id"] for d in config["config"]["drops"]] == []  # the run's drop is gone
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        log.close()
