@@ -148,7 +148,7 @@ def build_panel(
         {
             "sku": ev["sku"].astype(str).to_numpy(),
             "market": ev["market"].astype(str).to_numpy(),
-            "period": ts.dt.floor(freq).to_numpy(),
+            "period": ts.dt.floor(freq).array,
             "type": ev["type"].to_numpy(),
             "quantity": pd.to_numeric(ev["quantity"], errors="coerce").fillna(0.0).to_numpy(),
         }
@@ -181,15 +181,21 @@ def build_panel(
     end = pd.Timestamp(end)
     end = end.tz_convert("UTC") if end.tzinfo else end.tz_localize("UTC")
 
-    frames = []
-    for (sku, market), start in first_sale.items():
-        periods = pd.date_range(start, end, freq=freq, inclusive="left")
-        if len(periods) == 0:
-            continue
-        frames.append(pd.DataFrame({"sku": sku, "market": market, "period": periods}))
-    if not frames:
+    # Every period of every pair from its first sale to ``end``, built without a loop.
+    step = pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
+    starts = pd.DatetimeIndex(pd.to_datetime(first_sale, utc=True))
+    counts = np.maximum(0, np.ceil(np.asarray((end - starts) / step, dtype=float)))
+    counts = counts.astype(np.int64)
+    if counts.sum() == 0:
         return empty
-    grid = pd.concat(frames, ignore_index=True)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    grid = pd.DataFrame(
+        {
+            "sku": np.repeat(first_sale.index.get_level_values(0).to_numpy(), counts),
+            "market": np.repeat(first_sale.index.get_level_values(1).to_numpy(), counts),
+            "period": np.repeat(starts, counts) + offsets * step,
+        }
+    )
     panel = grid.merge(agg.reset_index(), on=keys, how="left")
     panel[["sold", "revenue", "delta"]] = panel[["sold", "revenue", "delta"]].fillna(0.0)
 
@@ -205,7 +211,9 @@ def build_panel(
     panel["sold_out"] = False
     if inventory_now:
         pair = list(zip(panel["sku"], panel["market"], strict=True))
-        now = pd.Series([inventory_now.get(k, np.nan) for k in pair], index=panel.index, dtype=float)
+        now = pd.Series(
+            [inventory_now.get(k, np.nan) for k in pair], index=panel.index, dtype=float
+        )
         # left_end(h) = left_now + sum of deltas strictly after h (reverse cumulative sum).
         after = (
             panel.iloc[::-1].groupby(["sku", "market"], sort=False)["delta"].cumsum().iloc[::-1]

@@ -80,6 +80,7 @@ import math
 import os
 import socket
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -139,7 +140,8 @@ REFIT_STAGE_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
 REFITS = Counter(
-    "dropprice_refits", "Re-fits by outcome (published, held, no_change, locked, failed).",
+    "dropprice_refits",
+    "Re-fits by outcome (published, held, no_change, locked, failed).",
     ["outcome"],
 )
 
@@ -339,8 +341,10 @@ class RefitState:
     def request(self, requested_by: str = "", *, force: bool = False) -> RefitRecord:
         """Queue a re-fit for the worker; returns its ``queued`` record."""
         record = RefitRecord(
-            id=new_refit_id(), trigger="request" + (":force" if force else ""),
-            requested_by=requested_by, created_at=_iso(_now()),
+            id=new_refit_id(),
+            trigger="request" + (":force" if force else ""),
+            requested_by=requested_by,
+            created_at=_iso(_now()),
         )
         self.save_record(record)
         self.client.lpush(self.key("requests"), record.id)
@@ -396,11 +400,17 @@ def _pack_surfaces(surfaces: Mapping[tuple[str, str], SurfaceRecord]) -> bytes:
         arrays[f"p{i}"] = np.asarray(rec.price, dtype=np.float64)
         if rec.guardrail_codes is not None:
             arrays[f"g{i}"] = np.asarray(rec.guardrail_codes, dtype=np.int8)
-        meta.append({
-            "sku": sku, "market": market, "period_start": rec.period_start.isoformat(),
-            "period_seconds": rec.period_seconds, "currency": rec.currency,
-            "elasticity": dict(rec.elasticity or {}), "explain": dict(rec.explain or {}),
-        })
+        meta.append(
+            {
+                "sku": sku,
+                "market": market,
+                "period_start": rec.period_start.isoformat(),
+                "period_seconds": rec.period_seconds,
+                "currency": rec.currency,
+                "elasticity": dict(rec.elasticity or {}),
+                "explain": dict(rec.explain or {}),
+            }
+        )
     arrays["meta"] = np.frombuffer(json.dumps(meta, default=str).encode(), dtype=np.uint8)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
@@ -417,7 +427,9 @@ def _unpack_surfaces(raw: bytes) -> dict[tuple[str, str], SurfaceRecord]:
                 period_start=datetime.fromisoformat(m["period_start"]),
                 period_seconds=int(m["period_seconds"]),
                 guardrail_codes=np.array(data[f"g{i}"]) if f"g{i}" in data else None,
-                currency=m["currency"], elasticity=m["elasticity"], explain=m["explain"],
+                currency=m["currency"],
+                elasticity=m["elasticity"],
+                explain=m["explain"],
             )
     return out
 
@@ -483,7 +495,15 @@ def describe_devices(devices: Sequence[Any]) -> str:
 # ------------------------------------------------------------------ events
 _NUMERIC = ("quantity", "unit_price", "charged_price", "reach", "count", "weight", "units_left")
 _HISTORY_COLUMNS = (
-    "event_id", "ts", "type", "sku", "market", "quantity", "unit_price", "reach", "count",
+    "event_id",
+    "ts",
+    "type",
+    "sku",
+    "market",
+    "quantity",
+    "unit_price",
+    "reach",
+    "count",
     "weight",
 )
 
@@ -507,8 +527,9 @@ def events_frame(entries: Sequence[StreamEvent]) -> pd.DataFrame:
         reported = df["unit_price"] if "unit_price" in df.columns else np.nan
         df["unit_price"] = df["charged_price"].where(~(reported > 0), reported)
     # The event's own zoned time; else the time Redis appended it (the entry id's ms).
-    appended = pd.to_datetime([int(e.entry_id.split("-", 1)[0]) for e in entries], unit="ms",
-                              utc=True)
+    appended = pd.to_datetime(
+        [int(e.entry_id.split("-", 1)[0]) for e in entries], unit="ms", utc=True
+    )
     if "ts" in df.columns:
         ts = pd.to_datetime(df["ts"].replace("", None), utc=True, format="ISO8601")
         df["ts"] = ts.where(ts.notna(), pd.Series(appended, index=df.index))
@@ -524,13 +545,19 @@ def events_frame(entries: Sequence[StreamEvent]) -> pd.DataFrame:
 
 
 def _empty_history() -> pd.DataFrame:
-    return pd.DataFrame({
-        "event_id": pd.Series(dtype=str), "ts": pd.Series(dtype="datetime64[ns, UTC]"),
-        "type": pd.Series(dtype=str), "sku": pd.Series(dtype=str),
-        "market": pd.Series(dtype=str), **{
-            c: pd.Series(dtype=float) for c in ("quantity", "unit_price", "reach", "count", "weight")
-        },
-    })
+    return pd.DataFrame(
+        {
+            "event_id": pd.Series(dtype=str),
+            "ts": pd.Series(dtype="datetime64[ns, UTC]"),
+            "type": pd.Series(dtype=str),
+            "sku": pd.Series(dtype=str),
+            "market": pd.Series(dtype=str),
+            **{
+                c: pd.Series(dtype=float)
+                for c in ("quantity", "unit_price", "reach", "count", "weight")
+            },
+        }
+    )
 
 
 def _history_bytes(history: pd.DataFrame) -> bytes:
@@ -570,9 +597,7 @@ def drop_horizon(drop: DropConfig, now: datetime) -> Horizon | None:
     return None
 
 
-def guardrail_spec(
-    rails: Guardrails, sku: SkuConfig, drop: DropConfig, horizon: Horizon
-) -> Any:
+def guardrail_spec(rails: Guardrails, sku: SkuConfig, drop: DropConfig, horizon: Horizon) -> Any:
     """:class:`pricing.guardrails.GuardrailSpec` for one SKU over one horizon.
 
     The no-touch minutes count from the window's opening, so a surface that starts
@@ -622,7 +647,8 @@ class Refitter:
         bundle: operator configs.
         device: ``auto``, ``cpu`` or ``gpu`` (see :func:`select_devices`).
         reporter: progress sink (default: log records).
-        lock_ttl_s: lock lifetime; extended at every stage.
+        lock_ttl_s: lock lifetime; a heartbeat thread extends it every third of it while
+            the re-fit runs, so a crashed worker blocks the next one for at most this long.
         history_hours: events kept for the panel (older ones are dropped).
         clock: time source.
         owner: name written into the lock (host:pid by default).
@@ -635,7 +661,7 @@ class Refitter:
         *,
         device: str = "auto",
         reporter: Reporter | None = None,
-        lock_ttl_s: float = 300.0,
+        lock_ttl_s: float = 30.0,
         history_hours: int = 7 * 24,
         clock: Callable[[], datetime] = _now,
         owner: str | None = None,
@@ -650,6 +676,7 @@ class Refitter:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self.state = RefitState(store.client)
         self.keep = bundle.defaults.keep_versions
+        self._heartbeat = _Heartbeat(self.state, "", lock_ttl_s)
 
     # ----------------------------------------------------------------- run
     def run(
@@ -675,8 +702,9 @@ class Refitter:
         """
         record = self.state.get_record(record_id) if record_id else None
         if record is None:
-            record = RefitRecord(id=record_id or new_refit_id(), trigger=trigger,
-                                 created_at=_iso(self.clock()))
+            record = RefitRecord(
+                id=record_id or new_refit_id(), trigger=trigger, created_at=_iso(self.clock())
+            )
         elif record.trigger.endswith(":force"):
             force = True
         start = time.perf_counter()
@@ -688,8 +716,11 @@ class Refitter:
             record.finished_at = _iso(self.clock())
             self.state.save_record(record)
             REFITS.labels("locked").inc()
-            self.reporter.note("re-fit skipped: another worker holds the lock",
-                               refit_id=record.id, holder=self.state.holder())
+            self.reporter.note(
+                "re-fit skipped: another worker holds the lock",
+                refit_id=record.id,
+                holder=self.state.holder(),
+            )
             return record
         token, lock_value = lock
         record.fence = token
@@ -697,9 +728,13 @@ class Refitter:
         self.state.save_record(record)
         self.state.client.set(self.state.key("last"), record.started_at)
         lost: FenceLost | None = None
+        heartbeat = _Heartbeat(self.state, lock_value, self.lock_ttl_s)
+        self._heartbeat = heartbeat
         try:
-            self._run_locked(record, lock_value, force=force,
-                             allow_during_window=allow_during_window)
+            with heartbeat:
+                self._run_locked(
+                    record, lock_value, force=force, allow_during_window=allow_during_window
+                )
         except FenceLost as exc:
             record.state = "failed"
             record.reasons.append(f"fence lost: {exc}")
@@ -715,8 +750,11 @@ class Refitter:
             REFIT_SECONDS.labels(record.state).observe(time.perf_counter() - start)
             REFITS.labels(record.state).inc()
             self.reporter.note(
-                f"re-fit {record.state}", refit_id=record.id, version=record.version,
-                seconds=round(time.perf_counter() - start, 3), reasons=record.reasons[-5:],
+                f"re-fit {record.state}",
+                refit_id=record.id,
+                version=record.version,
+                seconds=round(time.perf_counter() - start, 3),
+                reasons=record.reasons[-5:],
             )
         if lost is not None:
             raise lost
@@ -724,7 +762,7 @@ class Refitter:
 
     @contextmanager
     def _stage(self, record: RefitRecord, name: str, lock_value: str) -> Iterator[dict[str, Any]]:
-        if not self.state.extend(lock_value, self.lock_ttl_s):
+        if self._heartbeat.lost.is_set() or not self.state.extend(lock_value, self.lock_ttl_s):
             raise FenceLost(f"lock lost before stage {name!r} (held by {self.state.holder()!r})")
         self.reporter.stage_started(name)
         detail: dict[str, Any] = {}
@@ -746,8 +784,9 @@ class Refitter:
         now = self.clock()
         devices = select_devices(self.device)
         record.device = describe_devices(devices)
-        self.reporter.note("re-fit started", refit_id=record.id, device=record.device,
-                           fence=record.fence)
+        self.reporter.note(
+            "re-fit started", refit_id=record.id, device=record.device, fence=record.fence
+        )
         live_version = self.store.live_version()
         record.previous_version = live_version
         frozen = frozenset() if allow_during_window else frozen_skus(self.bundle, now)
@@ -776,8 +815,9 @@ class Refitter:
             list_prices = {s.sku: s.list_price for dr in self.bundle.drops for s in dr.skus}
             cut = pd.Timestamp(now).floor("h") + pd.Timedelta(hours=1)
             sales = merged[merged["sku"].isin({p[0] for p in pairs})]
-            panel = build_panel(sales, inventory_now=inventory_now, list_prices=list_prices,
-                                end=cut)
+            panel = build_panel(
+                sales, inventory_now=inventory_now, list_prices=list_prices, end=cut
+            )
             d["panel_rows"] = len(panel)
             d["pairs"] = int(panel[["sku", "market"]].drop_duplicates().shape[0])
         if panel.empty:
@@ -794,11 +834,17 @@ class Refitter:
             signal = merged[merged["type"].isin(EVENT_TYPES)]
             signal = signal[signal["sku"].isin(set(panel["sku"]))]
             params = IntensityParams()
-            index = build_intensity_index(
-                _intensity_input(signal),
-                window_hours=self.bundle.defaults.intensity_window_hours,
-                params=params, start=panel["period"].min(), end=cut - pd.Timedelta(hours=1),
-            ) if not signal.empty else None
+            index = (
+                build_intensity_index(
+                    _intensity_input(signal),
+                    window_hours=self.bundle.defaults.intensity_window_hours,
+                    params=params,
+                    start=panel["period"].min(),
+                    end=cut - pd.Timedelta(hours=1),
+                )
+                if not signal.empty
+                else None
+            )
             panel = attach_intensity(panel, index)
             current = _current_intensity(index)
             d["index_rows"] = 0 if index is None else len(index)
@@ -818,8 +864,18 @@ class Refitter:
 
         # ------------------------------------------------------------ solve
         with self._stage(record, "solve", lock_value) as d, jax.default_device(devices[0]):
-            solved = self._solve(fit, panel, replace, current, inventory_now, now, frozen,
-                                 record, devices, params.half_life("announcement"))
+            solved = self._solve(
+                fit,
+                panel,
+                replace,
+                current,
+                inventory_now,
+                now,
+                frozen,
+                record,
+                devices,
+                params.half_life("announcement"),
+            )
             d["surfaces"] = len(solved.surfaces)
             d["frozen_skus"] = len(frozen)
 
@@ -839,8 +895,11 @@ class Refitter:
             self._supersede_pending(lock_value)
             if held:
                 approval = Approval(
-                    id=record.id, refit_id=record.id, fit_id=record.id,
-                    created_at=_iso(now), changes=held,
+                    id=record.id,
+                    refit_id=record.id,
+                    fit_id=record.id,
+                    created_at=_iso(now),
+                    changes=held,
                 )
                 held_pairs = {(c["sku"], c["market"]) for c in held}
                 writes[self.state.key("approval", approval.id)] = json.dumps(approval.to_dict())
@@ -856,10 +915,17 @@ class Refitter:
             record.summary = summary
             if publish:
                 version = self._publish(
-                    lock_value, {p: solved.surfaces[p] for p in publish},
-                    meta={"refit_id": record.id, "fit_id": record.id, "fence": record.fence,
-                          "device": record.device, "trigger": record.trigger,
-                          "events_read": record.events_read, "fit": summary},
+                    lock_value,
+                    {p: solved.surfaces[p] for p in publish},
+                    meta={
+                        "refit_id": record.id,
+                        "fit_id": record.id,
+                        "fence": record.fence,
+                        "device": record.device,
+                        "trigger": record.trigger,
+                        "events_read": record.events_read,
+                        "fit": summary,
+                    },
                 )
                 record.version = version
                 record.state = "published"
@@ -888,8 +954,9 @@ class Refitter:
             pipe = store.client.pipeline(transaction=False)
             names = list(cursors)
             for sku in names:
-                pipe.xreadgroup(REFIT_GROUP, CONSUMER, {keys.events(sku): cursors[sku]},
-                                count=batch)
+                pipe.xreadgroup(
+                    REFIT_GROUP, CONSUMER, {keys.events(sku): cursors[sku]}, count=batch
+                )
             replies = pipe.execute(raise_on_error=False)
             nxt: dict[str, str] = {}
             for sku, reply in zip(names, replies, strict=True):
@@ -899,8 +966,14 @@ class Refitter:
                     raise reply
                 for stream, entries in reply or []:
                     for entry_id, fields in entries:
-                        out.append(StreamEvent(_text(stream), sku, _text(entry_id),
-                                               {_text(k): _text(v) for k, v in fields.items()}))
+                        out.append(
+                            StreamEvent(
+                                _text(stream),
+                                sku,
+                                _text(entry_id),
+                                {_text(k): _text(v) for k, v in fields.items()},
+                            )
+                        )
                     if len(entries) >= batch:
                         nxt[sku] = _text(entries[-1][0])
             cursors = nxt
@@ -914,14 +987,13 @@ class Refitter:
                 counts[e.sku] = counts.get(e.sku, 0) + 1
             remaining = [s for s, n in counts.items() if n >= batch]
         if pending:
-            self.reporter.note("re-reading events left pending by an earlier re-fit",
-                               pending=pending)
+            self.reporter.note(
+                "re-reading events left pending by an earlier re-fit", pending=pending
+            )
         return out
 
     def _config_pairs(self, events: pd.DataFrame) -> list[tuple[str, str]]:
-        configured = {
-            (s.sku, m) for dr in self.bundle.drops for s in dr.skus for m in dr.markets
-        }
+        configured = {(s.sku, m) for dr in self.bundle.drops for s in dr.skus for m in dr.markets}
         seen = set(zip(events["sku"], events["market"], strict=True))
         return sorted(seen & configured)
 
@@ -948,24 +1020,29 @@ class Refitter:
         cats = self.bundle.categories.categories
         sku_cat = {s.sku: s.category for dr in self.bundle.drops for s in dr.skus}
         return fit_elasticity(
-            panel, sku="sku", market="market", period="period", price="price",
-            quantity="quantity", intensity="intensity", sold_out="sold_out",
+            panel,
+            sku="sku",
+            market="market",
+            period="period",
+            price="price",
+            quantity="quantity",
+            intensity="intensity",
+            sold_out="sold_out",
             priors={name: (p.mean, p.sd) for name, p in cats.items()} or None,
             categories={sku: sku_cat[sku] for sku in panel["sku"].unique() if sku in sku_cat},
             init=previous,
         )
 
-    def _check_elasticities(
-        self, fit: Any, previous: Any, record: RefitRecord
-    ) -> dict[int, float]:
+    def _check_elasticities(self, fit: Any, previous: Any, record: RefitRecord) -> dict[int, float]:
         """Rows whose elasticity is rejected -> the elasticity used instead."""
         table = fit.table
         sku_cat = {s.sku: s.category for dr in self.bundle.drops for s in dr.skus}
         cats = self.bundle.categories.categories
         prev_beta: dict[tuple[str, str], float] = {}
         if previous is not None:
-            for key, beta in zip(previous.keys, np.asarray(previous.table["elasticity"]),
-                                 strict=True):
+            for key, beta in zip(
+                previous.keys, np.asarray(previous.table["elasticity"]), strict=True
+            ):
                 prev_beta[tuple(key)] = float(beta)  # type: ignore[index]
         replace: dict[int, float] = {}
         betas = np.asarray(table["elasticity"], dtype=float)
@@ -1008,7 +1085,17 @@ class Refitter:
 
         solved = _Solved({}, {}, {})
         row_of = {tuple(k): i for i, k in enumerate(fit.keys)}
-        betas = np.asarray(fit.table["elasticity"], dtype=float)
+        table = fit.table  # a computed property: build it once
+        betas = np.asarray(table["elasticity"], dtype=float)
+        extra = {
+            name: np.asarray(table[col], dtype=float)
+            for name, col in (
+                ("beta_se", "elasticity_se"),
+                ("delta", "intensity_shift"),
+                ("gamma", "intensity_lift"),
+            )
+            if col in table.columns
+        }
         for drop in self.bundle.drops:
             horizon = drop_horizon(drop, now)
             if horizon is None:
@@ -1061,13 +1148,16 @@ class Refitter:
             if keep.size == 0:
                 continue
             inv_arr = np.asarray(inv)[keep]
-            cost = np.array([meta[j][1].unit_cost if drop.objective == "profit" else 0.0
-                             for j in keep])
+            cost = np.array(
+                [meta[j][1].unit_cost if drop.objective == "profit" else 0.0 for j in keep]
+            )
             salvage = np.array([meta[j][1].salvage_value for j in keep])
-            price_surface = _solve_sharded(rates[keep], prices[keep], inv_arr, cost, salvage,
-                                           devices)
-            guarded, codes = apply_guardrails(price_surface, [specs[j] for j in keep],
-                                              inventory=inv_arr)
+            price_surface = _solve_sharded(
+                rates[keep], prices[keep], inv_arr, cost, salvage, devices
+            )
+            guarded, codes = apply_guardrails(
+                price_surface, [specs[j] for j in keep], inventory=inv_arr
+            )
             t_now = max(0, math.floor((now - horizon.start) / horizon.period))
             t_now = min(t_now, horizon.periods - 1)
             for pos, j in enumerate(keep):
@@ -1081,18 +1171,30 @@ class Refitter:
                     period_seconds=int(horizon.period.total_seconds()),
                     guardrail_codes=np.ascontiguousarray(codes[pos, : n + 1]),
                     currency=self.bundle.currency_for(sku),
-                    elasticity=_elasticity_row(fit.table, i, beta),
-                    explain={"refit_id": record.id, "objective": drop.objective,
-                             "drop": drop.id, "intensity_now": float(cur[j]),
-                             "elasticity_replaced": i in replace},
+                    elasticity={
+                        "beta": float(beta),
+                        **{k: float(v[i]) for k, v in extra.items() if math.isfinite(v[i])},
+                    },
+                    explain={
+                        "refit_id": record.id,
+                        "objective": drop.objective,
+                        "drop": drop.id,
+                        "intensity_now": float(cur[j]),
+                        "elasticity_replaced": i in replace,
+                    },
                 )
                 solved.now_price[pair] = float(guarded[pos, n, t_now])
                 solved.rails[pair] = (rails, sku)
         return solved
 
     def _rates(
-        self, fit: Any, rows: Sequence[int], prices: np.ndarray, intensity: np.ndarray,
-        hours: np.ndarray, replace: Mapping[int, float],
+        self,
+        fit: Any,
+        rows: Sequence[int],
+        prices: np.ndarray,
+        intensity: np.ndarray,
+        hours: np.ndarray,
+        replace: Mapping[int, float],
     ) -> np.ndarray:
         """Expected units per fit period ``[len(rows), T, K]`` for the given fit rows.
 
@@ -1111,11 +1213,11 @@ class Refitter:
             beta = np.array(params.elasticity, dtype=float, copy=True)
             for i, value in replace.items():
                 beta[i] = value
-            params = DemandParams(params.alpha, beta, params.intensity_lift,
-                                  params.intensity_shift)
+            params = DemandParams(params.alpha, beta, params.intensity_lift, params.intensity_shift)
         with np.errstate(over="ignore", invalid="ignore"):
-            rates = np.asarray(fit.demand_rates(full_prices, intensity=full_int, hours=hours,
-                                                params=params))
+            rates = np.asarray(
+                fit.demand_rates(full_prices, intensity=full_int, hours=hours, params=params)
+            )
         return rates[list(rows)].astype(np.float64)
 
     def _validate(
@@ -1140,9 +1242,16 @@ class Refitter:
             new = solved.now_price[pair]
             change = 100.0 * (new - old) / old
             if band is not None and abs(change) > band + 1e-9:
-                held.append({"sku": pair[0], "market": pair[1], "live_price": round(old, 4),
-                             "new_price": round(new, 4), "change_pct": round(change, 2),
-                             "band_pct": band})
+                held.append(
+                    {
+                        "sku": pair[0],
+                        "market": pair[1],
+                        "live_price": round(old, 4),
+                        "new_price": round(new, 4),
+                        "change_pct": round(change, 2),
+                        "band_pct": band,
+                    }
+                )
                 record.reasons.append(
                     f"{pair[0]}/{pair[1]}: price would move {change:+.1f}% ({old:.2f} -> "
                     f"{new:.2f}), beyond the approval band of {band}%: held for an operator"
@@ -1152,7 +1261,9 @@ class Refitter:
         return publish, held
 
     def _live_prices(
-        self, pairs: Sequence[tuple[str, str]], inventory_now: Mapping[tuple[str, str], int],
+        self,
+        pairs: Sequence[tuple[str, str]],
+        inventory_now: Mapping[tuple[str, str], int],
         now: datetime,
     ) -> dict[tuple[str, str], float]:
         """Price each pair serves now (live surface at units left now), pipelined."""
@@ -1164,8 +1275,7 @@ class Refitter:
         have = [(p, _text(v)) for p, v in zip(pairs, versions, strict=True) if v is not None]
         pipe = client.pipeline(transaction=False)
         for (sku, market), v in have:
-            pipe.hmget(keys.surface(sku, v, market), "rows", "cols", "period_start_ms",
-                       "period_ms")
+            pipe.hmget(keys.surface(sku, v, market), "rows", "cols", "period_start_ms", "period_ms")
             pipe.get(keys.surface_prices(sku, v, market))
         raw = pipe.execute()
         out: dict[tuple[str, str], float] = {}
@@ -1182,11 +1292,13 @@ class Refitter:
         return out
 
     def _publish(
-        self, lock_value: str, surfaces: Mapping[tuple[str, str], SurfaceRecord],
+        self,
+        lock_value: str,
+        surfaces: Mapping[tuple[str, str], SurfaceRecord],
         meta: Mapping[str, Any],
     ) -> str:
         # The fence: the lock must still be ours, extended past the time a publish takes.
-        if not self.state.extend(lock_value, max(self.lock_ttl_s, 120.0)):
+        if self._heartbeat.lost.is_set() or not self.state.extend(lock_value, self.lock_ttl_s):
             raise FenceLost(
                 f"lock lost before publishing (held by {self.state.holder()!r}); "
                 "the new version was not published"
@@ -1196,8 +1308,12 @@ class Refitter:
         self.store.publish_surfaces(version, surfaces, meta, keep=self.keep)
         from service.audit import record_audit
 
-        record_audit(self.store.client, "surface.publish", self.owner,
-                     {"version": version, "surfaces": len(surfaces), **meta})
+        record_audit(
+            self.store.client,
+            "surface.publish",
+            self.owner,
+            {"version": version, "surfaces": len(surfaces), **meta},
+        )
         self.reporter.note("version published", version=version, surfaces=len(surfaces))
         return version
 
@@ -1213,7 +1329,8 @@ class Refitter:
             approval.status = "superseded"
             approval.decided_at = _iso(self.clock())
             self.state.set_if_owner(
-                lock_value, {self.state.key("approval", approval.id): json.dumps(approval.to_dict())}
+                lock_value,
+                {self.state.key("approval", approval.id): json.dumps(approval.to_dict())},
             )
             self.state.client.zrem(self.state.key("approvals"), approval.id)
 
@@ -1221,14 +1338,19 @@ class Refitter:
         """Drop saved fits no kept version refers to (keeps the newest few regardless)."""
         referenced = {str(v.meta.get("fit_id")) for v in self.store.list_versions()}
         ids = [_text(i) for i in self.state.client.zrevrange(self.state.key("fits"), 0, -1)]
-        for fit_id in ids[self.keep:]:
+        for fit_id in ids[self.keep :]:
             if fit_id not in referenced:
                 self.state.client.delete(self.state.key("fit", fit_id))
                 self.state.client.zrem(self.state.key("fits"), fit_id)
 
     # ------------------------------------------------------------- approvals
     def decide(
-        self, approval_id: str, *, approve: bool, decided_by: str = "", note: str = "",
+        self,
+        approval_id: str,
+        *,
+        approve: bool,
+        decided_by: str = "",
+        note: str = "",
         skus: Sequence[str] | None = None,
     ) -> Approval:
         """Approve (publish the held surfaces as a new version) or reject a held change.
@@ -1254,6 +1376,7 @@ class Refitter:
                 f"a re-fit is running ({self.state.holder()}); decide again when it finishes"
             )
         token, lock_value = lock
+        self._heartbeat = _Heartbeat(self.state, lock_value, self.lock_ttl_s)
         try:
             approval.decided_at = _iso(self.clock())
             approval.decided_by = decided_by
@@ -1267,22 +1390,35 @@ class Refitter:
                         f"approval {approval_id!r} holds none of the SKUs {list(skus or [])}"
                     )
                 approval.version = self._publish(
-                    lock_value, surfaces,
-                    meta={"refit_id": approval.refit_id, "fit_id": approval.fit_id,
-                          "fence": token, "approval_id": approval.id,
-                          "approved_by": decided_by},
+                    lock_value,
+                    surfaces,
+                    meta={
+                        "refit_id": approval.refit_id,
+                        "fit_id": approval.fit_id,
+                        "fence": token,
+                        "approval_id": approval.id,
+                        "approved_by": decided_by,
+                    },
                 )
                 approval.status = "approved"
             else:
                 approval.status = "rejected"
             from service.audit import record_audit
 
-            record_audit(self.store.client, f"refit.{'approve' if approve else 'reject'}",
-                         decided_by or self.owner,
-                         {"approval_id": approval.id, "version": approval.version,
-                          "note": note, "skus": list(skus) if skus else None})
+            record_audit(
+                self.store.client,
+                f"refit.{'approve' if approve else 'reject'}",
+                decided_by or self.owner,
+                {
+                    "approval_id": approval.id,
+                    "version": approval.version,
+                    "note": note,
+                    "skus": list(skus) if skus else None,
+                },
+            )
             self.state.set_if_owner(
-                lock_value, {self.state.key("approval", approval.id): json.dumps(approval.to_dict())}
+                lock_value,
+                {self.state.key("approval", approval.id): json.dumps(approval.to_dict())},
             )
             self.state.client.zrem(self.state.key("approvals"), approval.id)
         finally:
@@ -1291,6 +1427,40 @@ class Refitter:
 
 
 # ------------------------------------------------------------------ helpers
+class _Heartbeat:
+    """Keeps extending the lock while a re-fit runs; ``lost`` is set if it cannot.
+
+    A long stage (a first JIT compile, a 100k-SKU solve) then never outlives a short
+    TTL, and a crashed worker's lock still expires within one TTL.
+    """
+
+    def __init__(self, state: RefitState, lock_value: str, ttl_s: float) -> None:
+        self.state, self.lock_value, self.ttl_s = state, lock_value, ttl_s
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.ttl_s / 3):
+            try:
+                ok = self.state.extend(self.lock_value, self.ttl_s)
+            except Exception:  # Redis away for a moment: the next beat retries
+                continue
+            if not ok:
+                self.lost.set()
+                return
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread = threading.Thread(target=self._beat, name="refit-lock", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
 def _intensity_input(signal: pd.DataFrame) -> pd.DataFrame:
     out = signal.copy()
     if "announcement" in set(out["type"]):
@@ -1333,16 +1503,6 @@ def _surface_problem(price: np.ndarray, rails: Guardrails, sku: SkuConfig) -> st
     return None
 
 
-def _elasticity_row(table: pd.DataFrame, i: int, beta: float) -> dict[str, float]:
-    row = table.iloc[i]
-    out = {"beta": float(beta)}
-    for name, col in (("beta_se", "elasticity_se"), ("delta", "intensity_shift"),
-                      ("gamma", "intensity_lift")):
-        if col in table.columns and math.isfinite(float(row[col])):
-            out[name] = float(row[col])
-    return out
-
-
 def _fit_summary(fit: Any, replace: Mapping[int, float]) -> dict[str, Any]:
     table = fit.table
     beta = np.asarray(table["elasticity"], dtype=float)
@@ -1352,7 +1512,8 @@ def _fit_summary(fit: Any, replace: Mapping[int, float]) -> dict[str, Any]:
         "converged": int(np.asarray(table["converged"]).sum()),
         "median_elasticity": float(np.median(finite)) if finite.size else None,
         "elasticity_p10_p90": [float(np.percentile(finite, 10)), float(np.percentile(finite, 90))]
-        if finite.size else None,
+        if finite.size
+        else None,
         "elasticities_replaced": len(replace),
     }
 
@@ -1390,8 +1551,12 @@ def _fit_from_bytes(blob: bytes) -> Any:
 
 
 def _solve_sharded(
-    rates: np.ndarray, prices: np.ndarray, inventory: np.ndarray, cost: np.ndarray,
-    salvage: np.ndarray, devices: Sequence[Any],
+    rates: np.ndarray,
+    prices: np.ndarray,
+    inventory: np.ndarray,
+    cost: np.ndarray,
+    salvage: np.ndarray,
+    devices: Sequence[Any],
 ) -> np.ndarray:
     """Optimal price surfaces ``[S, N+1, T]``, rows split over ``devices`` (SKU axis).
 
@@ -1415,6 +1580,7 @@ def _solve_sharded(
     d = len(devices)
     per = math.ceil(s / d)
     pad = per * d - s
+
     # Pad with copies of the last row so every device gets an equal block.
     def padded(x: np.ndarray) -> np.ndarray:
         return np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) if pad else x
@@ -1429,8 +1595,9 @@ def _solve_sharded(
         sl = slice(b * per, (b + 1) * per)
         inv_b = inv_p[sl].copy()
         with jax.default_device(devices[b]):
-            sol = solve_surfaces(rates_p[sl], prices_p[sl], inv_b, unit_cost=cost_p[sl],
-                                 salvage=salvage_p[sl])
+            sol = solve_surfaces(
+                rates_p[sl], prices_p[sl], inv_b, unit_cost=cost_p[sl], salvage=salvage_p[sl]
+            )
             price = sol.price
             if price.shape[1] < n_max + 1:  # pad inventory rows up to the global N
                 price = jax.numpy.pad(

@@ -34,20 +34,31 @@ __all__ = ["register"]
 
 RedisUrlOpt = Annotated[
     str,
-    typer.Option("--redis-url", envvar="DROPPRICE_REDIS_URL",
-                 help="redis:// or redis+cluster:// URL of the running system."),
+    typer.Option(
+        "--redis-url",
+        envvar="DROPPRICE_REDIS_URL",
+        help="redis:// or redis+cluster:// URL of the running system.",
+    ),
 ]
 ConfigDirOpt = Annotated[
     Path,
-    typer.Option("--config-dir", envvar="DROPPRICE_CONFIG_DIR",
-                 help="Operator configs (defaults.yaml, categories.yaml, drops/)."),
+    typer.Option(
+        "--config-dir",
+        envvar="DROPPRICE_CONFIG_DIR",
+        help="Operator configs (defaults.yaml, categories.yaml, drops/).",
+    ),
 ]
 DeviceOpt = Annotated[
     str,
     typer.Option("--device", help="JAX device: auto (JAX's default), cpu or gpu."),
 ]
 JsonOpt = Annotated[
-    bool, typer.Option("--json", help="JSON lines even on a terminal."),
+    bool,
+    typer.Option("--json", help="JSON lines even on a terminal."),
+]
+LockTtlOpt = Annotated[
+    float,
+    typer.Option("--lock-ttl", min=1.0, help="Seconds the re-fit lock outlives a crashed worker."),
 ]
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
@@ -110,15 +121,19 @@ def _load(redis_url: str, config_dir: Path) -> tuple[Any, Any]:
     except ConfigError as exc:
         typer.echo(f"invalid config in {config_dir}:\n{exc}", err=True)
         raise typer.Exit(2) from exc
-    store = PriceStore(connect(redis_url, timeout=30.0), keep_versions=bundle.defaults.keep_versions)
+    store = PriceStore(
+        connect(redis_url, timeout=30.0), keep_versions=bundle.defaults.keep_versions
+    )
     return store, bundle
 
 
-def _make_refitter(redis_url: str, config_dir: Path, device: str, reporter: Any) -> Refitter:
+def _make_refitter(
+    redis_url: str, config_dir: Path, device: str, reporter: Any, lock_ttl: float = 30.0
+) -> Refitter:
     from service.refit import Refitter
 
     store, bundle = _load(redis_url, config_dir)
-    return Refitter(store, bundle, device=device, reporter=reporter)
+    return Refitter(store, bundle, device=device, reporter=reporter, lock_ttl_s=lock_ttl)
 
 
 def _finish(record: RefitRecord, as_json: bool) -> None:
@@ -154,12 +169,13 @@ def refit(
         bool, typer.Option("--during-window", help="Also re-fit drops whose window is open.")
     ] = False,
     as_json: JsonOpt = False,
+    lock_ttl: LockTtlOpt = 30.0,
 ) -> None:
     """Run one re-fit now: events -> panel -> intensity -> fit -> solve -> validate -> publish."""
     from service.exceptions import FenceLost
 
     reporter = _reporter(as_json)
-    refitter = _make_refitter(redis_url, config_dir, device, reporter)
+    refitter = _make_refitter(redis_url, config_dir, device, reporter, lock_ttl)
     try:
         record = refitter.run(trigger="manual", force=force, allow_during_window=during_window)
     except FenceLost as exc:
@@ -183,6 +199,7 @@ def worker(
     ] = None,
     once: Annotated[bool, typer.Option("--once", help="One tick, then exit.")] = False,
     as_json: JsonOpt = False,
+    lock_ttl: LockTtlOpt = 30.0,
 ) -> None:
     """Run the re-fit scheduler: on window close, at the cadence, and on operator request."""
     import threading
@@ -197,7 +214,7 @@ def worker(
     stop = threading.Event()
 
     def make() -> Refitter:
-        return _make_refitter(redis_url, config_dir, device, reporter)
+        return _make_refitter(redis_url, config_dir, device, reporter, lock_ttl)
 
     def on_record(record: RefitRecord) -> None:
         _finish(record, as_json)
@@ -232,8 +249,12 @@ def rollback(
             typer.echo(f"cannot roll back: {exc}", err=True)
             raise typer.Exit(2) from exc
         who = actor or os.environ.get("USER", "cli")
-        record_audit(store.client, "surface.rollback", who,
-                     {"from": before, "to": result.version, "surfaces": result.surfaces})
+        record_audit(
+            store.client,
+            "surface.rollback",
+            who,
+            {"from": before, "to": result.version, "surfaces": result.surfaces},
+        )
     finally:
         store.close()
     typer.echo(f"live version {before} -> {result.version} ({result.surfaces} surfaces)")
@@ -253,10 +274,15 @@ def versions(
         store.close()
     rows = [
         {
-            "version": v.version, "live": v.live, "status": v.status,
-            "published_at": v.published_at.isoformat(), "surfaces": len(v.pairs),
-            "refit_id": v.meta.get("refit_id"), "device": v.meta.get("device"),
-            "fit": v.meta.get("fit", {}), "approval_id": v.meta.get("approval_id"),
+            "version": v.version,
+            "live": v.live,
+            "status": v.status,
+            "published_at": v.published_at.isoformat(),
+            "surfaces": len(v.pairs),
+            "refit_id": v.meta.get("refit_id"),
+            "device": v.meta.get("device"),
+            "fit": v.meta.get("fit", {}),
+            "approval_id": v.meta.get("approval_id"),
         }
         for v in infos
     ]
@@ -274,9 +300,13 @@ def versions(
         fit = row["fit"] or {}
         med = fit.get("median_elasticity")
         table.add_row(
-            row["version"], "●" if row["live"] else "", row["published_at"][:19],
-            str(row["surfaces"]), f"{med:.3f}" if isinstance(med, float) else "-",
-            f"{fit.get('converged', '-')}/{fit.get('rows', '-')}", str(row["refit_id"] or "-"),
+            row["version"],
+            "●" if row["live"] else "",
+            row["published_at"][:19],
+            str(row["surfaces"]),
+            f"{med:.3f}" if isinstance(med, float) else "-",
+            f"{fit.get('converged', '-')}/{fit.get('rows', '-')}",
+            str(row["refit_id"] or "-"),
         )
     Console().print(table)
 

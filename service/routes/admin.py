@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.deps import ConfigDep, OperatorCaller, StoreDep
 from service.exceptions import ApprovalNotFound, RefitLocked
-from service.refit import Refitter, RefitState
+from service.refit import RefitState, Refitter
 
 __all__ = ["router"]
 
@@ -128,9 +128,7 @@ def list_refits(store: StoreDep, caller: OperatorCaller) -> dict[str, Any]:
 
 
 @router.get("/refits/{refit_id}", response_model=RefitOut)
-def get_refit(
-    store: StoreDep, caller: OperatorCaller, refit_id: str = RefitId
-) -> dict[str, Any]:
+def get_refit(store: StoreDep, caller: OperatorCaller, refit_id: str = RefitId) -> dict[str, Any]:
     """One re-fit's record: state, stage timings, device, reasons, version."""
     record = RefitState(store.client).get_record(refit_id)
     if record is None:
@@ -156,14 +154,19 @@ async def decide_approval(
     refitter = Refitter(store, config, owner=f"api:{caller.key_id}")
     try:
         approval = await run_in_threadpool(
-            refitter.decide, approval_id, approve=body.decision == "approve",
-            decided_by=caller.key_id, note=body.note, skus=body.skus,
+            refitter.decide,
+            approval_id,
+            approve=body.decision == "approve",
+            decided_by=caller.key_id,
+            note=body.note,
+            skus=body.skus,
         )
     except ApprovalNotFound as exc:
         raise _not_found(str(exc)) from exc
     except RefitLocked as exc:
         raise HTTPException(
-            409, detail={"error": "refit_running", "detail": str(exc)},
+            409,
+            detail={"error": "refit_running", "detail": str(exc)},
             headers={"Retry-After": "30"},
         ) from exc
     return approval.to_dict()

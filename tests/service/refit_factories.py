@@ -53,26 +53,43 @@ def write_configs(
     rails: dict[str, Any] = {}
     if approval_band_pct is not None:
         rails["approval_band_pct"] = approval_band_pct
-    (root / "defaults.yaml").write_text(yaml.safe_dump(
-        {"currency": "USD", "refit_cadence_minutes": 60, "keep_versions": 5,
-         "guardrails": rails}
-    ))
-    (root / "categories.yaml").write_text(yaml.safe_dump(
-        {"categories": {"sim": {"mean": -1.5, "sd": 2.0, "allowed_range": list(allowed_range)}}}
-    ))
+    (root / "defaults.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "currency": "USD",
+                "refit_cadence_minutes": 60,
+                "keep_versions": 5,
+                "guardrails": rails,
+            }
+        )
+    )
+    (root / "categories.yaml").write_text(
+        yaml.safe_dump(
+            {"categories": {"sim": {"mean": -1.5, "sd": 2.0, "allowed_range": list(allowed_range)}}}
+        )
+    )
     skus = [f"SKU-{i:05d}" for i in range(n_skus)]
     prices = {s: round(10.0 + (i % 7) * 5.0, 2) for i, s in enumerate(skus)}
     beta = {s: ELASTIC if i % 2 == 0 else INELASTIC for i, s in enumerate(skus)}
     drop = {
         "id": "sim-drop",
         "markets": [MARKET],
-        "windows": [{"start": start.isoformat(), "end": (start + timedelta(hours=window_hours)).isoformat()}],
+        "windows": [
+            {"start": start.isoformat(), "end": (start + timedelta(hours=window_hours)).isoformat()}
+        ],
         "period_minutes": 60,
         "refit_during_window": refit_during_window,
         "skus": [
-            {"sku": s, "category": "sim", "list_price": prices[s],
-             "inventory": {MARKET: inventory},
-             "guardrails": {"floor": round(prices[s] * 0.5, 2), "ceiling": round(prices[s] * 2.0, 2)}}
+            {
+                "sku": s,
+                "category": "sim",
+                "list_price": prices[s],
+                "inventory": {MARKET: inventory},
+                "guardrails": {
+                    "floor": round(prices[s] * 0.5, 2),
+                    "ceiling": round(prices[s] * 2.0, 2),
+                },
+            }
             for s in skus
         ],
     }
@@ -106,15 +123,28 @@ def day_of_events(
             qty = int(rng.poisson(rate * x ** drop.elasticity[s]))
             if qty == 0:
                 continue
-            events.append({
-                "event_id": f"sale-{s}-{h}", "type": "sale", "sku": s, "market": MARKET,
-                "ts": ts.isoformat(), "quantity": qty, "unit_price": round(base * x, 2),
-            })
+            events.append(
+                {
+                    "event_id": f"sale-{s}-{h}",
+                    "type": "sale",
+                    "sku": s,
+                    "market": MARKET,
+                    "ts": ts.isoformat(),
+                    "quantity": qty,
+                    "unit_price": round(base * x, 2),
+                }
+            )
         if announcements:
-            events.append({
-                "event_id": f"ann-{s}", "type": "announcement", "sku": s, "market": MARKET,
-                "ts": (now - timedelta(hours=hours // 2)).isoformat(), "reach": 5000,
-            })
+            events.append(
+                {
+                    "event_id": f"ann-{s}",
+                    "type": "announcement",
+                    "sku": s,
+                    "market": MARKET,
+                    "ts": (now - timedelta(hours=hours // 2)).isoformat(),
+                    "reach": 5000,
+                }
+            )
     return events
 
 
@@ -126,11 +156,17 @@ def as_records(events: list[dict[str, Any]], list_price: dict[str, float]) -> li
     for e in events:
         kind = e["type"] if e["type"] in ("sale", "return", "restock") else "signal"
         fields = {k: str(v) for k, v in e.items()}
-        out.append(EventRecord(
-            event_id=e["event_id"], kind=kind, sku=e["sku"], market=e["market"],
-            quantity=int(e.get("quantity", 0)), fields=fields,
-            list_price=list_price[e["sku"]],
-        ))
+        out.append(
+            EventRecord(
+                event_id=e["event_id"],
+                kind=kind,
+                sku=e["sku"],
+                market=e["market"],
+                quantity=int(e.get("quantity", 0)),
+                fields=fields,
+                list_price=list_price[e["sku"]],
+            )
+        )
     return out
 
 

@@ -12,7 +12,7 @@ import pytest
 from service import keys
 from service.config.loader import load_config_dir
 from service.exceptions import ApprovalNotFound, FenceLost
-from service.refit import STAGES, Refitter, RefitState
+from service.refit import STAGES, RefitState, Refitter
 from service.store import PriceStore, connect
 from tests.service.refit_factories import (
     ELASTIC,
@@ -105,8 +105,10 @@ def test_elasticity_outside_the_allowed_range_falls_back_to_the_prior(
     record = Refitter(store, load_config_dir(drop.config_dir), device="cpu").run()
     assert record.state == "published"
     elastic = drop.skus[0]
-    assert any(r.startswith(f"{elastic}/{MARKET}: elasticity") and "prior mean" in r
-               for r in record.reasons), record.reasons
+    assert any(
+        r.startswith(f"{elastic}/{MARKET}: elasticity") and "prior mean" in r
+        for r in record.reasons
+    ), record.reasons
     got = store.get_surface(elastic, MARKET)
     assert got is not None
     elasticity: Mapping[str, float] = got[1].elasticity or {}
@@ -131,8 +133,7 @@ def test_changes_beyond_the_approval_band_wait_for_an_operator(
 
     with pytest.raises(ApprovalNotFound):
         refitter.decide("no-such-approval", approve=True)
-    approved = refitter.decide(pending[0].id, approve=True, decided_by="alice",
-                               skus=[drop.skus[1]])
+    approved = refitter.decide(pending[0].id, approve=True, decided_by="alice", skus=[drop.skus[1]])
     assert approved.status == "approved" and approved.version == store.live_version()
     assert _price_now(store, drop.skus[1], drop.inventory) == pytest.approx(
         changes[drop.skus[1]]["new_price"], abs=1e-3
@@ -168,8 +169,9 @@ def test_a_worker_that_lost_its_lock_never_publishes(
     drop = write_configs(tmp_path / "configs", 2)
     _post_day(store, drop)
     state = RefitState(store.client)
-    refitter = Refitter(store, load_config_dir(drop.config_dir), device="cpu",
-                        reporter=_StealLock(state, stage))
+    refitter = Refitter(
+        store, load_config_dir(drop.config_dir), device="cpu", reporter=_StealLock(state, stage)
+    )
     with pytest.raises(FenceLost):
         refitter.run()
     assert store.live_version() is None

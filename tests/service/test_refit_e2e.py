@@ -56,8 +56,10 @@ def _prices(client: AppClient, drop: SimDrop, version: str | None) -> dict[str, 
     """Prices served once the service shows ``version`` (it follows publishes live)."""
     deadline = time.monotonic() + 10
     while True:
-        body = {s: client.get(f"/v1/prices/{s}", params={"market": MARKET}, headers=POS).json()
-                for s in drop.skus}
+        body = {
+            s: client.get(f"/v1/prices/{s}", params={"market": MARKET}, headers=POS).json()
+            for s in drop.skus
+        }
         if all(b.get("version") == version for b in body.values()) or time.monotonic() > deadline:
             assert all(b.get("version") == version for b in body.values()), body
             return {s: float(b["price"]) for s, b in body.items()}
@@ -70,8 +72,9 @@ def _cli(redis_url: str, *args: str) -> Any:
 
 
 def _refit(redis_url: str, drop: SimDrop) -> dict[str, Any]:
-    result = _cli(redis_url, "refit", "--config-dir", str(drop.config_dir), "--device", "cpu",
-                  "--json")
+    result = _cli(
+        redis_url, "refit", "--config-dir", str(drop.config_dir), "--device", "cpu", "--json"
+    )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
     stages = [ln["stage"] for ln in lines if ln.get("event") == "stage"]
@@ -133,13 +136,26 @@ def test_operator_requests_a_refit_and_reads_its_record(
     assert queued["state"] == "queued"
     _post(client, day_of_events(drop, rate=10.0, seed=5, hours=6))
     # One worker tick runs the queued request.
-    result = _cli(redis_url, "worker", "--config-dir", str(drop.config_dir), "--device", "cpu",
-                  "--once", "--json")
+    result = _cli(
+        redis_url,
+        "worker",
+        "--config-dir",
+        str(drop.config_dir),
+        "--device",
+        "cpu",
+        "--once",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     record = client.get(f"/v1/admin/refits/{queued['id']}", headers=OPERATOR).json()
     assert record["state"] == "published", record
     assert [s["name"] for s in record["stages"]] == [
-        "panel", "intensity", "fit", "solve", "validate", "publish"
+        "panel",
+        "intensity",
+        "fit",
+        "solve",
+        "validate",
+        "publish",
     ]
     assert record["device"].startswith("cpu") and record["version"]
     assert client.get("/v1/admin/refits/r-unknown", headers=OPERATOR).status_code == 404
@@ -152,18 +168,23 @@ def test_held_changes_are_approved_over_http(
 ) -> None:
     banded = write_configs(tmp_path / "banded", 4, inventory=600, approval_band_pct=5.0)
     _post(client, day_of_events(drop, rate=10.0, seed=11))
-    held = _cli(redis_url, "refit", "--config-dir", str(banded.config_dir), "--device", "cpu",
-                "--json")
+    held = _cli(
+        redis_url, "refit", "--config-dir", str(banded.config_dir), "--device", "cpu", "--json"
+    )
     final = json.loads(held.output.splitlines()[-1])
     assert final["state"] == "held", final
     approvals = client.get("/v1/admin/approvals", headers=OPERATOR).json()["approvals"]
     assert [a["id"] for a in approvals] == [final["approval_id"]]
     assert {c["sku"] for c in approvals[0]["changes"]} == set(drop.skus)
-    bad = client.post(f"/v1/admin/approvals/{final['approval_id']}",
-                      json={"decision": "maybe"}, headers=OPERATOR)
+    bad = client.post(
+        f"/v1/admin/approvals/{final['approval_id']}", json={"decision": "maybe"}, headers=OPERATOR
+    )
     assert bad.status_code == 422
-    r = client.post(f"/v1/admin/approvals/{final['approval_id']}",
-                    json={"decision": "approve", "note": "checked"}, headers=OPERATOR)
+    r = client.post(
+        f"/v1/admin/approvals/{final['approval_id']}",
+        json={"decision": "approve", "note": "checked"},
+        headers=OPERATOR,
+    )
     assert r.status_code == 200, r.text
     decided = r.json()
     assert decided["status"] == "approved" and decided["version"]
@@ -171,6 +192,7 @@ def test_held_changes_are_approved_over_http(
     for change in approvals[0]["changes"]:
         assert prices[change["sku"]] == pytest.approx(change["new_price"], abs=0.01)
     assert client.get("/v1/admin/approvals", headers=OPERATOR).json()["approvals"] == []
-    again = client.post(f"/v1/admin/approvals/{final['approval_id']}",
-                        json={"decision": "reject"}, headers=OPERATOR)
+    again = client.post(
+        f"/v1/admin/approvals/{final['approval_id']}", json={"decision": "reject"}, headers=OPERATOR
+    )
     assert again.status_code == 404

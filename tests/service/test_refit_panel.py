@@ -15,8 +15,15 @@ T0 = pd.Timestamp("2026-03-01T10:00:00Z")
 
 def _sale(eid: str, minutes: int, qty: int, price: float, sku: str = "A") -> dict[str, object]:
     ts = (T0 + pd.Timedelta(minutes=minutes)).isoformat()
-    return {"event_id": eid, "ts": ts, "type": "sale", "sku": sku, "market": "m",
-            "quantity": qty, "unit_price": price}
+    return {
+        "event_id": eid,
+        "ts": ts,
+        "type": "sale",
+        "sku": sku,
+        "market": "m",
+        "quantity": qty,
+        "unit_price": price,
+    }
 
 
 def test_replayed_events_count_once() -> None:
@@ -43,15 +50,31 @@ def test_sold_out_hours_are_censored_and_empty_shelves_dropped() -> None:
     # Hour 1 sold the last two units: censored; hours 2-4 had nothing to sell.
     assert panel["sold_out"].tolist() == [False, True]
     assert len(panel) == 2
-    restocked = recs + [{"event_id": "r", "ts": (T0 + pd.Timedelta(hours=3)).isoformat(),
-                         "type": "restock", "sku": "A", "market": "m", "quantity": 5}]
+    restocked = recs + [
+        {
+            "event_id": "r",
+            "ts": (T0 + pd.Timedelta(hours=3)).isoformat(),
+            "type": "restock",
+            "sku": "A",
+            "market": "m",
+            "quantity": 5,
+        }
+    ]
     panel = build_panel(frame_from_records(restocked), inventory_now={("A", "m"): 5}, end=end)
     assert panel["period"].dt.hour.tolist() == [10, 11, 13, 14]
 
 
 def test_list_of_skus_is_one_event_per_sku() -> None:
-    recs = [{"event_id": "x", "ts": T0.isoformat(), "type": "announcement", "sku": ["A", "B"],
-             "market": "m", "reach": 100}]
+    recs = [
+        {
+            "event_id": "x",
+            "ts": T0.isoformat(),
+            "type": "announcement",
+            "sku": ["A", "B"],
+            "market": "m",
+            "reach": 100,
+        }
+    ]
     frame = frame_from_records(recs)
     assert sorted(frame["sku"]) == ["A", "B"]
 
@@ -60,8 +83,17 @@ def test_bad_events_name_the_problem() -> None:
     bad = frame_from_records([_sale("a", 5, 1, -3.0)])
     with pytest.raises(PanelError, match="unit_price > 0"):
         build_panel(bad)
-    naive = pd.DataFrame({"event_id": ["a"], "ts": [pd.Timestamp("2026-01-01")], "type": ["sale"],
-                          "sku": ["A"], "market": ["m"], "quantity": [1], "unit_price": [1.0]})
+    naive = pd.DataFrame(
+        {
+            "event_id": ["a"],
+            "ts": [pd.Timestamp("2026-01-01")],
+            "type": ["sale"],
+            "sku": ["A"],
+            "market": ["m"],
+            "quantity": [1],
+            "unit_price": [1.0],
+        }
+    )
     with pytest.raises(PanelError, match="tz-aware"):
         build_panel(naive)
 
@@ -73,8 +105,10 @@ def test_attach_intensity_fills_missing_hours_with_zero() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 400), st.integers(0, 4)), min_size=1, max_size=30),
-       st.integers(0, 20))
+@given(
+    st.lists(st.tuples(st.integers(0, 400), st.integers(0, 4)), min_size=1, max_size=30),
+    st.integers(0, 20),
+)
 def test_units_sold_are_conserved(sales: list[tuple[int, int]], left: int) -> None:
     recs = [_sale(f"e{i}", m, q, 10.0) for i, (m, q) in enumerate(sales)]
     panel = build_panel(frame_from_records(recs + recs[:3]), inventory_now={("A", "m"): left})

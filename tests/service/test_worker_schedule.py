@@ -15,8 +15,9 @@ def _drop(drop_id: str, start: datetime, hours: int, *, during: bool = False) ->
         id=drop_id,
         markets=("m",),
         windows=(DropWindow(start=start, end=start + timedelta(hours=hours)),),
-        skus=(SkuConfig(sku=f"{drop_id}-1", category="comics", list_price=10.0,
-                        inventory={"m": 5}),),
+        skus=(
+            SkuConfig(sku=f"{drop_id}-1", category="comics", list_price=10.0, inventory={"m": 5}),
+        ),
         refit_during_window=during,
     )
 
@@ -53,8 +54,9 @@ def test_no_refit_inside_an_open_window_unless_allowed() -> None:
 
 
 def test_only_the_open_drops_skus_are_frozen() -> None:
-    bundle = _bundle(_drop("a", T0, 2), _drop("b", T0 + timedelta(days=1), 2),
-                     _drop("c", T0, 2, during=True))
+    bundle = _bundle(
+        _drop("a", T0, 2), _drop("b", T0 + timedelta(days=1), 2), _drop("c", T0, 2, during=True)
+    )
     inside = T0 + timedelta(minutes=30)
     assert frozen_skus(bundle, inside) == frozenset({"a-1"})
     assert Scheduler(bundle).decide(inside, inside - timedelta(hours=3)).due
