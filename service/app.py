@@ -27,6 +27,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from service.exceptions import StoreUnavailable
+from service.limits import install_request_limits
 from service.logs import configure_logging, request_id_var
 from service.metrics import Metrics
 from service.middleware import PriceFastPath, RequestContextMiddleware
@@ -184,5 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, service_app=app)
     # Added last = outermost: the fast path runs before anything else.
     app.add_middleware(PriceFastPath, service_app=app)
+    # Outermost of all: body-size limit, then per-key rate limiting (service.limits).
+    install_request_limits(app, settings)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -31,6 +31,7 @@ __all__ = [
     "BodySizeLimitMiddleware",
     "BodyTooLarge",
     "check_price_decimals",
+    "install_request_limits",
     "minor_units",
 ]
 
@@ -190,3 +191,32 @@ async def _send_json(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def install_request_limits(app: Any, settings: Any) -> None:
+    """Add the body-size limit and per-key rate limiting as the app's outermost layers.
+
+    Called last in :func:`service.app.create_app`, so both run before the price-read
+    fast path and before FastAPI: an oversized body or an over-limit key costs no
+    parsing and no Redis call.
+
+    Args:
+        app: the FastAPI app (``add_middleware`` is used).
+        settings: :class:`service.settings.Settings` (``max_body_bytes``, ``api_keys``,
+            ``auth_disabled`` and the ``rate_limit_*`` fields).
+    """
+    from service.auth import ApiKeys
+    from service.ratelimit import RateLimitMiddleware, TokenBucketLimiter, limits_from_settings
+
+    limits = limits_from_settings(settings)
+    if limits is not None and any(v is not None for v in limits.values()):
+        api_keys = ApiKeys(settings.api_keys, disabled=settings.auth_disabled)
+        app.add_middleware(
+            RateLimitMiddleware,
+            limiter=TokenBucketLimiter(limits),
+            resolve_role=api_keys.role_for,
+        )
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=getattr(settings, "max_body_bytes", DEFAULT_MAX_BODY_BYTES),
+    )

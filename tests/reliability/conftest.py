@@ -20,9 +20,9 @@ import pytest
 from reliability_harness import (
     FIGURES,
     FaultyRedis,
+    ReliabilityEnv,
     ServiceProcess,
     service_env,
-    write_config_dir,
 )
 
 
@@ -86,30 +86,20 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
 
 
 
-class SharedService:
-    """One Redis and one ``dropprice serve`` shared by a module's tests."""
-
-    def __init__(self, redis_server: FaultyRedis, service: ServiceProcess,
-                 skus: dict[str, int]) -> None:
-        self.redis = redis_server
-        self.service = service
-        self.skus = skus
-        self.base_url = service.base_url
-
-
-@pytest.fixture(scope="module")
-def shared_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedService]:
-    """A module-wide service (1 worker, default limits) selling REL-1..REL-3 in m1."""
-    root = tmp_path_factory.mktemp("shared")
-    server = FaultyRedis(data_dir=root / "redis", appendonly=True)
-    server.start()
-    skus = {"REL-1": 1000, "REL-2": 1000, "REL-3": 5}
-    config_dir = write_config_dir(root / "configs", skus)
-    service = ServiceProcess(redis_url=server.url, config_dir=config_dir,
-                             log_path=root / "service.log", workers=1)
+@pytest.fixture(scope="session")
+def reliability_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReliabilityEnv]:
+    """The session's Redis and 2-worker service, selling :data:`CATALOG` in ``m1``."""
+    env = ReliabilityEnv(tmp_path_factory.mktemp("reliability"))
     try:
-        service.start()
-        yield SharedService(server, service, skus)
+        env.service.start()
+        yield env
     finally:
-        service.stop()
-        server.stop()
+        env.close()
+
+
+@pytest.fixture
+def env(reliability_env: ReliabilityEnv) -> Iterator[ReliabilityEnv]:
+    """The shared environment, brought back up after a test that took a process down."""
+    reliability_env.ensure_up()
+    yield reliability_env
+    reliability_env.ensure_up()

@@ -219,35 +219,38 @@ class ServiceProcess:
             "--config-dir", str(self.config_dir),
         ]
         log = self.log_path.open("ab")
+        log_offset = log.tell()
         self.process = subprocess.Popen(
             cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         log.close()
         deadline = time.monotonic() + timeout
-        with httpx.Client(base_url=self.base_url, timeout=1.0) as client:
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"service exited with {self.process.returncode}:\n{self.logs()[-3000:]}"
+                )
+            # Every worker must be serving before a fault test starts; each logs this
+            # line once its lifespan (catalog, sync with Redis) has finished.
+            if self.logs()[log_offset:].count("Application startup complete") >= self.workers:
+                break
+            time.sleep(0.05)
+        else:
+            self.stop()
+            raise RuntimeError(f"service not ready in {timeout}s:\n{self.logs()[-3000:]}")
+        with httpx.Client(base_url=self.base_url, timeout=2.0) as client:
             while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(
-                        f"service exited with {self.process.returncode}:\n{self.logs()[-3000:]}"
-                    )
                 with contextlib.suppress(httpx.HTTPError):
                     if client.get("/readyz").status_code == 200:
-                        self._wait_all_workers(client, deadline)
                         return self
-                time.sleep(0.1)
+                time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"service not ready in {timeout}s:\n{self.logs()[-3000:]}")
 
-    def _wait_all_workers(self, client: httpx.Client, deadline: float) -> None:
-        # Every worker must answer before a fault test starts: with SO_REUSEPORT-less
-        # uvicorn the master's socket is shared, so a run of ready answers is enough.
-        ok = 0
-        while ok < 4 * self.workers and time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get("/readyz").status_code == 200:
-                    ok += 1
-                    continue
-            time.sleep(0.05)
+    def restart(self) -> ServiceProcess:
+        """Start again on the same port (after :meth:`kill` or :meth:`stop`)."""
+        self.stop()
+        return self.start()
 
     def kill(self) -> None:
         """SIGKILL the whole process group: the master and every worker, no cleanup."""
@@ -270,6 +273,54 @@ class ServiceProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+CATALOG: dict[str, int] = {
+    # input limits, auth, schema fuzz (shared, stock never runs out)
+    "REL-1": 100_000, "REL-2": 100_000, "REL-3": 5,
+    # Redis stopped and restarted under load (REL-C sells out mid-run)
+    "REL-A": 400, "REL-B": 400, "REL-C": 6,
+    # the last units race, the paused Redis
+    "REL-LAST": 9, "REL-S": 50,
+    # SIGKILL mid-batch
+    **{f"REL-K{i}": 5000 for i in range(4)},
+    # publisher killed mid-publish
+    **{f"PUB-{i:04d}": 40 for i in range(120)},
+}
+"""Every SKU the shared service sells (in market ``m1``) and its starting stock; each
+test owns its own SKUs so tests sharing the service never disturb each other."""
+
+
+class ReliabilityEnv:
+    """The session's real processes: one Redis (AOF) and ``dropprice serve`` (2 workers)."""
+
+    def __init__(self, root: Path, *, workers: int = 2) -> None:
+        self.redis = FaultyRedis(data_dir=root / "redis", appendonly=True)
+        self.config_dir = write_config_dir(root / "configs", CATALOG)
+        self.redis.start()
+        self.service = ServiceProcess(redis_url=self.redis.url, config_dir=self.config_dir,
+                                      log_path=root / "service.log", workers=workers)
+
+    @property
+    def base_url(self) -> str:
+        return self.service.base_url
+
+    def ensure_up(self) -> None:
+        """Bring Redis and the service back if a test left either down."""
+        if self.redis.process is not None and self.redis.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.redis.process.pid, signal.SIGCONT)
+        if not self.redis.running:
+            self.redis.start()
+        if self.service.process is None or self.service.process.poll() is not None:
+            self.service.start()
+
+    def close(self) -> None:
+        self.service.stop()
+        if self.redis.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.redis.process.pid, signal.SIGCONT)
+        self.redis.stop()
 
 
 # --------------------------------------------------------------------------- traffic

@@ -16,16 +16,17 @@ import textwrap
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 from reliability_harness import (
+    CATALOG,
     FIGURES,
     MARKET,
     POS_KEY,
     FaultyRedis,
+    ReliabilityEnv,
     wait_for,
     write_config_dir,
 )
@@ -161,24 +162,26 @@ _PUBLISHER = textwrap.dedent(
 )
 
 
-def _publisher(url: str, version: str, n_skus: int, rows: int, cols: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", _PUBLISHER, url, version, str(n_skus), str(rows), str(cols)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
+def _publisher_cmd(url: str, version: str, n_skus: int, rows: int, cols: int) -> list[str]:
+    return [sys.executable, "-c", _PUBLISHER, url, version, str(n_skus), str(rows), str(cols)]
+
+
+def _publish(url: str, version: str, n_skus: int, rows: int, cols: int) -> None:
+    """Run a publishing process to completion."""
+    done = subprocess.run(_publisher_cmd(url, version, n_skus, rows, cols),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_publisher_killed_mid_publish_readers_keep_previous_version(
-    faulty_redis: FaultyRedis, start_service: Any, tmp_path: Path
+    env: ReliabilityEnv,
 ) -> None:
     """SIGKILL the publishing process mid-write: every SKU keeps serving the previous version,
     the half-written version never becomes live, and the next publish goes through."""
-    n_skus = 120
-    skus = [f"PUB-{i:04d}" for i in range(n_skus)]
-    svc = start_service(
-        faulty_redis.url, write_config_dir(tmp_path / "configs", dict.fromkeys(skus, 40)))
-    ok = _publisher(faulty_redis.url, "v-old", n_skus, 41, 12)
-    assert ok.wait(60) == 0, ok.stdout.read() if ok.stdout else ""
+    skus = [sku for sku in CATALOG if sku.startswith("PUB-")]
+    n_skus = len(skus)
+    svc, faulty_redis = env.service, env.redis
+    _publish(faulty_redis.url, "v-old", n_skus, 41, 12)
 
     with httpx.Client(base_url=svc.base_url, headers={"X-API-Key": POS_KEY}) as client:
         def versions_served() -> set[str]:
@@ -190,7 +193,9 @@ def test_publisher_killed_mid_publish_readers_keep_previous_version(
 
         assert wait_for(lambda: versions_served() == {"v-old"}, timeout=10)
 
-        big = _publisher(faulty_redis.url, "v-new", n_skus, 401, 48)  # ~18 MB of cells
+        big = subprocess.Popen(  # ~18 MB of cells: the write takes a while
+            _publisher_cmd(faulty_redis.url, "v-new", n_skus, 401, 48),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         redis_client = faulty_redis.client()
         try:
             assert wait_for(lambda: redis_client.exists(keys.version_record("v-new")) == 1,
@@ -211,9 +216,9 @@ def test_publisher_killed_mid_publish_readers_keep_previous_version(
 
         store = PriceStore(connect(faulty_redis.url, timeout=5.0))
         try:
-            assert [v.version for v in store.list_versions()] == ["v-old"]
+            assert "v-new" not in [v.version for v in store.list_versions()]
+            assert store.live_version() == "v-old"
         finally:
             store.close()
-        again = _publisher(faulty_redis.url, "v-next", n_skus, 41, 12)
-        assert again.wait(60) == 0
+        _publish(faulty_redis.url, "v-next", n_skus, 41, 12)
         assert wait_for(lambda: versions_served() == {"v-next"}, timeout=10)

@@ -1,0 +1,226 @@
+"""Faults injected into real processes while clients read prices and sell.
+
+Every test runs a real ``redis-server`` (append-only), ``dropprice serve`` with two
+uvicorn workers, and client threads over HTTP. Faults are signals sent to those
+processes: SIGTERM/SIGKILL/SIGSTOP to Redis, SIGKILL to the whole service.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from reliability_harness import (
+    CATALOG,
+    FIGURES,
+    MARKET,
+    POS_KEY,
+    FaultyRedis,
+    ReliabilityEnv,
+    SaleRecord,
+    Traffic,
+    event_outcome,
+    sale_event,
+    wait_for,
+)
+
+from service import keys
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _inventory(server: FaultyRedis, sku: str) -> int:
+    client = server.client()
+    try:
+        raw = client.get(keys.inventory(sku, MARKET))
+    finally:
+        client.close()
+    assert raw is not None, f"no inventory counter for {sku}"
+    return int(raw)
+
+
+def _stream_len(server: FaultyRedis, sku: str) -> int:
+    client = server.client()
+    try:
+        return int(client.xlen(keys.events(sku)))
+    finally:
+        client.close()
+
+
+def _price(client: httpx.Client, sku: str) -> dict[str, Any]:
+    r = client.get(f"/v1/prices/{sku}", params={"market": MARKET})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def test_redis_stopped_and_restarted_under_load(env: ReliabilityEnv) -> None:
+    """Reads never 5xx (stale while Redis is down), sales 503 + Retry-After, each counted once."""
+    stock = {sku: CATALOG[sku] for sku in ("REL-A", "REL-B", "REL-C")}
+    svc, faulty_redis = env.service, env.redis
+    initial = {sku: _inventory(faulty_redis, sku) for sku in stock}
+    assert initial == stock
+
+    traffic = Traffic(svc.base_url, list(stock)).start(readers=2, sellers=3)
+    time.sleep(1.0)
+    faulty_redis.down()
+    outage_start = sum(traffic.read_sources.values())
+    assert wait_for(lambda: traffic.read_sources.get("stale", 0) > 0, timeout=10), (
+        f"no stale read while Redis was down: {traffic.read_sources}, {traffic.read_errors}"
+    )
+    assert wait_for(lambda: traffic.sale_status.get(503, 0) > 0, timeout=10)
+    time.sleep(0.5)
+    faulty_redis.up()
+    with httpx.Client(base_url=svc.base_url, headers={"X-API-Key": POS_KEY}) as client:
+        assert wait_for(lambda: _price(client, "REL-A")["source"] != "stale", timeout=15)
+    time.sleep(0.5)
+    traffic.stop()
+
+    assert not traffic.server_errors[:1] or all(kind == "sale" and code == 503
+                                                for kind, code, _ in traffic.server_errors)
+    assert all(code < 500 for code in traffic.read_status), traffic.read_status
+    assert traffic.read_status[200] > outage_start
+    assert traffic.retry_after_missing == 0
+    assert all(s.outcome in ("accepted", "sold_out") for s in traffic.sales), {
+        s.outcome for s in traffic.sales}
+    for sku in stock:
+        accepted = traffic.accepted_units(sku)
+        assert _inventory(faulty_redis, sku) == initial[sku] - accepted, sku
+        assert _stream_len(faulty_redis, sku) == accepted, sku  # none lost, none doubled
+    assert _inventory(faulty_redis, "REL-C") >= 0
+    assert sum(s.outcome == "accepted" for s in traffic.sales) > 0
+    assert traffic.sale_status[503] > 0
+
+
+def test_last_units_race_two_workers_never_oversell(env: ReliabilityEnv) -> None:
+    """Eight clients over two workers race for the last units: sold == stock, exactly."""
+    stock = {"REL-LAST": CATALOG["REL-LAST"]}
+    svc, faulty_redis = env.service, env.redis
+    assert _inventory(faulty_redis, "REL-LAST") == 9
+    barrier = threading.Barrier(8)
+    records: list[SaleRecord] = []
+    lock = threading.Lock()
+    traffic = Traffic(svc.base_url, list(stock))
+
+    def client_thread(k: int) -> None:
+        with httpx.Client(base_url=svc.base_url, headers={"X-API-Key": POS_KEY},
+                          timeout=10) as client:
+            barrier.wait()
+            for i in range(4):
+                rec = SaleRecord(f"race-{k}-{i}-{uuid.uuid4().hex[:8]}", "REL-LAST",
+                                 1 + (k + i) % 2)
+                traffic.sell_once(client, rec)
+                with lock:
+                    records.append(rec)
+
+    threads = [threading.Thread(target=client_thread, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    FIGURES.add(requests_sent=0, sales_attempted=len(records),
+                sales_accepted=sum(r.outcome == "accepted" for r in records),
+                sales_refused_sold_out=sum(r.outcome == "sold_out" for r in records))
+    sold = sum(r.quantity for r in records if r.outcome == "accepted")
+    left = _inventory(faulty_redis, "REL-LAST")
+    assert all(r.outcome in ("accepted", "sold_out") for r in records)
+    assert left >= 0
+    assert sold + left == 9
+    assert sold >= 8  # only a 2-unit request can be refused with 1 unit left
+    FIGURES.add(units_oversold=max(0, sold - 9))
+
+
+def test_service_sigkill_mid_batch_each_event_all_or_nothing(env: ReliabilityEnv) -> None:
+    """SIGKILL the service while it applies batches; every event is applied whole or not at all,
+    and replaying the batches applies the rest exactly once."""
+    skus = [f"REL-K{i}" for i in range(4)]
+    stock = {sku: CATALOG[sku] for sku in skus}
+    svc, faulty_redis = env.service, env.redis
+    batches = [
+        [sale_event(skus[(b + i) % len(skus)], quantity=1 + i % 3) for i in range(400)]
+        for b in range(6)
+    ]
+    answered: list[int] = []
+
+    def send_all() -> None:
+        with httpx.Client(base_url=svc.base_url, headers={"X-API-Key": POS_KEY},
+                          timeout=30) as client:
+            for batch in batches:
+                try:
+                    r = client.post("/v1/events", json={"events": batch})
+                    answered.append(r.status_code)
+                except httpx.HTTPError:
+                    return
+
+    sender = threading.Thread(target=send_all)
+    sender.start()
+    # Kill as soon as the first events land, while the rest of the batches are in flight.
+    assert wait_for(lambda: sum(_stream_len(faulty_redis, s) for s in skus) > 0, timeout=20,
+                    interval=0.005)
+    svc.kill()
+    sender.join(30)
+    applied_before = {s: stock[s] - _inventory(faulty_redis, s) for s in skus}
+    assert sum(applied_before.values()) < sum(e["quantity"] for b in batches for e in b), (
+        "the service finished every batch before the kill; the test did not kill mid-batch"
+    )
+
+    client = faulty_redis.client()
+    try:
+        # All-or-nothing per event: the idempotency record, the stream entry and the
+        # inventory decrement exist together or not at all.
+        for s in skus:
+            entries = client.xrange(keys.events(s))
+            in_stream = {dict(fields).get("event_id") for _, fields in entries}
+            assert len(in_stream) == len(entries), "an event was appended twice"
+            seen = {e["event_id"] for b in batches for e in b
+                    if e["sku"] == s and client.exists(keys.seen(s, e["event_id"]))}
+            assert in_stream == seen, s
+            qty = {e["event_id"]: e["quantity"] for b in batches for e in b}
+            assert applied_before[s] == sum(qty[eid] for eid in seen), s
+    finally:
+        client.close()
+
+    svc2 = svc.restart()
+    outcomes: dict[str, str] = {}
+    with httpx.Client(base_url=svc2.base_url, headers={"X-API-Key": POS_KEY},
+                      timeout=30) as http:
+        for batch in batches:
+            r = http.post("/v1/events", json={"events": batch})
+            assert r.status_code == 200, r.text
+            FIGURES.add(requests_sent=1)
+            for event, result in zip(batch, r.json()["results"], strict=True):
+                outcomes[event["event_id"]] = event_outcome(result)
+    assert set(outcomes.values()) <= {"accepted", "duplicate"}
+    total = {s: sum(e["quantity"] for b in batches for e in b if e["sku"] == s) for s in skus}
+    for s in skus:
+        assert _inventory(faulty_redis, s) == stock[s] - total[s], s
+        assert _stream_len(faulty_redis, s) == sum(
+            1 for b in batches for e in b if e["sku"] == s), s
+    FIGURES.add(sales_attempted=len(outcomes), sales_accepted=len(outcomes))
+
+
+def test_redis_paused_reads_fall_back_within_budget(env: ReliabilityEnv) -> None:
+    """A hung Redis (SIGSTOP): reads answer from the process, sales answer 503 in the budget
+    (``DROPPRICE_REDIS_TIMEOUT_MS``, 250 ms), well before the client's own timeout;
+    everything resumes on SIGCONT."""
+    svc, faulty_redis = env.service, env.redis
+    client_timeout = 4.0
+    with httpx.Client(base_url=svc.base_url, headers={"X-API-Key": POS_KEY},
+                      timeout=client_timeout) as client:
+        before = _price(client, "REL-S")
+        faulty_redis.pause()
+        try:
+            reads = [_price(client, "REL-S") for _ in range(5)]
+            sale = client.post("/v1/events", json={"events": [sale_event("REL-S")]})
+            FIGURES.add(requests_sent=6)
+        finally:
+            faulty_redis.resume()
+        assert all(r["price"] == before["price"] for r in reads)
+        assert sale.status_code == 503, sale.text
+        assert int(sale.headers["retry-after"]) >= 1
+        after = client.post("/v1/events", json={"events": [sale_event("REL-S")]})
+        assert after.status_code == 200
+        assert wait_for(lambda: _price(client, "REL-S")["inventory"] == 49, timeout=5)
