@@ -58,6 +58,7 @@ __all__ = [
     "parse_duration",
     "parse_slos",
     "read_locust_stats",
+    "read_peak",
     "register",
     "repo_root",
 ]
@@ -208,6 +209,31 @@ def read_locust_stats(path: Path) -> list[RouteStats]:
             )
     rows.sort(key=lambda r: (r.name == TOTAL, r.name))
     return rows
+
+
+class Peak(NamedTuple):
+    """The busiest moment of a run, from locust's per-second history (``--csv-full-history``)."""
+
+    users: int
+    """Most terminals active at once."""
+    rps: float
+    """Highest total requests/s (locust's rolling average over the last seconds)."""
+
+
+def read_peak(path: Path) -> Peak:
+    """Peak users and requests/s from ``<prefix>_stats_history.csv`` (zeros if absent)."""
+    import csv
+
+    users, rps = 0, 0.0
+    if not Path(path).exists():
+        return Peak(0, 0.0)
+    with Path(path).open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["Name"] != TOTAL:
+                continue
+            users = max(users, int(row["User Count"] or 0))
+            rps = max(rps, float(row["Requests/s"] or 0.0))
+    return Peak(users, rps)
 
 
 class SloResult(NamedTuple):
@@ -831,12 +857,14 @@ def loadtest(
         shutil.rmtree(run_dir, ignore_errors=True)
 
     stats = read_locust_stats(stats_csv)
+    peak = read_peak(report / "locust_stats_history.csv")
     slo_results = evaluate_slos(stats, slos)
     passed = all(s.ok for s in slo_results) and books.ok
     for table in _verdict_tables(
         stats, slo_results, books, f"{shape}: {users} terminals, {duration_s:g}s, {url}"
     ):
         console.print(table)
+    console.print(f"peak: {peak.users} terminals, {peak.rps:,.1f} req/s")
     console.print(
         f"machine: {os.cpu_count()} CPUs, load average {load_before[0]:.2f} before, "
         f"{os.getloadavg()[0]:.2f} after (other work on the box shows in the latencies)"
@@ -856,6 +884,7 @@ def loadtest(
         "duration_s": duration_s,
         "slos": [s._asdict() for s in slo_results],
         "routes": [r._asdict() for r in stats],
+        "peak": peak._asdict(),
         "books": books.to_dict(),
         # Other work on the machine shows in the latencies: keep it with the figures.
         "machine": {

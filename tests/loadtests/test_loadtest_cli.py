@@ -14,6 +14,7 @@ from service.commands.loadtest import (
     parse_duration,
     parse_slos,
     read_locust_stats,
+    read_peak,
 )
 
 CSV_HEADER = (
@@ -86,3 +87,16 @@ def test_locustfile_is_found_from_the_checkout() -> None:
     assert path.name == "locustfile.py" and path.parent.name == "loadtests"
     with pytest.raises(typer.BadParameter, match="does not exist"):
         find_locustfile(Path("/nonexistent/locustfile.py"))
+
+
+def test_read_peak_takes_the_busiest_second(tmp_path: Path) -> None:
+    path = tmp_path / "locust_stats_history.csv"
+    path.write_text(
+        "Timestamp,User Count,Type,Name,Requests/s\n"
+        "1,2,,Aggregated,5.0\n"
+        "2,20,GET,/v1/prices/[sku],90.0\n"
+        "2,20,,Aggregated,61.5\n"
+        "3,8,,Aggregated,70.25\n"
+    )
+    assert tuple(read_peak(path)) == (20, 70.25)
+    assert tuple(read_peak(tmp_path / "missing.csv")) == (0, 0.0)
