@@ -23,6 +23,8 @@ key                                   type      contents
 ``dp:{<sku>}:surface:<v>:<market>:g``  string    guardrail code per cell, int8 ``[N+1, T]``
 ``dp:{<sku>}:seen:<event_id>``        string    outcome of an event (idempotency), with TTL
 ``dp:{<sku>}:events``                 stream    accepted events of the SKU (re-fit input)
+``dp:{<sku>}:served:<market>``        hash      ``<hour>|<arm>|<price>|<probability>`` ->
+                                                price look-ups (:mod:`service.served`)
 ``dp:index:skus``                     set       every SKU with a catalog entry
 ``dp:versions``                       zset      surface version -> publish time (ms)
 ``dp:version:<v>``                    hash      version record: ``status``, ``meta`` (JSON),
@@ -60,6 +62,7 @@ __all__ = [
     "live_version",
     "quote_secret",
     "seen",
+    "served",
     "sku_index",
     "sku_meta",
     "sku_tag",
@@ -135,6 +138,11 @@ def seen(sku: str, event_id: str) -> str:
 def events(sku: str) -> str:
     """Stream of the SKU's accepted events."""
     return f"{sku_tag(sku)}:events"
+
+
+def served(sku: str, market: str) -> str:
+    """Served-price look-ups of the SKU in a market (hash, see :mod:`service.served`)."""
+    return f"{sku_tag(sku)}:served:{market}"
 
 
 def sku_index() -> str:

@@ -40,6 +40,7 @@ import numpy.typing as npt
 
 from service.config.models import ConfigBundle
 from service.exceptions import UnknownMarket, UnknownSku
+from service.served import ServedPriceLog
 from service.store import SkuMeta, SurfaceRecord
 
 __all__ = [
@@ -64,6 +65,8 @@ class CatalogEntry(NamedTuple):
     floor: float | None = None
     ceiling: float | None = None
     drop_id: str = ""
+    arms: Mapping[str, str] | None = None
+    """Market -> experiment arm of the SKU's drop (``None``: the drop has no arms)."""
 
     @property
     def base_price(self) -> float:
@@ -177,6 +180,7 @@ def catalog_from_config(bundle: ConfigBundle) -> dict[str, CatalogEntry]:
                 floor=guard.floor,
                 ceiling=guard.ceiling,
                 drop_id=drop.id,
+                arms={m: arm.name for arm in drop.arms for m in arm.markets} or None,
             )
     return out
 
@@ -198,6 +202,7 @@ class PriceBook:
         self._units: dict[tuple[str, str], int] = {}
         self._stamps: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
+        self.served = ServedPriceLog()  # look-ups with arm and probability, see service.served
 
     # ------------------------------------------------------------------ writes
     def set_catalog(self, entries: Mapping[str, CatalogEntry]) -> None:
@@ -324,4 +329,6 @@ class PriceBook:
         expires_at: str | None = None
         if signer is not None:
             quote_id, expires_at = signer.sign(sku, market, price, version, now)
+        arm = entry.arms.get(market, "") if entry.arms else ""
+        self.served.record(sku, market, arm, price, now)
         return PriceView(sku, market, price, currency, version, units, source, quote_id, expires_at)

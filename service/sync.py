@@ -100,6 +100,7 @@ class LiveSync:
         self.book.resync_units(counts, started)
         self.book.forget_surfaces(skus)
         self.book.last_sync = time.time()
+        self.book.served.flush(self.store.client)  # served-price look-ups (service.served)
         if self.metrics is not None:
             self.metrics.sync_seconds.set(time.monotonic() - started)
 

@@ -9,8 +9,10 @@ Examples::
 
 The drop's arms and starting inventory come from its config (``--config-dir``); its
 events (sales, returns) from the service's Redis (``--redis-url``) or an events file;
-price look-ups (for conversion) from ``--lookups`` (CSV/Parquet with ``sku, market,
-lookups``). The report lists per arm revenue, units, sell-through, average price,
+price look-ups (for conversion) from the served-price record in Redis
+(:mod:`service.served`) or ``--lookups`` (CSV/Parquet with ``sku, market, lookups``);
+with ``--events`` and no ``--redis-url`` Redis is not read at all. The report lists
+per arm revenue, units, sell-through, average price,
 conversion and returns rate, the difference of each against the control arm with a
 cluster-bootstrap interval (:func:`pricing.experiments.experiment_report`), and the
 returns velocity per SKU and arm.
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -86,9 +87,13 @@ def report(
         typer.Option("--config-dir", envvar="DROPPRICE_CONFIG_DIR", help="Operator configs."),
     ] = Path("configs"),
     redis_url: Annotated[
-        str,
-        typer.Option("--redis-url", envvar="DROPPRICE_REDIS_URL", help="redis:// URL."),
-    ] = "redis://127.0.0.1:6379/0",
+        str | None,
+        typer.Option(
+            "--redis-url",
+            envvar="DROPPRICE_REDIS_URL",
+            help="redis:// URL (default redis://127.0.0.1:6379/0 unless --events is given).",
+        ),
+    ] = None,
     events_file: Annotated[
         Path | None, typer.Option("--events", help="Events CSV/Parquet instead of Redis.")
     ] = None,
@@ -133,20 +138,28 @@ def report(
     arms = [ArmSpec(a.name, tuple(a.markets), a.pricing, a.release, a.waves) for a in drop.arms]
     inventory = {(s.sku, m): n for s in drop.skus for m, n in s.inventory.items()}
     skus = [s.sku for s in drop.skus]
-    if events_file is not None:
-        events = read_events_file(events_file)
-    else:
+    lookups = _read_table(lookups_file) if lookups_file is not None else None
+    if events_file is None and redis_url is None:
+        redis_url = "redis://127.0.0.1:6379/0"
+    if redis_url is not None and (events_file is None or lookups is None):
         from service.routes.signals import load_events
+        from service.served import load_lookups
         from service.store import PriceStore, connect
 
         store = PriceStore(connect(redis_url, timeout=5.0))
         try:
-            since = drop.windows[0].start - timedelta(days=1)
-            events = load_events(store, since=since, skus=skus)
+            if events_file is None:
+                # Every kept event of the drop's SKUs (streams are capped): sales in the
+                # windows and the returns that trail them.
+                events = load_events(store, since=None, skus=skus)
+            if lookups is None:
+                pairs = [(s.sku, m) for s in drop.skus for m in s.inventory]
+                lookups = load_lookups(store.client, pairs)
         finally:
             store.close()
+    if events_file is not None:
+        events = read_events_file(events_file)
     events = events[events["sku"].isin(skus) & events["market"].isin(drop.markets)]
-    lookups = _read_table(lookups_file) if lookups_file is not None else None
     try:
         rep = experiment_report(
             events,

@@ -135,9 +135,10 @@ def events_from_entries(entries: Iterable[StreamEvent]) -> pd.DataFrame:
 
 
 def load_events(
-    store: PriceStore, *, since: datetime, skus: Iterable[str] | None = None
+    store: PriceStore, *, since: datetime | None, skus: Iterable[str] | None = None
 ) -> pd.DataFrame:
-    """Every SKU's events recorded at or after ``since`` (one stream read per SKU)."""
+    """Every SKU's events recorded at or after ``since`` (all kept ones when ``None``),
+    one stream read per SKU."""
     names = list(skus) if skus is not None else store.skus()
     entries: list[StreamEvent] = []
     for sku in names:

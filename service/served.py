@@ -1,0 +1,128 @@
+"""The record of served prices: look-ups per SKU, market, hour, price, arm and probability.
+
+Every price a terminal is served is counted in the process (one dict increment under a
+lock, well under a microsecond, so the price read stays fast) and the counts are added
+to Redis by the sync thread on each resync (:meth:`ServedPriceLog.flush`, one
+``HINCRBY`` per distinct cell in one pipeline). Drop experiments read them back
+(:func:`load_lookups`) for conversion (units sold per look-up) and, because each cell
+carries the experiment arm and the probability with which that price was served, for
+off-policy evaluation later (Li et al. 2011).
+
+Redis layout: hash ``dp:{<sku>}:served:<market>`` (:func:`service.keys.served`), field
+``<hour ISO>|<arm>|<price>|<probability>`` -> look-ups; it expires 90 days after the
+last flush. The probability is 1 while prices are read off a published surface: the
+served price is then a deterministic function of (units left, period).
+
+References:
+    Li, L., Chu, W., Langford, J. and Wang, X. (2011). Unbiased offline evaluation of
+    contextual-bandit-based news article recommendation algorithms. *WSDM*, 297–306.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import redis
+
+from service import keys
+
+__all__ = ["LOOKUP_COLUMNS", "ServedPriceLog", "load_lookups"]
+
+log = logging.getLogger("dropprice.served")
+
+LOOKUP_COLUMNS = ("hour", "sku", "market", "lookups", "price", "arm", "propensity")
+_TTL_S = 90 * 24 * 3600
+_Cell = tuple[str, str, int, float, str, float]  # sku, market, hour, price, arm, propensity
+
+
+class ServedPriceLog:
+    """Counts of served prices, held in the process until flushed to Redis."""
+
+    def __init__(self) -> None:
+        self._counts: dict[_Cell, int] = {}
+        self._lock = threading.Lock()
+
+    def record(
+        self, sku: str, market: str, arm: str, price: float, now: float, propensity: float = 1.0
+    ) -> None:
+        """Count one served price (``now`` in epoch seconds)."""
+        cell = (sku, market, int(now // 3600), price, arm, propensity)
+        with self._lock:
+            self._counts[cell] = self._counts.get(cell, 0) + 1
+
+    def pending(self) -> int:
+        """Served prices counted and not yet flushed."""
+        with self._lock:
+            return sum(self._counts.values())
+
+    def flush(self, client: Any) -> int:
+        """Add the counts to Redis; returns how many look-ups were written.
+
+        On a Redis error the counts are kept for the next flush and 0 is returned (a
+        price read never depends on this).
+        """
+        with self._lock:
+            counts, self._counts = self._counts, {}
+        if not counts:
+            return 0
+        touched: set[str] = set()
+        try:
+            pipe = client.pipeline(transaction=False)
+            for (sku, market, hour, price, arm, prob), n in counts.items():
+                key = keys.served(sku, market)
+                pipe.hincrby(key, _field(hour, arm, price, prob), n)
+                touched.add(key)
+            for key in touched:
+                pipe.expire(key, _TTL_S)
+            pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            with self._lock:
+                for cell, n in counts.items():
+                    self._counts[cell] = self._counts.get(cell, 0) + n
+            log.warning(
+                "served prices not flushed; kept for the next try", extra={"error": str(exc)}
+            )
+            return 0
+        return sum(counts.values())
+
+
+def _field(hour: int, arm: str, price: float, propensity: float) -> str:
+    iso = datetime.fromtimestamp(hour * 3600, tz=UTC).isoformat().replace("+00:00", "Z")
+    return f"{iso}|{arm}|{price!r}|{propensity!r}"
+
+
+def load_lookups(client: Any, pairs: Iterable[tuple[str, str]]) -> pd.DataFrame:
+    """The recorded look-ups of ``(sku, market)`` pairs, one row per cell.
+
+    Returns:
+        Columns :data:`LOOKUP_COLUMNS` (``hour`` UTC, ``lookups`` int, ``arm`` ``""``
+        for markets in no experiment arm).
+    """
+    pairs = list(pairs)
+    pipe = client.pipeline(transaction=False)
+    for sku, market in pairs:
+        pipe.hgetall(keys.served(sku, market))
+    rows: list[dict[str, Any]] = []
+    for (sku, market), raw in zip(pairs, pipe.execute(), strict=True):
+        for field, value in (raw or {}).items():
+            text = field.decode() if isinstance(field, bytes) else str(field)
+            hour, arm, price, prob = text.split("|")
+            rows.append(
+                {
+                    "hour": hour,
+                    "sku": sku,
+                    "market": market,
+                    "lookups": int(value),
+                    "price": float(price),
+                    "arm": arm,
+                    "propensity": float(prob),
+                }
+            )
+    frame = pd.DataFrame(rows, columns=list(LOOKUP_COLUMNS))
+    frame["hour"] = pd.to_datetime(frame["hour"], utc=True, format="ISO8601")
+    return frame
