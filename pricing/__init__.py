@@ -21,3 +21,7 @@ __all__ += [
     "market_rollup",
     "validate_events",
 ]
+from pricing.experiments import ExperimentReport, experiment_report  # noqa: E402
+from pricing.signals import Detection, SignalParams, detect_signals  # noqa: E402
+
+__all__ += ["Detection", "ExperimentReport", "SignalParams", "detect_signals", "experiment_report"]
