@@ -321,7 +321,7 @@ class PosTerminal(FastHttpUser):
         self.rng = random.Random(uuid.uuid4().int)
         self.market = self.catalog.market(self.rng)
         self.headers = {"X-API-Key": self.catalog.manifest.api_key}
-        # (sku, market) -> (quote_id, price, when quoted)
+        # sku -> (quote_id, price, when quoted), in this terminal's market
         self.quotes: dict[str, tuple[str, float, float]] = {}
         self.prefix = f"lt{self.catalog.manifest.run_id}"
 
