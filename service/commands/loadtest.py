@@ -628,16 +628,17 @@ def _verdict_tables(
     stats: Sequence[RouteStats], slos: Sequence[SloResult], books: Any, title: str
 ) -> list[Any]:
     from rich.table import Table
+    from rich.text import Text  # plain cells: route names like /v1/prices/[sku] are not markup
 
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v:g}"
 
-    routes = Table(title=title, title_justify="left")
+    routes = Table(title=Text(title), title_justify="left")
     for col in ("route", "requests", "failures", "p50 ms", "p95 ms", "p99 ms", "req/s"):
         routes.add_column(col, justify="left" if col == "route" else "right")
     for r in stats:
         routes.add_row(
-            "total" if r.name == TOTAL else r.name,
+            Text("total" if r.name == TOTAL else r.name),
             f"{r.requests:,}",
             f"{r.failures:,}",
             ms(r.p50),
@@ -656,12 +657,12 @@ def _verdict_tables(
             s.name,
             f"{op} {s.target:g}",
             measured,
-            "" if s.where == TOTAL else s.where,
+            Text("" if s.where == TOTAL else s.where),
             "[green]PASS[/]" if s.ok else "[red]FAIL[/]",
         )
     for c in books.checks:
         result = {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: "[yellow]SKIP[/]"}[c.ok]
-        verdict.add_row(f"books: {c.name}", "", "", c.detail, result)
+        verdict.add_row(f"books: {c.name}", "", "", Text(c.detail), result)
     return [routes, verdict]
 
 

@@ -71,6 +71,7 @@ def test_rush_passes_with_a_verdict_and_reports(
         assert routes[route]["requests"] > 0, routes
         assert routes[route]["p99"] is not None
     assert "PASS" in proc.stdout and "p99 ms" in proc.stdout
+    assert "GET /v1/prices/[sku]" in proc.stdout  # printed as is, not eaten as markup
     # The rush shape drove locust from its baseline up to the peak of 8 terminals.
     assert verdict["peak"]["users"] == 8
     assert verdict["peak"]["rps"] > 0
