@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import typer
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from service.commands.loadtest import (
     RouteStats,
@@ -100,3 +102,22 @@ def test_read_peak_takes_the_busiest_second(tmp_path: Path) -> None:
     )
     assert tuple(read_peak(path)) == (20, 70.25)
     assert tuple(read_peak(tmp_path / "missing.csv")) == (0, 0.0)
+
+
+@given(
+    slos=st.dictionaries(
+        st.sampled_from(["p50_ms", "p95_ms", "p99_ms", "min_rps", "error_rate"]),
+        st.floats(0, 1, allow_nan=False),
+        min_size=1,
+    )
+)
+def test_parse_slos_round_trips(slos: dict[str, float]) -> None:
+    text = ",".join(f"{k}={v!r}" for k, v in slos.items())
+    assert parse_slos(text) == slos
+
+
+@given(h=st.integers(0, 48), m=st.integers(0, 59), s=st.integers(0, 59))
+def test_parse_duration_of_hms(h: int, m: int, s: int) -> None:
+    text = (f"{h}h" if h else "") + (f"{m}m" if m else "") + (f"{s}s" if s else "")
+    assume(text)
+    assert parse_duration(text) == h * 3600 + m * 60 + s
