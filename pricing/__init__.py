@@ -10,6 +10,7 @@ from pricing.intensity import (
     market_rollup,
     validate_events,
 )
+from pricing.model import DemandParams, ElasticityFit, fit_elasticity
 from pricing.policy import Surfaces, solve_surfaces
 
 __all__: list[str] = []
@@ -25,3 +26,4 @@ from pricing.experiments import ExperimentReport, experiment_report  # noqa: E40
 from pricing.signals import Detection, SignalParams, detect_signals  # noqa: E402
 
 __all__ += ["Detection", "ExperimentReport", "SignalParams", "detect_signals", "experiment_report"]
+__all__ += ["DemandParams", "ElasticityFit", "fit_elasticity"]
