@@ -20,7 +20,7 @@ import pytest
 
 from service import keys
 from service.config.loader import load_config_dir
-from service.refit import REFIT_GROUP, Refitter, RefitState
+from service.refit import REFIT_GROUP, RefitState, Refitter
 from service.store import PriceStore, connect
 from tests.service.refit_factories import (
     MARKET,
@@ -35,6 +35,22 @@ REPO = Path(__file__).resolve().parents[2]
 LOCK_TTL_S = 2.0
 
 
+@pytest.fixture(scope="module", autouse=True)
+def compile_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A persistent JAX compilation cache shared with the worker processes: the
+    programs this process compiles are loaded, not recompiled, by the workers."""
+    import jax
+
+    path = tmp_path_factory.mktemp("jax-cache")
+    old = (jax.config.jax_compilation_cache_dir,
+           jax.config.jax_persistent_cache_min_compile_time_secs)  # fmt: skip
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    yield path
+    jax.config.update("jax_compilation_cache_dir", old[0])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
+
+
 @pytest.fixture
 def store(redis_url: str) -> Iterator[PriceStore]:
     s = PriceStore(connect(redis_url, timeout=30.0))
@@ -42,13 +58,18 @@ def store(redis_url: str) -> Iterator[PriceStore]:
     s.close()
 
 
-def _worker(redis_url: str, drop: SimDrop) -> subprocess.Popen[str]:
+def _worker(redis_url: str, drop: SimDrop, cache: Path) -> subprocess.Popen[str]:
     cmd = [
         sys.executable, "-m", "service.cli", "refit", "--redis-url", redis_url,
         "--config-dir", str(drop.config_dir), "--device", "cpu", "--json",
         "--lock-ttl", str(LOCK_TTL_S),
     ]  # fmt: skip
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "JAX_COMPILATION_CACHE_DIR": str(cache),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
 
 
@@ -63,11 +84,13 @@ def _history_ids(state: RefitState) -> list[str]:
 
 
 def _pending(store: PriceStore, drop: SimDrop) -> int:
-    return sum(int(store.client.xpending(keys.events(s), REFIT_GROUP)["pending"]) for s in drop.skus)
+    return sum(
+        int(store.client.xpending(keys.events(s), REFIT_GROUP)["pending"]) for s in drop.skus
+    )
 
 
 def test_worker_killed_mid_refit_keeps_the_old_version_and_loses_no_event(
-    store: PriceStore, redis_url: str, tmp_path: Path
+    store: PriceStore, redis_url: str, tmp_path: Path, compile_cache: Path
 ) -> None:
     drop = write_configs(tmp_path / "configs", 2)
     seed_store(store, drop)
@@ -83,19 +106,24 @@ def test_worker_killed_mid_refit_keeps_the_old_version_and_loses_no_event(
     day2 = day_of_events(drop, seed=2, announcements=False)
     for e in day2:
         e["event_id"] += "-d2"
+    for s in drop.skus:  # stock for the simulated day, then the window's
+        store.set_inventory(s, MARKET, 100_000)
     store.record_events(as_records(day2, drop.list_price))
+    for s in drop.skus:
+        store.set_inventory(s, MARKET, drop.inventory)
 
-    # Kill the worker as soon as it starts solving: events read, fit done, nothing published.
-    proc = _worker(redis_url, drop)
+    # Kill the worker as soon as it starts fitting: events read, panel built, nothing published.
+    proc = _worker(redis_url, drop, compile_cache)
     assert proc.stdout is not None
     seen: list[dict[str, Any]] = []
     for line in proc.stdout:
         if line.startswith("{"):
             seen.append(json.loads(line))
-            if seen[-1].get("event") == "stage_started" and seen[-1].get("stage") == "solve":
+            if seen[-1].get("event") == "stage_started" and seen[-1].get("stage") == "fit":
                 proc.send_signal(signal.SIGKILL)
                 break
     proc.wait(timeout=60)
+    proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL, seen
     panel = next(x for x in seen if x.get("stage") == "panel" and x.get("event") == "stage")
     assert panel["events_read"] == len(day2)
@@ -123,7 +151,7 @@ def test_worker_killed_mid_refit_keeps_the_old_version_and_loses_no_event(
 
 
 def test_two_workers_started_together_publish_exactly_one_version(
-    store: PriceStore, redis_url: str, tmp_path: Path
+    store: PriceStore, redis_url: str, tmp_path: Path, compile_cache: Path
 ) -> None:
     drop = write_configs(tmp_path / "configs", 2)
     seed_store(store, drop)
@@ -132,7 +160,7 @@ def test_two_workers_started_together_publish_exactly_one_version(
     for s in drop.skus:
         store.set_inventory(s, MARKET, drop.inventory)
 
-    procs = [_worker(redis_url, drop), _worker(redis_url, drop)]
+    procs = [_worker(redis_url, drop, compile_cache), _worker(redis_url, drop, compile_cache)]
     outputs = [p.communicate(timeout=180)[0] for p in procs]
     finals = [_lines(out)[-1] for out in outputs]
     states = sorted(f["state"] for f in finals)
