@@ -36,27 +36,49 @@ POS_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("POST", "/v1/prices:batch"),
         ("POST", "/v1/events"),
         ("GET", "/v1/skus/{sku}/intensity"),
+        ("GET", "/v1/signals"),
     }
 )
-"""What a ``pos`` key may call (prices and events; the intensity read)."""
+"""What a ``pos`` key may call: prices and events, and the two read-only analyst feeds
+(the intensity series and the signals feed answer to any key by design)."""
 
 WRONG_KEY = "pos-reliability-key-0123456789abcdeX"  # one character off a real key
+
+
+def _walk(routes: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(method, path) of every endpoint, descending into included routers and mounts."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)  # an included router
+        if inner is not None:
+            extra = getattr(getattr(route, "include_context", None), "prefix", "") or ""
+            yield from _walk(inner.routes, prefix + extra)
+            continue
+        path = getattr(route, "path", None)
+        sub = getattr(route, "routes", None)
+        if sub and not getattr(route, "methods", None):  # a Mount
+            yield from _walk(sub, prefix + (path or ""))
+            continue
+        if path is None:
+            continue
+        for method in sorted((getattr(route, "methods", None) or {"GET"}) - {"HEAD", "OPTIONS"}):
+            yield method, prefix + path
 
 
 def app_routes() -> list[tuple[str, str]]:
     """Every (method, path template) the application serves, from ``app.routes``."""
     from service.app import create_app
+    from service.auth import hash_api_key
+    from service.settings import Settings
 
-    app = create_app()
-    out = []
-    for route in app.routes:
-        methods = getattr(route, "methods", None) or set()
-        path = getattr(route, "path", None)
-        if path is None:
-            continue
-        for method in sorted(methods - {"HEAD", "OPTIONS"}):
-            out.append((method, path))
-    return sorted(set(out))
+    app = create_app(Settings(api_keys={hash_api_key(POS_KEY): "pos"}))
+    routes = sorted(set(_walk(app.routes)))
+    documented = {
+        (method.upper(), path)
+        for path, item in app.openapi()["paths"].items()
+        for method in item
+    }
+    assert documented <= set(routes), sorted(documented - set(routes))
+    return routes
 
 
 def _concrete(path: str) -> str:
@@ -64,8 +86,8 @@ def _concrete(path: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def http(shared_service: Any) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=shared_service.base_url, timeout=10) as c:
+def http(reliability_env: Any) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=reliability_env.base_url, timeout=10) as c:
         yield c
 
 
@@ -120,13 +142,13 @@ def test_401_and_403_bodies_do_not_echo_the_key(http: httpx.Client) -> None:
     assert r.json()  # a JSON error body
 
 
-def test_no_secret_in_logs(http: httpx.Client, shared_service: Any) -> None:
+def test_no_secret_in_logs(http: httpx.Client, reliability_env: Any) -> None:
     """After requests with every real key and a wrong one, no key appears in the logs."""
     for key in (*SECRETS, WRONG_KEY):
         _send(http, "GET", "/v1/prices/{sku}", key)
         _send(http, "POST", "/v1/events", key)
     _send(http, "GET", "/v1/prices/{sku}", None)
-    logs = shared_service.service.logs()
+    logs = reliability_env.service.logs()
     assert logs, "the service wrote no logs at all"
     for secret in (*SECRETS, WRONG_KEY):
         assert secret not in logs
