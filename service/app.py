@@ -28,9 +28,9 @@ from pydantic import ValidationError
 
 from service.exceptions import StoreUnavailable
 from service.limits import install_request_limits
-from service.logs import configure_logging, request_id_var
+from service.logs import AccessLog, configure_logging, request_id_var
 from service.metrics import Metrics
-from service.middleware import PriceFastPath, RequestContextMiddleware
+from service.middleware import PRICE_PREFIX, PriceFastPath, RequestContextMiddleware
 from service.runtime import ServiceRuntime, load_bundle
 from service.schemas import EventBatchIn
 from service.settings import Settings
@@ -47,6 +47,38 @@ class JsonError(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, default=str)
+
+
+class DroppriceAPI(FastAPI):
+    """FastAPI with the price-read fast path in front of its whole stack.
+
+    ``GET /v1/prices/{sku}`` is offered to :class:`~service.middleware.PriceFastPath`
+    before Starlette's middleware stack runs; everything else (and every read the
+    fast path hands back) goes through FastAPI as usual.
+    """
+
+    fast_path: PriceFastPath | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        fast = self.fast_path
+        if (
+            fast is not None
+            and scope["type"] == "http"
+            and scope["method"] == "GET"
+            and scope["path"].startswith(PRICE_PREFIX)
+            and await fast.serve(scope, send)
+        ):
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _installed_rate_limiter(app: FastAPI) -> Any:
+    """The token-bucket limiter of the rate-limit middleware, if one is installed."""
+    for middleware in app.user_middleware:
+        limiter = middleware.kwargs.get("limiter")
+        if limiter is not None:
+            return limiter
+    return None
 
 
 def include_routers(app: FastAPI) -> None:
@@ -154,11 +186,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.auth_disabled:
         log.warning("authentication is DISABLED (DROPPRICE_AUTH_DISABLED=true): development only")
     metrics = Metrics()
+    access_log = AccessLog(settings.access_log)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bundle = load_bundle(settings.config_dir)
         runtime = ServiceRuntime(settings, metrics, bundle)
+        access_log.start()
         runtime.start()
         app.state.service = runtime
         log.info(
@@ -169,9 +203,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             runtime.close()
+            access_log.close()
             del app.state.service
 
-    app = FastAPI(
+    app = DroppriceAPI(
         title="dropprice",
         version="0.1.0",
         description="Inventory-aware prices for limited drops, served in about a millisecond.",
@@ -180,12 +215,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.access_log = access_log
     _install_error_handlers(app, settings)
     include_routers(app)
     app.add_middleware(RequestContextMiddleware, service_app=app)
-    # Added last = outermost: the fast path runs before anything else.
-    app.add_middleware(PriceFastPath, service_app=app)
     # Outermost of all: body-size limit, then per-key rate limiting (service.limits).
     install_request_limits(app, settings)
+    # The fast path runs in front of all of it (DroppriceAPI.__call__), with the same
+    # per-key rate limit as the middleware when one is installed.
+    app.fast_path = PriceFastPath(app.state, access_log, _installed_rate_limiter(app))
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -1,12 +1,14 @@
-"""Pure-ASGI layers in front of FastAPI: the price-read fast path and request context.
+"""Pure-ASGI layers of the service: the price-read fast path and request context.
 
 :class:`PriceFastPath` answers ``GET /v1/prices/{sku}`` for an authorised caller
 and a known SKU straight from the in-process :class:`~service.pricebook.PriceBook`
-with orjson, without entering FastAPI's routing, dependency injection and
-response validation (about 4x the throughput of the same read as a FastAPI route
-here; see ``benchmarks/bench_service.py``). Anything unusual (no or bad key,
-unknown SKU or market, odd query, the service not started) is handed to the
-FastAPI route of the same path, which gives the documented answer; the route is
+with orjson. :class:`service.app.DroppriceAPI` calls it before anything else, so
+the read skips FastAPI's and Starlette's middleware stack, routing, dependency
+injection and response validation (see ``benchmarks/bench_service.py``). It
+applies the same per-key rate limit as :mod:`service.ratelimit` when one is
+installed. Anything unusual (no or bad key, unknown SKU or market, an odd query,
+a key over its rate, the service not started) is handed to the full stack and the
+FastAPI route of the same path, which gives the documented answer; that route is
 also what the OpenAPI schema shows, so the two cannot disagree on the contract.
 
 :class:`RequestContextMiddleware` gives every other request an ``X-Request-ID``
@@ -17,7 +19,6 @@ one JSON access-log line.
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import re
 import time
@@ -28,7 +29,7 @@ from urllib.parse import unquote
 import orjson
 
 from service.exceptions import UnknownMarket, UnknownSku
-from service.logs import request_id_var
+from service.logs import AccessLog, request_id_var
 
 __all__ = ["PriceFastPath", "RequestContextMiddleware", "new_request_id"]
 
@@ -38,9 +39,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-access_log = logging.getLogger("dropprice.access")
-
-_PREFIX = "/v1/prices/"
+PRICE_PREFIX = "/v1/prices/"
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _ids = itertools.count(1)
 _PID = f"{os.getpid():x}-{int(time.time()) & 0xFFFFFF:x}"
@@ -62,28 +61,24 @@ class PriceFastPath:
     """Serve the happy path of ``GET /v1/prices/{sku}`` without FastAPI.
 
     Args:
-        app: the rest of the ASGI stack.
-        service_app: the FastAPI app whose ``state.service`` holds the runtime.
+        state: the FastAPI app's ``state`` (``service`` holds the runtime once the
+            lifespan has started).
+        access_log: where the request's access line goes.
+        limiter: the per-key rate limiter of :mod:`service.ratelimit`, if installed.
     """
 
-    def __init__(self, app: ASGIApp, service_app: Any) -> None:
-        self.app = app
-        self.state = service_app.state
+    def __init__(self, state: Any, access_log: AccessLog, limiter: Any = None) -> None:
+        self.state = state
+        self.access_log = access_log
+        self.limiter = limiter
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "GET"
-            or not scope["path"].startswith(_PREFIX)
-        ):
-            await self.app(scope, receive, send)
-            return
+    async def serve(self, scope: Scope, send: Send) -> bool:
+        """Answer the request and return ``True``, or return ``False`` untouched."""
         runtime = getattr(self.state, "service", None)
         if runtime is None:
-            await self.app(scope, receive, send)
-            return
+            return False
         started = time.perf_counter()
-        sku = scope["path"][len(_PREFIX) :]
+        sku = scope["path"][len(PRICE_PREFIX) :]
         key: bytes | None = None
         rid: bytes | None = None
         for name, value in scope["headers"]:
@@ -96,21 +91,26 @@ class PriceFastPath:
         if query:
             name_, sep, value_ = query.partition(b"=")
             if name_ != b"market" or not sep or b"&" in value_:
-                await self.app(scope, receive, send)
-                return
+                return False
             market = unquote(value_.decode("latin-1"))
             if _IDENT.fullmatch(market) is None:
-                await self.app(scope, receive, send)
-                return
-        caller = runtime.keys.caller(key.decode("latin-1") if key is not None else None)
-        if caller is None or _IDENT.fullmatch(sku) is None:
-            await self.app(scope, receive, send)
-            return
+                return False
+        if _IDENT.fullmatch(sku) is None:
+            return False
+        presented = key.decode("latin-1") if key is not None else None
+        caller = runtime.keys.caller(presented)
+        if caller is None:
+            return False
+        if (
+            self.limiter is not None
+            and presented is not None
+            and self.limiter.check(presented, caller.role.value) > 0.0
+        ):
+            return False  # the full stack's rate-limit middleware answers 429
         try:
             view = runtime.book.price(sku, market)
         except (UnknownSku, UnknownMarket):
-            await self.app(scope, receive, send)
-            return
+            return False
         body = orjson.dumps(view._asdict())
         request_id = rid[:128] if rid is not None else new_request_id().encode()
         await send(
@@ -129,26 +129,27 @@ class PriceFastPath:
         elapsed = time.perf_counter() - started
         metrics.price_read_ok.observe(elapsed)
         metrics.source_children[view.source].inc()
-        if runtime.settings.access_log:
-            access_log.info(
-                "request",
-                extra={
+        if self.access_log.enabled:
+            self.access_log.write(
+                {
                     "request_id": request_id.decode("latin-1"),
                     "method": "GET",
                     "path": scope["path"],
+                    "route": "/v1/prices/{sku}",
                     "status": 200,
                     "duration_ms": round(elapsed * 1000, 3),
                     "key_id": caller.key_id,
-                },
+                }
             )
+        return True
 
 
 class RequestContextMiddleware:
     """Request id, latency metric and access log for every HTTP request.
 
     Args:
-        app: the FastAPI app (inner stack).
-        service_app: the FastAPI app whose ``state`` holds metrics and settings.
+        app: the inner ASGI stack.
+        service_app: the FastAPI app whose ``state`` holds ``metrics`` and ``access_log``.
     """
 
     def __init__(self, app: ASGIApp, service_app: Any) -> None:
@@ -184,18 +185,18 @@ class RequestContextMiddleware:
                 metrics.request_seconds.labels(template, scope["method"], str(status)).observe(
                     elapsed
                 )
-            settings = getattr(self.state, "settings", None)
-            if settings is None or settings.access_log:
-                caller = getattr(scope.get("state", {}), "get", lambda _k: None)("caller")
-                access_log.info(
-                    "request",
-                    extra={
+            access_log: AccessLog | None = getattr(self.state, "access_log", None)
+            if access_log is not None and access_log.enabled:
+                caller = scope.get("state", {}).get("caller")
+                access_log.write(
+                    {
+                        "request_id": request_id,
                         "method": scope["method"],
                         "path": scope["path"],
                         "route": template,
                         "status": status,
                         "duration_ms": round(elapsed * 1000, 3),
-                        "key_id": caller.key_id if caller is not None else None,
-                    },
+                        "key_id": getattr(caller, "key_id", None),
+                    }
                 )
             request_id_var.reset(token)

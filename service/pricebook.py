@@ -124,6 +124,7 @@ class QuoteSigner:
     def __init__(self, secret: bytes, ttl_s: int) -> None:
         self._key = hashlib.sha256(b"dropprice-quote\x00" + secret).digest()
         self.ttl_s = ttl_s
+        self._cache: dict[tuple[str, str, float, str | None, int], tuple[str, str]] = {}
 
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).digest()[:16]
@@ -131,12 +132,25 @@ class QuoteSigner:
     def sign(
         self, sku: str, market: str, price: float, version: str | None, now: float
     ) -> tuple[str, str]:
-        """``(quote_id, expires_at ISO 8601)`` for a price served at ``now`` (epoch s)."""
-        expires_ms = int(now * 1000) + self.ttl_s * 1000
-        payload = f"{sku}|{market}|{price!r}|{expires_ms}|{version or ''}".encode()
+        """``(quote_id, expires_at ISO 8601)`` for a price served at ``now`` (epoch s).
+
+        The expiry is rounded up to the next tenth of a second (a quote lives ``ttl_s``
+        to ``ttl_s + 0.1`` seconds), so the reads of one price within that tenth share
+        one signed quote: signing happens once per price and tick, not per request.
+        """
+        expires_ds = int(now * 10) + 1 + self.ttl_s * 10
+        cache_key = (sku, market, price, version, expires_ds)
+        hit = self._cache.get(cache_key)
+        if hit is not None:
+            return hit
+        payload = f"{sku}|{market}|{price!r}|{expires_ds * 100}|{version or ''}".encode()
         quote_id = f"q1.{_b64(payload)}.{_b64(self._mac(payload))}"
-        expires = datetime.fromtimestamp(expires_ms / 1000, UTC)
-        return quote_id, expires.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        expires = datetime.fromtimestamp(expires_ds / 10, UTC)
+        signed = quote_id, expires.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if len(self._cache) >= 8192:
+            self._cache.clear()
+        self._cache[cache_key] = signed
+        return signed
 
     def check(self, quote_id: str, sku: str, market: str, now: float) -> QuoteCheck:
         """Check a quote presented with a sale of ``sku`` in ``market`` at ``now``."""

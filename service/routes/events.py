@@ -16,12 +16,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from service.deps import PosCaller, RuntimeDep
 from service.exceptions import UnknownMarket, UnknownSku
+from service.limits import check_price_decimals
 from service.pricebook import PriceBook
 from service.schemas import (
     MAX_BATCH_EVENTS,
@@ -29,7 +30,6 @@ from service.schemas import (
     ClaimEvent,
     ErrorBody,
     EventBatchOut,
-    EventResult,
     ListingEvent,
     RestockEvent,
     ReturnEvent,
@@ -66,12 +66,16 @@ def format_validation_errors(exc: ValidationError, prefix: str = "") -> list[dic
     return out
 
 
-def _fields(ev: AnyEvent, sku: str) -> dict[str, str]:
-    """The stream entry of an event (strings only)."""
-    data = ev.model_dump(exclude_none=True)
-    data["sku"] = sku
-    data["ts"] = ev.ts.isoformat()
-    return {k: str(v) for k, v in data.items() if not isinstance(v, list | dict)}
+def _fields(raw: Mapping[str, Any], ev: AnyEvent, sku: str) -> dict[str, str]:
+    """The stream entry of a validated event (strings only): the fields it was sent
+    with, defaults filled in, one SKU, and the timestamp in ISO 8601."""
+    out = {k: str(v) for k, v in raw.items() if v is not None and not isinstance(v, list | dict)}
+    for name in ("count", "weight", "change"):
+        if name not in out and hasattr(ev, name):
+            out[name] = str(getattr(ev, name))
+    out["sku"] = sku
+    out["ts"] = ev.ts.isoformat()
+    return out
 
 
 _KIND: Mapping[str, EventKind] = {
@@ -85,8 +89,8 @@ _KIND: Mapping[str, EventKind] = {
 
 
 def _plan(
-    index: int, ev: AnyEvent, book: PriceBook, now: float
-) -> tuple[list[EventRecord], EventResult | None, str | None]:
+    index: int, raw: Mapping[str, Any], ev: AnyEvent, book: PriceBook, now: float
+) -> tuple[list[EventRecord], dict[str, Any] | None, str | None]:
     """Records for one event, or a rejection; also the quote status of a sale."""
     skus = ev.sku if isinstance(ev.sku, list) else [ev.sku]
     records: list[EventRecord] = []
@@ -96,6 +100,14 @@ def _plan(
             entry, market = book.resolve_market(sku, ev.market)
         except (UnknownSku, UnknownMarket) as exc:
             return [], _rejected(index, ev, str(exc)), None
+        unit_price = getattr(ev, "unit_price", None)
+        if unit_price is not None:
+            try:  # no more decimals than the SKU's currency has minor units
+                check_price_decimals(
+                    unit_price, entry.currency, field=f"events[{index}].unit_price"
+                )
+            except ValueError as exc:
+                return [], _rejected(index, ev, str(exc)), None
         quoted: float | None = None
         if isinstance(ev, SaleEvent) and ev.quote_id:
             if book.signer is None:
@@ -116,7 +128,7 @@ def _plan(
                 sku=sku,
                 market=market,
                 quantity=getattr(ev, "quantity", 0),
-                fields=_fields(ev, sku),
+                fields=_fields(raw, ev, sku),
                 quoted_price=quoted,
                 list_price=entry.base_price,
             )
@@ -124,18 +136,41 @@ def _plan(
     return records, None, quote_status
 
 
-def _rejected(index: int, ev: AnyEvent | None, detail: str, raw: Any = None) -> EventResult:
+def _entry(
+    index: int,
+    event_id: str | None,
+    kind: str | None,
+    status: str,
+    detail: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One result, with every field of :class:`~service.schemas.EventResult`."""
+    return {
+        "index": index,
+        "event_id": event_id,
+        "type": kind,
+        "status": status,
+        "detail": detail,
+        "first_status": extra.get("first_status"),
+        "charged_price": extra.get("charged_price"),
+        "quote": extra.get("quote"),
+        "inventory": extra.get("inventory"),
+        "version": extra.get("version"),
+    }
+
+
+def _rejected(index: int, ev: AnyEvent | None, detail: str, raw: Any = None) -> dict[str, Any]:
     event_id = ev.event_id if ev is not None else None
     kind = ev.type if ev is not None else None
     if ev is None and isinstance(raw, dict):
         event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
         kind = raw.get("type") if isinstance(raw.get("type"), str) else None
-    return EventResult(index=index, event_id=event_id, type=kind, status="rejected", detail=detail)
+    return _entry(index, event_id, kind, "rejected", detail)
 
 
 def _result(
     index: int, ev: AnyEvent, outcomes: list[EventOutcome], quote: str | None
-) -> EventResult:
+) -> dict[str, Any]:
     statuses = {o.status for o in outcomes}
     if "accepted" in statuses:
         status = "accepted"
@@ -149,15 +184,15 @@ def _result(
         detail = f"only {first.units_left} unit(s) left of {first.sku} in {first.market}"
     elif status == "rejected":
         detail = f"no inventory counter for {first.sku} in {first.market}"
-    return EventResult(
-        index=index,
-        event_id=ev.event_id,
-        type=ev.type,
-        status=status,  # type: ignore[arg-type]
-        detail=detail,
+    return _entry(
+        index,
+        ev.event_id,
+        ev.type,
+        status,
+        detail,
         first_status=first.first_status if status == "duplicate" else None,
         charged_price=first.unit_price if ev.type == "sale" else None,
-        quote=quote if status == "accepted" else None,  # type: ignore[arg-type]
+        quote=quote if status == "accepted" else None,
         inventory=first.units_left if len(outcomes) == 1 else None,
         version=first.version,
     )
@@ -182,7 +217,7 @@ def _result(
         }
     },
 )
-async def post_events(request: Request, caller: PosCaller, runtime: RuntimeDep) -> EventBatchOut:
+async def post_events(request: Request, caller: PosCaller, runtime: RuntimeDep) -> Response:
     """Record events; the result list says what happened to each (``accepted``,
     ``duplicate`` (a replay: nothing changed), ``sold_out`` (fewer units left than
     sold: nothing changed) or ``rejected`` (invalid, with the field named)). A sale
@@ -232,7 +267,7 @@ async def post_events(request: Request, caller: PosCaller, runtime: RuntimeDep) 
         )
     book = runtime.book
     now = time.time()
-    results: list[EventResult | None] = [None] * len(raw_events)
+    results: list[dict[str, Any] | None] = [None] * len(raw_events)
     planned: list[tuple[int, AnyEvent, list[EventRecord], str | None]] = []
     for i, raw in enumerate(raw_events):
         try:
@@ -242,7 +277,7 @@ async def post_events(request: Request, caller: PosCaller, runtime: RuntimeDep) 
             text = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
             results[i] = _rejected(i, None, text, raw)
             continue
-        records, rejection, quote = _plan(i, ev, book, now)
+        records, rejection, quote = _plan(i, raw, ev, book, now)
         if rejection is not None:
             results[i] = rejection
         else:
@@ -259,13 +294,20 @@ async def post_events(request: Request, caller: PosCaller, runtime: RuntimeDep) 
                 book.set_units(o.sku, o.market, o.units_left)
         results[i] = _result(i, ev, mine, quote)
     out = [r for r in results if r is not None]
+    counts: dict[tuple[str, str], int] = {}
     for r in out:
-        metrics.events.labels(r.type or "unknown", r.status).inc()
-        if r.type == "sale":
-            metrics.sales.labels(r.status).inc()
-    return EventBatchOut(
-        results=out,
-        accepted=sum(r.status == "accepted" for r in out),
-        duplicates=sum(r.status == "duplicate" for r in out),
-        refused=sum(r.status in {"sold_out", "rejected"} for r in out),
-    )
+        label = (r["type"] or "unknown", r["status"])
+        counts[label] = counts.get(label, 0) + 1
+    for (kind, status), count in counts.items():
+        metrics.events.labels(kind, status).inc(count)
+        if kind == "sale":
+            metrics.sales.labels(status).inc(count)
+    statuses = [r["status"] for r in out]
+    body = {
+        "results": out,
+        "accepted": statuses.count("accepted"),
+        "duplicates": statuses.count("duplicate"),
+        "refused": statuses.count("sold_out") + statuses.count("rejected"),
+    }
+    # Serialised directly (the shape is EventBatchOut, documented by response_model).
+    return Response(orjson.dumps(body), media_type="application/json")

@@ -177,7 +177,7 @@ def test_quote_lock_is_honoured_then_expires(any_redis_url: str, tmp_path) -> No
         assert out["results"][0]["quote"] == "honoured"
         no_quote = post(client, event("sale", "q2"))
         assert no_quote["results"][0]["charged_price"] == 35.0
-        time.sleep(1.05)
+        time.sleep(1.2)  # ttl 1 s, expiry rounded up to the next 0.1 s
         late = post(client, event("sale", "q3", quote_id=quoted["quote_id"]))
         assert late["results"][0]["status"] == "accepted"
         assert late["results"][0]["quote"] == "expired"
