@@ -294,7 +294,11 @@ class _SurfacePolicy:
             unit_cost=w.unit_cost if w.profit else 0.0,
             salvage=w.salvage,
         )
-        self.surface = np.asarray(sol.price)
+        # Exact (float64) ladder prices from the index, not the float32 price surface.
+        index = np.asarray(sol.index)
+        self.surface = np.take_along_axis(
+            w.ladder, index.reshape(index.shape[0], -1), axis=1
+        ).reshape(index.shape)
         self.solved_at = period
 
     def propose(self, period: int, stock: np.ndarray) -> np.ndarray:

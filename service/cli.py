@@ -47,6 +47,9 @@ def _register_commands() -> None:
 
     signals.register(app)
     experiment.register(app)
+    from service.commands import simulate as simulate_commands
+
+    simulate_commands.register(app)
     pass
 
 

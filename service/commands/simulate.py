@@ -1,0 +1,134 @@
+"""``dropprice simulate --scenario PATH``: run the pricing policies on a simulated drop.
+
+Examples::
+
+    dropprice simulate --scenario configs/scenarios/hot-creator-drop.yaml
+    dropprice simulate --scenario configs/scenarios/weekend-popup.yaml --seeds 20 --json
+    dropprice simulate --scenario configs/scenarios/hot-creator-drop.yaml --plot drop.png
+    dropprice simulate --scenario my.yaml --policy fixed --policy oracle
+
+Every policy (``fixed``, ``oracle``, ``engine``, ``thompson``) prices the same simulated
+shoppers (common random numbers; see :mod:`pricing.simulate`). The table lists revenue with a
+95 % interval over seeds, the percent of the oracle, units, sell-through and stock-outs.
+``--json`` prints one object::
+
+    {"scenario": ..., "seeds": N, "rows": R, "hours": H,
+     "policies": {"<name>": {"revenue": .., "revenue_ci": [lo, hi], "pct_of_oracle": ..,
+                             "sell_through": .., "units": .., "stockouts": .., ...}}}
+
+A bad scenario file exits with status 2 and a message naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from pricing.simulate import SimulationReport
+
+__all__ = ["plot_report", "register"]
+
+
+def plot_report(report: SimulationReport, path: Path) -> Path:
+    """Save a figure: revenue per policy with its interval, and seed 0's mean served price."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(report.policies)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    rev = np.array([report.policies[n].revenue for n in names])
+    lo = rev - np.array([report.policies[n].revenue_ci[0] for n in names])
+    hi = np.array([report.policies[n].revenue_ci[1] for n in names]) - rev
+    ax1.bar(names, rev, yerr=[lo, hi], capsize=6, color="tab:blue", alpha=0.8)
+    ax1.set_ylabel("revenue (mean over seeds, 95% CI)")
+    ax1.set_title(f"{report.scenario}: {report.seeds} seed(s)")
+    for name in names:
+        run = report.runs[name][0]
+        weights = np.maximum(run.price_path, 0)
+        ax2.plot(weights.mean(axis=0), label=name)
+    ax2.set_xlabel("open hour")
+    ax2.set_ylabel("mean served price (seed 0)")
+    ax2.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _table(report: SimulationReport) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"{report.scenario}: {report.seeds} seed(s), {report.rows} SKU-markets, "
+        f"{report.hours} open hours"
+    )
+    for col in (
+        "policy",
+        "revenue",
+        "95% CI",
+        "% of oracle",
+        "units",
+        "sell-through",
+        "stock-outs",
+    ):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for name, s in report.policies.items():
+        table.add_row(
+            name,
+            f"{s.revenue:,.2f}",
+            f"[{s.revenue_ci[0]:,.0f}, {s.revenue_ci[1]:,.0f}]",
+            "-" if s.pct_of_oracle is None else f"{s.pct_of_oracle:.1f}%",
+            f"{s.units:,.1f}",
+            f"{s.sell_through:.1%}",
+            f"{s.stockouts:.1f}",
+        )
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``simulate`` to the ``dropprice`` app."""
+
+    @app.command("simulate")
+    def simulate_command(
+        scenario: Annotated[
+            Path, typer.Option("--scenario", help="Scenario YAML (see configs/scenarios/).")
+        ],
+        seeds: Annotated[int, typer.Option("--seeds", min=1, max=10_000, help="Seeds.")] = 5,
+        policy: Annotated[
+            list[str] | None,
+            typer.Option("--policy", help="Policy to run (repeat); default all four."),
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+        plot: Annotated[
+            Path | None, typer.Option("--plot", help="Save a figure to this PNG path.")
+        ] = None,
+    ) -> None:
+        """Run fixed, oracle, engine and Thompson pricing on a simulated drop and compare them."""
+        from pricing.exceptions import PricingError
+        from pricing.scenario import load_scenario
+        from pricing.simulate import POLICIES, simulate
+
+        try:
+            sc = load_scenario(scenario)
+            chosen = tuple(policy) if policy else POLICIES
+            report = simulate(sc, seeds=seeds, policies=chosen, source=str(scenario))
+        except PricingError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2) from None
+        if plot is not None:
+            plot_report(report, plot)
+        if as_json:
+            typer.echo(json.dumps(report.to_dict()))
+        else:
+            _table(report)
+            if plot is not None:
+                typer.echo(f"figure: {plot}")
