@@ -349,16 +349,27 @@ def build_signal_panel(
     lk = _validate_lookups(lookups) if lookups is not None else None
     if ev.empty and (lk is None or lk.empty):
         raise InputError("events is empty: nothing to detect, pass at least one event")
-    marketed = ev[ev["market"].notna()]
-    pairs = [marketed[["sku", "market"]]]
+    # Integer codes for SKUs and markets over events and look-ups together: every
+    # aggregation below is a bincount over flat (row, hour) indices, no frame filtering.
+    n_ev = len(ev)
+    sku_series = ev["sku"].astype(str)
+    mkt_series = ev["market"].where(ev["market"].notna(), None)
     if lk is not None:
-        pairs.append(lk[["sku", "market"]])
-    keys = (
-        pd.concat(pairs, ignore_index=True)
-        .astype(str)
-        .drop_duplicates()
-        .sort_values(["sku", "market"])
-        .reset_index(drop=True)
+        sku_series = pd.concat([sku_series, lk["sku"].astype(str)], ignore_index=True)
+        mkt_series = pd.concat([mkt_series, lk["market"]], ignore_index=True)
+    sku_code, sku_names = pd.factorize(sku_series, sort=True)
+    mkt_code, mkt_names = pd.factorize(mkt_series.astype("string"), sort=True)  # NaN -> -1
+    n_mkt = max(len(mkt_names), 1)
+    pair = np.where(mkt_code >= 0, sku_code.astype(np.int64) * n_mkt + mkt_code, -1)
+    uniq, row_of = np.unique(pair, return_inverse=True)
+    offset = 1 if uniq.size and uniq[0] == -1 else 0
+    row_of = row_of.astype(np.int64) - offset  # -1 for rows without a market
+    uniq = uniq[offset:]
+    keys = pd.DataFrame(
+        {
+            "sku": np.asarray(sku_names, dtype=object)[uniq // n_mkt],
+            "market": np.asarray(mkt_names, dtype=object)[uniq % n_mkt],
+        }
     )
     hours_floor = ev["ts"].dt.floor("h")
     lo = pd.Timestamp(start).tz_convert("UTC") if start is not None else hours_floor.min()
@@ -372,29 +383,24 @@ def build_signal_panel(
     N, T = len(keys), len(grid)
     if N == 0 or T == 0:
         raise InputError(f"no SKU-market hours between {lo} and {hi}: widen start/end")
-    key_index = pd.MultiIndex.from_frame(keys)
+    ev_row = row_of[:n_ev]
+    ev_t = ((hours_floor - lo) // _HOUR).to_numpy(dtype=np.int64)
+    ev_ok = (ev_row >= 0) & (ev_t >= 0) & (ev_t < T)
+    ev_flat = np.where(ev_ok, ev_row * T + ev_t, 0)
+    type_col = ev["type"]
 
-    def cell(frame: pd.DataFrame, hour: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-        n = key_index.get_indexer(
-            pd.MultiIndex.from_arrays([frame["sku"].astype(str), frame["market"].astype(str)])
-        )
-        t = ((hour - lo) // _HOUR).to_numpy(dtype=np.int64)
-        ok = (n >= 0) & (t >= 0) & (t < T)
-        return n[ok] * T + t[ok], ok
-
-    def accumulate(mask: pd.Series, values: np.ndarray | None) -> np.ndarray:
-        frame = ev[mask]
-        flat, ok = cell(frame, hours_floor[mask])
-        w = None if values is None else values[mask.to_numpy()][ok]
-        return np.bincount(flat, weights=w, minlength=N * T).reshape(N, T).astype(float)
+    def accumulate(mask: np.ndarray, values: np.ndarray | None) -> np.ndarray:
+        sel = mask & ev_ok
+        w = None if values is None else values[sel]
+        return np.bincount(ev_flat[sel], weights=w, minlength=N * T).reshape(N, T).astype(float)
 
     qty = ev["quantity"].fillna(0.0).to_numpy()
-    is_sale = ev["type"].eq("sale")
+    is_sale = type_col.eq("sale").to_numpy()
     units = accumulate(is_sale, qty)
     revenue = accumulate(is_sale, qty * ev["unit_price"].fillna(0.0).to_numpy())
-    returns = accumulate(ev["type"].eq("return"), qty)
-    restocks = accumulate(ev["type"].eq("restock"), qty)
-    stimuli = accumulate(ev["type"].isin(_STIMULUS_TYPES) & ev["market"].notna(), None)
+    returns = accumulate(type_col.eq("return").to_numpy(), qty)
+    restocks = accumulate(type_col.eq("restock").to_numpy(), qty)
+    stimuli = accumulate(type_col.isin(_STIMULUS_TYPES).to_numpy(), None)
 
     # Market-less announcements reach every market that sells the SKU.
     broadcast = ev[ev["type"].eq("announcement") & ev["market"].isna()]
@@ -408,7 +414,10 @@ def build_signal_panel(
     price = np.where(units > 0, revenue / np.maximum(units, 1e-12), np.nan)
     look: np.ndarray = np.zeros((N, T))
     if lk is not None and not lk.empty:
-        flat, ok = cell(lk, lk["hour"])
+        lk_row = row_of[n_ev:]
+        lk_t = ((lk["hour"] - lo) // _HOUR).to_numpy(dtype=np.int64)
+        ok = (lk_row >= 0) & (lk_t >= 0) & (lk_t < T)
+        flat = lk_row[ok] * T + lk_t[ok]
         look = np.bincount(
             flat, weights=lk["lookups"].to_numpy(float)[ok], minlength=N * T
         ).reshape(N, T)

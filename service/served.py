@@ -1,9 +1,9 @@
 """The record of served prices: look-ups per SKU, market, hour, price, arm and probability.
 
-Every price a terminal is served is counted in the process (one dict increment under a
-lock, well under a microsecond, so the price read stays fast) and the counts are added
-to Redis by the sync thread on each resync (:meth:`ServedPriceLog.flush`, one
-``HINCRBY`` per distinct cell in one pipeline). Drop experiments read them back
+Every price a terminal is served is counted in the process (one list append, a few
+hundred nanoseconds, so the price read stays fast) and the counts are added to Redis by
+the sync thread on each resync (:meth:`ServedPriceLog.flush`, one ``HINCRBY`` per
+distinct cell in one pipeline), one to two resync intervals after the read. Drop experiments read them back
 (:func:`load_lookups`) for conversion (units sold per look-up) and, because each cell
 carries the experiment arm and the probability with which that price was served, for
 off-policy evaluation later (Li et al. 2011).
@@ -41,54 +41,67 @@ _Cell = tuple[str, str, int, float, str, float]  # sku, market, hour, price, arm
 
 
 class ServedPriceLog:
-    """Counts of served prices, held in the process until flushed to Redis."""
+    """Served prices, held in the process until flushed to Redis.
+
+    :meth:`record` is one ``list.append`` (atomic under the GIL, no lock on the read
+    path). :meth:`flush` swaps in a fresh list and writes the list it swapped out at
+    the *previous* flush: an append that read the old list just before a swap has long
+    finished by then, so nothing is lost without a lock, at the price of one resync
+    interval of delay. ``flush(..., final=True)`` writes everything (shutdown).
+    """
 
     def __init__(self) -> None:
-        self._counts: dict[_Cell, int] = {}
-        self._lock = threading.Lock()
+        self._active: list[tuple[str, str, float, float, str, float]] = []
+        self._retired: list[tuple[str, str, float, float, str, float]] = []
+        self._unsent: dict[_Cell, int] = {}
+        self._flush_lock = threading.Lock()
 
     def record(
         self, sku: str, market: str, arm: str, price: float, now: float, propensity: float = 1.0
     ) -> None:
         """Count one served price (``now`` in epoch seconds)."""
-        cell = (sku, market, int(now // 3600), price, arm, propensity)
-        with self._lock:
-            self._counts[cell] = self._counts.get(cell, 0) + 1
+        self._active.append((sku, market, now, price, arm, propensity))
 
     def pending(self) -> int:
-        """Served prices counted and not yet flushed."""
-        with self._lock:
-            return sum(self._counts.values())
+        """Served prices counted and not yet written to Redis."""
+        return len(self._active) + len(self._retired) + sum(self._unsent.values())
 
-    def flush(self, client: Any) -> int:
+    def flush(self, client: Any, *, final: bool = False) -> int:
         """Add the counts to Redis; returns how many look-ups were written.
 
         On a Redis error the counts are kept for the next flush and 0 is returned (a
         price read never depends on this).
         """
-        with self._lock:
-            counts, self._counts = self._counts, {}
-        if not counts:
-            return 0
-        touched: set[str] = set()
-        try:
-            pipe = client.pipeline(transaction=False)
-            for (sku, market, hour, price, arm, prob), n in counts.items():
-                key = keys.served(sku, market)
-                pipe.hincrby(key, _field(hour, arm, price, prob), n)
-                touched.add(key)
-            for key in touched:
-                pipe.expire(key, _TTL_S)
-            pipe.execute()
-        except (redis.RedisError, OSError) as exc:
-            with self._lock:
-                for cell, n in counts.items():
-                    self._counts[cell] = self._counts.get(cell, 0) + n
-            log.warning(
-                "served prices not flushed; kept for the next try", extra={"error": str(exc)}
-            )
-            return 0
-        return sum(counts.values())
+        with self._flush_lock:
+            swapped = self._active
+            self._active = []
+            ready, self._retired = self._retired, swapped
+            if final:
+                ready, self._retired = ready + self._retired, []
+            counts = self._unsent
+            self._unsent = {}
+            for sku, market, now, price, arm, prob in ready:
+                cell = (sku, market, int(now // 3600), price, arm, prob)
+                counts[cell] = counts.get(cell, 0) + 1
+            if not counts:
+                return 0
+            touched: set[str] = set()
+            try:
+                pipe = client.pipeline(transaction=False)
+                for (sku, market, hour, price, arm, prob), n in counts.items():
+                    key = keys.served(sku, market)
+                    pipe.hincrby(key, _field(hour, arm, price, prob), n)
+                    touched.add(key)
+                for key in touched:
+                    pipe.expire(key, _TTL_S)
+                pipe.execute()
+            except (redis.RedisError, OSError) as exc:
+                self._unsent = counts
+                log.warning(
+                    "served prices not flushed; kept for the next try", extra={"error": str(exc)}
+                )
+                return 0
+            return sum(counts.values())
 
 
 def _field(hour: int, arm: str, price: float, propensity: float) -> str:

@@ -77,6 +77,7 @@ class LiveSync:
         if self._thread is not None:
             self._thread.join(timeout)
         self._close_pubsub()
+        self.book.served.flush(self.store.client, final=True)  # never raises
 
     # ------------------------------------------------------------------- work
     def resync(self) -> None:

@@ -143,10 +143,50 @@ def test_experiment_report_reads_sales_and_lookups_from_redis(served_app, redis_
     assert arms["waves"]["sell_through"] == pytest.approx(8 / 1000)
 
 
-def test_a_failed_flush_keeps_the_counts():
+def test_a_failed_flush_keeps_the_counts(redis_url):
     log = ServedPriceLog()
     for _ in range(3):
         log.record("S", "m", "a", 9.99, now=3600.0 * 10)
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    assert log.flush(dead) == 0
-    assert log.pending() == 3
+    for _ in range(3):
+        assert log.flush(dead) == 0
+        assert log.pending() == 3
+    log.record("S", "m", "a", 9.99, now=3600.0 * 10 + 5)
+    live = redis.Redis.from_url(redis_url)
+    assert log.flush(live, final=True) == 4
+    assert log.pending() == 0
+    frame = load_lookups(live, [("S", "m")])
+    assert frame["lookups"].tolist() == [4] and frame["arm"].tolist() == ["a"]
+    assert frame["hour"].iloc[0] == datetime.fromtimestamp(36000, tz=UTC)
+    live.close()
+
+
+def test_concurrent_reads_are_all_counted(redis_url):
+    """Readers append without a lock while the sync thread flushes: nothing is lost."""
+    import threading
+
+    log = ServedPriceLog()
+    client = redis.Redis.from_url(redis_url)
+    stop = threading.Event()
+
+    def flusher() -> None:
+        while not stop.is_set():
+            log.flush(client)
+
+    def reader(k: int) -> None:
+        for i in range(20_000):
+            log.record("S", f"m{k % 2}", "a", 1.0, now=float(i))
+
+    t = threading.Thread(target=flusher)
+    t.start()
+    readers = [threading.Thread(target=reader, args=(k,)) for k in range(4)]
+    for r in readers:
+        r.start()
+    for r in readers:
+        r.join()
+    stop.set()
+    t.join()
+    log.flush(client, final=True)
+    frame = load_lookups(client, [("S", "m0"), ("S", "m1")])
+    assert frame.groupby("market")["lookups"].sum().to_dict() == {"m0": 40_000, "m1": 40_000}
+    client.close()
