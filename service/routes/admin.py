@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,7 +26,9 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
-RefitId = Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$", description="Re-fit id.")
+RefitId = Annotated[
+    str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$", description="Re-fit id.")
+]
 
 
 class RefitRequestIn(BaseModel):
@@ -144,11 +146,11 @@ def list_approvals(store: StoreDep, caller: OperatorCaller) -> dict[str, Any]:
 
 @router.post("/approvals/{approval_id}", response_model=ApprovalOut)
 async def decide_approval(
+    approval_id: RefitId,
     body: DecisionIn,
     store: StoreDep,
     config: ConfigDep,
     caller: OperatorCaller,
-    approval_id: str = RefitId,
 ) -> dict[str, Any]:
     """Approve (publish as a new version) or reject held price changes."""
     refitter = Refitter(store, config, owner=f"api:{caller.key_id}")

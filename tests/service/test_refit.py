@@ -8,13 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from service import keys
-from service.config.loader import load_config_dir
-from service.exceptions import ApprovalNotFound, FenceLost
-from service.refit import STAGES, RefitState, Refitter
-from service.store import PriceStore, connect
-from tests.service.refit_factories import (
+from refit_factories import (
     ELASTIC,
     INELASTIC,
     MARKET,
@@ -24,6 +18,12 @@ from tests.service.refit_factories import (
     seed_store,
     write_configs,
 )
+
+from service import keys
+from service.config.loader import load_config_dir
+from service.exceptions import ApprovalNotFound, FenceLost
+from service.refit import STAGES, RefitState, Refitter
+from service.store import PriceStore, connect
 
 N_SKUS = 6
 

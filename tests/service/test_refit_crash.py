@@ -17,12 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from service import keys
-from service.config.loader import load_config_dir
-from service.refit import REFIT_GROUP, RefitState, Refitter
-from service.store import PriceStore, connect
-from tests.service.refit_factories import (
+from refit_factories import (
     MARKET,
     SimDrop,
     as_records,
@@ -30,6 +25,11 @@ from tests.service.refit_factories import (
     seed_store,
     write_configs,
 )
+
+from service import keys
+from service.config.loader import load_config_dir
+from service.refit import REFIT_GROUP, RefitState, Refitter
+from service.store import PriceStore, connect
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK_TTL_S = 2.0

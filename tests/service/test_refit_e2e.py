@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asgi_client import AppClient
+from refit_factories import ELASTIC, MARKET, SimDrop, day_of_events, write_configs
 from typer.testing import CliRunner
 
 from service.app import create_app
 from service.auth import hash_api_key
 from service.cli import app as cli
 from service.settings import Role, Settings
-from tests.service.asgi_client import AppClient
-from tests.service.refit_factories import ELASTIC, MARKET, SimDrop, day_of_events, write_configs
 
 POS_KEY, OPERATOR_KEY = "pos-key-for-refit-tests", "operator-key-for-refit-tests"
 POS = {"X-API-Key": POS_KEY}
@@ -172,10 +172,17 @@ def test_held_changes_are_approved_over_http(
         redis_url, "refit", "--config-dir", str(banded.config_dir), "--device", "cpu", "--json"
     )
     final = json.loads(held.output.splitlines()[-1])
-    assert final["state"] == "held", final
+    # Changes inside the band are published, the others wait (all of them: "held").
+    assert final["state"] in ("held", "published"), final
+    assert final["approval_id"] is not None
     approvals = client.get("/v1/admin/approvals", headers=OPERATOR).json()["approvals"]
     assert [a["id"] for a in approvals] == [final["approval_id"]]
-    assert {c["sku"] for c in approvals[0]["changes"]} == set(drop.skus)
+    held_skus = {c["sku"] for c in approvals[0]["changes"]}
+    assert held_skus and all(abs(c["change_pct"]) > 5.0 for c in approvals[0]["changes"])
+    assert len([r for r in final["reasons"] if "approval band" in r]) == len(held_skus)
+    for sku in held_skus:  # still on the list price until approved
+        body = client.get(f"/v1/prices/{sku}", params={"market": MARKET}, headers=POS).json()
+        assert body["source"] == "base" and body["price"] == drop.list_price[sku]
     bad = client.post(
         f"/v1/admin/approvals/{final['approval_id']}", json={"decision": "maybe"}, headers=OPERATOR
     )
@@ -188,9 +195,13 @@ def test_held_changes_are_approved_over_http(
     assert r.status_code == 200, r.text
     decided = r.json()
     assert decided["status"] == "approved" and decided["version"]
-    prices = _prices(client, drop, decided["version"])
     for change in approvals[0]["changes"]:
-        assert prices[change["sku"]] == pytest.approx(change["new_price"], abs=0.01)
+        body = client.get(f"/v1/prices/{change['sku']}", params={"market": MARKET}, headers=POS)
+        deadline = time.monotonic() + 10
+        while body.json()["version"] != decided["version"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+            body = client.get(f"/v1/prices/{change['sku']}", params={"market": MARKET}, headers=POS)
+        assert body.json()["price"] == pytest.approx(change["new_price"], abs=0.01)
     assert client.get("/v1/admin/approvals", headers=OPERATOR).json()["approvals"] == []
     again = client.post(
         f"/v1/admin/approvals/{final['approval_id']}", json={"decision": "reject"}, headers=OPERATOR
