@@ -34,7 +34,7 @@ from service.config.models import (
     guardrail_problems,
 )
 
-__all__ = ["BundleProblem", "bundle_problems"]
+__all__ = ["BundleProblem", "bundle_problems", "merge_problems"]
 
 
 class BundleProblem(NamedTuple):
@@ -49,10 +49,15 @@ def _drop_part(drop: DropConfig) -> str:
     return f"drop:{drop.id}"
 
 
-def _merge_problems(
+def merge_problems(
     base: Guardrails, override: Guardrails | None, where: tuple[str | int, ...], source: str
 ) -> tuple[Guardrails, list[Problem]]:
-    """Merge one level of guardrails; report conflicts on the overriding level's fields."""
+    """Merge one level of guardrails; report conflicts on the overriding level's fields.
+
+    Returns:
+        ``(merged, problems)``: the merged guardrails (``base`` when they conflict) and
+        (path under ``where``, message) pairs naming the field the override set.
+    """
     if override is None:
         return base, []
     merged = base.merged_unchecked(override)
@@ -127,13 +132,13 @@ def _drop_problems(bundle: ConfigBundle, drop: DropConfig) -> list[Problem]:
                         "(defaults.yaml markets)",
                     )
                 )
-    drop_g, problems = _merge_problems(
+    drop_g, problems = merge_problems(
         bundle.defaults.guardrails, drop.guardrails, (), "defaults.yaml guardrails"
     )
     out += problems
     arm_g: dict[str, tuple[int, Guardrails]] = {}
     for a, arm in enumerate(drop.arms):
-        g, problems = _merge_problems(drop_g, arm.guardrails, ("arms", a), "the drop's guardrails")
+        g, problems = merge_problems(drop_g, arm.guardrails, ("arms", a), "the drop's guardrails")
         out += problems
         for market in arm.markets:
             arm_g[market] = (a, g)
@@ -166,7 +171,7 @@ def _drop_problems(bundle: ConfigBundle, drop: DropConfig) -> list[Problem]:
         reported: set[str] = set()
         for ctx, base in contexts.items():
             source = "the drop's guardrails" if ctx < 0 else f"arm {drop.arms[ctx].name!r}"
-            g, problems = _merge_problems(base, sku.guardrails, where, source)
+            g, problems = merge_problems(base, sku.guardrails, where, source)
             for p in problems:
                 if p[1] not in reported:
                     out.append(p)

@@ -35,13 +35,13 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Header, HTTPException, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.audit import read_audit
 from service.auth import Caller
-from service.config.checks import bundle_problems
+from service.config.checks import bundle_problems, merge_problems
 from service.config.live import LiveConfig
-from service.config.loader import ConfigIssue, parse_drop, validation_issues
+from service.config.loader import ConfigIssue, parse_drop
 from service.config.models import ConfigBundle, DropConfig, Guardrails
 from service.config.versions import ConfigStore
 from service.config.whatif import NoLiveSurface, PreviewChanges, explain, load_live_row, preview
@@ -492,12 +492,9 @@ def post_preview(
     row = _row(runtime, request, sku, body.market, None)
     live = _live(request)
     if body.guardrails is not None:
-        try:
-            row.rails.merged(body.guardrails)
-        except ValidationError as exc:
-            raise _invalid(
-                validation_issues(exc, model=Guardrails, prefix=("guardrails",))
-            ) from exc
+        _, problems = merge_problems(row.rails, body.guardrails, (), "the SKU's live guardrails")
+        if problems:
+            raise _invalid([ConfigIssue(None, None, format_path(p), m) for p, m in problems])
     changes = PreviewChanges(
         guardrails=body.guardrails,
         elasticity=body.elasticity,
