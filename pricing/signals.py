@@ -453,8 +453,11 @@ def _carry_forward(x: np.ndarray) -> np.ndarray:
 
 def _by_market(panel: SignalPanel, x: np.ndarray) -> tuple[list[str], np.ndarray]:
     codes, markets = pd.factorize(panel.keys["market"], sort=True)
-    out = np.zeros((len(markets), x.shape[1]))
-    np.add.at(out, codes, x)
+    # Every market has at least one row (markets come from the rows), so a sorted
+    # reduceat sums each market's block of rows in one pass.
+    order = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[order], np.arange(len(markets)))
+    out = np.add.reduceat(x[order], starts, axis=0).astype(float)
     return [str(m) for m in markets], out
 
 
