@@ -70,6 +70,10 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _skus(bundle: ConfigBundle) -> set[str]:
+    return {s.sku for d in bundle.drops for s in d.skus}
+
+
 def digest_of(bundle: ConfigBundle) -> str:
     """SHA-256 of the canonical JSON (first 16 hex digits)."""
     return hashlib.sha256(bundle_to_json(bundle).encode()).hexdigest()[:16]
@@ -240,7 +244,9 @@ class ConfigStore:
         if int(result[0]) < 0:
             raise ConfigConflict(expected=live_num, live=int(_text(result[1])))
         if sync_catalog:
-            self.sync_catalog(bundle)
+            before = current.bundle if current is not None else served
+            gone = _skus(before) - _skus(bundle) if before is not None else set()
+            self.sync_catalog(bundle, removed=gone)
         return AppliedConfig(n, True, tuple(changes), _text(result[1]))
 
     def rollback(self, *, actor: str, to_version: int | None = None) -> AppliedConfig:
@@ -268,8 +274,14 @@ class ConfigStore:
             extra_detail={"restored": target_num},
         )
 
-    def sync_catalog(self, bundle: ConfigBundle) -> int:
+    def sync_catalog(self, bundle: ConfigBundle, *, removed: set[str] | None = None) -> int:
         """Refresh every SKU's catalog entry and seed counters that do not exist yet.
+
+        Args:
+            bundle: the config going live.
+            removed: SKUs the previous version sold and this one does not: their
+                catalog entries are withdrawn so no process serves them any longer
+                (their counters, streams and surfaces stay for audit and re-fits).
 
         Returns:
             The number of inventory counters newly seeded.
@@ -277,6 +289,9 @@ class ConfigStore:
         from service.store import PriceStore, SkuMeta
 
         store = PriceStore(self.client)
+        for sku in sorted(removed or ()):
+            self.client.delete(keys.sku_meta(sku))
+            self.client.srem(keys.sku_index(), sku)
         seeded = 0
         for drop in bundle.drops:
             for sku in drop.skus:

@@ -129,6 +129,26 @@ def _walk(
             _walk(item, child, lines, dups, loader, seen)
 
 
+MAX_VALUES = 2_000_000
+"""Largest number of values a document may expand to (anchors and aliases counted as
+copies): a few lines of nested aliases can otherwise stand for billions of values."""
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = 1  # a recursive alias counts once instead of looping
+    if isinstance(node, yaml.MappingNode):
+        total = 1 + sum(_expanded_size(v, memo) for _, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        total = 1 + sum(_expanded_size(v, memo) for v in node.value)
+    else:
+        total = 1
+    memo[key] = total
+    return total
+
+
 def load_yaml_with_lines(text: str, *, source: str = "<string>") -> YamlDocument:
     """Parse one YAML document and map every field path to its line.
 
@@ -152,6 +172,12 @@ def load_yaml_with_lines(text: str, *, source: str = "<string>") -> YamlDocument
         if node is None:
             return YamlDocument({}, lines, ())
         lines.set((), node.start_mark.line + 1)
+        size = _expanded_size(node, {})
+        if size > MAX_VALUES:
+            raise yaml.YAMLError(
+                f"document expands to {size:,} values through aliases, allowed at most "
+                f"{MAX_VALUES:,}: write the values out instead of nesting anchors"
+            )
         _walk(node, (), lines, dups, loader, set())
         data = loader.construct_document(node)
     finally:

@@ -449,3 +449,11 @@ def test_single_drop_file_is_checked_against_its_config_dir(write_tree: WriteTre
 def test_missing_path_is_an_issue(tmp_path: Path) -> None:
     result = load_paths([tmp_path / "nope.yaml"])
     assert not result.ok and "no such file" in result.issues[0].message
+
+
+def test_alias_bomb_is_refused_before_validation(write_tree: WriteTree) -> None:
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for prev, name in zip("abcdef", "bcdefg", strict=True):
+        levels.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 10) + "]")
+    issue = _one(write_tree({"ny-popup.yaml": "\n".join(levels) + "\n"}))
+    assert issue.file == FILE and "expands to 12,345,678 values" in issue.message

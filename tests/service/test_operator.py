@@ -210,6 +210,30 @@ def test_put_drop_applies_a_version_and_refuses_a_stale_one(
     assert _price(client, drop.skus[0])["price"] == 15.0
 
 
+def test_delete_drop_stops_serving_its_skus(client: AppClient, drop: SimDrop) -> None:
+    pop = {
+        "id": "pop",
+        "markets": [MARKET],
+        "windows": [{"start": "2026-12-20T10:00:00Z", "end": "2026-12-20T12:00:00Z"}],
+        "skus": [{"sku": "POP-1", "category": "sim", "list_price": 4.5, "inventory": {MARKET: 9}}],
+    }
+    r = client.request("PUT", "/v1/drops/pop", json=pop, headers=OPERATOR)
+    assert r.status_code == 200, r.text
+    assert r.json()["changes"] == ["+ drops[pop]: drop with 1 SKUs in 1 markets"]
+    assert _price(client, "POP-1")["price"] == 4.5
+    r = client.request("DELETE", "/v1/drops/pop", headers=OPERATOR)
+    assert r.status_code == 200, r.text
+    assert r.json()["changes"] == ["- drops[pop]"]
+    gone = client.get("/v1/prices/POP-1", params={"market": MARKET}, headers=POS)
+    assert gone.status_code == 404
+    # Still gone after the sync thread's next full resync from Redis.
+    time.sleep(1.2)
+    assert client.get("/v1/prices/POP-1", params={"market": MARKET}, headers=POS).status_code == 404
+    assert _price(client, drop.skus[0])["price"] == drop.list_price[drop.skus[0]]
+    r = client.request("DELETE", "/v1/drops/pop", headers=OPERATOR)
+    assert r.status_code == 404 and r.json()["error"] == "unknown_drop"
+
+
 # -- audit ------------------------------------------------------------------------------------
 
 
