@@ -289,9 +289,9 @@ class ConfigStore:
         from service.store import PriceStore, SkuMeta
 
         store = PriceStore(self.client)
-        for sku in sorted(removed or ()):
-            self.client.delete(keys.sku_meta(sku))
-            self.client.srem(keys.sku_index(), sku)
+        for code in sorted(removed or ()):
+            self.client.delete(keys.sku_meta(code))
+            self.client.srem(keys.sku_index(), code)
         seeded = 0
         for drop in bundle.drops:
             for sku in drop.skus:
