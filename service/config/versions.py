@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from service import keys
@@ -37,7 +38,13 @@ from service.config.models import ConfigBundle
 from service.config.yamlio import format_path
 from service.exceptions import ConfigConflict, ConfigError
 
-__all__ = ["KEEP_CONFIG_VERSIONS", "AppliedConfig", "ConfigStore", "ConfigVersion"]
+__all__ = [
+    "KEEP_CONFIG_VERSIONS",
+    "AppliedConfig",
+    "ConfigStore",
+    "ConfigVersion",
+    "live_bundle",
+]
 
 KEEP_CONFIG_VERSIONS = 50
 MAX_AUDIT_CHANGES = 200
@@ -311,3 +318,26 @@ class ConfigStore:
                 for market, units in sku.inventory.items():
                     seeded += bool(store.seed_inventory(sku.sku, market, units))
         return seeded
+
+
+def live_bundle(client: Any, config_dir: Path | str | None = None) -> ConfigBundle:
+    """The config the system runs on: the version applied in Redis, else the files.
+
+    Re-fits, workers and tools call this instead of reading ``configs/`` directly, so
+    a ``dropprice config apply`` (or ``PUT /v1/drops``) reaches them too.
+
+    Args:
+        client: redis-py client.
+        config_dir: startup configs, used while no version was ever applied.
+
+    Raises:
+        ConfigError: no version is live and the files are invalid.
+    """
+    live = ConfigStore(client).live()
+    if live is not None:
+        return live.bundle
+    if config_dir is None or not Path(config_dir).is_dir():
+        return ConfigBundle()
+    from service.config.loader import load_config_dir
+
+    return load_config_dir(config_dir)

@@ -202,3 +202,17 @@ def test_apply_of_a_single_drop_file_merges_into_the_live_config(
     applied = store.apply(result.bundle, actor="bob", expect_version=live.version)
     assert [str(c) for c in applied.changes] == ["+ drops[pop]: drop with 1 SKUs in 1 markets"]
     assert isinstance(store.live().bundle.drop("pop"), DropConfig)  # type: ignore[union-attr]
+
+
+def test_live_bundle_prefers_the_applied_version_over_the_files(
+    client: Any, write_tree: WriteTree
+) -> None:
+    from service.config.versions import live_bundle
+
+    root = write_tree()
+    files = load_config_dir(root)
+    assert live_bundle(client, root) == files
+    changed = _with_price(files, "A-1", 21.0)
+    ConfigStore(client).apply(changed, actor="alice")
+    assert live_bundle(client, root) == changed
+    assert live_bundle(client, None) == changed
