@@ -11,7 +11,8 @@ same load generator:
    published surface for 100 SKUs and a real ``redis-server``.
 
 It prints requests/s and p50/p99 latency for each and the ratios, then for the
-service: p99 at half its peak rate (open loop, latency counted from each request's
+service: p99 at half its peak rate (wrk with a per-connection pause paced to half the
+peak; the Python generator runs open loop and counts latency from each request's
 scheduled time, so queueing is not hidden), how long a sale recorded by another
 process takes to show in the next price read, and ``POST /v1/events`` ingestion in
 batches of 100 sales.
@@ -54,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -95,24 +97,26 @@ async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": _BARE_BODY})
 
 
+class Price(BaseModel):
+    """Response model of the FastAPI+Redis reference."""
+
+    sku: str
+    market: str
+    price: float
+    currency: str
+    version: str
+    inventory: int
+
+
 def fastapi_redis_app() -> Any:
     """Reference 2: FastAPI route + one redis-py HGETALL + a pydantic response model."""
     import redis.asyncio as aredis
     from fastapi import FastAPI
-    from pydantic import BaseModel
-
-    class Price(BaseModel):
-        sku: str
-        market: str
-        price: float
-        currency: str
-        version: str
-        inventory: int
 
     client = aredis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
     app = FastAPI()
 
-    @app.get("/v1/prices/{sku}")
+    @app.get("/v1/prices/{sku}", response_model=Price)
     async def price(sku: str, market: str = MARKET) -> Price:
         h = await client.hgetall(f"bench:{sku}:{market}")
         return Price(
@@ -195,9 +199,19 @@ def uvicorn_server(
 
 # ---------------------------------------------------------- load generators
 def wrk_run(
-    url: str, duration: float, connections: int, headers: dict[str, str]
+    url: str,
+    duration: float,
+    connections: int,
+    headers: dict[str, str],
+    rate: float | None = None,
 ) -> dict[str, float]:
+    """wrk, as fast as possible, or paced near ``rate`` requests/s: each connection
+    waits ``connections / rate`` seconds after each response (wrk's Lua ``delay``)."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency"]
+    if rate is not None:
+        script = Path(tempfile.mkdtemp(prefix="dropprice-wrk-")) / "pace.lua"
+        script.write_text(f"function delay()\n  return {connections * 1000.0 / rate:.3f}\nend\n")
+        cmd += ["-s", str(script)]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
@@ -476,6 +490,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     parser.add_argument("--python-load", action="store_true", help="do not use wrk")
     parser.add_argument(
         "--access-log",
@@ -509,12 +524,6 @@ def main() -> None:
         publish_bench_surfaces(server.url)
         configs = write_bench_configs(tmp / "configs")
         path = f"/v1/prices/SKU-0001?market={MARKET}"
-        with uvicorn_server("bench_service:bare_app", {}) as url:
-            results["bare"] = load(url + path)
-        with uvicorn_server(
-            "bench_service:fastapi_redis_app", {"BENCH_REDIS_URL": server.url}, factory=True
-        ) as url:
-            results["fastapi+redis"] = load(url + path)
         service_env = {
             "DROPPRICE_REDIS_URL": server.url,
             "DROPPRICE_API_KEYS": json.dumps({hash_api_key(API_KEY): "pos"}),
@@ -523,20 +532,49 @@ def main() -> None:
             # The limiter runs (its cost is measured) but one key must not hit it.
             "DROPPRICE_RATE_LIMIT_POS_PER_SECOND": "1000000",
         }
-        with uvicorn_server(
-            "service.app:create_app", service_env, factory=True, ready_path="/readyz"
-        ) as url:
-            results["dropprice"] = load(url + path)
+        with contextlib.ExitStack() as stack:
+            urls = {
+                "bare": stack.enter_context(uvicorn_server("bench_service:bare_app", {})),
+                "fastapi+redis": stack.enter_context(
+                    uvicorn_server(
+                        "bench_service:fastapi_redis_app",
+                        {"BENCH_REDIS_URL": server.url},
+                        factory=True,
+                    )
+                ),
+                "dropprice": stack.enter_context(
+                    uvicorn_server(
+                        "service.app:create_app", service_env, factory=True, ready_path="/readyz"
+                    )
+                ),
+            }
+            # Interleaved rounds: load from other processes on the machine hits all
+            # three alike; each figure is the median over the rounds.
+            rounds: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
+            for _ in range(args.rounds):
+                for name, url in urls.items():
+                    rounds[name].append(load(url + path))
+            for name, runs in rounds.items():
+                results[name] = {
+                    key: statistics.median(r[key] for r in runs) for key in runs[0]
+                } | {"rounds_rps": [r["rps"] for r in runs]}
             peak = results["dropprice"]["rps"]
-            results["dropprice_half_peak"] = python_run(
-                url + path, args.duration, args.connections, headers, rate=peak / 2
-            ) | {"target_rps": peak / 2}
-            results["visibility"] = sale_visibility(url, server.url)
-            results["ingestion"] = ingestion(url, args.duration)
+            for name in ("dropprice", "bare"):
+                url = urls[name] + path
+                if use_wrk:
+                    half = wrk_run(url, args.duration, args.connections, headers, peak / 2)
+                else:
+                    half = python_run(url, args.duration, args.connections, headers, peak / 2)
+                results[f"{name}_half_peak"] = half | {"target_rps": peak / 2}
+            results["visibility"] = sale_visibility(urls["dropprice"], server.url)
+            results["ingestion"] = ingestion(urls["dropprice"], args.duration)
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
+    for name in ("bare", "fastapi+redis", "dropprice"):
+        if results[name]["errors"]:
+            raise SystemExit(f"{name} answered {results[name]['errors']:.0f} non-2xx responses")
     ours, bare, naive = results["dropprice"], results["bare"], results["fastapi+redis"]
     results["ratios"] = {
         "dropprice_vs_bare": ours["rps"] / bare["rps"],
@@ -556,7 +594,8 @@ def main() -> None:
     results["targets"] = checks
 
     print(
-        f"\nload generator: {generator}, {args.connections} connections, {args.duration:.0f} s each"
+        f"\nload generator: {generator}, {args.connections} connections, "
+        f"{args.duration:.0f} s each, median of {args.rounds} interleaved rounds"
     )
     print(f"{'handler':<34}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'vs bare':>10}")
     for name, label in [
@@ -570,9 +609,13 @@ def main() -> None:
             f"{r['rps'] / bare['rps']:>10.2f}"
         )
     print(f"\ndropprice / FastAPI+Redis: {results['ratios']['dropprice_vs_fastapi_redis']:.2f}x")
+    pacing = "wrk, paced" if use_wrk else "open loop"
+    bare_half = results["bare_half_peak"]
     print(
-        f"half peak ({half['target_rps']:.0f} req/s offered, open loop): achieved "
-        f"{half['rps']:.0f} req/s, p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms"
+        f"half peak ({half['target_rps']:.0f} req/s offered, {pacing}): dropprice "
+        f"{half['rps']:.0f} req/s, p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms; "
+        f"bare ASGI at the same rate: p50 {bare_half['p50_ms']:.2f} ms, "
+        f"p99 {bare_half['p99_ms']:.2f} ms (the machine's floor)"
     )
     print(
         f"sale by another process visible: p50 {vis['other_process_p50_ms']:.2f} ms, "
@@ -586,6 +629,8 @@ def main() -> None:
     print("\ntargets:")
     for name, ok in checks.items():
         print(f"  {'PASS' if ok else 'MISS'}  {name}")
+    print(f"\nload average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    results["loadavg"] = os.getloadavg()[0]
     out = ROOT / "benchmarks" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_service.json").write_text(json.dumps(results, indent=2))

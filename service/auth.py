@@ -3,9 +3,13 @@
 A key is a random token held by a POS integration or an operator; the service
 keeps only its SHA-256 digest (a fast hash is right for high-entropy random
 tokens: there is nothing to brute-force, unlike a password). A presented key is
-hashed and compared with *every* configured digest with
-:func:`hmac.compare_digest`, so the time taken does not depend on which digest
-matched or how many leading characters agreed.
+hashed and its digest looked up. Nothing is ever compared against a secret key
+itself: the only comparison is of SHA-256 digests, and timing can at most reveal
+how many leading bytes the digest of what the caller sent shares with a stored
+digest, which says nothing about any valid key (finding a key for a given digest
+prefix is a preimage search). The matched digest is then confirmed with
+:func:`hmac.compare_digest`. The look-up costs the same with five keys or five
+thousand (one per store), where comparing against every digest would not.
 
 Example:
     >>> key = new_api_key()
@@ -55,7 +59,7 @@ class ApiKeys:
     """
 
     def __init__(self, digests: Mapping[str, Role], *, disabled: bool = False) -> None:
-        self._entries = [(d.encode(), Role(r)) for d, r in digests.items()]
+        self._roles = {d.encode(): (d.encode(), Role(r)) for d, r in digests.items()}
         self.disabled = disabled
         self._dev = Caller(Role.admin, "dev")
 
@@ -66,12 +70,11 @@ class ApiKeys:
         if not presented:
             return None
         digest = hashlib.sha256(presented.encode()).hexdigest().encode()
-        found: Role | None = None
-        for stored, role in self._entries:
-            # No early exit: every digest is compared.
-            if hmac.compare_digest(digest, stored):
-                found = role
-        return Caller(found, digest[:8].decode()) if found is not None else None
+        entry = self._roles.get(digest)
+        # The stored digest is still confirmed in constant time (belt and braces).
+        if entry is None or not hmac.compare_digest(entry[0], digest):
+            return None
+        return Caller(entry[1], digest[:8].decode())
 
     def role_for(self, presented: str | None) -> Role | None:
         """The role a presented key grants, or ``None``."""

@@ -85,20 +85,6 @@ class Settings(BaseSettings):
     """``Retry-After`` sent with a 503 when Redis is unreachable."""
     intensity_cache_s: float = Field(default=30.0, ge=0, le=3600)
     """How long a computed intensity series is reused for the same SKU and market."""
-    rate_limit_enabled: bool = True
-    """Per-key token-bucket rate limiting (:mod:`service.ratelimit`); ``429`` past it."""
-    rate_limit_pos_per_second: float | None = Field(default=500.0, ge=0, le=1_000_000)
-    """Sustained requests per second per ``pos`` key and worker (0 or null: unlimited)."""
-    rate_limit_pos_burst: int | None = Field(default=None, ge=1, le=10_000_000)
-    """Burst size of a ``pos`` key (default twice the rate)."""
-    rate_limit_operator_per_second: float | None = Field(default=None, ge=0, le=1_000_000)
-    """Same for ``operator`` keys (default unlimited)."""
-    rate_limit_operator_burst: int | None = Field(default=None, ge=1, le=10_000_000)
-    rate_limit_admin_per_second: float | None = Field(default=None, ge=0, le=1_000_000)
-    """Same for ``admin`` keys (default unlimited)."""
-    rate_limit_admin_burst: int | None = Field(default=None, ge=1, le=10_000_000)
-    max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20)
-    """Largest request body accepted (``413`` above; a full batch of 1,000 events is ~250 KiB)."""
     log_level: str = "INFO"
     """Python logging level of the JSON logs."""
     access_log: bool = True
