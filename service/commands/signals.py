@@ -6,7 +6,7 @@ Examples::
     dropprice signals --since 7d --json > feed.json    # the whole feed as JSON
     dropprice signals --since 2026-12-01T00:00Z --csv --table index > index.csv
     dropprice signals --since 7d --export-dir dma/ --format parquet
-    dropprice signals --events events.parquet --since 72h   # offline, from an export
+    dropprice signals --events events.parquet --lookups lookups.csv --since 72h  # offline
 
 Reads the events the service recorded (``--redis-url``) or an events file (CSV or
 Parquet with ``ts, type, sku, market, quantity, unit_price, reach, count, creator``).
@@ -55,8 +55,8 @@ def parse_when(text: str | None, *, now: datetime) -> datetime | None:
     return ts
 
 
-def read_events_file(path: Path) -> Any:
-    """An events table from CSV or Parquet, ``ts`` parsed to UTC."""
+def read_events_file(path: Path, *, time_column: str = "ts") -> Any:
+    """A table from CSV or Parquet with its ``time_column`` parsed to UTC."""
     import pandas as pd
 
     if not path.exists():
@@ -68,9 +68,9 @@ def read_events_file(path: Path) -> Any:
         frame = pd.read_csv(path)
     else:
         raise typer.BadParameter(f"events file must be .csv or .parquet, got {path.name}")
-    if "ts" not in frame.columns:
-        raise typer.BadParameter(f"{path}: no 'ts' column, got {list(frame.columns)}")
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
+    if time_column not in frame.columns:
+        raise typer.BadParameter(f"{path}: no {time_column!r} column, got {list(frame.columns)}")
+    frame[time_column] = pd.to_datetime(frame[time_column], utc=True, format="ISO8601")
     return frame
 
 
@@ -178,6 +178,12 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--events", help="Read events from this CSV/Parquet, not Redis."),
         ] = None,
+        lookups_file: Annotated[
+            Path | None,
+            typer.Option(
+                "--lookups", help="Price look-ups CSV/Parquet (hour, sku, market, lookups, price)."
+            ),
+        ] = None,
         redis_url: Annotated[
             str,
             typer.Option(
@@ -214,15 +220,21 @@ def register(app: typer.Typer) -> None:
                 f"--since must be before --until and at most {MAX_SPAN_HOURS} h earlier, "
                 f"got since={since_ts.isoformat()} until={until_ts.isoformat()}"
             )
+        lookups = None
+        if lookups_file is not None:
+            lookups = read_events_file(lookups_file, time_column="hour")
         if events_file is not None:
             events = read_events_file(events_file)
         else:
+            from service.routes.signals import load_store_lookups
             from service.store import PriceStore, connect
 
             store = PriceStore(connect(redis_url, timeout=5.0))
             try:
                 lead = max(history_hours, span + window_hours)
                 events = load_events(store, since=until_ts - timedelta(hours=lead))
+                if lookups is None:
+                    lookups = load_store_lookups(store)
             finally:
                 store.close()
         feed = build_feed(
@@ -232,6 +244,7 @@ def register(app: typer.Typer) -> None:
             market=market,
             window_hours=window_hours,
             history_hours=history_hours,
+            lookups=lookups,
         )
         if export_dir is not None:
             paths = export_by_market(feed, export_dir, fmt)

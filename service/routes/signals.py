@@ -7,8 +7,9 @@ One answer carries, for the hours ``[since, until]``:
   window of lead-in so the first hours are complete);
 - ``markets``: its per-market roll-up (:func:`pricing.intensity.market_rollup`);
 - ``detections``: the archetypes :func:`pricing.signals.detect_signals` finds in the
-  last ``history_hours`` of events (the baselines need weeks), keeping those that
-  became visible at or after ``since``.
+  last ``history_hours`` of events (the baselines need weeks) and of the served-price
+  look-ups (:mod:`service.served`, for conversion), keeping those that became visible
+  at or after ``since``.
 
 ``market`` narrows all three to one market. The same feed is what
 ``dropprice signals`` prints and exports (:func:`build_feed`, :func:`load_events`).
@@ -40,6 +41,7 @@ __all__ = [
     "build_feed",
     "events_from_entries",
     "load_events",
+    "load_store_lookups",
     "router",
 ]
 
@@ -146,6 +148,14 @@ def load_events(
     return events_from_entries(entries)
 
 
+def load_store_lookups(store: PriceStore) -> pd.DataFrame:
+    """The served-price look-ups of every catalogued SKU-market (:mod:`service.served`)."""
+    from service.served import load_lookups
+
+    pairs = [(sku, m) for sku, meta in store.catalog().items() for m in meta.markets]
+    return load_lookups(store.client, pairs)
+
+
 def build_feed(
     events: pd.DataFrame,
     *,
@@ -206,6 +216,10 @@ def build_feed(
     history = events[events["ts"] >= end - pd.Timedelta(hours=history_hours)]
     history = history[history["ts"] < end + pd.Timedelta(hours=1)]
     detections: list[dict[str, Any]] = []
+    if lookups is not None and len(lookups):
+        hours = pd.to_datetime(lookups["hour"], utc=True)
+        lookups = lookups[(hours >= end - pd.Timedelta(hours=history_hours)) & (hours <= end)]
+        lookups = lookups if len(lookups) else None
     if len(history):
         found = detect_signals(history, lookups, since=start, market=market)
         detections = [d.to_dict() for d in found]
@@ -264,6 +278,7 @@ def get_signals(
         market=market,
         window_hours=window,
         history_hours=history_hours,
+        lookups=load_store_lookups(runtime.store),
     )
     return SignalsOut(
         since=_iso(pd.Timestamp(since_ts).floor("h")),

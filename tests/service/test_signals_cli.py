@@ -169,3 +169,19 @@ def test_experiment_report_names_what_is_wrong(tmp_path):
     configs = _experiment_configs(tmp_path / "configs", ("queens",))
     result = CliRunner().invoke(cli, ["experiment", "report", "nope", "--config-dir", str(configs)])
     assert result.exit_code != 0 and "arm-drop" in result.output
+
+
+def test_signals_with_lookups_find_the_edge_market(tmp_path):
+    from pricing.synthetic import EdgeMarket
+
+    s = simulate_event_stream(key=6, plant=(EdgeMarket("hoboken"),))
+    events, lookups = tmp_path / "events.csv", tmp_path / "lookups.parquet"
+    s.events.to_csv(events, index=False)
+    s.lookups.to_parquet(lookups, index=False)
+    last = s.truth.hours[-1].isoformat()
+    args = ["signals", "--events", str(events), "--since", "7d", "--until", last, "--json"]
+    without = json.loads(_run(*args).stdout)["detections"]
+    assert without == []  # conversion is unknown without look-ups
+    found = json.loads(_run(*args, "--lookups", str(lookups)).stdout)["detections"]
+    assert [(d["archetype"], d["market"]) for d in found] == [("edge_acceleration", "hoboken")]
+    assert found[0]["stats"]["conversion_ratio"] > 1.3
