@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AwareDatetime,
@@ -446,6 +446,12 @@ class DropConfig(_Frozen):
     def model_post_init(self, context: Any, /) -> None:
         self._sku_index = {s.sku: s for s in self.skus}
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with ``update`` applied (the SKU index is rebuilt for the new fields)."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.model_post_init(None)
+        return copy
+
     @model_validator(mode="after")
     def _cross_checks(self) -> DropConfig:
         problems: list[Problem] = []
@@ -555,6 +561,12 @@ class ConfigBundle(_Frozen):
             for sku in drop.skus:
                 index.setdefault(sku.sku, []).append((drop, sku))
         self._by_sku = index
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with ``update`` applied (the SKU index is rebuilt for the new fields)."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.model_post_init(None)
+        return copy
 
     def guardrails_for(
         self, drop: DropConfig, sku: SkuConfig, market: str | None = None

@@ -192,3 +192,13 @@ def test_diff_is_empty_iff_equal_and_names_the_field(a: float, b: float) -> None
         assert changes == []
     else:
         assert [str(c) for c in changes] == [f"~ drops[d].skus[S1].list_price: {a!r} -> {b!r}"]
+
+
+def test_model_copy_keeps_the_sku_index_in_step() -> None:
+    drop = DropConfig.model_validate(_drop(list_price=10.0))
+    cheaper = drop.skus[0].model_copy(update={"list_price": 7.5})
+    copy = drop.model_copy(update={"skus": (cheaper,)})
+    assert copy.sku_config("S1") is not None and copy.sku_config("S1").list_price == 7.5  # type: ignore[union-attr]
+    bundle = ConfigBundle(drops=(drop,)).model_copy(update={"drops": (copy,)})
+    assert bundle.find_sku("S1")[1].list_price == 7.5  # type: ignore[index]
+    assert bundle == ConfigBundle.model_validate_json(bundle.model_dump_json())

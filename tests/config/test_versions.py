@@ -211,8 +211,8 @@ def test_live_bundle_prefers_the_applied_version_over_the_files(
 
     root = write_tree()
     files = load_config_dir(root)
-    assert live_bundle(client, root).model_dump() == files.model_dump()
+    assert live_bundle(client, root) == files
     changed = _with_price(files, "A-1", 21.0)
     ConfigStore(client).apply(changed, actor="alice")
-    assert live_bundle(client, root).model_dump() == changed.model_dump()
-    assert live_bundle(client, None).model_dump() == changed.model_dump()
+    assert live_bundle(client, root) == changed
+    assert live_bundle(client, None) == changed
