@@ -20,11 +20,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.exceptions import StoreUnavailable
 from service.limits import install_request_limits
@@ -32,7 +33,7 @@ from service.logs import AccessLog, configure_logging, request_id_var
 from service.metrics import Metrics
 from service.middleware import PRICE_PREFIX, PriceFastPath, RequestContextMiddleware
 from service.runtime import ServiceRuntime, load_bundle
-from service.schemas import EventBatchIn
+from service.schemas import ErrorBody, EventBatchIn
 from service.settings import Settings
 
 __all__ = ["create_app", "include_routers"]
@@ -108,6 +109,15 @@ def _error(
     )
 
 
+def _echo(got: Any) -> Any:
+    """The offending input as it can be echoed back: scalars only, JSON-safe, short."""
+    if isinstance(got, int) and not isinstance(got, bool) and not -(2**63) <= got < 2**64:
+        return str(got)[:40] + ("..." if len(str(got)) > 40 else "")
+    if isinstance(got, str) and len(got) > 200:
+        return got[:200] + "..."
+    return got if isinstance(got, str | int | float | bool) or got is None else None
+
+
 def _field_errors(errors: list[Any]) -> list[dict[str, Any]]:
     out = []
     for err in errors:
@@ -117,21 +127,25 @@ def _field_errors(errors: list[Any]) -> list[dict[str, Any]]:
             field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
         if not field and err.get("loc"):
             field = str(err["loc"][0])
-        got = err.get("input")
         out.append(
             {
                 "field": field or "body",
                 "message": err.get("msg", "invalid"),
-                "got": got if isinstance(got, str | int | float | bool) or got is None else None,
+                "got": _echo(err.get("input")),
             }
         )
     return out
 
 
 def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JsonError:
+    # Starlette's class, so FastAPI's own refusals (a body it cannot decode) get the same shape.
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JsonError:
         detail = exc.detail
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            # Not UTF-8 or not JSON: the documented 422, naming the body.
+            problem = {"field": "body", "message": "body is not valid UTF-8 JSON", "got": None}
+            return _error(422, "invalid_json", [problem])
         if isinstance(detail, dict) and "error" in detail:
             return _error(exc.status_code, detail["error"], detail.get("detail"), exc.headers)
         code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
@@ -147,7 +161,10 @@ def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(StoreUnavailable)
     async def store_down(request: Request, exc: StoreUnavailable) -> JsonError:
-        log.warning("redis unavailable on a write", extra={"error": str(exc)})
+        log.warning("redis unavailable on a request", extra={"error": str(exc)})
+        runtime = getattr(request.app.state, "service", None)
+        if runtime is not None:
+            runtime.sync.mark_unavailable(str(exc))
         return _error(
             503,
             "store_unavailable",
@@ -168,8 +185,54 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     for name, sub in extra.pop("$defs", {}).items():
         components.setdefault(name, sub)
     components["EventBatchIn"] = extra
+    # Every 422 is answered by the handlers above with an ErrorBody, also on routes that
+    # did not declare one: document that instead of FastAPI's default shape.
+    error_body = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, sub in error_body.pop("$defs", {}).items():
+        components.setdefault(name, sub)
+    components.setdefault("ErrorBody", error_body)
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            response = operation.get("responses", {}).get("422", {})
+            body = response.get("content", {}).get("application/json", {})
+            if body.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                body["schema"] = {"$ref": "#/components/schemas/ErrorBody"}
+    _document_shared_errors(schema)
     app.openapi_schema = schema
     return schema
+
+
+def _document_shared_errors(schema: dict[str, Any]) -> None:
+    """Declare the errors any route can answer, where a route did not already.
+
+    Auth (401/403) and the per-key rate limit (429 + ``Retry-After``) apply to every
+    route with a security requirement, the body-size limit (413) to every route with
+    a body, and a path naming something that does not exist is a 404.
+    """
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    retry_after = {"Retry-After": {"description": "Seconds to wait.",
+                                   "schema": {"type": "integer"}}}
+    for path, item in schema.get("paths", {}).items():
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            responses = operation.setdefault("responses", {})
+            wanted: list[tuple[str, str, dict[str, Any] | None]] = []
+            if operation.get("security"):
+                wanted += [
+                    ("401", "Missing or unknown API key.", None),
+                    ("403", "This API key's role may not call this route.", None),
+                    ("429", "Rate limit of this API key exceeded.", retry_after),
+                ]
+            if "{" in path:
+                wanted.append(("404", "Nothing of that name.", None))
+            if "requestBody" in operation:
+                wanted.append(("413", "Request body over the size limit.", None))
+            for code, description, headers in wanted:
+                if code not in responses:
+                    responses[code] = {"description": description, "content": error}
+                    if headers:
+                        responses[code]["headers"] = headers
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

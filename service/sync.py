@@ -5,9 +5,11 @@ applies every notice as it arrives: ``inv`` notices set a counter, ``live``
 notices reload that SKU's surfaces. Right after (re)subscribing, and every
 ``resync_interval_s``, it re-reads the catalog, every counter and every live
 pointer from Redis, so a notice lost while disconnected is repaired. When Redis
-fails (connection refused, reset, or slower than the time budget) the book is
-marked stale and the thread retries with a short backoff; the first successful
-resync marks it fresh again. Nothing needs a restart.
+fails (connection refused, reset, or slower than the time budget; a hung
+server is noticed by a ping every half second, and a failed request reports
+itself through :meth:`LiveSync.mark_unavailable`) the book is marked stale and
+the thread retries with a short backoff; the first successful resync marks it
+fresh again. Nothing needs a restart.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from service.store import PriceStore, unavailable_as_domain_error
 __all__ = ["LiveSync"]
 
 log = logging.getLogger("dropprice.sync")
+
+PING_INTERVAL_S = 0.5
+"""How often the sync thread checks that Redis still answers (between resyncs)."""
 
 
 class LiveSync:
@@ -105,6 +110,11 @@ class LiveSync:
         if self.metrics is not None:
             self.metrics.sync_seconds.set(time.monotonic() - started)
 
+    def mark_unavailable(self, error: str) -> None:
+        """A request failed on Redis: serve ``stale`` until the sync thread has
+        confirmed Redis is back and resynchronised."""
+        self._set_health(False, error)
+
     def apply(self, notice: str) -> None:
         """Apply one ``dp:chan:updates`` notice."""
         parts = notice.split("\t")
@@ -154,6 +164,7 @@ class LiveSync:
                 self.first_sync.set()
                 backoff = 0.05
                 next_resync = time.monotonic() + self.resync_interval_s
+                next_ping = time.monotonic() + PING_INTERVAL_S
                 while not self._stop.is_set():
                     pubsub = self._pubsub
                     if pubsub is None:
@@ -163,9 +174,17 @@ class LiveSync:
                     if message is not None and message.get("type") == "message":
                         data = message["data"]
                         self.apply(data.decode() if isinstance(data, bytes) else str(data))
-                    if time.monotonic() >= next_resync:
+                    now = time.monotonic()
+                    if now >= next_resync or (self.book.stale and now >= next_ping):
+                        # Periodic repair, or recovery after a request-path failure.
                         self.resync()
+                        self._set_health(True)
                         next_resync = time.monotonic() + self.resync_interval_s
+                        next_ping = time.monotonic() + PING_INTERVAL_S
+                    elif now >= next_ping:
+                        # A hung server keeps the subscription open: ping it.
+                        self.store.ping()
+                        next_ping = time.monotonic() + PING_INTERVAL_S
             except (StoreUnavailable, redis.RedisError, OSError) as exc:
                 if self._stop.is_set():
                     break

@@ -146,3 +146,48 @@ def test_redis_killed_and_restarted_under_traffic(tmp_path) -> None:
     finally:
         client.close()
         server.stop()
+
+
+def test_a_hung_redis_is_noticed_and_writes_fail_within_the_time_budget(tmp_path) -> None:
+    import signal
+
+    server = RedisServer(data_dir=tmp_path / "redis", appendonly=False).start()
+    settings = settings_for(
+        server.url,
+        write_configs(tmp_path / "configs"),
+        redis_timeout_ms=200,
+        resync_interval_s=30,  # only the ping notices the hang
+    )
+    client = AppClient(create_app(settings))
+    sale = {
+        "type": "sale",
+        "event_id": "s1",
+        "sku": "TEE-1",
+        "market": "nyc",
+        "quantity": 1,
+        "unit_price": 30.0,
+        "ts": "2026-01-01T10:00:00Z",
+    }
+    try:
+        assert client.get("/v1/prices/TEE-1", headers=auth()).json()["source"] == "base"
+        assert server.process is not None
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            assert wait_until(
+                lambda: client.get("/v1/prices/TEE-1", headers=auth()).json()["source"] == "stale"
+            )
+            # Redis is hung, so only the time budget can end this call: a 503.
+            r = client.post("/v1/events", headers=auth(), json={"events": [sale]})
+            assert r.status_code == 503
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        assert wait_until(
+            lambda: client.get("/v1/prices/TEE-1", headers=auth()).json()["source"] == "base"
+        )
+        r = client.post("/v1/events", headers=auth(), json={"events": [sale]})
+        # The first attempt may have reached Redis before the timeout: either way once.
+        assert r.json()["results"][0]["status"] in {"accepted", "duplicate"}
+        assert client.app.state.service.store.get_inventory("TEE-1", "nyc") == 11
+    finally:
+        client.close()
+        server.stop()
