@@ -153,7 +153,9 @@ class AnnouncementEvent(_Event):
     """A creator's drop announcement reaching ``reach`` people."""
 
     type: Literal["announcement"]
-    sku: Identifier | list[Identifier] = Field(description="One SKU or a list (up to 500).")
+    sku: Identifier | Annotated[list[Identifier], Field(min_length=1, max_length=500)] = Field(
+        description="One SKU or a list (1 to 500)."
+    )
     market: Identifier
     reach: int = Field(ge=0, le=10_000_000_000)
     creator: str | None = Field(default=None, max_length=200)
@@ -237,6 +239,8 @@ class FieldError(_Out):
     field: str
     message: str
     got: Any = None
+    line: int | None = Field(default=None, description="Line in the sent document, if known.")
+    text: str | None = Field(default=None, description="The problem as one readable line.")
 
 
 class ErrorBody(_Out):

@@ -534,7 +534,9 @@ class PriceStore:
         self, sku: str, *, since: datetime | None = None, limit: int = 50_000
     ) -> list[StreamEvent]:
         """The SKU's stream entries appended at or after ``since`` (oldest first)."""
-        start = "-" if since is None else f"{int(since.timestamp() * 1000)}-0"
+        # Stream ids are ms since the epoch: an earlier ``since`` means from the start.
+        since_ms = None if since is None else int(since.timestamp() * 1000)
+        start = "-" if since_ms is None or since_ms <= 0 else f"{since_ms}-0"
         stream = keys.events(sku)
         with unavailable_as_domain_error(f"reading events of {sku}"):
             entries = self.client.xrevrange(stream, max="+", min=start, count=limit)
