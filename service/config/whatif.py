@@ -77,6 +77,9 @@ GUARDRAIL_NAMES = {
 }
 """:class:`pricing.guardrails.GuardrailCode` -> the config field operators know."""
 
+MAX_PREVIEW_UNITS = 100_000
+"""Largest stock a preview re-solves (the DP grows with the units left)."""
+
 UNCONSTRAINED_GRID = (0.25, 4.0, 48)
 """The unconstrained optimum is searched on ``list_price × geomspace(0.25, 4, 48)``."""
 
@@ -471,6 +474,11 @@ def preview(
         sku_cfg = SkuConfig.model_validate({**sku_cfg.model_dump(), **updates})
     rails = row.rails.merged(changes.guardrails) if changes.guardrails is not None else row.rails
     units = changes.units_left if changes.units_left is not None else row.units_left
+    if units > MAX_PREVIEW_UNITS:
+        raise ValueError(
+            f"units_left {units} is too many to re-solve here, allowed at most "
+            f"{MAX_PREVIEW_UNITS}: preview with a smaller units_left"
+        )
     beta, beta_source = _elasticity_for(row, bundle, changes)
     drop = row.drop
     cost = sku_cfg.unit_cost if drop.objective == "profit" else 0.0
