@@ -216,3 +216,48 @@ def test_live_bundle_prefers_the_applied_version_over_the_files(
     ConfigStore(client).apply(changed, actor="alice")
     assert live_bundle(client, root) == changed
     assert live_bundle(client, None) == changed
+
+
+def test_cli_diff_apply_history_rollback(redis_url: str, write_tree: WriteTree) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    runner = CliRunner()
+    root = write_tree()
+    url = ["--redis-url", redis_url]
+    first = runner.invoke(app, ["config", "apply", str(root), *url, "--actor", "alice"])
+    assert first.exit_code == 0 and "config version 1 is live" in first.output, first.output
+    drop = root / "drops" / "ny-popup.yaml"
+    drop.write_text(drop.read_text().replace("list_price: 25.0", "list_price: 26.0"))
+    diff = runner.invoke(app, ["config", "diff", str(drop), *url])
+    assert diff.exit_code == 0
+    assert diff.output.splitlines() == [
+        "against live config version 1:",
+        "~ drops[ny-popup].skus[A-2].list_price: 25.0 -> 26.0",
+    ]
+    stale = runner.invoke(app, ["config", "apply", str(drop), *url, "--expect-version", "0"])
+    assert stale.exit_code == 1 and "version 1 is live, expected 0" in stale.output
+    applied = runner.invoke(app, ["config", "apply", str(drop), *url, "--note", "A-2 up"])
+    assert applied.exit_code == 0 and "config version 2 is live" in applied.output
+    history = runner.invoke(app, ["config", "history", *url])
+    lines = history.output.splitlines()
+    assert lines[0].startswith("*    2") and "1 changed" in lines[0]
+    assert lines[1].startswith("     1") and "alice" in lines[1]
+    back = runner.invoke(app, ["config", "rollback", *url, "--actor", "carol"])
+    assert back.exit_code == 0 and "config version 3 is live" in back.output
+    assert "26.0 -> 25.0" in back.output
+    # A broken file never reaches Redis: exit 1 with the file:line message.
+    drop.write_text(drop.read_text().replace("list_price: 26.0", "list_price: 90.0"))
+    refused = runner.invoke(app, ["config", "apply", str(drop), *url])
+    assert refused.exit_code == 1
+    assert "drops/ny-popup.yaml:16 skus[1].list_price: list price 90 is above" in refused.output
+    # validate --format json for tools
+    as_json = runner.invoke(app, ["config", "validate", str(root), "--format", "json"])
+    body = json.loads(as_json.output)
+    assert as_json.exit_code == 1 and body["ok"] is False
+    assert body["errors"][0]["line"] == 16 and body["errors"][0]["path"] == "skus[1].list_price"
+    schema = runner.invoke(app, ["config", "schema", "defaults"])
+    assert schema.exit_code == 0 and json.loads(schema.output)["title"] == "Defaults"
