@@ -67,6 +67,8 @@ class CatalogEntry(NamedTuple):
     drop_id: str = ""
     arms: Mapping[str, str] | None = None
     """Market -> experiment arm of the SKU's drop (``None``: the drop has no arms)."""
+    fixed_markets: frozenset[str] = frozenset()
+    """Markets whose arm prices ``fixed``: they serve the list price, never a surface."""
 
     @property
     def base_price(self) -> float:
@@ -195,6 +197,9 @@ def catalog_from_config(bundle: ConfigBundle) -> dict[str, CatalogEntry]:
                 ceiling=guard.ceiling,
                 drop_id=drop.id,
                 arms={m: arm.name for arm in drop.arms for m in arm.markets} or None,
+                fixed_markets=frozenset(
+                    m for arm in drop.arms if arm.pricing == "fixed" for m in arm.markets
+                ),
             )
     return out
 
@@ -323,6 +328,8 @@ class PriceBook:
             now = time.time()
         units = self._units.get((sku, market))
         live = self._surfaces.get((sku, market))
+        if live is not None and market in entry.fixed_markets:
+            live = None  # a fixed-price experiment arm: the list price, whatever is published
         if live is not None:
             t = math.floor((now - live.start) / live.period_s)
             t = 0 if t < 0 else (live.cols - 1 if t >= live.cols else t)

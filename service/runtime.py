@@ -24,6 +24,7 @@ from service.pricebook import PriceBook, catalog_from_config
 from service.settings import Settings
 from service.store import PriceStore, SkuMeta, connect
 from service.sync import LiveSync
+from service.waves import WaveReleaser, initial_inventory
 
 __all__ = ["ServiceRuntime", "load_bundle", "seed_from_config"]
 
@@ -65,7 +66,7 @@ def seed_from_config(store: PriceStore, bundle: ConfigBundle) -> dict[str, int]:
                 drop_id=drop.id,
                 name=sku.name,
             )
-            batch.append((meta, dict(sku.inventory)))
+            batch.append((meta, initial_inventory(drop, sku)))  # wave arms: first wave
     seeded, kept = store.register_catalog(batch)
     return {"skus": len(entries), "seeded": seeded, "kept": kept}
 
@@ -139,6 +140,7 @@ class ServiceRuntime:
     def start(self, wait_s: float = 3.0) -> None:
         """Seed, start the sync thread and wait up to ``wait_s`` for the first sync."""
         self.sync.before_resync = self.seed
+        self.sync.after_resync = WaveReleaser(self.store, lambda: self.config).release_due
         self.sync.start()
         self.sync.first_sync.wait(wait_s)
 

@@ -67,6 +67,7 @@ class LiveSync:
         self.first_sync = threading.Event()
         self.last_error: str | None = None
         self.before_resync: Callable[[], bool] | None = None
+        self.after_resync: Callable[[], object] | None = None  # e.g. inventory waves
         """Called after each (re)subscription, before the resync (the runtime seeds
         the configured inventory there once)."""
 
@@ -107,6 +108,8 @@ class LiveSync:
         self.book.forget_surfaces(skus)
         self.book.last_sync = time.time()
         self.book.served.flush(self.store.client)  # served-price look-ups (service.served)
+        if self.after_resync is not None:
+            self.after_resync()
         if self.metrics is not None:
             self.metrics.sync_seconds.set(time.monotonic() - started)
 
