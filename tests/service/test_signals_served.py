@@ -190,3 +190,19 @@ def test_concurrent_reads_are_all_counted(redis_url):
     frame = load_lookups(client, [("S", "m0"), ("S", "m1")])
     assert frame.groupby("market")["lookups"].sum().to_dict() == {"m0": 40_000, "m1": 40_000}
     client.close()
+
+
+def test_flush_and_load_on_single_node_and_cluster(any_redis_url):
+    from service.store import connect
+
+    client = connect(any_redis_url, timeout=5.0)
+    log = ServedPriceLog()
+    pairs = [(f"SKU-{i}", m) for i in range(12) for m in ("a", "b")]
+    for k, (sku, market) in enumerate(pairs):
+        for _ in range(k + 1):
+            log.record(sku, market, "arm-x", 5.0, now=7200.0)
+    assert log.flush(client, final=True) == sum(range(1, len(pairs) + 1))
+    frame = load_lookups(client, pairs)
+    got = frame.set_index(["sku", "market"])["lookups"].to_dict()
+    assert got == {pair: k + 1 for k, pair in enumerate(pairs)}
+    client.close()
