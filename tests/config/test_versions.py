@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from service.audit import read_audit, record_audit
 from service.config.live import LiveConfig
@@ -261,3 +263,54 @@ def test_cli_diff_apply_history_rollback(redis_url: str, write_tree: WriteTree) 
     assert body["errors"][0]["line"] == 16 and body["errors"][0]["path"] == "skus[1].list_price"
     schema = runner.invoke(app, ["config", "schema", "defaults"])
     assert schema.exit_code == 0 and json.loads(schema.output)["title"] == "Defaults"
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    ops=st.lists(
+        st.tuples(st.sampled_from(["apply", "stale", "rollback"]), st.integers(15, 30)),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_apply_script_invariants(
+    redis_url: str, write_tree: WriteTree, ops: list[tuple[str, int]]
+) -> None:
+    """Whatever operators do: versions increase by one per change, the pointer names the
+    last change, each version's base is the version before it, and the audit log has
+    exactly one record per change."""
+    client = connect(redis_url, timeout=5.0)
+    client.flushall()
+    store = ConfigStore(client)
+    files = load_config_dir(write_tree())
+    changes: list[tuple[int, int]] = []  # (version, base) of every accepted change
+    for op, price in ops:
+        live = store.live_version() or 0
+        if op == "apply":
+            result = store.apply(
+                _with_price(files, "A-1", float(price)), actor="a", expect_version=live
+            )
+            if result.changed:
+                changes.append((result.version, live))
+        elif op == "stale" and live > 0:
+            with pytest.raises(ConfigConflict):
+                store.apply(
+                    _with_price(files, "A-1", price + 0.5), actor="b", expect_version=live - 1
+                )
+        elif op == "rollback" and live > 0:
+            current = store.get(live)
+            assert current is not None
+            if current.base:
+                result = store.rollback(actor="c")
+                changes.append((result.version, live))
+    numbers = [v for v, _ in changes]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+    assert store.live_version() == (numbers[-1] if numbers else None)
+    for version, base in changes:
+        got = store.get(version)
+        assert got is not None and got.base == base
+    audit = read_audit(client, kind="config", limit=1000)
+    assert [r.detail["version"] for r in audit] == numbers
+    client.close()
