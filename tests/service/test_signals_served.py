@@ -147,7 +147,12 @@ def test_a_failed_flush_keeps_the_counts(redis_url):
     log = ServedPriceLog()
     for _ in range(3):
         log.record("S", "m", "a", 9.99, now=3600.0 * 10)
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    dead = redis.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
     for _ in range(3):
         assert log.flush(dead) == 0
         assert log.pending() == 3
