@@ -347,7 +347,12 @@ def _cap(step: jax.Array, limit: float, axis: int | None) -> jax.Array:
 
 
 def _newton_loop(
-    theta: jax.Array, shared: jax.Array, data: _Data, prec: jax.Array, st: _Static
+    theta: jax.Array,
+    shared: jax.Array,
+    data: _Data,
+    prec: jax.Array,
+    tol: jax.Array,
+    st: _Static,
 ) -> _SolverState:
     """Block-coordinate Newton with per-row Levenberg-Marquardt safeguarding.
 
@@ -394,7 +399,7 @@ def _newton_loop(
 
     def cond(state: _SolverState) -> jax.Array:
         worst = jnp.maximum(jnp.max(state.decrement), state.shared_decrement)
-        return (state.iteration < st.max_iter) & ~(worst <= st.tol)
+        return (state.iteration < st.max_iter) & ~(worst <= tol)
 
     loss0, g1_0, g2_0 = evaluate(theta, shared)
     init = _SolverState(
@@ -468,45 +473,84 @@ def _empirical_bayes(
     return mu_g[row], tau_g[row]
 
 
-def _fit_impl(data: _Data, st: _Static) -> _FitOut:
-    theta, shared = data.theta0, data.shared0
-    prec = data.prior_prec
-    iterations = jnp.zeros((), jnp.int32)
-    prior_mean_beta = data.prior_mean[:, 1]
-    prior_sd_beta = jnp.where(prec[:, 1] > 0, 1.0 / jnp.sqrt(prec[:, 1]), jnp.inf)
-    if st.empirical_bayes:
-        needs = data.eb_group >= 0
-        stage_prec = prec.at[:, 1].set(jnp.where(needs, _UNPOOLED_PREC, prec[:, 1]))
-        first = _newton_loop(theta, shared, data, stage_prec, st)
-        cov1, *_ = _laplace(first.theta, first.shared, data, stage_prec, st)
-        se1 = jnp.sqrt(jnp.maximum(cov1[:, 1, 1], 0.0))
-        n_obs = jnp.sum(data.mask, axis=1)
-        mu, tau = _empirical_bayes(first.theta[:, 1], se1, n_obs >= 3, data.eb_group, st)
-        prior_mean_beta = jnp.where(needs, mu, prior_mean_beta)
-        prior_sd_beta = jnp.where(needs, tau, prior_sd_beta)
-        prec = prec.at[:, 1].set(jnp.where(needs, 1.0 / tau**2, prec[:, 1]))
-        data = data._replace(prior_mean=data.prior_mean.at[:, 1].set(prior_mean_beta))
-        theta, shared, iterations = first.theta, first.shared, first.iteration
-    final = _newton_loop(theta, shared, data, prec, st)
+class _StageOut(NamedTuple):
+    theta: jax.Array
+    shared: jax.Array
+    iterations: jax.Array
+    cov_theta: jax.Array
+    shared_cov: jax.Array
+    grad_norm: jax.Array
+    decrement: jax.Array
+    shared_decrement: jax.Array
+    loss: jax.Array
+
+
+def _stage(
+    theta: jax.Array, shared: jax.Array, data: _Data, prec: jax.Array, tol: jax.Array, st: _Static
+) -> _StageOut:
+    """One MAP solve to tolerance plus its Laplace summary (the compiled unit)."""
+    final = _newton_loop(theta, shared, data, prec, tol, st)
     cov_theta, shared_cov, grad_norm, dec, sdec, loss = _laplace(
         final.theta, final.shared, data, prec, st
     )
-    return _FitOut(
+    return _StageOut(
         final.theta,
         final.shared,
+        final.iteration,
         cov_theta,
         shared_cov,
         grad_norm,
         dec,
         sdec,
-        iterations + final.iteration,
-        prior_mean_beta,
-        prior_sd_beta,
         loss,
     )
 
 
-_fit_jit = jax.jit(_fit_impl, static_argnames=("st",))
+_stage_jit = jax.jit(_stage, static_argnames=("st",))
+_empirical_bayes_jit = jax.jit(_empirical_bayes, static_argnames=("st",))
+
+
+def _fit_impl(data: _Data, st: _Static, *, jit: bool = True) -> _FitOut:
+    """Empirical-Bayes stage (if any SKU needs it), then the pooled MAP fit.
+
+    Both stages run the same compiled solver (same shapes; the tolerance and priors are
+    arguments), so a fit compiles one program however many stages it runs.
+    """
+    stage = _stage_jit if jit else _stage
+    eb = _empirical_bayes_jit if jit else _empirical_bayes
+    theta, shared = data.theta0, data.shared0
+    prec = data.prior_prec
+    iterations = jnp.zeros((), jnp.int32)
+    prior_mean_beta = data.prior_mean[:, 1]
+    prior_sd_beta = jnp.where(prec[:, 1] > 0, 1.0 / jnp.sqrt(prec[:, 1]), jnp.inf)
+    tol = jnp.asarray(st.tol, theta.dtype)
+    if st.empirical_bayes:
+        needs = data.eb_group >= 0
+        stage_prec = prec.at[:, 1].set(jnp.where(needs, _UNPOOLED_PREC, prec[:, 1]))
+        # The unpooled stage only feeds the category moments: a looser tolerance suffices.
+        first = stage(theta, shared, data, stage_prec, tol * 100.0, st=st)
+        se1 = jnp.sqrt(jnp.maximum(first.cov_theta[:, 1, 1], 0.0))
+        n_obs = jnp.sum(data.mask, axis=1)
+        mu, tau = eb(first.theta[:, 1], se1, n_obs >= 3, data.eb_group, st=st)
+        prior_mean_beta = jnp.where(needs, mu, prior_mean_beta)
+        prior_sd_beta = jnp.where(needs, tau, prior_sd_beta)
+        prec = prec.at[:, 1].set(jnp.where(needs, 1.0 / tau**2, prec[:, 1]))
+        data = data._replace(prior_mean=data.prior_mean.at[:, 1].set(prior_mean_beta))
+        theta, shared, iterations = first.theta, first.shared, first.iterations
+    final = stage(theta, shared, data, prec, tol, st=st)
+    return _FitOut(
+        final.theta,
+        final.shared,
+        final.cov_theta,
+        final.shared_cov,
+        final.grad_norm,
+        final.decrement,
+        final.shared_decrement,
+        iterations + final.iterations,
+        prior_mean_beta,
+        prior_sd_beta,
+        final.loss,
+    )
 
 
 # ----------------------------------------------------------------------------- input
@@ -744,13 +788,13 @@ def _prepare(
         prior_prec[:, 0] = 1.0 / _ALPHA_SD**2
         if has_int:
             prior_prec[:, 2:] = 1.0 / _WEAK_SD**2
-        table = dict(priors or {})
+        table = {name: _prior_of(entry, str(name)) for name, entry in (priors or {}).items()}
         cat_codes: dict[Any, int] = {}
         for r in range(n_rows):
             for name in (sku_of_row[r], category_of_row[r]):
                 if name is not None and name in table:
-                    m, s = _prior_of(table[name], str(name))
-                    prior_mean[r, 1], prior_prec[r, 1] = m, 1.0 / s**2
+                    m, sd = table[name]
+                    prior_mean[r, 1], prior_prec[r, 1] = m, 1.0 / sd**2
                     break
             else:
                 cat = category_of_row[r]
@@ -1319,10 +1363,10 @@ def fit_elasticity(
         max_iter=max_iter,
     )
     if jit:
-        out = _fit_jit(prep.data, st=prep.static)
+        out = _fit_impl(prep.data, prep.static)
     else:
         with jax.disable_jit():
-            out = _fit_impl(prep.data, prep.static)
+            out = _fit_impl(prep.data, prep.static, jit=False)
     return _result(prep, jax.device_get(out), tuple(covariates), intensity is not None)
 
 
