@@ -568,8 +568,14 @@ def explain(
     served: dict[str, Any],
     *,
     now: datetime | None = None,
+    observed_intensity: float | None = None,
 ) -> dict[str, Any]:
     """Why ``served`` (the body ``GET /v1/prices`` answers now) is what it is.
+
+    Args:
+        observed_intensity: the index computed from the events now
+            (``GET /v1/skus/{sku}/intensity``); without it, intensity now is the
+            published value decayed with its half-life (the surface's own forecast).
 
     Returns:
         A JSON-ready dict: the served price, the surface cell it came from and the
@@ -588,11 +594,12 @@ def explain(
     beta, se = el.get("beta"), el.get("beta_se")
     half_life = IntensityParams().half_life("announcement")
     hours_since = max(0.0, (now - row.reference_time).total_seconds() / 3600)
-    intensity_now = float(
+    forecast_now = float(
         forecast_intensity(
             np.array([row.intensity_at_publish]), np.array([hours_since]), half_life
         )[0, 0]
     )
+    intensity_now = observed_intensity if observed_intensity is not None else forecast_now
     elasticity: dict[str, Any] = {"beta": beta, "se": se}
     if beta is not None and se is not None:
         elasticity["interval95"] = [beta - 1.96 * se, beta + 1.96 * se]
@@ -660,6 +667,8 @@ def explain(
         "intensity": {
             "at_publish": row.intensity_at_publish,
             "now": intensity_now,
+            "forecast_now": forecast_now,
+            "source": "events" if observed_intensity is not None else "forecast",
             "half_life_hours": half_life,
         },
         "units_left": row.units_left,

@@ -228,8 +228,10 @@ class ElasticityOut(BaseModel):
 
 
 class IntensityNowOut(BaseModel):
-    at_publish: float
-    now: float = Field(description="The published intensity decayed with its half-life.")
+    at_publish: float = Field(description="The intensity the surface was solved at.")
+    now: float = Field(description="The index now, from the events (else the forecast).")
+    forecast_now: float = Field(description="The published intensity decayed with its half-life.")
+    source: str = Field(description="'events' (observed now) or 'forecast'.")
     half_life_hours: float
 
 
@@ -596,7 +598,14 @@ def get_explain(
     served = {k: v for k, v in view.as_dict().items() if k not in ("quote_id", "expires_at")}
     units = view.inventory if view.inventory is not None else None
     row = _row(runtime, request, sku, view.market, units)
-    return explain(row, _live(request).bundle, served)
+    observed: float | None = None
+    try:
+        from service.routes.intensity import get_intensity
+
+        observed = float(get_intensity(sku, caller, runtime, view.market).current)
+    except Exception as exc:  # explain still answers from the surface's own forecast
+        log.warning("intensity unavailable for explain", extra={"error": str(exc)})
+    return explain(row, _live(request).bundle, served, observed_intensity=observed)
 
 
 @router.post(
