@@ -14,6 +14,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pricing.exceptions import InputError
 from pricing.signals import (
@@ -247,3 +249,41 @@ def test_announcements_recorded_once_per_market_count_once(planted_streams):
     assert det.stats["announcements"] == ref.stats["announcements"]
     assert det.stats["mean_lift"] == pytest.approx(ref.stats["mean_lift"])
     assert sorted(det.evidence[0].detail["markets"]) == sorted(MARKETS)
+
+
+_SMALL = simulate_event_stream(key=21, hours=72)
+
+
+@given(data=st.data())
+@settings(max_examples=40, deadline=None)
+def test_a_bad_quantity_anywhere_is_refused_naming_its_row(data):
+    events = _SMALL.events
+    rows = events.index[events["type"].isin(["sale", "return", "restock"])]
+    row = data.draw(st.sampled_from(list(rows)))
+    bad = data.draw(st.sampled_from([-1.0, -0.5, np.nan, np.inf]))
+    broken = events.copy()
+    broken.loc[row, "quantity"] = bad
+    with pytest.raises(InputError, match=rf"quantity.*\b{row}\b"):
+        build_signal_panel(broken)
+
+
+@given(st.lists(st.floats(min_value=0, max_value=50, allow_nan=False), min_size=1, max_size=30))
+@settings(max_examples=40, deadline=None)
+def test_panel_units_are_the_sum_of_any_sales(quantities):
+    ts = pd.Timestamp("2026-11-02T10:00Z") + pd.to_timedelta(
+        np.arange(len(quantities)) * 17, unit="min"
+    )
+    events = pd.DataFrame(
+        {
+            "ts": ts,
+            "type": "sale",
+            "sku": "S",
+            "market": "m",
+            "quantity": quantities,
+            "unit_price": 3.0,
+        }
+    )
+    panel = build_signal_panel(events)
+    assert panel.units.sum() == pytest.approx(sum(quantities))
+    assert panel.revenue.sum() == pytest.approx(3.0 * sum(quantities))
+    assert panel.units.shape == (1, len(panel.hours))

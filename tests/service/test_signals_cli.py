@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import typer
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from pricing.synthetic import ArmEffect, RegionalSpike, simulate_event_stream
@@ -185,3 +188,24 @@ def test_signals_with_lookups_find_the_edge_market(tmp_path):
     found = json.loads(_run(*args, "--lookups", str(lookups)).stdout)["detections"]
     assert [(d["archetype"], d["market"]) for d in found] == [("edge_acceleration", "hoboken")]
     assert found[0]["stats"]["conversion_ratio"] > 1.3
+
+
+@given(
+    n=st.integers(min_value=0, max_value=10_000),
+    unit=st.sampled_from(["h", "d", "w"]),
+)
+def test_relative_times_count_back_from_now(n, unit):
+    from service.commands.signals import parse_when
+
+    now = datetime(2026, 12, 5, 18, tzinfo=UTC)
+    hours = n * {"h": 1, "d": 24, "w": 168}[unit]
+    assert parse_when(f"{n}{unit}", now=now) == now - timedelta(hours=hours)
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_zoned_times_parse_back_exactly(when):
+    from service.commands.signals import parse_when
+
+    assert parse_when(when.isoformat(), now=datetime.now(UTC)) == when
+    with pytest.raises(typer.BadParameter, match="zone"):
+        parse_when(when.replace(tzinfo=None).isoformat(), now=datetime.now(UTC))
