@@ -252,6 +252,10 @@ class EngineSettings(_Frozen):
     """Ladder span as multiples of the list price."""
     prior_sd: Positive = 1.0
     """Prior sd of the elasticity around its category mean."""
+    use_intensity: bool = True
+    """Fit the intensity terms (γ, δ) and price against the intensity forecast."""
+    compiled_fit_max_rows: int = Field(default=200, ge=0)
+    """Run the compiled fit up to this many rows, the eager one above (see simulate)."""
 
     @model_validator(mode="after")
     def _spread(self) -> EngineSettings:

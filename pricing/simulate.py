@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -344,14 +345,21 @@ class EnginePolicy(_SurfacePolicy):
         warmup: int,
         multipliers: Sequence[float],
         prior_sd: float,
+        use_intensity: bool = True,
+        compiled_fit_max_rows: int = 200,
         fitter: Callable[..., Any] | None = None,
     ) -> None:
         super().__init__(world)
         if fitter is None:
             from pricing.model import fit_elasticity
 
-            fitter = fit_elasticity
+            # The compiled fit specialises on the number of sold-out cells, so a drop with
+            # many rows selling out at different hours would compile at almost every re-fit;
+            # above ``compiled_fit_max_rows`` rows the same fit runs eagerly instead.
+            compiled = world.inventory.size <= compiled_fit_max_rows
+            fitter = partial(fit_elasticity, jit=compiled)
         self.fitter = fitter
+        self.use_intensity = use_intensity
         self.priors = {c: (m, prior_sd) for c, m in priors.items()}
         self.refit_every = refit_every
         self.warmup = warmup
@@ -391,7 +399,7 @@ class EnginePolicy(_SurfacePolicy):
             period="period",
             price="price",
             quantity="quantity",
-            intensity="intensity",
+            intensity="intensity" if self.use_intensity else None,
             sold_out="sold_out",
             priors=self.priors or None,
             categories=cats,
@@ -438,12 +446,14 @@ class EnginePolicy(_SurfacePolicy):
     def rates(self, period: int) -> np.ndarray:
         w = self.world
         assert self.fit is not None and self.fit_rows is not None
-        inten = w.intensity_forecast(period)
+        inten = w.intensity_forecast(period) if self.use_intensity else None
         # demand_rates runs over the fit's rows; place our rows in its order.
         order = np.empty_like(self.fit_rows)
         order[self.fit_rows] = np.arange(self.fit_rows.size)
         rates = self.fit.demand_rates(
-            w.ladder[order], intensity=inten[order], hours=w.hours[period:] % 24
+            w.ladder[order],
+            intensity=None if inten is None else inten[order],
+            hours=w.hours[period:] % 24,
         )
         return np.asarray(rates)[self.fit_rows]
 
@@ -634,6 +644,8 @@ def _make_policy(name: str, world: World, scenario: Scenario, seed: int) -> Poli
             warmup=e.warmup_hours,
             multipliers=e.warmup_multipliers,
             prior_sd=e.prior_sd,
+            use_intensity=e.use_intensity,
+            compiled_fit_max_rows=e.compiled_fit_max_rows,
         )
     raise ScenarioError(f"unknown policy {name!r}, allowed {list(POLICIES)}")
 
