@@ -432,10 +432,12 @@ class Traffic:
                 time.sleep(0.05)
                 continue
             assert r.status_code == 200, (r.status_code, r.text)
-            outcome = event_outcome(r.json()["results"][0])
+            result = r.json()["results"][0]
+            outcome = event_outcome(result)
             if outcome == "duplicate" and record.attempts > 1:
-                # an earlier attempt was applied but its answer was lost
-                outcome = "accepted"
+                # An earlier attempt was applied but its answer was lost (Redis went away
+                # between the script and the reply): its first outcome is what counts.
+                outcome = str(result.get("first_status"))
             record.outcome = outcome
             return
 

@@ -88,8 +88,12 @@ def test_redis_stopped_and_restarted_under_load(env: ReliabilityEnv) -> None:
         s.outcome for s in traffic.sales}
     for sku in stock:
         accepted = traffic.accepted_units(sku)
+        events = sum(1 for x in traffic.sales if x.sku == sku and x.outcome == "accepted")
+        in_stream = _stream_len(faulty_redis, sku)
+        FIGURES.add(events_lost=max(0, events - in_stream),
+                    units_oversold=max(0, accepted - initial[sku]))
         assert _inventory(faulty_redis, sku) == initial[sku] - accepted, sku
-        assert _stream_len(faulty_redis, sku) == accepted, sku  # none lost, none doubled
+        assert in_stream == events, sku  # none lost, none doubled
     assert _inventory(faulty_redis, "REL-C") >= 0
     assert sum(s.outcome == "accepted" for s in traffic.sales) > 0
     assert traffic.sale_status[503] > 0
@@ -195,6 +199,8 @@ def test_service_sigkill_mid_batch_each_event_all_or_nothing(env: ReliabilityEnv
                 outcomes[event["event_id"]] = event_outcome(result)
     assert set(outcomes.values()) <= {"accepted", "duplicate"}
     total = {s: sum(e["quantity"] for b in batches for e in b if e["sku"] == s) for s in skus}
+    sent = {s: sum(1 for b in batches for e in b if e["sku"] == s) for s in skus}
+    FIGURES.add(events_lost=sum(max(0, sent[s] - _stream_len(faulty_redis, s)) for s in skus))
     for s in skus:
         assert _inventory(faulty_redis, s) == stock[s] - total[s], s
         assert _stream_len(faulty_redis, s) == sum(
