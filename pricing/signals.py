@@ -422,9 +422,14 @@ def build_signal_panel(
             flat, weights=lk["lookups"].to_numpy(float)[ok], minlength=N * T
         ).reshape(N, T)
         if "price" in lk:
-            served_flat = np.full(N * T, np.nan)
-            served_flat[flat] = pd.to_numeric(lk["price"], errors="coerce").to_numpy(float)[ok]
-            served = served_flat.reshape(N, T)
+            # Several prices in one hour (the surface moves sale by sale): their mean
+            # weighted by look-ups.
+            p_served = pd.to_numeric(lk["price"], errors="coerce").to_numpy(float)[ok]
+            w = lk["lookups"].to_numpy(float)[ok]
+            has = np.isfinite(p_served) & (w > 0)
+            num = np.bincount(flat[has], weights=(p_served * w)[has], minlength=N * T)
+            den = np.bincount(flat[has], weights=w[has], minlength=N * T)
+            served = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan).reshape(N, T)
             price = np.where(np.isfinite(served), served, price)
     price = _carry_forward(price)
     return SignalPanel(

@@ -287,3 +287,18 @@ def test_panel_units_are_the_sum_of_any_sales(quantities):
     assert panel.units.sum() == pytest.approx(sum(quantities))
     assert panel.revenue.sum() == pytest.approx(3.0 * sum(quantities))
     assert panel.units.shape == (1, len(panel.hours))
+
+
+def test_hourly_price_is_the_lookup_weighted_mean_of_served_prices():
+    hour = pd.Timestamp("2026-11-02T10:00Z")
+    events = pd.DataFrame(
+        {"ts": [hour], "type": ["sale"], "sku": ["S"], "market": ["m"], "quantity": [1.0],
+         "unit_price": [50.0]}
+    )  # fmt: skip
+    lookups = pd.DataFrame(
+        {"hour": [hour, hour, hour + pd.Timedelta(hours=1)], "sku": "S", "market": "m",
+         "lookups": [3, 1, 2], "price": [10.0, 14.0, 12.0]}
+    )  # fmt: skip
+    panel = build_signal_panel(events, lookups)
+    assert panel.price[0].tolist() == [pytest.approx(11.0), 12.0]
+    assert panel.lookups[0].tolist() == [4.0, 2.0]
