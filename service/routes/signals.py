@@ -13,11 +13,13 @@ One answer carries, for the hours ``[since, until]``:
 
 ``market`` narrows all three to one market. The same feed is what
 ``dropprice signals`` prints and exports (:func:`build_feed`, :func:`load_events`).
-It answers to any key (``pos`` and up), like the intensity endpoint.
+It answers to any key (``pos`` and up), like the intensity endpoint, and reuses an
+answer for the same hours, market and history for ``DROPPRICE_INTENSITY_CACHE_S``.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -52,6 +54,9 @@ MAX_SPAN_HOURS = 7 * 24
 DEFAULT_HISTORY_HOURS = 21 * 24
 """Hours of events the detectors read by default (three weeks of baselines)."""
 _IDENT = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+_CACHE: dict[tuple[Any, ...], tuple[float, SignalsOut]] = {}
+"""Answers reused for ``DROPPRICE_INTENSITY_CACHE_S`` (same hours, market, history)."""
+_CACHE_SIZE = 64
 _NUMERIC = ("quantity", "unit_price", "reach", "count", "weight")
 _COLUMNS = ("event_id", "ts", "type", "sku", "market", *_NUMERIC, "creator")
 
@@ -269,6 +274,17 @@ def get_signals(
             },
         )
     window = runtime.intensity_window_hours
+    key = (
+        id(runtime),
+        pd.Timestamp(since_ts).floor("h"),
+        pd.Timestamp(until_ts).floor("h"),
+        market,
+        history_hours,
+        window,
+    )
+    cached = _CACHE.get(key)
+    if cached is not None and time.monotonic() - cached[0] < runtime.settings.intensity_cache_s:
+        return cached[1]
     lead = max(history_hours, span + window)
     events = load_events(runtime.store, since=until_ts - timedelta(hours=lead))
     feed = build_feed(
@@ -280,7 +296,7 @@ def get_signals(
         history_hours=history_hours,
         lookups=load_store_lookups(runtime.store),
     )
-    return SignalsOut(
+    out = SignalsOut(
         since=_iso(pd.Timestamp(since_ts).floor("h")),
         until=_iso(pd.Timestamp(until_ts).floor("h")),
         market=market,
@@ -292,3 +308,7 @@ def get_signals(
         detections=[DetectionOut(**d) for d in feed["detections"]],
         computed_at=_iso(now),
     )
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = (time.monotonic(), out)
+    return out
