@@ -208,25 +208,47 @@ def test_service_sigkill_mid_batch_each_event_all_or_nothing(env: ReliabilityEnv
     FIGURES.add(sales_attempted=len(outcomes), sales_accepted=len(outcomes))
 
 
-def test_redis_paused_reads_fall_back_within_budget(env: ReliabilityEnv) -> None:
-    """A hung Redis (SIGSTOP): reads answer from the process, sales answer 503 in the budget
-    (``DROPPRICE_REDIS_TIMEOUT_MS``, 250 ms), well before the client's own timeout;
-    everything resumes on SIGCONT."""
+@pytest.mark.parametrize("slowdown", ["sigstop", "debug_sleep"])
+def test_slow_redis_reads_fall_back_within_budget(env: ReliabilityEnv, slowdown: str) -> None:
+    """A hung Redis (SIGSTOP, or ``DEBUG SLEEP`` blocking every client): reads keep
+    answering from the process and are marked ``stale``, sales answer 503 + Retry-After
+    within the Redis budget (``DROPPRICE_REDIS_TIMEOUT_MS``, 250 ms) rather than at the
+    client's own timeout (4 s here, so a hang fails the test); all resumes afterwards."""
     svc, faulty_redis = env.service, env.redis
-    client_timeout = 4.0
+    sku = "REL-S"
     with httpx.Client(base_url=svc.base_url, headers={"X-API-Key": POS_KEY},
-                      timeout=client_timeout) as client:
-        before = _price(client, "REL-S")
-        faulty_redis.pause()
+                      timeout=4.0) as client:
+        before = _price(client, sku)
+        units = before["inventory"]
+        sleeper = None
+        if slowdown == "sigstop":
+            faulty_redis.pause()
+        else:
+            sleeper = faulty_redis.sleep(3.0)
+            time.sleep(0.1)  # let DEBUG SLEEP reach the server
+        refused_event = sale_event(sku)
         try:
-            reads = [_price(client, "REL-S") for _ in range(5)]
-            sale = client.post("/v1/events", json={"events": [sale_event("REL-S")]})
-            FIGURES.add(requests_sent=6)
+            sale = client.post("/v1/events", json={"events": [refused_event]})
+            reads = [_price(client, sku) for _ in range(5)]
+            stale = wait_for(lambda: _price(client, sku)["source"] == "stale", timeout=2.5)
+            FIGURES.add(requests_sent=7)
         finally:
-            faulty_redis.resume()
-        assert all(r["price"] == before["price"] for r in reads)
+            if slowdown == "sigstop":
+                faulty_redis.resume()
+        if sleeper is not None:
+            sleeper.join(10)
         assert sale.status_code == 503, sale.text
         assert int(sale.headers["retry-after"]) >= 1
-        after = client.post("/v1/events", json={"events": [sale_event("REL-S")]})
+        assert all(r["price"] == before["price"] for r in reads)
+        assert stale, "reads were never marked stale while Redis hung"
+        FIGURES.add(stale_reads=sum(r["source"] == "stale" for r in reads))
+        # Retried with the same event_id once Redis answers, the sale counts exactly once
+        # (whether or not the hung server ran it when it woke up).
+        after = client.post("/v1/events", json={"events": [refused_event]})
+        FIGURES.add(requests_sent=1, sales_attempted=1, sales_accepted=1, sales_retried=1)
         assert after.status_code == 200
-        assert wait_for(lambda: _price(client, "REL-S")["inventory"] == 49, timeout=5)
+        result = after.json()["results"][0]
+        assert result["status"] == "accepted" or (
+            result["status"] == "duplicate" and result["first_status"] == "accepted"), result
+        assert wait_for(lambda: _price(client, sku)["source"] != "stale", timeout=10)
+        assert wait_for(lambda: _price(client, sku)["inventory"] == units - 1, timeout=5)
