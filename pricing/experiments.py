@@ -366,7 +366,7 @@ def experiment_report(
         >>> from pricing.synthetic import ArmEffect, simulate_event_stream
         >>> s = simulate_event_stream(key=0, hours=72, plant=(ArmEffect("b", ("queens", "harlem", "newark"), 1.5),))
         >>> rep = experiment_report(s.events, s.lookups, arms=s.truth.arms, n_boot=200)
-        >>> rep.difference("units_per_cluster")["difference"] > 0
+        >>> bool(rep.difference("units_per_cluster")["difference"] > 0)
         True
     """
     if n_boot < 100:
