@@ -165,12 +165,14 @@ def write_config_dir(root: Path, skus: dict[str, int], *, list_price: float = 20
     return root
 
 
-def service_env(redis_url: str, config_dir: Path, **extra: str) -> dict[str, str]:
-    """Environment for a service process: real keys, the given Redis and configs."""
+def service_env(redis_url: str | None, config_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for a service process: real keys, the given Redis (``None``: the
+    embedded one) and configs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DROPPRICE_")}
+    if redis_url:
+        env["DROPPRICE_REDIS_URL"] = redis_url
     env.update(
         {
-            "DROPPRICE_REDIS_URL": redis_url,
             "DROPPRICE_CONFIG_DIR": str(config_dir),
             "DROPPRICE_API_KEYS": json.dumps(
                 {hash_api_key(POS_KEY): "pos", hash_api_key(OPERATOR_KEY): "operator",
@@ -192,18 +194,26 @@ class ServiceProcess:
     def __init__(
         self,
         *,
-        redis_url: str,
+        redis_url: str | None,
         config_dir: Path,
         log_path: Path,
         workers: int = 2,
         env: dict[str, str] | None = None,
+        data_dir: Path | None = None,
     ) -> None:
+        self.data_dir = data_dir
         self.port = free_port()
         self.redis_url = redis_url
         self.config_dir = config_dir
         self.workers = workers
         self.log_path = log_path
         self.env = env or service_env(redis_url, config_dir)
+
+    def embedded_redis_url(self) -> str:
+        """URL of the embedded redis-server, as the service logged it at startup."""
+        marks = [line for line in self.logs().splitlines() if "embedded redis-server at" in line]
+        assert marks, "the service did not start an embedded redis-server"
+        return marks[-1].split("embedded redis-server at ")[1].split(",")[0].strip()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -215,9 +225,13 @@ class ServiceProcess:
             sys.executable, "-m", "service.cli", "serve",
             "--host", "127.0.0.1", "--port", str(self.port),
             "--workers", str(self.workers),
-            "--redis-url", self.redis_url,
             "--config-dir", str(self.config_dir),
         ]
+        if self.redis_url:
+            cmd += ["--redis-url", self.redis_url]
+        else:  # the embedded, persistent redis-server under --data-dir
+            assert self.data_dir is not None
+            cmd += ["--data-dir", str(self.data_dir)]
         log = self.log_path.open("ab")
         log_offset = log.tell()
         self.process = subprocess.Popen(

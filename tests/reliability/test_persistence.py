@@ -27,6 +27,9 @@ from reliability_harness import (
     POS_KEY,
     FaultyRedis,
     ReliabilityEnv,
+    ServiceProcess,
+    sale_event,
+    service_env,
     wait_for,
     write_config_dir,
 )
@@ -222,3 +225,51 @@ def test_publisher_killed_mid_publish_readers_keep_previous_version(
             store.close()
         _publish(faulty_redis.url, "v-next", n_skus, 41, 12)
         assert wait_for(lambda: versions_served() == {"v-next"}, timeout=10)
+
+
+def test_embedded_redis_of_dropprice_serve_survives_a_restart(tmp_path: Path) -> None:
+    """``dropprice serve`` without ``--redis-url`` runs its own persistent Redis: stopping
+    and starting the service keeps inventory, the live surface version, idempotency
+    records and pending (unacknowledged) events."""
+    skus = {"EMB-1": 30}
+    config_dir = write_config_dir(tmp_path / "configs", skus)
+    data_dir = tmp_path / "data"
+    svc = ServiceProcess(redis_url=None, config_dir=config_dir, data_dir=data_dir,
+                         log_path=tmp_path / "embedded.log", workers=1,
+                         env=service_env(None, config_dir))
+    sales = [sale_event("EMB-1", quantity=q) for q in (1, 2, 3)]
+    try:
+        svc.start()
+        url = svc.embedded_redis_url()
+        with httpx.Client(base_url=svc.base_url, headers={"X-API-Key": POS_KEY}) as client:
+            r = client.post("/v1/events", json={"events": sales})
+            assert [x["status"] for x in r.json()["results"]] == ["accepted"] * 3
+            FIGURES.add(requests_sent=1, sales_attempted=3, sales_accepted=3)
+        store = PriceStore(connect(url, timeout=2.0))
+        try:
+            store.publish_surfaces("emb-v1", {("EMB-1", MARKET): _surface(31, 8, 15.0)})
+            store.ensure_group("refit")
+            assert len(store.read_events("refit", "worker-1")) == 3  # delivered, not acked
+        finally:
+            store.close()
+        svc.stop()
+        FIGURES.fault("embedded_redis_restart")
+        assert svc.process is not None and svc.process.poll() is not None
+
+        svc.start()
+        url = svc.embedded_redis_url()
+        with httpx.Client(base_url=svc.base_url, headers={"X-API-Key": POS_KEY}) as client:
+            price = client.get("/v1/prices/EMB-1", params={"market": MARKET}).json()
+            assert price["inventory"] == 30 - 6
+            assert price["version"] == "emb-v1" and price["source"] == "surface"
+            replay = client.post("/v1/events", json={"events": sales})
+            assert [x["status"] for x in replay.json()["results"]] == ["duplicate"] * 3
+            FIGURES.add(requests_sent=2)
+        store = PriceStore(connect(url, timeout=2.0))
+        try:
+            assert store.get_inventory("EMB-1", MARKET) == 24
+            assert int(store.client.xpending(keys.events("EMB-1"), "refit")["pending"]) == 3
+        finally:
+            store.close()
+    finally:
+        svc.stop()
