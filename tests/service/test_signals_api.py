@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -144,6 +145,19 @@ def test_feed_carries_index_rollup_and_a_planted_regional_spike(client: AppClien
     ).json()
     assert {row["market"] for row in only["index"]} == {"bk"}
     assert only["detections"] == []
+    # The CLI reads the same events from Redis and finds the same.
+    from typer.testing import CliRunner
+
+    from service.cli import app as cli
+
+    result = CliRunner().invoke(
+        cli,
+        ["signals", "--redis-url", client.app.state.service.settings.redis_url,
+         "--since", wide["since"], "--until", wide["until"], "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    feed = json.loads(result.stdout)
+    assert [(d["archetype"], d["market"]) for d in feed["detections"]] == [("regional_spike", "qn")]
 
 
 def test_signals_refuse_a_span_too_long_or_reversed(client: AppClient) -> None:
