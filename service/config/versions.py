@@ -253,7 +253,7 @@ class ConfigStore:
         if sync_catalog:
             before = current.bundle if current is not None else served
             gone = _skus(before) - _skus(bundle) if before is not None else set()
-            self.sync_catalog(bundle, removed=gone)
+            self.sync_catalog(bundle, removed=gone, previous=current.bundle if current else None)
         return AppliedConfig(n, True, tuple(changes), _text(result[1]))
 
     def rollback(self, *, actor: str, to_version: int | None = None) -> AppliedConfig:
@@ -281,14 +281,24 @@ class ConfigStore:
             extra_detail={"restored": target_num},
         )
 
-    def sync_catalog(self, bundle: ConfigBundle, *, removed: set[str] | None = None) -> int:
-        """Refresh every SKU's catalog entry and seed counters that do not exist yet.
+    def sync_catalog(
+        self,
+        bundle: ConfigBundle,
+        *,
+        removed: set[str] | None = None,
+        previous: ConfigBundle | None = None,
+    ) -> int:
+        """Refresh catalog entries and seed counters that do not exist yet.
 
         Args:
             bundle: the config going live.
             removed: SKUs the previous version sold and this one does not: their
                 catalog entries are withdrawn so no process serves them any longer
                 (their counters, streams and surfaces stay for audit and re-fits).
+            previous: the version this one replaces; entries it already registered
+                unchanged are not written again (a one-field edit of a 1,000-SKU
+                catalogue writes one entry). Every service process still re-registers
+                the whole catalog when it reloads, which repairs any gap.
 
         Returns:
             The number of inventory counters newly seeded.
@@ -299,25 +309,37 @@ class ConfigStore:
         for code in sorted(removed or ()):
             self.client.delete(keys.sku_meta(code))
             self.client.srem(keys.sku_index(), code)
-        seeded = 0
-        for drop in bundle.drops:
-            for sku in drop.skus:
-                found = bundle.find_sku(sku.sku)
-                if found is None or found[0].id != drop.id:
-                    continue  # a later drop sells this SKU: its entry wins
-                store.register_sku(
-                    SkuMeta(
-                        sku=sku.sku,
-                        list_price=sku.list_price,
-                        currency=bundle.currency_for(sku),
-                        markets=tuple(sku.inventory),
-                        drop_id=drop.id,
-                        name=sku.name,
-                    )
-                )
-                for market, units in sku.inventory.items():
-                    seeded += bool(store.seed_inventory(sku.sku, market, units))
+        before = _catalog(previous) if previous is not None else {}
+        entries = []
+        for sku, (meta, inventory) in _catalog(bundle).items():
+            old = before.get(sku)
+            if old is not None and old[0] == meta:
+                continue  # same entry and markets: registered and seeded already
+            fresh = {m: n for m, n in inventory.items() if old is None or m not in old[1]}
+            entries.append((SkuMeta(sku, *meta), fresh))
+        seeded, _ = store.register_catalog(entries)
         return seeded
+
+
+def _catalog(
+    bundle: ConfigBundle,
+) -> dict[str, tuple[tuple[float, str, tuple[str, ...], str, str], dict[str, int]]]:
+    """SKU -> (catalog fields after ``sku``, inventory per market); a later drop wins."""
+    out = {}
+    for drop in bundle.drops:
+        for sku in drop.skus:
+            found = bundle.find_sku(sku.sku)
+            if found is None or found[0].id != drop.id:
+                continue
+            meta = (
+                sku.list_price,
+                bundle.currency_for(sku),
+                tuple(sku.inventory),
+                drop.id,
+                sku.name,
+            )
+            out[sku.sku] = (meta, dict(sku.inventory))
+    return out
 
 
 def live_bundle(client: Any, config_dir: Path | str | None = None) -> ConfigBundle:

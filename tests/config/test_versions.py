@@ -118,6 +118,21 @@ def test_apply_registers_the_catalog_and_seeds_only_new_counters(
     assert prices.get_inventory("A-2", "jersey-city") == 5
     meta = prices.catalog(["A-3"])["A-3"]
     assert (meta.list_price, meta.drop_id, meta.markets) == (10.0, "ny-popup", ("jersey-city",))
+    # A new market for A-3 and a new price: the entry is rewritten, the new pair seeded,
+    # the live counters untouched.
+    bundle = load_config_dir(write_tree())
+    drop, a3 = bundle.find_sku("A-3")  # type: ignore[misc]
+    a3 = a3.model_copy(update={"list_price": 11.0, "inventory": {"jersey-city": 50, "nyc": 4}})
+    prices.set_inventory("A-3", "jersey-city", 17)
+    skus = tuple(a3 if s.sku == "A-3" else s for s in drop.skus)
+    assert store.apply(
+        bundle.with_drops([drop.model_copy(update={"skus": skus})]), actor="b"
+    ).changed
+    meta = prices.catalog(["A-3"])["A-3"]
+    assert (meta.list_price, meta.markets) == (11.0, ("jersey-city", "nyc"))
+    assert prices.get_inventory("A-3", "nyc") == 4
+    assert prices.get_inventory("A-3", "jersey-city") == 17
+    assert prices.get_inventory("A-1", "nyc") == 3
 
 
 def test_live_config_reloads_on_apply_without_restart(client: Any, write_tree: WriteTree) -> None:
