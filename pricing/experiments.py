@@ -246,18 +246,34 @@ class ExperimentReport:
 
     def __str__(self) -> str:
         lines = [f"experiment {self.drop_id or '(drop)'}: control arm {self.control!r}"]
+
+        def pct(x: float) -> str:
+            return f"{x:6.1%}" if np.isfinite(x) else "   n/a"
+
         for r in self.arms.itertuples(index=False):
             lines.append(
                 f"  {r.arm:12s} revenue {r.revenue:12.2f}  units {r.units:8.0f}  "
-                f"sell-through {r.sell_through:6.1%}  avg price {r.avg_price:8.2f}  "
-                f"conversion {r.conversion:6.1%}  returns {r.returns_rate:6.1%}"
+                f"sell-through {pct(r.sell_through)}  avg price {r.avg_price:8.2f}  "
+                f"conversion {pct(r.conversion)}  returns {pct(r.returns_rate)}"
             )
-        pct = int(round(100 * self.level))
+        level = int(round(100 * self.level))
         for r in self.differences.itertuples(index=False):
+            if not np.isfinite(r.difference):
+                lines.append(f"  {r.arm} − {self.control}: {r.metric:20s} n/a (no data)")
+                continue
             lines.append(
                 f"  {r.arm} − {self.control}: {r.metric:20s} {r.difference:+.4g} "
-                f"[{r.ci_low:+.4g}, {r.ci_high:+.4g}] ({pct}% CI, p={r.p_value:.3f})"
+                f"[{r.ci_low:+.4g}, {r.ci_high:+.4g}] ({level}% CI, p={r.p_value:.3f})"
             )
+        fastest = self.returns_velocity.sort_values("returns_per_day", ascending=False).head(5)
+        if len(fastest) and fastest["returned"].sum() > 0:
+            lines.append("  fastest returns (units/day):")
+            for v in fastest.itertuples(index=False):
+                if v.returned > 0:
+                    lines.append(
+                        f"    {v.sku:16s} {v.arm:12s} {v.returns_per_day:8.2f}/day "
+                        f"({v.returns_rate:.1%} of {v.units:.0f} sold)"
+                    )
         return "\n".join(lines)
 
 
