@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from pricing import ElasticityFit, fit_elasticity
 from pricing._panel_sim import simulate_demand_panel
 from pricing.exceptions import InputError
-from pricing.model import _cell_terms, _Data, _Static
+from pricing.model import _cell_terms, _Data, _log_survival, _log_survival_counts, _Static
 
 
 @pytest.fixture
@@ -154,7 +154,17 @@ def test_censored_derivatives_match_autodiff(x64: None) -> None:
         theta0=jnp.zeros((1, 2)),
         shared0=jnp.zeros(24),
     )
-    st_ = _Static(2, 0, False, True, False, 1, 1, 1e-12)
+    st_ = _Static(
+        n_params=2,
+        n_cov=0,
+        profile=False,
+        censored=True,
+        count_kmax=0,
+        empirical_bayes=False,
+        n_groups=1,
+        max_iter=1,
+        tol=1e-12,
+    )
 
     def total(e: jax.Array) -> jax.Array:
         return jnp.sum(_cell_terms(e.reshape(1, 5), data, st_)[0])
@@ -168,6 +178,19 @@ def test_censored_derivatives_match_autodiff(x64: None) -> None:
 
     want = -np.log(poisson.sf(np.array(y[0]) - 1, np.exp(np.array(eta[0]))))
     np.testing.assert_allclose(_cell_terms(eta, data, st_)[0][0], want, rtol=1e-9)
+    # The finite-sum path for integer counts gives the same terms.
+    fast = jax.jit(lambda e: _cell_terms(e, data, st_._replace(count_kmax=24)))(eta)
+    for a, b in zip(fast, _cell_terms(eta, data, st_), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9)
+
+
+@pytest.mark.parametrize("kmax", [8, 64])
+def test_finite_sum_survival_equals_gammainc(x64: None, kmax: int) -> None:
+    y, lam = np.meshgrid(np.arange(1, kmax + 1.0), np.geomspace(1e-3, 400.0, 300))
+    y, lam = jnp.asarray(y.ravel()), jnp.asarray(lam.ravel())
+    fast = jax.jit(_log_survival_counts, static_argnums=2)(y, lam, kmax)
+    ref = _log_survival(y, lam)
+    np.testing.assert_allclose(fast, ref, rtol=1e-9, atol=1e-12)
 
 
 # ---------------------------------------------------------------- censoring
