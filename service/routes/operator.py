@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.audit import read_audit
 from service.auth import Caller
 from service.config.checks import bundle_problems, merge_problems
-from service.config.live import LiveConfig
+from service.config.live import LiveConfig, close_client
 from service.config.loader import ConfigIssue, parse_drop
 from service.config.models import ConfigBundle, DropConfig, Guardrails
 from service.config.versions import ConfigStore
@@ -78,7 +78,7 @@ async def config_watch(app: FastAPI) -> AsyncIterator[None]:
     finally:
         live.stop()
         del app.state.live_config
-        client.close()
+        close_client(client)
 
 
 router = APIRouter(tags=["operator"], lifespan=config_watch)
