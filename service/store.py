@@ -263,6 +263,10 @@ class PublishResult(NamedTuple):
     evicted: tuple[str, ...]
 
 
+_EVENTS_PER_CALL = 200
+"""Events per script call: bounds how long one call holds Redis (about 2 ms)."""
+
+
 def _script_source(name: str) -> str:
     return (Path(__file__).parent / "lua" / f"{name}.lua").read_text()
 
@@ -309,7 +313,7 @@ class PriceStore:
         self.dedupe_ttl_ms = dedupe_ttl_s * 1000
         self.stream_maxlen = stream_maxlen
         self.keep_versions = keep_versions
-        self._record_event: Script = client.register_script(_script_source("record_event"))
+        self._record_events: Script = client.register_script(_script_source("record_events"))
         self._set_inventory: Script = client.register_script(_script_source("set_inventory"))
         self._swap_live: Script = client.register_script(_script_source("swap_live"))
         self._evict: Script = client.register_script(_script_source("evict_surface"))
@@ -430,7 +434,9 @@ class PriceStore:
     def record_events(self, events: Sequence[EventRecord]) -> list[EventOutcome]:
         """Apply events atomically one by one (dedupe, price, inventory, stream).
 
-        The scripts are pipelined: one round trip per node for the whole batch.
+        Events go to Redis in groups (``record_events.lua``: on a cluster one group
+        per SKU, on a single node the batch in order, up to 200 events a call), and
+        the groups are pipelined: one round trip per node for the whole batch.
         Each event is all-or-nothing; if Redis fails mid-batch
         :class:`StoreUnavailable` is raised and a retry with the same event ids
         applies exactly the events that had not been applied (the rest report
@@ -438,31 +444,46 @@ class PriceStore:
         """
         if not events:
             return []
+        groups: dict[str, list[int]] = {}
+        for i, ev in enumerate(events):
+            # One hash slot per script call on a cluster: group by SKU. A single node
+            # takes the batch in order, in chunks.
+            group = ev.sku if self.cluster else ""
+            groups.setdefault(group, []).append(i)
         calls: list[tuple[Script, list[str], list[Any]]] = []
-        for ev in events:
-            args: list[Any] = [
-                ev.kind,
-                int(ev.quantity),
-                self.dedupe_ttl_ms,
-                "" if ev.quoted_price is None else repr(float(ev.quoted_price)),
-                "" if ev.list_price is None else repr(float(ev.list_price)),
-                ev.market,
-                keys.surface_prefix(ev.sku),
-                self.stream_maxlen,
-                keys.UPDATES_CHANNEL,
-                ev.sku,
-            ]
-            for name, value in ev.fields.items():
-                args += [name, value]
-            event_keys = [
-                keys.seen(ev.sku, ev.event_id),
-                keys.inventory(ev.sku, ev.market),
-                keys.events(ev.sku),
-                keys.live(ev.sku),
-            ]
-            calls.append((self._record_event, event_keys, args))
+        order: list[int] = []
+        for members in groups.values():
+            for lo in range(0, len(members), _EVENTS_PER_CALL):
+                chunk = members[lo : lo + _EVENTS_PER_CALL]
+                script_keys: list[str] = []
+                args: list[Any] = [self.dedupe_ttl_ms, self.stream_maxlen, keys.UPDATES_CHANNEL]
+                for i in chunk:
+                    ev = events[i]
+                    script_keys += [
+                        keys.seen(ev.sku, ev.event_id),
+                        keys.inventory(ev.sku, ev.market),
+                        keys.events(ev.sku),
+                        keys.live(ev.sku),
+                    ]
+                    args += [
+                        ev.kind,
+                        int(ev.quantity),
+                        "" if ev.quoted_price is None else repr(float(ev.quoted_price)),
+                        "" if ev.list_price is None else repr(float(ev.list_price)),
+                        ev.market,
+                        keys.surface_prefix(ev.sku),
+                        ev.sku,
+                        len(ev.fields),
+                    ]
+                    for name, value in ev.fields.items():
+                        args += [name, value]
+                calls.append((self._record_events, script_keys, args))
+                order += chunk
         with unavailable_as_domain_error("recording events"):
-            replies = self._run_scripts(calls)
+            grouped = self._run_scripts(calls)
+        replies: list[Any] = [None] * len(events)
+        for i, reply in zip(order, (r for g in grouped for r in g), strict=True):
+            replies[i] = reply
         out = []
         for ev, reply in zip(events, replies, strict=True):
             status, first, price, units, stream_id, version = (_text(x) for x in reply)

@@ -1,0 +1,95 @@
+-- Record a group of events atomically, one after the other, each exactly as
+-- record_event.lua would (dedupe, price, inventory, stream, notice). One call
+-- carries many events so a batch costs one script dispatch per group, not one
+-- per event; on a cluster a group holds the events of one SKU (one hash slot).
+--
+-- KEYS: four per event, in order: seen, inv, events stream, live (see record_event.lua)
+-- ARGV[1] idempotency ttl in ms, ARGV[2] approximate stream MAXLEN, ARGV[3] channel,
+-- then per event: kind, quantity, quoted price or '', list price or '', market,
+-- surface key prefix, sku, n (number of stream fields), then n field, value pairs.
+--
+-- Returns one {status, first_status, unit_price, units_left, stream_id, version}
+-- per event, in order.
+
+local ttl, maxlen, channel = ARGV[1], ARGV[2], ARGV[3]
+
+local function record(k_seen, k_inv, k_events, k_live, kind, qty, quoted, list_price,
+                      market, prefix, sku, first_field, n_fields)
+  local seen = redis.call('GET', k_seen)
+  if seen then
+    local parts = {}
+    for part in string.gmatch(seen, '([^\t]*)\t?') do
+      parts[#parts + 1] = part
+    end
+    return {'duplicate', parts[1] or '', parts[2] or '', parts[3] or '', parts[4] or '', parts[5] or ''}
+  end
+  local raw_units = redis.call('GET', k_inv)
+  local units = -1
+  if raw_units then units = tonumber(raw_units) end
+  local version = redis.call('HGET', k_live, market) or ''
+  local function remember(status, price, left, id)
+    redis.call('SET', k_seen, status .. '\t' .. price .. '\t' .. left .. '\t' .. id .. '\t' .. version,
+               'PX', ttl)
+    return {status, status, price, left, id, version}
+  end
+  local price = ''
+  if kind == 'sale' then
+    if units < 0 then
+      return remember('no_inventory', '', '', '')
+    end
+    if units < qty then
+      return remember('sold_out', '', tostring(units), '')
+    end
+    if quoted ~= '' then
+      price = quoted
+    else
+      if version ~= '' then
+        local header = prefix .. version .. ':' .. market
+        local h = redis.call('HMGET', header, 'rows', 'cols', 'period_start_ms', 'period_ms')
+        if h[1] then
+          local rows, cols = tonumber(h[1]), tonumber(h[2])
+          local now = redis.call('TIME')
+          local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+          local t = math.floor((now_ms - tonumber(h[3])) / tonumber(h[4]))
+          if t < 0 then t = 0 end
+          if t > cols - 1 then t = cols - 1 end
+          local n = units
+          if n > rows - 1 then n = rows - 1 end
+          local offset = (n * cols + t) * 8
+          local cell = redis.call('GETRANGE', header .. ':p', offset, offset + 7)
+          if string.len(cell) == 8 then
+            price = string.format('%.17g', struct.unpack('<d', cell))
+          end
+        end
+      end
+      if price == '' then price = list_price end
+    end
+    units = redis.call('DECRBY', k_inv, qty)
+  elseif kind == 'return' or kind == 'restock' then
+    units = redis.call('INCRBY', k_inv, qty)
+  end
+  local fields = {'kind', kind, 'charged_price', price, 'units_left', tostring(units),
+                  'version', version}
+  for j = first_field, first_field + 2 * n_fields - 1 do
+    fields[#fields + 1] = ARGV[j]
+  end
+  local id = redis.call('XADD', k_events, 'MAXLEN', '~', maxlen, '*', unpack(fields))
+  if kind ~= 'signal' then
+    redis.call('PUBLISH', channel, 'inv\t' .. sku .. '\t' .. market .. '\t' .. tostring(units))
+  end
+  local left = ''
+  if units >= 0 then left = tostring(units) end
+  return remember('accepted', price, left, id)
+end
+
+local results = {}
+local a = 4
+for i = 0, #KEYS / 4 - 1 do
+  local n_fields = tonumber(ARGV[a + 7])
+  results[#results + 1] = record(
+    KEYS[4 * i + 1], KEYS[4 * i + 2], KEYS[4 * i + 3], KEYS[4 * i + 4],
+    ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5],
+    ARGV[a + 6], a + 8, n_fields)
+  a = a + 8 + 2 * n_fields
+end
+return results
