@@ -1,12 +1,21 @@
--- Record a group of events atomically, one after the other, each exactly as
--- record_event.lua would (dedupe, price, inventory, stream, notice). One call
--- carries many events so a batch costs one script dispatch per group, not one
--- per event; on a cluster a group holds the events of one SKU (one hash slot).
+-- Record a group of events atomically, one after the other. One call carries
+-- many events so a batch costs one script dispatch per group, not one per event;
+-- on a cluster a group holds the events of one SKU (one hash slot).
 --
--- KEYS: four per event, in order: seen, inv, events stream, live (see record_event.lua)
+-- Per event: dedupe by event_id (a replay returns 'duplicate' with the first
+-- outcome); a sale is refused 'sold_out' when fewer units are left (or
+-- 'no_inventory' without a counter), else charged the quoted price when one is
+-- given, else the live surface's cell at (units left before the sale, period now),
+-- else the list price, and the counter is decremented; a return or restock
+-- increments it; the event is appended to the SKU's stream, the new count is
+-- published on the update channel, and the outcome is remembered for the ttl.
+--
+-- KEYS: four per event, in order:
+--   dp:{sku}:seen:<event_id>, dp:{sku}:inv:<market>, dp:{sku}:events, dp:{sku}:live
 -- ARGV[1] idempotency ttl in ms, ARGV[2] approximate stream MAXLEN, ARGV[3] channel,
--- then per event: kind, quantity, quoted price or '', list price or '', market,
--- surface key prefix, sku, n (number of stream fields), then n field, value pairs.
+-- then per event: kind (sale | return | restock | signal), quantity, quoted price or
+-- '', list price or '', market, surface key prefix dp:{sku}:surface:, sku,
+-- n (number of stream fields), then n field, value pairs.
 --
 -- Returns one {status, first_status, unit_price, units_left, stream_id, version}
 -- per event, in order.
