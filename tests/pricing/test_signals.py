@@ -10,6 +10,7 @@ tests below pin a handful of those seeds.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -302,3 +303,22 @@ def test_hourly_price_is_the_lookup_weighted_mean_of_served_prices():
     panel = build_signal_panel(events, lookups)
     assert panel.price[0].tolist() == [pytest.approx(11.0), 12.0]
     assert panel.lookups[0].tolist() == [4.0, 2.0]
+
+
+@pytest.mark.timeout(300)
+def test_the_signals_notebook_runs():
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    root = Path(__file__).resolve().parents[2]
+    nb = nbformat.read(root / "notebooks" / "signals_and_experiments.ipynb", as_version=4)
+    nbclient.NotebookClient(
+        nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(root)}}
+    ).execute()
+    text = "".join(
+        o.get("text", "") + o.get("data", {}).get("text/plain", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+    )
+    assert "regional_spike market=queens" in text
+    assert "no detection on the control stream" in text
