@@ -93,6 +93,13 @@ def test_known_demand_difference_is_recovered_within_the_interval():
 
 
 def test_aa_experiment_rarely_finds_a_difference():
+    metrics = (
+        "revenue_per_cluster",
+        "units_per_cluster",
+        "conversion",
+        "avg_price",
+        "returns_rate",
+    )
     false_alarms = 0
     n = 30
     for seed in range(n):
@@ -100,10 +107,11 @@ def test_aa_experiment_rarely_finds_a_difference():
             key=100 + seed, hours=7 * 24, plant=(ArmEffect("b", TREATED, 1.0),)
         )
         rep = experiment_report(s.events, s.lookups, arms=s.truth.arms, n_boot=500, key=seed)
-        for metric in ("units_per_cluster", "conversion", "avg_price"):
+        for metric in metrics:
             d = rep.difference(metric, "b")
             false_alarms += not (d["ci_low"] <= 0.0 <= d["ci_high"])
-    assert false_alarms <= 0.12 * 3 * n
+    # Nominal 5 %; percentile intervals over 15 clusters per arm run a little narrow.
+    assert false_alarms <= 0.12 * len(metrics) * n
 
 
 def test_price_experiment_on_the_drop_simulator_recovers_the_true_difference():
