@@ -124,6 +124,7 @@ def solve_surfaces(
     unit_cost: float | np.ndarray = 0.0,
     salvage: float | np.ndarray = 0.0,
     tail: float = 1e-9,
+    chunk_rows: int | None = 1024,
 ) -> Surfaces:
     """Solve the finite-horizon, finite-inventory pricing DP for every row at once.
 
@@ -141,6 +142,8 @@ def solve_surfaces(
             ``(p − c) · units``; 0 maximises revenue.
         salvage: value per unit left after the last period, scalar or ``[S]``.
         tail: demand truncation mass (see :func:`demand_truncation`).
+        chunk_rows: rows solved per compiled call (``None``: all at once); results do not
+            depend on it.
 
     Returns:
         :class:`Surfaces` with ``price [S, N+1, T]``, ``value [S, N+1, T+1]`` and the ladder
@@ -205,14 +208,32 @@ def solve_surfaces(
     rates_sorted = np.take_along_axis(rates_np, order[:, None, :], axis=2)
 
     dtype = jnp.result_type(float)
-    price, value, idx_sorted = _solve(
-        jnp.asarray(rates_sorted, dtype=dtype),
-        jnp.asarray(prices_sorted, dtype=dtype),
-        jnp.asarray(cost, dtype=dtype),
-        jnp.asarray(salv, dtype=dtype),
-        n_max=n_max,
-        d_max=d_max,
-    )
+    # Solve in blocks of rows: one compiled shape, and a working set that stays in cache
+    # (the per-period convolution touches [rows, N+1, d_max+1] and [rows, N+1, K]).
+    block = s if chunk_rows is None else max(1, min(int(chunk_rows), s))
+    parts = []
+    for start in range(0, s, block):
+        stop = min(start + block, s)
+        pad = block - (stop - start)
+        pad_rows = ((0, pad),) + ((0, 0),) * 2
+        parts.append(
+            _solve(
+                jnp.asarray(np.pad(rates_sorted[start:stop], pad_rows), dtype=dtype),
+                jnp.asarray(
+                    np.pad(prices_sorted[start:stop], pad_rows[:2], mode="edge"), dtype=dtype
+                ),
+                jnp.asarray(np.pad(cost[start:stop], (0, pad)), dtype=dtype),
+                jnp.asarray(np.pad(salv[start:stop], (0, pad)), dtype=dtype),
+                n_max=n_max,
+                d_max=d_max,
+            )
+        )
+    if len(parts) == 1:
+        price, value, idx_sorted = (a[:s] for a in parts[0])
+    else:
+        price, value, idx_sorted = (
+            jnp.concatenate([p[i] for p in parts], axis=0)[:s] for i in range(3)
+        )
     index = jnp.take_along_axis(
         jnp.asarray(order, dtype=jnp.int32), idx_sorted.reshape(s, -1), axis=1
     ).reshape(idx_sorted.shape)

@@ -242,8 +242,11 @@ class EngineSettings(_Frozen):
 
     refit_every_hours: int = Field(default=12, ge=1)
     """Re-fit cadence inside a window (also re-fits when a window opens)."""
-    warmup_hours: int = Field(default=6, ge=1)
+    warmup_hours: int = Field(default=6, ge=0)
     """Hours of price exploration around the list price before the first fit."""
+    history_hours: int = Field(default=0, ge=0, le=24 * 28)
+    """Hours of ordinary sales the engine saw before the drop (no events, stock
+    replenished, prices cycling through ``warmup_multipliers``): its pre-drop panel."""
     warmup_multipliers: tuple[Positive, ...] = (0.8, 1.0, 1.25)
     """Multiples of the list price cycled during warm-up."""
     ladder_size: int = Field(default=16, ge=2, le=64)
@@ -260,6 +263,10 @@ class EngineSettings(_Frozen):
     @model_validator(mode="after")
     def _spread(self) -> EngineSettings:
         _check_range("ladder_spread", self.ladder_spread, 0.01, 100)
+        if self.warmup_hours == 0 and self.history_hours == 0:
+            raise ValueError(
+                "warmup_hours must be >= 1 when history_hours is 0 (the first fit needs data)"
+            )
         return self
 
 

@@ -347,6 +347,8 @@ class EnginePolicy(_SurfacePolicy):
         prior_sd: float,
         use_intensity: bool = True,
         compiled_fit_max_rows: int = 200,
+        history_hours: int = 0,
+        rng: np.random.Generator | None = None,
         fitter: Callable[..., Any] | None = None,
     ) -> None:
         super().__init__(world)
@@ -373,7 +375,31 @@ class EnginePolicy(_SurfacePolicy):
         self.last_fit = -1
         self.log: list[pd.DataFrame] = []
         self.keys = list(zip(world.sku.tolist(), world.market.tolist(), strict=True))
+        if history_hours:
+            self._observe_history(history_hours, rng or np.random.default_rng(0))
         del r
+
+    def _observe_history(self, hours: int, rng: np.random.Generator) -> None:
+        """Sales of the ``hours`` before the drop: true demand at intensity 0, no stock-outs."""
+        w = self.world
+        first = int(w.hours[0]) - hours
+        for h in range(first, int(w.hours[0])):
+            price = self.explore[self.rows, (h - first) % self.explore.shape[1]]
+            x = np.log(price / w.list_price)
+            lam = np.exp(w.log_base + w.log_profile[h % 24] + w.elasticity * x)
+            self.log.append(
+                pd.DataFrame(
+                    {
+                        "sku": w.sku,
+                        "market": w.market,
+                        "period": _START + pd.Timedelta(hours=h),
+                        "price": price,
+                        "quantity": rng.poisson(lam).astype(np.float64),
+                        "intensity": 0.0,
+                        "sold_out": False,
+                    }
+                )
+            )
 
     def propose(self, period: int, stock: np.ndarray) -> np.ndarray:
         w = self.world
@@ -646,6 +672,8 @@ def _make_policy(name: str, world: World, scenario: Scenario, seed: int) -> Poli
             prior_sd=e.prior_sd,
             use_intensity=e.use_intensity,
             compiled_fit_max_rows=e.compiled_fit_max_rows,
+            history_hours=e.history_hours,
+            rng=np.random.default_rng([seed, 11]),
         )
     raise ScenarioError(f"unknown policy {name!r}, allowed {list(POLICIES)}")
 

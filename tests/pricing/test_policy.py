@@ -131,3 +131,13 @@ def test_demand_truncation_tail():
 def test_bad_inputs_are_refused_with_what_was_received(rates, prices, inventory, match):
     with pytest.raises(InputError, match=match):
         solve_surfaces(rates, prices, inventory)
+
+
+def test_row_blocks_do_not_change_the_solution():
+    rng = np.random.default_rng(11)
+    rates = rng.uniform(0, 2, (7, 5, 4))
+    prices = rng.uniform(1, 9, (7, 4))
+    whole = solve_surfaces(rates, prices, np.arange(7), chunk_rows=None)
+    blocks = solve_surfaces(rates, prices, np.arange(7), chunk_rows=3)
+    np.testing.assert_array_equal(np.asarray(whole.index), np.asarray(blocks.index))
+    np.testing.assert_allclose(np.asarray(whole.value), np.asarray(blocks.value), rtol=1e-6)
