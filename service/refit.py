@@ -29,6 +29,15 @@ publish  the fit and the event history are saved (only while this worker still
          live; only then are the events acknowledged
 ======== =====================================================================
 
+Intensity enters the fit centred per (SKU, market), ``I − Ī``, with ``Ī`` the pair's
+mean index over its panel: the index is large and moves with sales, so the model's
+elasticity at ``I = 0`` would be an extrapolation far from the data; centred, ``β`` is
+the elasticity at the pair's usual intensity (what the checks below judge), and the
+surfaces use the forecast index centred by the same ``Ī``. The forecast decays the
+exogenous components (announcements, claims, listings) from their value now with
+their half-life and holds the demand-driven ones (sales, velocity spike) at their
+mean over the panel: sales drive them again once the window opens.
+
 Parameter checks (end of the ``fit`` stage, so the solver only sees sane demand):
 a row whose elasticity is not finite or lies outside its category's
 ``allowed_range`` keeps its previous fit's elasticity (when that one is finite and
@@ -846,9 +855,17 @@ class Refitter:
                 else None
             )
             panel = attach_intensity(panel, index)
-            current = _current_intensity(index)
+            current = _current_intensity(index, panel)
             d["index_rows"] = 0 if index is None else len(index)
             d["mean_intensity"] = round(float(panel["intensity"].mean()), 4)
+            # Centre the index per pair (see the module docstring): the fit's elasticity is
+            # then the one at the pair's usual intensity, where its data are.
+            pair_cols = [panel["sku"], panel["market"]]
+            centre = panel.groupby(pair_cols)["intensity"].mean()
+            panel["intensity"] = panel["intensity"] - panel.groupby(pair_cols)[
+                "intensity"
+            ].transform("mean")
+            intensity_mean = {(k[0], k[1]): float(v) for k, v in centre.items()}
 
         # ------------------------------------------------------------ fit
         with self._stage(record, "fit", lock_value) as d, jax.default_device(devices[0]):
@@ -869,6 +886,7 @@ class Refitter:
                 panel,
                 replace,
                 current,
+                intensity_mean,
                 inventory_now,
                 now,
                 frozen,
@@ -1015,23 +1033,50 @@ class Refitter:
             return None
 
     def _fit(self, panel: pd.DataFrame, previous: Any, devices: Sequence[Any]) -> Any:
+        """One joint fit on one device; on several, one fit per block of SKUs per device.
+
+        With ``D`` devices the (SKU, market) rows are cut into ``D`` contiguous blocks
+        (sorted keys, equal sizes); each block is fitted on its own device, in parallel,
+        and the results are merged (:func:`_merge_fits`). Rows are independent given the
+        shared daily profile, which each block estimates from its own SKUs.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        import jax
+
         from pricing.model import fit_elasticity
 
         cats = self.bundle.categories.categories
         sku_cat = {s.sku: s.category for dr in self.bundle.drops for s in dr.skus}
-        return fit_elasticity(
-            panel,
-            sku="sku",
-            market="market",
-            period="period",
-            price="price",
-            quantity="quantity",
-            intensity="intensity",
-            sold_out="sold_out",
-            priors={name: (p.mean, p.sd) for name, p in cats.items()} or None,
-            categories={sku: sku_cat[sku] for sku in panel["sku"].unique() if sku in sku_cat},
-            init=previous,
+
+        def fit_block(block: pd.DataFrame, device: Any) -> Any:
+            with jax.default_device(device):
+                return fit_elasticity(
+                    block,
+                    sku="sku",
+                    market="market",
+                    period="period",
+                    price="price",
+                    quantity="quantity",
+                    intensity="intensity",
+                    sold_out="sold_out",
+                    priors={name: (p.mean, p.sd) for name, p in cats.items()} or None,
+                    categories={s: sku_cat[s] for s in block["sku"].unique() if s in sku_cat},
+                    init=previous,
+                )
+
+        pairs = panel[["sku", "market"]].drop_duplicates().sort_values(["sku", "market"])
+        if len(devices) == 1 or len(pairs) < 2 * len(devices):
+            return fit_block(panel, devices[0])
+        block_of = pd.Series(
+            np.arange(len(pairs)) * len(devices) // len(pairs),
+            index=pd.MultiIndex.from_frame(pairs),
         )
+        which = block_of.reindex(pd.MultiIndex.from_frame(panel[["sku", "market"]])).to_numpy()
+        blocks = [panel[which == b] for b in range(len(devices))]
+        with ThreadPoolExecutor(max_workers=len(devices)) as pool:
+            fits = list(pool.map(fit_block, blocks, devices))
+        return _merge_fits(fits)
 
     def _check_elasticities(self, fit: Any, previous: Any, record: RefitRecord) -> dict[int, float]:
         """Rows whose elasticity is rejected -> the elasticity used instead."""
@@ -1072,7 +1117,8 @@ class Refitter:
         fit: Any,
         panel: pd.DataFrame,
         replace: Mapping[int, float],
-        current: Mapping[tuple[str, str], float],
+        current: Mapping[tuple[str, str], tuple[float, float]],
+        intensity_mean: Mapping[tuple[str, str], float],
         inventory_now: Mapping[tuple[str, str], int],
         now: datetime,
         frozen: frozenset[str],
@@ -1132,8 +1178,11 @@ class Refitter:
             starts = [horizon.start + horizon.period * t for t in range(horizon.periods)]
             hours = np.array([ts.astimezone(UTC).hour for ts in starts])
             offsets = np.array([max(0.0, (ts - now).total_seconds() / 3600) for ts in starts])
-            cur = np.array([current.get(m[0], 0.0) for m in meta])
-            intensity = forecast_intensity(cur, offsets, half_life)
+            exo = np.array([current.get(m[0], (0.0, 0.0))[0] for m in meta])
+            endo = np.array([current.get(m[0], (0.0, 0.0))[1] for m in meta])
+            cur = exo + endo
+            centre = np.array([intensity_mean.get(m[0], 0.0) for m in meta])
+            intensity = forecast_intensity(exo, offsets, half_life) + (endo - centre)[:, None]
             # The fit's rates are per panel period (an hour); the drop's periods may differ.
             scale = (horizon.period / timedelta(hours=1)) / (fit.period_hours or 1.0)
             rates = self._rates(fit, rows, prices, intensity, hours, replace) * scale
@@ -1180,6 +1229,7 @@ class Refitter:
                         "objective": drop.objective,
                         "drop": drop.id,
                         "intensity_now": float(cur[j]),
+                        "intensity_mean": float(centre[j]),
                         "elasticity_replaced": i in replace,
                     },
                 )
@@ -1473,14 +1523,39 @@ def _intensity_input(signal: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def _current_intensity(index: pd.DataFrame | None) -> dict[tuple[str, str], float]:
+_EXOGENOUS = ("announcement", "claim", "listing")
+"""Index components driven by events outside the till; the rest (sales, velocity spike)
+move with the demand being priced."""
+
+
+def _current_intensity(
+    index: pd.DataFrame | None, panel: pd.DataFrame
+) -> dict[tuple[str, str], tuple[float, float]]:
+    """Per pair: (exogenous index now, mean demand-driven index over the panel).
+
+    The forecast for the window decays the exogenous part with its half-life and holds
+    the demand-driven part at its usual level: sales will drive it again once the
+    window opens, so decaying it would price the window as if no one came.
+    """
     if index is None or index.empty:
         return {}
-    last = index.sort_values("hour").groupby(["sku", "market"], sort=False).tail(1)
-    return {
-        (s, m): float(v) if math.isfinite(v) and v >= 0 else 0.0
-        for s, m, v in zip(last["sku"], last["market"], last["intensity"], strict=True)
-    }
+    comps = [c for c in _EXOGENOUS if c in index.columns]
+    exo = index[comps].sum(axis=1) if comps else pd.Series(0.0, index=index.index)
+    frame = index[["sku", "market", "hour"]].assign(exo=exo, endo=index["intensity"] - exo)
+    last = frame.sort_values("hour").groupby(["sku", "market"], sort=False).tail(1)
+    hours = panel[["sku", "market", "period"]].rename(columns={"period": "hour"})
+    seen = frame.merge(
+        hours.assign(hour=pd.to_datetime(hours["hour"], utc=True)), on=["sku", "market", "hour"]
+    )
+    endo = seen.groupby(["sku", "market"])["endo"].mean()
+    out: dict[tuple[str, str], tuple[float, float]] = {}
+    for s, m, v in zip(last["sku"], last["market"], last["exo"], strict=True):
+        e = float(endo.get((s, m), 0.0))
+        out[(s, m)] = (
+            float(v) if math.isfinite(v) and v >= 0 else 0.0,
+            e if math.isfinite(e) and e >= 0 else 0.0,
+        )
+    return out
 
 
 def _surface_problem(price: np.ndarray, rails: Guardrails, sku: SkuConfig) -> str | None:
@@ -1501,6 +1576,63 @@ def _surface_problem(price: np.ndarray, rails: Guardrails, sku: SkuConfig) -> st
         if off.any():
             return f"surface price {price.reshape(-1)[off][0]:.4g} is not on the ladder"
     return None
+
+
+def _merge_fits(fits: Sequence[Any]) -> Any:
+    """One :class:`~pricing.model.ElasticityFit` from fits of disjoint blocks of rows.
+
+    Row arrays are concatenated in block order. The merged daily profile is the
+    mean of the blocks' profiles; each row's ``α`` absorbs the difference of its
+    block's profile from it on the daily scale,
+    ``α_i += log mean_h e^{s_b(h)} − log mean_h e^{s̄(h)}``, so expected units per
+    day are unchanged.
+    """
+    from pricing.model import DemandParams, ElasticityFit
+
+    profiles = [f.daily_profile for f in fits]
+    has_profile = all(p is not None for p in profiles)
+    mean_profile = np.mean(np.stack(profiles), axis=0) if has_profile else None
+    alphas = []
+    for f in fits:
+        alpha = np.asarray(f.params.alpha, dtype=float)
+        if has_profile:
+            shift = np.log(np.mean(np.exp(f.daily_profile))) - np.log(np.mean(np.exp(mean_profile)))
+            alpha = alpha + shift
+        alphas.append(alpha)
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([np.asarray(getattr(f, name)) for f in fits])
+
+    def par(name: str) -> np.ndarray:
+        return np.concatenate([np.asarray(getattr(f.params, name), dtype=float) for f in fits])
+
+    first = fits[0]
+    return ElasticityFit(
+        keys=[k for f in fits for k in f.keys],
+        params=DemandParams(
+            np.concatenate(alphas),
+            par("elasticity"),
+            par("intensity_lift"),
+            par("intensity_shift"),
+        ),
+        param_cov=cat("param_cov"),
+        log_pref=cat("log_pref"),
+        daily_profile=mean_profile,
+        covariate_effects=dict(first.covariate_effects),
+        n_obs=cat("n_obs"),
+        n_censored=cat("n_censored"),
+        converged_rows=cat("converged_rows"),
+        grad_norm=cat("grad_norm"),
+        iterations=max(int(f.iterations) for f in fits),
+        prior_mean=cat("prior_mean"),
+        prior_sd=cat("prior_sd"),
+        categories=np.concatenate([np.asarray(f.categories, dtype=object) for f in fits]),
+        has_intensity=first.has_intensity,
+        period_hours=first.period_hours,
+        dtype=first.dtype,
+        loss=float(sum(f.loss for f in fits)),
+        shared_converged=all(f.shared_converged for f in fits),
+    )
 
 
 def _fit_summary(fit: Any, replace: Mapping[int, float]) -> dict[str, Any]:

@@ -9,6 +9,8 @@ revenue falls with price, so the optimum drops the price) and half inelastic
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,7 +42,7 @@ def write_configs(
     now: datetime | None = None,
     window_in: timedelta = timedelta(days=1),
     window_hours: int = 6,
-    inventory: int = 120,
+    inventory: int = 400,
     approval_band_pct: float | None = None,
     refit_during_window: bool = False,
     allowed_range: tuple[float, float] = (-8.0, -0.05),
@@ -177,3 +179,44 @@ def seed_store(store: Any, drop: SimDrop, *, stock: int = 100_000) -> None:
     for s in drop.skus:
         store.register_sku(SkuMeta(s, drop.list_price[s], "USD", (MARKET,), "sim-drop"))
         store.seed_inventory(s, MARKET, stock)
+
+
+@contextmanager
+def shared_compile_cache(tmp_path_factory: Any) -> Iterator[Path]:
+    """Use one persistent JAX compilation cache for the session's re-fit tests.
+
+    The worker processes the tests start point ``JAX_COMPILATION_CACHE_DIR`` at the
+    same folder, so a program this process compiled is loaded there, not compiled
+    again (the compile of the fit dominates a small re-fit).
+    """
+    import jax
+    from jax._src import compilation_cache
+
+    path = Path(tmp_path_factory.getbasetemp()) / "refit-jax-cache"
+    path.mkdir(exist_ok=True)
+    old = (
+        jax.config.jax_compilation_cache_dir,
+        jax.config.jax_persistent_cache_min_compile_time_secs,
+    )
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    compilation_cache.reset_cache()  # re-read the settings even if JAX compiled already
+    try:
+        yield path
+    finally:
+        jax.config.update("jax_compilation_cache_dir", old[0])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
+        compilation_cache.reset_cache()
+
+
+def worker_env(cache: Path, **extra: str) -> dict[str, str]:
+    """Environment of a worker process: CPU JAX reading the shared compilation cache."""
+    import os
+
+    return {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "JAX_COMPILATION_CACHE_DIR": str(cache),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        **extra,
+    }

@@ -6,7 +6,6 @@ The workers are real ``dropprice refit`` processes; the store is a real redis-se
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from refit_factories import (
     as_records,
     day_of_events,
     seed_store,
+    shared_compile_cache,
+    worker_env,
     write_configs,
 )
 
@@ -37,18 +38,8 @@ LOCK_TTL_S = 2.0
 
 @pytest.fixture(scope="module", autouse=True)
 def compile_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A persistent JAX compilation cache shared with the worker processes: the
-    programs this process compiles are loaded, not recompiled, by the workers."""
-    import jax
-
-    path = tmp_path_factory.mktemp("jax-cache")
-    old = (jax.config.jax_compilation_cache_dir,
-           jax.config.jax_persistent_cache_min_compile_time_secs)  # fmt: skip
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    yield path
-    jax.config.update("jax_compilation_cache_dir", old[0])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
+    with shared_compile_cache(tmp_path_factory) as path:
+        yield path
 
 
 @pytest.fixture
@@ -64,12 +55,7 @@ def _worker(redis_url: str, drop: SimDrop, cache: Path) -> subprocess.Popen[str]
         "--config-dir", str(drop.config_dir), "--device", "cpu", "--json",
         "--lock-ttl", str(LOCK_TTL_S),
     ]  # fmt: skip
-    env = {
-        **os.environ,
-        "JAX_PLATFORMS": "cpu",
-        "JAX_COMPILATION_CACHE_DIR": str(cache),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-    }
+    env = worker_env(cache)
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
 
 
@@ -92,7 +78,7 @@ def _pending(store: PriceStore, drop: SimDrop) -> int:
 def test_worker_killed_mid_refit_keeps_the_old_version_and_loses_no_event(
     store: PriceStore, redis_url: str, tmp_path: Path, compile_cache: Path
 ) -> None:
-    drop = write_configs(tmp_path / "configs", 2)
+    drop = write_configs(tmp_path / "configs", 6)
     seed_store(store, drop)
     day1 = day_of_events(drop, seed=1, announcements=False)
     store.record_events(as_records(day1, drop.list_price))
@@ -153,7 +139,7 @@ def test_worker_killed_mid_refit_keeps_the_old_version_and_loses_no_event(
 def test_two_workers_started_together_publish_exactly_one_version(
     store: PriceStore, redis_url: str, tmp_path: Path, compile_cache: Path
 ) -> None:
-    drop = write_configs(tmp_path / "configs", 2)
+    drop = write_configs(tmp_path / "configs", 6)
     seed_store(store, drop)
     events = day_of_events(drop, seed=4)
     store.record_events(as_records(events, drop.list_price))

@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 from asgi_client import AppClient
-from refit_factories import ELASTIC, MARKET, SimDrop, day_of_events, write_configs
+from refit_factories import (
+    ELASTIC,
+    MARKET,
+    SimDrop,
+    day_of_events,
+    shared_compile_cache,
+    write_configs,
+)
 from typer.testing import CliRunner
 
 from service.app import create_app
@@ -25,10 +32,16 @@ POS = {"X-API-Key": POS_KEY}
 OPERATOR = {"X-API-Key": OPERATOR_KEY}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def compile_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with shared_compile_cache(tmp_path_factory) as path:
+        yield path
+
+
 @pytest.fixture
 def drop(tmp_path: Path) -> SimDrop:
     # Enough stock for the simulated day and the window that follows.
-    return write_configs(tmp_path / "configs", 4, inventory=600)
+    return write_configs(tmp_path / "configs", 6, inventory=600)
 
 
 @pytest.fixture
@@ -134,7 +147,7 @@ def test_operator_requests_a_refit_and_reads_its_record(
     assert r.status_code == 202, r.text
     queued = r.json()
     assert queued["state"] == "queued"
-    _post(client, day_of_events(drop, rate=10.0, seed=5, hours=6))
+    _post(client, day_of_events(drop, rate=10.0, seed=11))
     # One worker tick runs the queued request.
     result = _cli(
         redis_url,
@@ -166,7 +179,7 @@ def test_operator_requests_a_refit_and_reads_its_record(
 def test_held_changes_are_approved_over_http(
     client: AppClient, redis_url: str, drop: SimDrop, tmp_path: Path
 ) -> None:
-    banded = write_configs(tmp_path / "banded", 4, inventory=600, approval_band_pct=5.0)
+    banded = write_configs(tmp_path / "banded", 6, inventory=600, approval_band_pct=5.0)
     _post(client, day_of_events(drop, rate=10.0, seed=11))
     held = _cli(
         redis_url, "refit", "--config-dir", str(banded.config_dir), "--device", "cpu", "--json"
