@@ -41,10 +41,12 @@ from jax.scipy.special import gammaln
 from pricing.exceptions import InputError
 
 __all__ = [
+    "PolicySurfaces",
     "Surfaces",
     "demand_truncation",
     "exponential_demand_value",
     "exponential_demand_price",
+    "price_surfaces_from_fit",
     "solve_surfaces",
     "solve_surfaces_numpy",
 ]
@@ -391,3 +393,132 @@ def solve_surfaces_numpy(
         if n_max >= 1:
             price[i, 0, :] = price[i, 1, :]
     return price, value
+
+
+class PolicySurfaces(NamedTuple):
+    """Guarded price surfaces of a fitted model, ready to publish.
+
+    Attributes:
+        price: ``[S, N+1, T]`` float64 price to serve with ``n`` units left in period ``t``,
+            after guardrails (exact ladder values, never NaN).
+        code: ``[S, N+1, T]`` int8 :class:`pricing.guardrails.GuardrailCode` per cell.
+        value: ``[S, N+1, T+1]`` expected revenue (profit) to go of the unguarded optimum.
+        optimum: the raw :class:`Surfaces` of the DP.
+        rates: ``[S, T, K]`` demand per period the DP priced against.
+        keys: ``(sku, market)`` of each row, in the fit's table order.
+    """
+
+    price: np.ndarray
+    code: np.ndarray
+    value: np.ndarray
+    optimum: Surfaces
+    rates: np.ndarray
+    keys: list
+
+
+def price_surfaces_from_fit(
+    fit,
+    ladder: np.ndarray,
+    inventory: int | np.ndarray,
+    horizon: int,
+    *,
+    intensity: np.ndarray | None = None,
+    half_life: float | np.ndarray = 24.0,
+    hours: np.ndarray | int | None = None,
+    unit_cost: float | np.ndarray = 0.0,
+    salvage: float | np.ndarray = 0.0,
+    guardrails=None,
+    explore: bool = False,
+    key: jax.Array | None = None,
+) -> PolicySurfaces:
+    """Price surfaces for every row of an :class:`~pricing.model.ElasticityFit`.
+
+    Demand per period at each ladder price is the fit's
+    ``λ = exp(α + s(h) + γ Î + (β + δ Î) log(p / p_ref))`` with the intensity forecast
+    ``Î(t) = I_now · 2^(−t / half_life)`` (:func:`pricing.intensity.forecast_intensity`: the
+    current index decaying, no new events assumed); the DP (:func:`solve_surfaces`) picks the
+    price, then the guardrails (:func:`pricing.guardrails.apply_guardrails`) always win.
+
+    With ``explore=True`` the demand parameters are one draw from the fit's Laplace posterior
+    (``fit.sample_params``) instead of the MAP: Thompson sampling over surfaces, so prices
+    vary where the elasticity is uncertain and the next re-fit learns from it; the draw goes
+    through the same DP and the same guardrails.
+
+    Args:
+        fit: an ``ElasticityFit`` (``demand_rates``, ``sample_params``, ``keys``).
+        ladder: ``[S, K]`` or ``[K]`` candidate prices (e.g.
+            :func:`pricing.guardrails.candidate_ladder` per row).
+        inventory: units left now, int or ``[S]``.
+        horizon: periods left in the window (``T``).
+        intensity: ``[S]`` intensity index now (``None``: 0).
+        half_life: hours, scalar or ``[S]``.
+        hours: hour of day of each period ``[T]``, or the hour of the first period (int);
+            ``None`` uses the day's average.
+        unit_cost, salvage: as in :func:`solve_surfaces` (profit when ``unit_cost`` > 0).
+        guardrails: a :class:`~pricing.guardrails.GuardrailSpec`, one per row, or a
+            :class:`~pricing.guardrails.GuardrailTable`; ``None`` for none.
+        explore: Thompson-sample the parameters (needs ``key``).
+        key: ``jax.random`` key for the posterior draw.
+
+    Returns:
+        :class:`PolicySurfaces`.
+
+    Raises:
+        InputError: shapes that do not match the fit, ``explore`` without ``key``.
+
+    Example:
+        >>> surf = price_surfaces_from_fit(fit, ladder, inventory=40, horizon=24,
+        ...                                intensity=np.full(len(fit.keys), 1.5), hours=10,
+        ...                                guardrails=GuardrailSpec(price_ending=0.99))  # doctest: +SKIP
+    """
+    from pricing.guardrails import apply_guardrails
+    from pricing.intensity import forecast_intensity
+
+    s = len(fit.keys)
+    if not (isinstance(horizon, int | np.integer) and horizon >= 1):
+        raise InputError(f"horizon must be a whole number of periods >= 1, got {horizon!r}")
+    lad = np.asarray(ladder, dtype=np.float64)
+    if lad.ndim == 1:
+        lad = np.broadcast_to(lad, (s, lad.size)).copy()
+    if lad.ndim != 2 or lad.shape[0] != s:
+        raise InputError(f"ladder must have shape [K] or [S={s}, K], got {lad.shape}")
+    if hours is None:
+        hod = None
+    elif isinstance(hours, int | np.integer):
+        hod = (int(hours) + np.arange(horizon)) % 24
+    else:
+        hod = np.asarray(hours).astype(np.int64)
+        if hod.shape != (horizon,):
+            raise InputError(f"hours must have shape [T={horizon}], got {hod.shape}")
+    forecast = None
+    if intensity is not None:
+        cur = np.asarray(intensity, dtype=np.float64)
+        if cur.shape != (s,):
+            raise InputError(f"intensity must have shape [S={s}], got {cur.shape}")
+        forecast = forecast_intensity(cur, int(horizon), half_life)
+    params = None
+    if explore:
+        if key is None:
+            raise InputError("explore=True draws from the posterior: pass key=jax.random.key(...)")
+        draw = fit.sample_params(1, key=key)
+        params = type(draw)(*(np.asarray(a)[0] for a in draw))
+    rates = np.asarray(
+        fit.demand_rates(lad, intensity=forecast, hours=hod, params=params), dtype=np.float64
+    )
+    if forecast is None and rates.shape[1] != horizon:
+        rates = np.broadcast_to(rates, (s, horizon, lad.shape[1])).copy()
+    optimum = solve_surfaces(rates, lad, inventory, unit_cost=unit_cost, salvage=salvage)
+    index = np.asarray(optimum.index)
+    price = np.take_along_axis(lad, index.reshape(s, -1), axis=1).reshape(index.shape)
+    if guardrails is not None:
+        price, code = apply_guardrails(price, guardrails, inventory=np.asarray(optimum.inventory))
+    else:
+        code = np.zeros(price.shape, dtype=np.int8)
+    return PolicySurfaces(
+        price=price,
+        code=code,
+        value=np.asarray(optimum.value),
+        optimum=optimum,
+        rates=rates,
+        keys=list(fit.keys),
+    )

@@ -141,3 +141,71 @@ def test_row_blocks_do_not_change_the_solution():
     blocks = solve_surfaces(rates, prices, np.arange(7), chunk_rows=3)
     np.testing.assert_array_equal(np.asarray(whole.index), np.asarray(blocks.index))
     np.testing.assert_allclose(np.asarray(whole.value), np.asarray(blocks.value), rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def drop_fit():
+    """A fit on a small simulated hourly panel with known elasticities."""
+    import pandas as pd
+
+    from pricing.model import fit_elasticity
+
+    rng = np.random.default_rng(0)
+    start = pd.Timestamp("2026-01-05", tz="UTC")
+    rows = []
+    for sku, beta, base, ref in (("A", -2.0, 2.0, 20.0), ("B", -1.5, 1.0, 50.0)):
+        for h in range(96):
+            price = ref * rng.choice([0.8, 1.0, 1.25])
+            lam = base * (price / ref) ** beta
+            rows.append((sku, start + pd.Timedelta(hours=h), price, rng.poisson(lam), 0.0))
+    panel = pd.DataFrame(rows, columns=["sku", "period", "price", "quantity", "intensity"])
+    return fit_elasticity(panel, intensity="intensity", daily_profile=False)
+
+
+def test_surfaces_from_fit_price_the_fitted_demand_inside_guardrails(drop_fit):
+    from pricing.guardrails import GuardrailSpec
+    from pricing.policy import price_surfaces_from_fit
+
+    ladder = np.array([[14.99, 17.99, 19.99, 24.99, 29.99], [39.99, 44.99, 49.99, 59.99, 69.99]])
+    spec = GuardrailSpec(price_ending=0.99, max_change_pct=20)
+    out = price_surfaces_from_fit(
+        drop_fit,
+        ladder,
+        np.array([12, 6]),
+        10,
+        intensity=np.array([1.0, 0.0]),
+        hours=9,
+        guardrails=spec,
+    )
+    assert out.price.shape == (2, 13, 10) and np.all(np.isfinite(out.price))
+    expected = solve_surfaces(
+        drop_fit.demand_rates(ladder, intensity=np.zeros((2, 10))), ladder, np.array([12, 6])
+    )
+    # Intensity 1 with no fitted intensity effect is the zero-intensity demand.
+    if np.allclose(drop_fit.params.intensity_lift, 0) and np.allclose(
+        drop_fit.params.intensity_shift, 0
+    ):
+        np.testing.assert_allclose(out.value, np.asarray(expected.value), rtol=1e-5)
+    cents = out.price - np.floor(out.price + 1e-9)
+    np.testing.assert_allclose(cents, 0.99, atol=1e-6)
+    step = np.abs(np.diff(out.price, axis=2)) / out.price[:, :, :-1]
+    assert np.all(step <= 0.2 + 1e-9)
+    assert out.keys == drop_fit.keys
+
+
+def test_thompson_exploration_draws_from_the_posterior(drop_fit):
+    import jax
+
+    from pricing.policy import price_surfaces_from_fit
+
+    ladder = np.geomspace(10.0, 80.0, 12)
+    mean = price_surfaces_from_fit(drop_fit, ladder, 8, 6)
+    draws = [
+        price_surfaces_from_fit(drop_fit, ladder, 8, 6, explore=True, key=jax.random.key(i))
+        for i in range(4)
+    ]
+    assert any(not np.allclose(d.rates, mean.rates) for d in draws)
+    for d in draws:
+        assert np.all(np.isin(d.price, ladder))
+    with pytest.raises(InputError, match="pass key"):
+        price_surfaces_from_fit(drop_fit, ladder, 8, 6, explore=True)
