@@ -11,10 +11,13 @@ from pricing.intensity import (
     validate_events,
 )
 from pricing.model import DemandParams, ElasticityFit, fit_elasticity
-from pricing.policy import Surfaces, solve_surfaces
+from pricing.guardrails import GuardrailCode, GuardrailSpec, apply_guardrails
+from pricing.policy import PolicySurfaces, Surfaces, price_surfaces_from_fit, solve_surfaces
 
 __all__: list[str] = []
 __all__ += ["Surfaces", "solve_surfaces"]
+__all__ += ["GuardrailCode", "GuardrailSpec", "PolicySurfaces", "apply_guardrails"]
+__all__ += ["price_surfaces_from_fit"]
 __all__ += [
     "IntensityParams",
     "build_intensity_index",
