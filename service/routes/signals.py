@@ -27,7 +27,7 @@ from typing import Annotated, Any
 import numpy as np
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from pricing.intensity import EVENT_TYPES as INDEX_TYPES
 from pricing.intensity import build_intensity_index, market_rollup
@@ -236,6 +236,26 @@ def build_feed(
     }
 
 
+_EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
+_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _iso_timestamp(value: Any) -> Any:
+    """Refuse bare numbers (pydantic would read them as Unix times): ISO 8601 only."""
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError(f"must be an ISO 8601 timestamp with a zone, got the number {value!r}")
+    return value
+
+
+def _in_stream_range(value: datetime | None) -> datetime | None:
+    """Event streams and hourly indexes span 1970-2200; outside is a client error."""
+    if value is not None and not _EARLIEST <= value < _LATEST:
+        raise ValueError(
+            f"must be between {_EARLIEST.date()} and {_LATEST.date()}, got {value.isoformat()}"
+        )
+    return value
+
+
 @router.get(
     "/v1/signals",
     response_model=SignalsOut,
@@ -247,10 +267,15 @@ def get_signals(
     runtime: RuntimeDep,
     since: Annotated[
         AwareDatetime | None,
+        BeforeValidator(_iso_timestamp),
+        AfterValidator(_in_stream_range),
         Query(description="First hour shown (zoned); default 24 hours before `until`."),
     ] = None,
     until: Annotated[
-        AwareDatetime | None, Query(description="Last hour shown (zoned); default now.")
+        AwareDatetime | None,
+        BeforeValidator(_iso_timestamp),
+        AfterValidator(_in_stream_range),
+        Query(description="Last hour shown (zoned); default now."),
     ] = None,
     market: Annotated[str | None, Query(min_length=1, max_length=64, pattern=_IDENT)] = None,
     history_hours: Annotated[
