@@ -257,7 +257,8 @@ class PriceBook:
 
     def set_surfaces(self, sku: str, live: Mapping[str, tuple[str, SurfaceRecord]]) -> None:
         """Replace the live surfaces of ``sku`` (markets absent from ``live`` lose theirs)."""
-        for market in [m for (s, m) in self._surfaces if s == sku and m not in live]:
+        # Snapshots (list() of a dict is atomic under the GIL): other threads may write.
+        for market in [m for (s, m) in list(self._surfaces) if s == sku and m not in live]:
             self._surfaces.pop((sku, market), None)
         for market, (version, rec) in live.items():
             price = np.ascontiguousarray(rec.price, dtype=np.float64)
@@ -274,7 +275,7 @@ class PriceBook:
 
     def live_versions(self, sku: str) -> dict[str, str]:
         """``{market: version}`` of the surfaces held for ``sku``."""
-        return {m: live.version for (s, m), live in self._surfaces.items() if s == sku}
+        return {m: live.version for (s, m), live in list(self._surfaces.items()) if s == sku}
 
     def surface(self, sku: str, market: str) -> tuple[str, SurfaceRecord] | None:
         live = self._surfaces.get((sku, market))
@@ -284,12 +285,12 @@ class PriceBook:
         return self._units.get((sku, market))
 
     def pairs(self) -> list[tuple[str, str]]:
-        return [(e.sku, m) for e in self.catalog.values() for m in e.markets]
+        return [(e.sku, m) for e in list(self.catalog.values()) for m in e.markets]
 
     def forget_surfaces(self, keep: Iterable[str]) -> None:
         """Drop surfaces of SKUs not in ``keep``."""
         kept = set(keep)
-        for pair in [p for p in self._surfaces if p[0] not in kept]:
+        for pair in [p for p in list(self._surfaces) if p[0] not in kept]:
             self._surfaces.pop(pair, None)
 
     # ------------------------------------------------------------------- reads

@@ -63,6 +63,8 @@ class LiveSync:
         self._quote_secret = quote_secret
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # resync() also runs on other threads (a config reload): one at a time.
+        self._work = threading.RLock()
         self._pubsub: Any = None
         self.first_sync = threading.Event()
         self.last_error: str | None = None
@@ -92,6 +94,10 @@ class LiveSync:
         Raises:
             StoreUnavailable: Redis failed; the book is left as it was.
         """
+        with self._work:
+            self._resync()
+
+    def _resync(self) -> None:
         started = time.monotonic()
         if self.book.signer is None:
             secret = self._quote_secret or self.store.quote_secret()
@@ -124,7 +130,8 @@ class LiveSync:
         if parts[0] == "inv" and len(parts) == 4:
             self.book.set_units(parts[1], parts[2], int(parts[3]))
         elif parts[0] == "live" and len(parts) == 2:
-            self.book.set_surfaces(parts[1], self.store.live_surfaces(parts[1]))
+            with self._work:
+                self.book.set_surfaces(parts[1], self.store.live_surfaces(parts[1]))
 
     def _open_pubsub(self) -> Any:
         client = self.store.client
