@@ -9,7 +9,9 @@ version's meta), the live config and the units left now. Nothing is written.
 (guardrail fields, an elasticity or category prior, list price, cost, salvage,
 units): the same horizon (:func:`service.refit.drop_horizon`), guardrail spec and
 price ladder (:func:`service.refit.guardrail_spec`, :func:`service.refit.sku_ladder`),
-demand rates from the live fit and the published intensity forecast, then
+demand rates from the live fit and the intensity path the surface was solved with
+(``explain.intensity_forecast`` when the record carries it, else the centred index
+at solve time held over the horizon; see ``_horizon_inputs``), then
 :func:`pricing.policy.solve_surfaces` and :func:`pricing.guardrails.apply_guardrails`.
 With no change it reproduces the published surface; with a change it is what the
 next re-fit on the same data would publish.
@@ -291,18 +293,32 @@ def posterior_elasticity(
 def _horizon_inputs(
     row: LiveRow, start: datetime, periods: int, period: timedelta
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Hours of day ``[T]``, intensity forecast ``[T]`` and the rate scale of a horizon."""
-    from pricing.intensity import IntensityParams, forecast_intensity
+    """Hours of day ``[T]``, the intensity the fit sees ``[T]`` and the rate scale.
 
+    The intensity path is the one the surface was solved with when its record carries
+    it (``explain.intensity_forecast``, one value per surface period; periods past its
+    end hold the last value). Otherwise it is rebuilt from what the record does carry,
+    ``intensity_now − intensity_mean`` (the index at solve time, centred as the fit
+    was) held over the horizon: exact when the index is demand-driven (sales, velocity;
+    the re-fit holds those at their usual level), and an upper bound while a creator
+    announcement's part of it is still decaying.
+    """
+    explain = row.surface.explain or {}
     starts = [start + period * t for t in range(periods)]
     hours = np.array([ts.astimezone(UTC).hour for ts in starts])
-    offsets = np.array(
-        [max(0.0, (ts - row.reference_time).total_seconds() / 3600) for ts in starts]
-    )
-    half_life = IntensityParams().half_life("announcement")
-    intensity = forecast_intensity(np.array([row.intensity_at_publish]), offsets, half_life)[0]
     scale = (period / timedelta(hours=1)) / (getattr(row.fit, "period_hours", None) or 1.0)
-    return hours, intensity, scale
+    stored = explain.get("intensity_forecast")
+    if isinstance(stored, list) and stored:
+        path = np.asarray(stored, dtype=np.float64)
+        origin = row.surface.period_start
+        step = row.surface.period_seconds
+        idx = [
+            min(max(math.floor((ts - origin).total_seconds() / step), 0), path.size - 1)
+            for ts in starts
+        ]
+        return hours, path[idx], scale
+    centre = float(explain.get("intensity_mean", 0.0) or 0.0)
+    return hours, np.full(periods, row.intensity_at_publish - centre), scale
 
 
 def _rates(

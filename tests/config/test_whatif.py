@@ -81,3 +81,32 @@ def test_prior_swap_without_information_returns_the_new_mean() -> None:
     assert posterior_elasticity(-1.5, 1.0, (-1.5, 1.0), (-2.5, 0.3)) == pytest.approx(-2.5)
     assert posterior_elasticity(-1.5, None, None, (-2.5, 0.3)) == -2.5
     assert math.isfinite(posterior_elasticity(-1.5, 0.2, None, (-2.5, 0.3)))
+
+
+def test_intensity_path_comes_from_the_surface_record_when_it_carries_one() -> None:
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from service.config.whatif import _horizon_inputs
+    from service.store import SurfaceRecord
+
+    start = datetime(2026, 12, 5, 18, tzinfo=UTC)
+    record = SurfaceRecord(
+        price=np.ones((3, 4)),
+        period_start=start,
+        period_seconds=3600,
+        explain={"intensity_forecast": [4.0, 3.0, 2.0, 1.0], "intensity_now": 9.0},
+    )
+    row = SimpleNamespace(
+        surface=record, fit=SimpleNamespace(period_hours=1.0), intensity_at_publish=9.0
+    )
+    # A horizon that starts one period later (a re-solve inside the window) and runs past
+    # the stored path holds its last value.
+    hours, path, scale = _horizon_inputs(row, start + timedelta(hours=1), 4, timedelta(hours=1))  # type: ignore[arg-type]
+    assert path.tolist() == [3.0, 2.0, 1.0, 1.0] and hours.tolist() == [19, 20, 21, 22]
+    assert scale == 1.0
+    # Without a stored path: the centred index at solve time, held.
+    record = record._replace(explain={"intensity_now": 9.0, "intensity_mean": 2.5})
+    row.surface = record
+    _, path, _ = _horizon_inputs(row, start, 2, timedelta(minutes=30))  # type: ignore[arg-type]
+    assert path.tolist() == [6.5, 6.5]
