@@ -620,7 +620,11 @@ def explain(
     if beta is not None and se is not None:
         elasticity["interval95"] = [beta - 1.96 * se, beta + 1.96 * se]
     if beta is not None:
-        elasticity["at_intensity_now"] = beta + float(el.get("delta", 0.0)) * intensity_now
+        # The fit's intensity is centred at the pair's usual level (intensity_mean).
+        centre = float((surface.explain or {}).get("intensity_mean", 0.0) or 0.0)
+        elasticity["at_intensity_now"] = beta + float(el.get("delta", 0.0)) * (
+            intensity_now - centre
+        )
     elasticity.update({k: el[k] for k in ("delta", "gamma") if k in el})
     elasticity["replaced"] = bool((surface.explain or {}).get("elasticity_replaced", False))
 
