@@ -216,7 +216,9 @@ class SurfaceCellOut(BaseModel):
 
 
 class ElasticityOut(BaseModel):
-    beta: float | None = Field(description="Own-price elasticity at zero intensity.")
+    beta: float | None = Field(
+        description="Own-price elasticity at the pair's usual intensity (the fit centres it)."
+    )
     se: float | None = Field(description="Laplace standard error of beta.")
     interval95: list[float] | None = None
     at_intensity_now: float | None = Field(
