@@ -640,6 +640,35 @@ def sku_ladder(spec: Any, rails: Guardrails, sku: SkuConfig, size: int = LADDER_
     return np.asarray(candidate_ladder(spec, sku.list_price, size=size, spread=spread))
 
 
+def grid_ladders(
+    specs: Sequence[Any],
+    rails: Sequence[Guardrails],
+    skus: Sequence[SkuConfig],
+    size: int = LADDER_SIZE,
+) -> np.ndarray:
+    """:func:`sku_ladder` for many SKUs without a guardrail ladder at once: ``[n, size]``.
+
+    The same geometric grid between floor and ceiling (0.5x and 2x the list price
+    where unset) as :func:`pricing.guardrails.candidate_ladder`, snapped to each
+    spec's bounds and price ending with one
+    :func:`~pricing.guardrails.stack_guardrails` table. Rows may repeat a price (the
+    solver allows it).
+    """
+    list_price = np.array([s.list_price for s in skus], dtype=float)
+    lo = np.array([r.floor if r.floor is not None else 0.5 * s.list_price
+                   for r, s in zip(rails, skus, strict=True)])  # fmt: skip
+    hi = np.array([r.ceiling if r.ceiling is not None else 2.0 * s.list_price
+                   for r, s in zip(rails, skus, strict=True)])  # fmt: skip
+    hi = np.maximum(hi, lo)
+    frac = np.linspace(0.0, 1.0, size)[None, :]
+    grid = list_price[:, None] * np.exp(
+        np.log(lo / list_price)[:, None] * (1 - frac) + np.log(hi / list_price)[:, None] * frac
+    )
+    from pricing.guardrails import stack_guardrails
+
+    return np.asarray(stack_guardrails(list(specs), len(specs)).snap(np.round(grid, 2)))
+
+
 # ------------------------------------------------------------------ the re-fit
 @dataclass
 class _Solved:
@@ -963,7 +992,7 @@ class Refitter:
         skus = store.skus()
         if not skus:
             return []
-        store.ensure_group(REFIT_GROUP)
+        self._ensure_groups(skus)
         out: list[StreamEvent] = []
         batch = 50_000
         # Pending entries of the (single) consumer name, from the beginning.
@@ -1012,7 +1041,8 @@ class Refitter:
 
     def _config_pairs(self, events: pd.DataFrame) -> list[tuple[str, str]]:
         configured = {(s.sku, m) for dr in self.bundle.drops for s in dr.skus for m in dr.markets}
-        seen = set(zip(events["sku"], events["market"], strict=True))
+        pairs = events[["sku", "market"]].drop_duplicates()
+        seen = set(zip(pairs["sku"], pairs["market"], strict=True))
         return sorted(seen & configured)
 
     def _load_fit(self, live_version: str | None, record: RefitRecord) -> Any:
@@ -1151,17 +1181,23 @@ class Refitter:
             ladders: list[np.ndarray] = []
             meta: list[tuple[tuple[str, str], SkuConfig, Guardrails]] = []
             inv: list[int] = []
+            drop_rails = self.bundle.defaults.guardrails.merged(drop.guardrails)
+            grid_rows: list[int] = []
             for sku in drop.skus:
                 if sku.sku in frozen:
                     continue
-                rails = self.bundle.guardrails_for(drop, sku)
+                rails = drop_rails.merged(sku.guardrails)
                 for market in drop.markets:
                     i = row_of.get((sku.sku, market))
                     if i is None:
                         continue
                     try:
                         spec = guardrail_spec(rails, sku, drop, horizon)
-                        ladder = sku_ladder(spec, rails, sku)
+                        if spec.ladder is None:  # filled for all grid rows at once below
+                            ladder = np.empty(0)
+                            grid_rows.append(len(rows))
+                        else:
+                            ladder = sku_ladder(spec, rails, sku)
                     except ValueError as exc:
                         record.reasons.append(f"{sku.sku}/{market}: guardrails unusable: {exc}")
                         continue
@@ -1173,6 +1209,14 @@ class Refitter:
                     inv.append(max(0, int(units)))
             if not rows:
                 continue
+            if grid_rows:
+                grids = grid_ladders(
+                    [specs[j] for j in grid_rows],
+                    [meta[j][2] for j in grid_rows],
+                    [meta[j][1] for j in grid_rows],
+                )
+                for j, grid in zip(grid_rows, grids, strict=True):
+                    ladders[j] = grid
             k = max(len(x) for x in ladders)
             prices = np.stack([np.pad(x, (0, k - len(x)), mode="edge") for x in ladders])
             starts = [horizon.start + horizon.period * t for t in range(horizon.periods)]
@@ -1368,8 +1412,25 @@ class Refitter:
         return version
 
     def _ack(self, entries: Sequence[StreamEvent]) -> None:
-        if entries:
-            self.store.ack(REFIT_GROUP, entries)
+        """Acknowledge what was read, one pipelined ``XACK`` per stream."""
+        by_stream: dict[str, list[str]] = {}
+        for e in entries:
+            by_stream.setdefault(e.stream, []).append(e.entry_id)
+        if not by_stream:
+            return
+        pipe = self.store.client.pipeline(transaction=False)
+        for stream, ids in by_stream.items():
+            pipe.xack(stream, REFIT_GROUP, *ids)
+        pipe.execute()
+
+    def _ensure_groups(self, skus: Sequence[str]) -> None:
+        """Create the ``refit`` group on every SKU stream (pipelined; existing ones stay)."""
+        pipe = self.store.client.pipeline(transaction=False)
+        for sku in skus:
+            pipe.xgroup_create(keys.events(sku), REFIT_GROUP, id="0", mkstream=True)
+        for reply in pipe.execute(raise_on_error=False):
+            if isinstance(reply, Exception) and "BUSYGROUP" not in str(reply):
+                raise reply
 
     def _commit_history(self, lock_value: str, history: pd.DataFrame) -> None:
         self.state.set_if_owner(lock_value, {self.state.key("history"): _history_bytes(history)})
