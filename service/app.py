@@ -210,8 +210,9 @@ def _document_shared_errors(schema: dict[str, Any]) -> None:
     a body, and a path naming something that does not exist is a 404.
     """
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-    retry_after = {"Retry-After": {"description": "Seconds to wait.",
-                                   "schema": {"type": "integer"}}}
+    retry_after = {
+        "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+    }
     for path, item in schema.get("paths", {}).items():
         for operation in item.values():
             if not isinstance(operation, dict):
