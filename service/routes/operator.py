@@ -70,7 +70,17 @@ async def config_watch(app: FastAPI) -> AsyncIterator[None]:
     live = LiveConfig(
         client, fallback=runtime.config, poll_seconds=max(0.5, settings.resync_interval_s)
     )
-    live.on_change(lambda bundle, version: runtime.apply_config(bundle))
+
+    def serve(bundle: ConfigBundle, version: int | None) -> None:
+        runtime.apply_config(bundle)
+        # apply_config's resync waited for any resync already in flight, which may have
+        # merged a catalog read before this version withdrew SKUs (merge only adds):
+        # set the config's catalog once more so a withdrawn SKU is not served again.
+        from service.pricebook import catalog_from_config
+
+        runtime.book.set_catalog(catalog_from_config(bundle))
+
+    live.on_change(serve)
     live.start()
     app.state.live_config = live
     try:
