@@ -43,6 +43,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("scenarios", nargs="*", type=Path)
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--seed-start", type=int, default=0, help="first seed (split long runs)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
     paths = args.scenarios or sorted((ROOT / "configs" / "scenarios").glob("*.yaml"))
@@ -50,7 +51,14 @@ def main() -> None:
     for path in paths:
         sc = load_scenario(path)
         t0 = time.perf_counter()
-        report = simulate(sc, seeds=args.seeds, policies=POLICIES, source=str(path))
+        seeds = list(range(args.seed_start, args.seed_start + args.seeds))
+        report = simulate(
+            sc,
+            seeds=seeds,
+            policies=POLICIES,
+            source=str(path),
+            progress=lambda name, seed: print(f"  running {name} seed {seed}", flush=True),
+        )
         wall = time.perf_counter() - t0
         print(
             f"\n## {sc.name} ({report.seeds} seeds, {report.rows} SKU-markets, {report.hours} open hours, {wall:.0f} s)"
@@ -76,7 +84,17 @@ def main() -> None:
             print(f"engine - {other} per seed: {m:,.0f} [{lo:,.0f}, {hi:,.0f}]")
         for name, ok in checks.items():
             print(f"{'PASS' if ok else 'FAIL'}: {name}")
-        out[sc.name] = {**report.to_dict(), "wall_s": wall, "checks": checks}
+        per_seed = {
+            n: {"revenue": [r.revenue for r in rs], "objective": [r.objective for r in rs]}
+            for n, rs in report.runs.items()
+        }
+        out[sc.name] = {
+            **report.to_dict(),
+            "seed_list": seeds,
+            "per_seed": per_seed,
+            "wall_s": wall,
+            "checks": checks,
+        }
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2))
 

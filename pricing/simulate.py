@@ -195,7 +195,7 @@ def build_world(scenario: Scenario, *, source: str = "<scenario>") -> World:
     specs: list[GuardrailSpec] = []
     ladders: list[np.ndarray] = []
     eng = scenario.engine
-    for i, (sku, _) in enumerate(rows):
+    for sku, _ in rows:
         try:
             spec = guard.merged(sku.guardrails).to_spec(sku.unit_cost)
         except GuardrailError as err:
@@ -204,7 +204,6 @@ def build_world(scenario: Scenario, *, source: str = "<scenario>") -> World:
         ladders.append(
             candidate_ladder(spec, sku.list_price, size=eng.ladder_size, spread=eng.ladder_spread)
         )
-        del i
     k = max(lad.size for lad in ladders)
     ladder = np.stack([np.pad(lad, (0, k - lad.size), mode="edge") for lad in ladders])
     profile = scenario.profile
@@ -377,7 +376,6 @@ class EnginePolicy(_SurfacePolicy):
         self.keys = list(zip(world.sku.tolist(), world.market.tolist(), strict=True))
         if history_hours:
             self._observe_history(history_hours, rng or np.random.default_rng(0))
-        del r
 
     def _observe_history(self, hours: int, rng: np.random.Generator) -> None:
         """Sales of the ``hours`` before the drop: true demand at intensity 0, no stock-outs."""
