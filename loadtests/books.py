@@ -263,7 +263,8 @@ def fetch_inventory(
     """Units left per (sku, market), read through ``POST /v1/prices:batch`` (500 a call).
 
     Raises:
-        RuntimeError: the service answered something other than a price per item.
+        RuntimeError: the service is unreachable or answered something other than a
+            price per item.
     """
     import httpx
 
@@ -271,10 +272,13 @@ def fetch_inventory(
     with httpx.Client(base_url=base_url, headers={"X-API-Key": api_key}, timeout=timeout) as http:
         for i in range(0, len(pairs), 500):
             chunk = pairs[i : i + 500]
-            resp = http.post(
-                "/v1/prices:batch",
-                json={"items": [{"sku": s, "market": m} for s, m in chunk]},
-            )
+            try:
+                resp = http.post(
+                    "/v1/prices:batch",
+                    json={"items": [{"sku": s, "market": m} for s, m in chunk]},
+                )
+            except httpx.HTTPError as exc:
+                raise RuntimeError(f"cannot read inventory from {base_url}: {exc!r}") from exc
             if resp.status_code != 200:
                 raise RuntimeError(
                     f"POST /v1/prices:batch answered {resp.status_code}: {resp.text[:200]}"

@@ -468,7 +468,10 @@ def _remote_catalog(host: str, operator_key: str) -> tuple[str, tuple[str, ...],
     """
     import httpx
 
-    resp = httpx.get(f"{host}/v1/config", headers={"X-API-Key": operator_key}, timeout=30.0)
+    try:
+        resp = httpx.get(f"{host}/v1/config", headers={"X-API-Key": operator_key}, timeout=30.0)
+    except httpx.HTTPError as exc:
+        raise RuntimeError(f"cannot reach {host}: {exc!r}") from exc
     if resp.status_code != 200:
         raise RuntimeError(f"GET /v1/config answered {resp.status_code}: {resp.text[:300]}")
     config = resp.json()["config"]
@@ -488,13 +491,16 @@ def _seed_remote(host: str, operator_key: str, drop: Any) -> None:
     """Create the run's drop on a running service through ``PUT /v1/drops/{id}``."""
     import httpx
 
-    resp = httpx.put(
-        f"{host}/v1/drops/{drop.drop_id}",
-        json=drop.config(),
-        params={"note": "dropprice loadtest"},
-        headers={"X-API-Key": operator_key, "X-Actor": "dropprice-loadtest"},
-        timeout=30.0,
-    )
+    try:
+        resp = httpx.put(
+            f"{host}/v1/drops/{drop.drop_id}",
+            json=drop.config(),
+            params={"note": "dropprice loadtest"},
+            headers={"X-API-Key": operator_key, "X-Actor": "dropprice-loadtest"},
+            timeout=30.0,
+        )
+    except httpx.HTTPError as exc:
+        raise RuntimeError(f"cannot reach {host}: {exc!r}") from exc
     if resp.status_code not in (200, 201):
         raise RuntimeError(
             f"PUT /v1/drops/{drop.drop_id} answered {resp.status_code}: {resp.text[:600]}"
@@ -753,7 +759,8 @@ def loadtest(
 ) -> None:
     """Run a drop rush against the service and judge it: SLOs and the books.
 
-    Exit code 0 when every SLO and every book check passes, 1 otherwise.
+    Exit code 0 when every SLO and every book check passes, 1 when any fails, 2 when
+    the run could not be judged (the service did not start, locust wrote no stats).
     """
     from rich.console import Console
 
@@ -788,7 +795,13 @@ def loadtest(
                 "DROPPRICE_OPERATOR_KEY",
                 param_hint="--operator-key",
             )
-        category, known_markets, currency = _remote_catalog(host, operator_key)
+        try:
+            category, known_markets, currency = _remote_catalog(host, operator_key)
+        except RuntimeError as exc:
+            from rich.markup import escape
+
+            console.print(f"[bold red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(2) from exc
         if known_markets:
             market_names = known_markets[:markets]
     else:
@@ -854,6 +867,13 @@ def loadtest(
         books = check_books(
             initial=initial, final=final, sales=sales, status_counts=status_counts, stream=stream
         )
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        # The run could not be judged (service did not start, locust died, ...): no verdict.
+        from rich.markup import escape
+
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        console.print(f"logs in {report}")
+        raise typer.Exit(2) from exc
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 

@@ -121,3 +121,34 @@ def test_parse_duration_of_hms(h: int, m: int, s: int) -> None:
     text = (f"{h}h" if h else "") + (f"{m}m" if m else "") + (f"{s}s" if s else "")
     assume(text)
     assert parse_duration(text) == h * 3600 + m * 60 + s
+
+
+def test_unreachable_host_is_an_error_not_a_verdict(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from service.embedded import free_port
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "loadtest",
+            "--host",
+            f"http://127.0.0.1:{free_port()}",
+            "--api-key",
+            "k",
+            "--operator-key",
+            "o",
+            "--report-dir",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "cannot reach http://127.0.0.1:" in proc.stdout
+    assert not (tmp_path / "r" / "verdict.json").exists()
