@@ -42,7 +42,7 @@ from service.auth import Caller
 from service.config.checks import bundle_problems, merge_problems
 from service.config.live import LiveConfig, close_client
 from service.config.loader import ConfigIssue, parse_drop
-from service.config.models import ConfigBundle, DropConfig, Guardrails
+from service.config.models import ConfigBundle, Guardrails
 from service.config.versions import ConfigStore
 from service.config.whatif import NoLiveSurface, PreviewChanges, explain, load_live_row, preview
 from service.config.yamlio import format_path
@@ -415,7 +415,13 @@ def _apply(
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": DropConfig.model_json_schema()},
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "description": "One drop, as in configs/drops/*.yaml (the full "
+                        "JSON Schema: `dropprice config schema drop`).",
+                    }
+                },
                 "application/yaml": {"schema": {"type": "string"}},
             },
         }
