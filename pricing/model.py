@@ -732,7 +732,11 @@ def _prepare(
         per_num = ((per - per.min()) / pd.Timedelta(hours=1)).to_numpy(dtype=float)
     else:
         per_num = _numeric(panel, period)
-    order = np.lexsort((per_num, row_of_obs))
+    in_order = bool(
+        np.all(np.diff(row_of_obs) >= 0)
+        and np.all((np.diff(per_num) > 0) | (np.diff(row_of_obs) > 0))
+    )
+    order = np.arange(len(panel)) if in_order else np.lexsort((per_num, row_of_obs))
     sorted_rows = row_of_obs[order]
     same = (np.diff(sorted_rows) == 0) & (np.diff(per_num[order]) == 0)
     if same.any():
@@ -772,7 +776,11 @@ def _prepare(
     informative = ~(cens & (qty == 0))
     cens_inf = cens & (qty > 0)
 
+    dense = bool(np.all(n_obs == n_t))
+
     def grid(values: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        if dense:  # every row has all periods: a reordering, no scatter
+            return values[order].reshape(n_rows, n_t)
         out = np.full((n_rows, n_t), fill)
         out[row_of_obs, pos] = values
         return out
@@ -788,8 +796,7 @@ def _prepare(
     X = np.stack(cols, axis=0)
     n_params = X.shape[0] + 1
     hour_g = grid(hour_obs.astype(float)).astype(np.int32)
-    balanced = bool(np.all(n_obs == n_t))
-    if balanced and np.all(hour_g == hour_g[:1]):
+    if dense and np.all(hour_g == hour_g[:1]):
         hour_g = hour_g[:1]  # one period grid for every row: sum over rows first
     n_cov = len(covariates)
     cov_g = (
@@ -803,14 +810,14 @@ def _prepare(
 
     first_obs = np.zeros(n_rows, dtype=np.int64)
     first_obs[row_of_obs[order][::-1]] = order[::-1]
-    sku_of_row = np.asarray(panel[sku].to_numpy()[first_obs], dtype=object)
+    sku_of_row = np.asarray(panel[sku].iloc[first_obs].to_numpy(), dtype=object)
     market_of_row = (
-        np.asarray(panel[market].to_numpy()[first_obs], dtype=object) if market else None
+        np.asarray(panel[market].iloc[first_obs].to_numpy(), dtype=object) if market else None
     )
     if categories is None:
         category_of_row = np.full(n_rows, None, dtype=object)
     elif isinstance(categories, str):
-        category_of_row = np.asarray(panel[categories].to_numpy()[first_obs], dtype=object)
+        category_of_row = np.asarray(panel[categories].iloc[first_obs].to_numpy(), dtype=object)
     else:
         category_of_row = np.array([categories.get(s) for s in sku_of_row], dtype=object)
     keys = list(
