@@ -277,6 +277,13 @@ class PriceBook:
         """``{market: version}`` of the surfaces held for ``sku``."""
         return {m: live.version for (s, m), live in list(self._surfaces.items()) if s == sku}
 
+    def live_versions_by_sku(self) -> dict[str, dict[str, str]]:
+        """``{sku: {market: version}}`` of every surface held (one pass)."""
+        out: dict[str, dict[str, str]] = {}
+        for (sku, market), live in list(self._surfaces.items()):
+            out.setdefault(sku, {})[market] = live.version
+        return out
+
     def surface(self, sku: str, market: str) -> tuple[str, SurfaceRecord] | None:
         live = self._surfaces.get((sku, market))
         return (live.version, live.record) if live is not None else None

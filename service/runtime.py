@@ -134,7 +134,7 @@ class ServiceRuntime:
         self.book.set_catalog(catalog_from_config(bundle))
         self.book.quote_ttl_s = self.quote_ttl_s
         self.store.keep_versions = bundle.defaults.keep_versions
-        self.sync.resync()
+        self.sync.resync(full=True)
         return counts
 
     def start(self, wait_s: float = 3.0) -> None:

@@ -32,6 +32,9 @@ __all__ = ["LiveSync"]
 
 log = logging.getLogger("dropprice.sync")
 
+CATALOG_EVERY = 6
+"""The catalog (SKUs registered by other processes) is re-read every 6th resync."""
+
 PING_INTERVAL_S = 0.5
 """How often the sync thread checks that Redis still answers (between resyncs)."""
 
@@ -65,6 +68,7 @@ class LiveSync:
         self._thread: threading.Thread | None = None
         # resync() also runs on other threads (a config reload): one at a time.
         self._work = threading.RLock()
+        self._resyncs = 0
         self._pubsub: Any = None
         self.first_sync = threading.Event()
         self.last_error: str | None = None
@@ -88,27 +92,32 @@ class LiveSync:
         self.book.served.flush(self.store.client, final=True)  # never raises
 
     # ------------------------------------------------------------------- work
-    def resync(self) -> None:
-        """Re-read catalog, counters and live surfaces from Redis into the book.
+    def resync(self, *, full: bool = False) -> None:
+        """Re-read counters and live surfaces (and, every few calls or when ``full``,
+        the catalog) from Redis into the book.
 
         Raises:
             StoreUnavailable: Redis failed; the book is left as it was.
         """
         with self._work:
-            self._resync()
+            self._resync(full)
 
-    def _resync(self) -> None:
+    def _resync(self, full: bool) -> None:
         started = time.monotonic()
         if self.book.signer is None:
             secret = self._quote_secret or self.store.quote_secret()
             self.book.signer = QuoteSigner(secret, self.book.quote_ttl_s)
-        self.book.merge_catalog(self.store.catalog())
+        if full or self._resyncs % CATALOG_EVERY == 0:
+            # SKUs registered by other processes; configured ones are known already.
+            self.book.merge_catalog(self.store.catalog())
+        self._resyncs += 1
         pairs = self.book.pairs()
         counts = self.store.get_inventories(pairs)
         skus = sorted(self.book.catalog)
         pointers = self.store.live_pointers(skus)
+        held = self.book.live_versions_by_sku()
         for sku in skus:
-            if pointers.get(sku, {}) != self.book.live_versions(sku):
+            if pointers.get(sku, {}) != held.get(sku, {}):
                 self.book.set_surfaces(sku, self.store.live_surfaces(sku))
         self.book.resync_units(counts, started)
         self.book.forget_surfaces(skus)
