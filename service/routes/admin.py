@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 
 from service.deps import ConfigDep, OperatorCaller, StoreDep
@@ -35,7 +35,7 @@ class RefitRequestIn(BaseModel):
     """Body of ``POST /v1/admin/refit`` (optional)."""
 
     model_config = ConfigDict(extra="forbid")
-    force: bool = False
+    force: StrictBool = False
     """Publish even when no event arrived since the last re-fit."""
 
 
