@@ -1,9 +1,9 @@
 """The record of served prices: look-ups per SKU, market, hour, price, arm and probability.
 
-Every price a terminal is served is counted in the process (one list append, a few
-hundred nanoseconds, so the price read stays fast) and the counts are added to Redis by
+Every price a terminal is served is counted in the process (one append under a lock,
+under a microsecond, so the price read stays fast) and the counts are added to Redis by
 the sync thread on each resync (:meth:`ServedPriceLog.flush`, one ``HINCRBY`` per
-distinct cell in one pipeline), one to two resync intervals after the read. Drop experiments read them back
+distinct cell in one pipeline), within one resync interval of the read. Drop experiments read them back
 (:func:`load_lookups`) for conversion (units sold per look-up) and, because each cell
 carries the experiment arm and the probability with which that price was served, for
 off-policy evaluation later (Li et al. 2011).
@@ -43,41 +43,38 @@ _Cell = tuple[str, str, int, float, str, float]  # sku, market, hour, price, arm
 class ServedPriceLog:
     """Served prices, held in the process until flushed to Redis.
 
-    :meth:`record` is one ``list.append`` (atomic under the GIL, no lock on the read
-    path). :meth:`flush` swaps in a fresh list and writes the list it swapped out at
-    the *previous* flush: an append that read the old list just before a swap has long
-    finished by then, so nothing is lost without a lock, at the price of one resync
-    interval of delay. ``flush(..., final=True)`` writes everything (shutdown).
+    :meth:`record` appends one tuple under a lock (well under a microsecond; the price
+    read itself is tens of microseconds); :meth:`flush` swaps the list out under the
+    same lock, so no served price is lost or counted twice whatever the threads do.
     """
 
     def __init__(self) -> None:
         self._active: list[tuple[str, str, float, float, str, float]] = []
-        self._retired: list[tuple[str, str, float, float, str, float]] = []
         self._unsent: dict[_Cell, int] = {}
+        self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
 
     def record(
         self, sku: str, market: str, arm: str, price: float, now: float, propensity: float = 1.0
     ) -> None:
         """Count one served price (``now`` in epoch seconds)."""
-        self._active.append((sku, market, now, price, arm, propensity))
+        with self._lock:
+            self._active.append((sku, market, now, price, arm, propensity))
 
     def pending(self) -> int:
         """Served prices counted and not yet written to Redis."""
-        return len(self._active) + len(self._retired) + sum(self._unsent.values())
+        return len(self._active) + sum(self._unsent.values())
 
     def flush(self, client: Any, *, final: bool = False) -> int:
         """Add the counts to Redis; returns how many look-ups were written.
 
         On a Redis error the counts are kept for the next flush and 0 is returned (a
-        price read never depends on this).
+        price read never depends on this). ``final`` is accepted for call sites that
+        flush on shutdown; every flush writes everything recorded so far.
         """
         with self._flush_lock:
-            swapped = self._active
-            self._active = []
-            ready, self._retired = self._retired, swapped
-            if final:
-                ready, self._retired = ready + self._retired, []
+            with self._lock:
+                ready, self._active = self._active, []
             counts = self._unsent
             self._unsent = {}
             for sku, market, now, price, arm, prob in ready:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import typer
 import yaml
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -194,6 +194,7 @@ def test_signals_with_lookups_find_the_edge_market(tmp_path):
     n=st.integers(min_value=0, max_value=10_000),
     unit=st.sampled_from(["h", "d", "w"]),
 )
+@settings(deadline=None)
 def test_relative_times_count_back_from_now(n, unit):
     from service.commands.signals import parse_when
 
@@ -203,6 +204,7 @@ def test_relative_times_count_back_from_now(n, unit):
 
 
 @given(st.datetimes(timezones=st.just(UTC)))
+@settings(deadline=None)
 def test_zoned_times_parse_back_exactly(when):
     from service.commands.signals import parse_when
 
