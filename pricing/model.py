@@ -558,7 +558,9 @@ def _fit_impl(data: _Data, st: _Static, *, jit: bool = True) -> _FitOut:
     Both stages run the same compiled solver (same shapes; the tolerance and priors are
     arguments), so a fit compiles one program however many stages it runs.
     """
-    stage = _stage_jit if jit else _stage
+    stage = functools.partial(
+        _stage_jit if jit else _stage, st=st._replace(empirical_bayes=False, n_groups=1)
+    )  # the solver does not depend on the prior's source: one program for both
     eb = _empirical_bayes_jit if jit else _empirical_bayes
     theta, shared = data.theta0, data.shared0
     prec = data.prior_prec
@@ -570,7 +572,7 @@ def _fit_impl(data: _Data, st: _Static, *, jit: bool = True) -> _FitOut:
         needs = data.eb_group >= 0
         stage_prec = prec.at[:, 1].set(jnp.where(needs, _UNPOOLED_PREC, prec[:, 1]))
         # The unpooled stage only feeds the category moments: a looser tolerance suffices.
-        first = stage(theta, shared, data, stage_prec, tol * 100.0, st=st)
+        first = stage(theta, shared, data, stage_prec, tol * 100.0)
         se1 = jnp.sqrt(jnp.maximum(first.cov_theta[:, 1, 1], 0.0))
         n_obs = jnp.sum(data.mask, axis=1)
         mu, tau = eb(first.theta[:, 1], se1, n_obs >= 3, data.eb_group, st=st)
@@ -579,7 +581,7 @@ def _fit_impl(data: _Data, st: _Static, *, jit: bool = True) -> _FitOut:
         prec = prec.at[:, 1].set(jnp.where(needs, 1.0 / tau**2, prec[:, 1]))
         data = data._replace(prior_mean=data.prior_mean.at[:, 1].set(prior_mean_beta))
         theta, shared, iterations = first.theta, first.shared, first.iterations
-    final = stage(theta, shared, data, prec, tol, st=st)
+    final = stage(theta, shared, data, prec, tol)
     return _FitOut(
         final.theta,
         final.shared,
@@ -880,18 +882,29 @@ def _prepare(
     def dev(a: np.ndarray, dt: Any = dtype) -> jax.Array:
         return jnp.asarray(a, dtype=dt)
 
+    # Pad the row axis to a bucket size with empty rows (no observations, no prior):
+    # re-fits whose SKU count drifts a little reuse the compiled program.
+    extra = _row_bucket(n_rows) - n_rows
+
+    def rows(a: np.ndarray, axis: int = 0, fill: float = 0.0) -> np.ndarray:
+        if extra == 0 or (axis == 0 and a.shape[0] == 1 and a is hour_g):
+            return a
+        width = [(0, 0)] * a.ndim
+        width[axis] = (0, extra)
+        return np.pad(a, width, constant_values=fill)
+
     data = _Data(
-        X=dev(X),
-        y=dev(y_g),
-        mask=dev(mask_g),
-        hour=dev(hour_g, jnp.int32),
-        cov=dev(cov_g),
+        X=dev(rows(X, 1)),
+        y=dev(rows(y_g)),
+        mask=dev(rows(mask_g)),
+        hour=dev(rows(hour_g), jnp.int32),
+        cov=dev(rows(cov_g, 1)),
         cens_idx=dev(cens_idx, jnp.int32),
         cens_y=dev(cens_y),
-        prior_mean=dev(prior_mean),
-        prior_prec=dev(prior_prec),
-        eb_group=dev(eb_group, jnp.int32),
-        theta0=dev(theta0),
+        prior_mean=dev(rows(prior_mean)),
+        prior_prec=dev(rows(prior_prec)),
+        eb_group=dev(rows(eb_group, fill=-1), jnp.int32),
+        theta0=dev(rows(theta0)),
         shared0=dev(shared0),
     )
     return _Prepared(
@@ -906,6 +919,15 @@ def _prepare(
         static=static,
         period_hours=period_hours,
     )
+
+
+def _row_bucket(n_rows: int) -> int:
+    """Rows the solver runs on: 16, powers of two to 4096, then multiples of 1024."""
+    if n_rows <= 16:
+        return 16
+    if n_rows <= 4096:
+        return 1 << (n_rows - 1).bit_length()
+    return 1024 * math.ceil(n_rows / 1024)
 
 
 def _count_kmax(cens_y: np.ndarray) -> int:
@@ -1435,8 +1457,16 @@ def fit_elasticity(
 def _result(
     prep: _Prepared, out: _FitOut, covariates: tuple[str, ...], has_int: bool
 ) -> ElasticityFit:
+    n = len(prep.keys)  # drop the padding rows
+    out = out._replace(
+        theta=out.theta[:n],
+        cov_theta=out.cov_theta[:n],
+        grad_norm=out.grad_norm[:n],
+        decrement=out.decrement[:n],
+        prior_mean_beta=out.prior_mean_beta[:n],
+        prior_sd_beta=out.prior_sd_beta[:n],
+    )
     theta = np.asarray(out.theta, dtype=float)
-    n = theta.shape[0]
     zeros = np.zeros(n)
     st = prep.static
     shared = np.asarray(out.shared, dtype=float)
