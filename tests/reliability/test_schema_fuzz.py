@@ -102,7 +102,7 @@ def _fuzz_operation(
 def _fuzz(base_url: str, *, examples: int, derandomize: bool) -> tuple[Counter[str], list[str]]:
     """Drive every operation in both modes; return status counts and the failures."""
     raw = httpx.get(f"{base_url}/openapi.json", timeout=10).json()
-    # Auth is proven route by route in test_auth.py; here every request carries an admin
+    # Auth is proven route by route in test_access_control.py; here every request carries an admin
     # key, so the security requirement is dropped from the schema (otherwise negative
     # cases that "omit the key" would be sent with it and read as wrongly accepted).
     raw.get("components", {}).pop("securitySchemes", None)
