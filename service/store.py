@@ -148,8 +148,22 @@ def connect(url: str, *, timeout: float = 0.25, cluster: bool | None = None) -> 
     }
     if scheme.endswith("+cluster") or cluster:
         base = scheme.removesuffix("+cluster")
-        return redis.RedisCluster.from_url(f"{base}://{rest}", **options)
+        return ClusterClient.from_url(f"{base}://{rest}", **options)
     return redis.Redis.from_url(url, **options)
+
+
+class ClusterClient(redis.RedisCluster):
+    """``redis.RedisCluster`` whose :meth:`close` also closes every node's pool.
+
+    ``RedisCluster.close`` (redis-py 8.1) leaves the node pools' sockets open, which
+    leaks a socket per node and surfaces later as ``ResourceWarning: unclosed socket``.
+    """
+
+    def close(self) -> None:  # type: ignore[override]
+        for node in self.get_nodes():  # type: ignore[no-untyped-call]
+            if node.redis_connection is not None:
+                node.redis_connection.connection_pool.disconnect()
+        super().close()
 
 
 def is_cluster(client: Any) -> bool:

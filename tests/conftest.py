@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from service.embedded import RedisCluster, RedisServer
+from service.store import ClusterClient
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +41,7 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
 @pytest.fixture
 def cluster_url(redis_cluster: RedisCluster) -> Iterator[str]:
     """``redis+cluster://`` URL of the session's cluster, flushed before each test."""
-    client = redis.RedisCluster(host=redis_cluster.host, port=redis_cluster.nodes[0].port)
+    client = ClusterClient(host=redis_cluster.host, port=redis_cluster.nodes[0].port)
     client.flushall(target_nodes=redis.RedisCluster.PRIMARIES)
     client.close()
     yield redis_cluster.url

@@ -46,7 +46,8 @@ def close_client(client: Any) -> None:
     """Close a redis-py client, including every node pool of a cluster client.
 
     ``RedisCluster.close`` (redis-py 8.1) leaves the node pools' sockets open, which
-    surfaces later as ``ResourceWarning: unclosed socket``.
+    surfaces later as ``ResourceWarning: unclosed socket``; clients made by
+    :func:`service.store.connect` already close them, this also covers others.
     """
     if isinstance(client, redis.RedisCluster):
         for node in client.get_nodes():  # type: ignore[no-untyped-call]

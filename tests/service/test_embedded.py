@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis
 
 from service.embedded import RedisCluster, RedisServer, find_redis_server
+from service.store import ClusterClient
 
 
 def test_find_redis_server_returns_an_executable() -> None:
@@ -32,7 +33,7 @@ def test_append_only_data_survives_a_crash(tmp_path) -> None:
 
 
 def test_cluster_routes_hash_tagged_keys_to_one_node(redis_cluster: RedisCluster) -> None:
-    client = redis.RedisCluster(host=redis_cluster.host, port=redis_cluster.nodes[0].port)
+    client = ClusterClient(host=redis_cluster.host, port=redis_cluster.nodes[0].port)
     try:
         client.set("dp:{sku-1}:inv:a", 1)
         client.set("dp:{sku-1}:inv:b", 2)
