@@ -87,7 +87,7 @@ def test_pos_key_gets_429_with_retry_after_past_its_burst(limited: AppClient) ->
     assert statuses == [200] * 5
     refused = _price(limited, POS_KEY)
     assert refused.status_code == 429
-    assert int(refused.headers["retry-after"]) == 5  # one token at 0.2/s
+    assert 1 <= int(refused.headers["retry-after"]) <= 5  # a whole token takes 5 s at 0.2/s
     assert refused.headers["x-request-id"] == "rl-test"
     body = refused.json()
     assert body["error"] == "rate_limited" and "pos" in body["detail"]
