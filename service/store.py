@@ -159,7 +159,7 @@ class ClusterClient(redis.RedisCluster):
     leaks a socket per node and surfaces later as ``ResourceWarning: unclosed socket``.
     """
 
-    def close(self) -> None:  # type: ignore[override]
+    def close(self) -> None:
         for node in self.get_nodes():  # type: ignore[no-untyped-call]
             if node.redis_connection is not None:
                 node.redis_connection.connection_pool.disconnect()
