@@ -21,8 +21,10 @@ Rules (each one a deliberate choice):
   demand was at least what sold, see MATH.md); periods that sold nothing and
   ended with nothing left are dropped (the shelf was empty, so zero sales say
   nothing about demand).
-- **Span**: a pair's periods run from its first sale to ``end`` (the re-fit's
-  cut-off, default the hour after the last event).
+- **Span**: a pair's periods run from its first sale to ``end`` (exclusive; the
+  re-fit passes the start of the hour under way, whose sales are still coming in).
+  Events at or after ``end`` are left out of the periods but still count in the
+  stock rebuilt from the units left now.
 
 Example:
     >>> panel = build_panel(events, inventory_now={("CMX-1", "bk"): 12})  # doctest: +SKIP
@@ -211,8 +213,13 @@ def build_panel(
     panel["sold_out"] = False
     if inventory_now:
         pair = list(zip(panel["sku"], panel["market"], strict=True))
+        # Events at or after ``end`` (the period under way) moved the stock too.
+        late = stock[stock["period"] >= end].groupby(["sku", "market"])["delta"].sum()
+        late_map = {(s_, m_): float(v) for (s_, m_), v in late.items()}
         now = pd.Series(
-            [inventory_now.get(k, np.nan) for k in pair], index=panel.index, dtype=float
+            [inventory_now.get(k, np.nan) + late_map.get(k, 0.0) for k in pair],
+            index=panel.index,
+            dtype=float,
         )
         # left_end(h) = left_now + sum of deltas strictly after h (reverse cumulative sum).
         after = (

@@ -872,7 +872,8 @@ class Refitter:
             pairs = self._config_pairs(merged)
             inventory_now = self.store.get_inventories(pairs)
             list_prices = {s.sku: s.list_price for dr in self.bundle.drops for s in dr.skus}
-            cut = pd.Timestamp(now).floor("h") + pd.Timedelta(hours=1)
+            # The hour under way is still selling: the panel stops at its start.
+            cut = pd.Timestamp(now).floor("h")
             sales = merged[merged["sku"].isin({p[0] for p in pairs})]
             panel = build_panel(
                 sales, inventory_now=inventory_now, list_prices=list_prices, end=cut

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 from refit_factories import (
     ELASTIC,
     INELASTIC,
@@ -61,7 +62,13 @@ def test_refit_learns_the_direction_of_each_elasticity(store: PriceStore, tmp_pa
     drop = write_configs(tmp_path / "configs", N_SKUS)
     events = _post_day(store, drop)
     refitter = Refitter(store, load_config_dir(drop.config_dir), device="cpu")
+    published_before = REGISTRY.get_sample_value("dropprice_refits_total", {"outcome": "published"})
     record = refitter.run()
+    published_after = REGISTRY.get_sample_value("dropprice_refits_total", {"outcome": "published"})
+    assert published_after == (published_before or 0.0) + 1.0
+    assert REGISTRY.get_sample_value(
+        "dropprice_refit_duration_seconds_count", {"outcome": "published"}
+    )
 
     assert record.state == "published", record.reasons
     assert [s.name for s in record.stages] == list(STAGES)

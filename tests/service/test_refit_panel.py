@@ -114,3 +114,12 @@ def test_units_sold_are_conserved(sales: list[tuple[int, int]], left: int) -> No
     panel = build_panel(frame_from_records(recs + recs[:3]), inventory_now={("A", "m"): left})
     assert panel["quantity"].sum() == sum(q for _, q in sales)
     assert not panel["sold_out"].any() or left == 0
+
+
+def test_the_hour_under_way_is_left_out_but_counts_in_the_stock() -> None:
+    recs = [_sale("a", 5, 2, 10.0), _sale("b", 65, 3, 10.0), _sale("c", 125, 1, 10.0)]
+    end = T0 + pd.Timedelta(hours=2)  # the 12:00 hour is still under way
+    panel = build_panel(frame_from_records(recs), inventory_now={("A", "m"): 0}, end=end)
+    assert panel["quantity"].tolist() == [2.0, 3.0]
+    # One unit sold after ``end`` was still on the shelf at 12:00: 11:00 did not sell out.
+    assert panel["sold_out"].tolist() == [False, False]
