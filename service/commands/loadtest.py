@@ -672,6 +672,45 @@ def _verdict_tables(
     return [routes, verdict]
 
 
+def _try_scrape(url: str) -> Any:
+    """The service's latency histograms, or ``None`` when ``/metrics`` is not reachable."""
+    from loadtests.serverside import scrape
+
+    try:
+        return scrape(url)
+    except RuntimeError:
+        return None
+
+
+def _server_rows(before: Any, after: Any) -> list[Any] | None:
+    """Server-side latency per API route over the run (health and metrics left out)."""
+    if before is None or after is None:
+        return None
+    from loadtests.serverside import route_latencies, subtract
+
+    rows = route_latencies(subtract(after, before))
+    return [r for r in rows if r.route.split(" ", 1)[-1].startswith("/v1/")]
+
+
+def _server_table(rows: Sequence[Any]) -> Any:
+    from rich.table import Table
+    from rich.text import Text
+
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v * 1000:.2f}"
+
+    table = Table(
+        title="service side (its request histogram, one process; bucket-interpolated)",
+        title_justify="left",
+    )
+    for col in ("route", "requests", "<= 10 ms", "p50 ms", "p99 ms"):
+        table.add_column(col, justify="left" if col == "route" else "right")
+    for r in rows:
+        within = "-" if r.within_10ms is None else f"{100 * r.within_10ms:.2f} %"
+        table.add_row(Text(r.route), f"{r.requests:,}", within, ms(r.p50), ms(r.p99))
+    return table
+
+
 def register(app: typer.Typer) -> None:
     """Add ``dropprice loadtest`` to ``app``."""
     app.command("loadtest")(loadtest)
@@ -847,6 +886,7 @@ def loadtest(
             )
             manifest_path = manifest.dump(run_dir / "manifest.json")
             console.print(f"service {url}; locust running (log: {report / 'locust.log'})")
+            server_before = _try_scrape(url)
             code = _run_locust(
                 run,
                 locust_path,
@@ -861,6 +901,7 @@ def loadtest(
             if not stats_csv.exists():
                 tail = (report / "locust.log").read_text()[-3000:]
                 raise RuntimeError(f"locust exited with code {code} and wrote no stats:\n{tail}")
+            server_after = _try_scrape(url) if server_before is not None else None
             final = fetch_inventory(url, api_key, run.pairs)
             stream = read_stream_sales(stream_redis, drop.skus) if stream_redis else None
         sales, status_counts, _stale = read_ledger(ledger_dir)
@@ -878,6 +919,7 @@ def loadtest(
         shutil.rmtree(run_dir, ignore_errors=True)
 
     stats = read_locust_stats(stats_csv)
+    server = _server_rows(server_before, server_after)
     peak = read_peak(report / "locust_stats_history.csv")
     slo_results = evaluate_slos(stats, slos)
     passed = all(s.ok for s in slo_results) and books.ok
@@ -885,6 +927,8 @@ def loadtest(
         stats, slo_results, books, f"{shape}: {users} terminals, {duration_s:g}s, {url}"
     ):
         console.print(table)
+    if server is not None:
+        console.print(_server_table(server))
     console.print(f"peak: {peak.users} terminals, {peak.rps:,.1f} req/s")
     console.print(
         f"machine: {os.cpu_count()} CPUs, load average {load_before[0]:.2f} before, "
@@ -906,6 +950,8 @@ def loadtest(
         "slos": [s._asdict() for s in slo_results],
         "routes": [r._asdict() for r in stats],
         "peak": peak._asdict(),
+        # The service's own histogram (one process): excludes the load generator's delays.
+        "server": None if server is None else [r._asdict() for r in server],
         "books": books.to_dict(),
         # Other work on the machine shows in the latencies: keep it with the figures.
         "machine": {
