@@ -20,7 +20,12 @@ One command answers the question the team asks before a drop. It
 4. prints a verdict table (per route: requests, failures, p50/p95/p99, req/s),
    PASS/FAIL per SLO and per book check, writes everything to ``--report-dir``
    (``locust.html``, ``locust_stats.csv``, ``locust_stats_history.csv``,
-   ``verdict.json``, ``locust.log``, ``service.log``) and exits 1 on any FAIL.
+   ``verdict.json``, ``locust.log``, ``service.log``) and exits 1 on any FAIL;
+5. adds the service's own latency per route, from its ``/metrics`` request
+   histogram scraped before and after the run (:mod:`loadtests.serverside`), so
+   time lost in the load generator or to a busy machine can be told apart.
+
+Exit codes: 0 PASS, 1 FAIL, 2 the run could not be judged (no service, no stats).
 
 Latency SLOs (``p50_ms``, ``p95_ms``, ``p99_ms``) hold for every route and for the
 total; ``error_rate`` is failures over requests; ``min_rps`` the total requests/s.
@@ -56,6 +61,7 @@ __all__ = [
     "SloResult",
     "evaluate_slos",
     "parse_duration",
+    "Peak",
     "parse_slos",
     "read_locust_stats",
     "read_peak",
