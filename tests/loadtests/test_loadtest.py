@@ -112,7 +112,7 @@ def test_rush_books_balance_and_the_head_sells_out(
 def test_rush_against_a_running_service_seeds_through_the_operator_api(
     redis_url: str, tmp_path: Path
 ) -> None:
-    """``--host``: the drop is created with PUT /v1/drops (a configured category and only
+    """``--host`` (soak shape): the drop is created with PUT /v1/drops (a configured category and only
     the markets the config knows, in their currency), tested, checked against the
     service's Redis, and removed again."""
     import hashlib
@@ -194,7 +194,7 @@ def test_rush_against_a_running_service_seeds_through_the_operator_api(
                 "--duration",
                 "5s",
                 "--shape",
-                "steady",
+                "soak",
                 "--skus",
                 "4",
                 "--markets",
@@ -220,6 +220,7 @@ def test_rush_against_a_running_service_seeds_through_the_operator_api(
         # Only the USD markets the config knows were used: 4 SKUs x 2 markets.
         assert verdict["books"]["pairs"] == 8
         assert verdict["books"]["units_sold"] > 0
+        assert verdict["shape"] == "soak" and verdict["peak"]["users"] == 4  # soak holds 4
         config = httpx.get(f"{host}/v1/config", headers={"X-API-Key": operator}).json()
         assert [d["id"] for d in config["config"]["drops"]] == []  # the run's drop is gone
     finally:
