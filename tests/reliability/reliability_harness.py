@@ -294,6 +294,8 @@ CATALOG: dict[str, int] = {
     "REL-1": 100_000, "REL-2": 100_000, "REL-3": 5,
     # Redis stopped and restarted under load (REL-C sells out mid-run)
     "REL-A": 400, "REL-B": 400, "REL-C": 6,
+    # Redis crashed and restarted under load (REL-F sells out mid-run)
+    "REL-D": 400, "REL-E": 400, "REL-F": 6,
     # the last units race, the paused Redis
     "REL-LAST": 9, "REL-S": 50,
     # SIGKILL mid-batch

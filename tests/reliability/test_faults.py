@@ -57,16 +57,22 @@ def _price(client: httpx.Client, sku: str) -> dict[str, Any]:
     return dict(r.json())
 
 
-def test_redis_stopped_and_restarted_under_load(env: ReliabilityEnv) -> None:
-    """Reads never 5xx (stale while Redis is down), sales 503 + Retry-After, each counted once."""
-    stock = {sku: CATALOG[sku] for sku in ("REL-A", "REL-B", "REL-C")}
+@pytest.mark.parametrize("fault", ["stop", "crash"])
+def test_redis_stopped_and_restarted_under_load(env: ReliabilityEnv, fault: str) -> None:
+    """Redis stopped (SIGTERM) or crashed (SIGKILL) under load, then started again: reads
+    never 5xx (stale while Redis is away), sales 503 + Retry-After, each counted once."""
+    skus = ("REL-A", "REL-B", "REL-C") if fault == "stop" else ("REL-D", "REL-E", "REL-F")
+    stock = {sku: CATALOG[sku] for sku in skus}
     svc, faulty_redis = env.service, env.redis
     initial = {sku: _inventory(faulty_redis, sku) for sku in stock}
     assert initial == stock
 
     traffic = Traffic(svc.base_url, list(stock)).start(readers=2, sellers=3)
     time.sleep(1.0)
-    faulty_redis.down()
+    if fault == "stop":
+        faulty_redis.down()
+    else:
+        faulty_redis.crash()
     outage_start = sum(traffic.read_sources.values())
     assert wait_for(lambda: traffic.read_sources.get("stale", 0) > 0, timeout=10), (
         f"no stale read while Redis was down: {traffic.read_sources}, {traffic.read_errors}"
