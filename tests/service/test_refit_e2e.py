@@ -41,7 +41,7 @@ def compile_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture
 def drop(tmp_path: Path) -> SimDrop:
     # Enough stock for the simulated day and the window that follows.
-    return write_configs(tmp_path / "configs", 6, inventory=600)
+    return write_configs(tmp_path / "configs", 6, inventory=1500)
 
 
 @pytest.fixture
@@ -179,7 +179,7 @@ def test_operator_requests_a_refit_and_reads_its_record(
 def test_held_changes_are_approved_over_http(
     client: AppClient, redis_url: str, drop: SimDrop, tmp_path: Path
 ) -> None:
-    banded = write_configs(tmp_path / "banded", 6, inventory=600, approval_band_pct=5.0)
+    banded = write_configs(tmp_path / "banded", 6, inventory=1500, approval_band_pct=5.0)
     _post(client, day_of_events(drop, rate=10.0, seed=11))
     held = _cli(
         redis_url, "refit", "--config-dir", str(banded.config_dir), "--device", "cpu", "--json"
