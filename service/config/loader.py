@@ -192,9 +192,11 @@ def validation_issues(
         elif kind == "missing":
             msg = f"missing required field {str(loc[-1])!r}" if loc else "missing required field"
         elif kind == "extra_forbidden":
+            # The raw location names the field even when it does not resolve (e.g. "").
+            name = str(err["loc"][-1]) if err["loc"] else ""
             allowed = _field_names(model, loc[:-1]) or []
-            msg = f"unknown field {str(loc[-1])!r}"
-            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            msg = f"unknown field {name!r}"
+            close = difflib.get_close_matches(name, allowed, n=1)
             if close:
                 msg += f" (did you mean {close[0]!r}?)"
             if allowed:
