@@ -82,6 +82,7 @@ _N_HOURS = 24
 _TAU_MIN = 0.02  # floor of the category spread: keeps the prior precision finite
 _WEAK_SD = 2.0  # prior sd of intensity lift / shift when pooling
 _ALPHA_SD = 5.0  # prior sd of the baseline log rate when pooling
+_ROW_BLOCK = 1024  # CPU: rows per cache block of the per-row sums
 _UNPOOLED_PREC = 1e-8  # stage-one ridge on beta so a constant-price SKU stays finite
 
 
@@ -128,6 +129,7 @@ class _Static(NamedTuple):
     n_groups: int
     max_iter: int
     tol: float
+    row_block: int = 0  # rows per block of the row system (CPU cache blocking), 0 = all
 
 
 class _SolverState(NamedTuple):
@@ -248,7 +250,44 @@ def _row_loss(theta: jax.Array, cell_loss: jax.Array, data: _Data, prec: jax.Arr
 
 
 def _row_system(
-    theta: jax.Array, g1: jax.Array, g2: jax.Array, data: _Data, prec: jax.Array
+    theta: jax.Array,
+    g1: jax.Array,
+    g2: jax.Array,
+    data: _Data,
+    prec: jax.Array,
+    block: int = 0,
+) -> tuple[jax.Array, jax.Array]:
+    """Gradient and Hessian of every row's block, in blocks of ``block`` rows if > 0.
+
+    On CPU the 14 sums per row re-read the period arrays; done block by block
+    (``lax.map``) they stay in cache, 2-4x faster measured here. Accelerators get the
+    whole batch at once (``block = 0``).
+    """
+    n_rows = theta.shape[0]
+    if block <= 0 or n_rows <= block or n_rows % block:
+        return _row_system_all(theta, g1, g2, data.X, data.prior_mean, prec)
+
+    def one(i: jax.Array) -> tuple[jax.Array, jax.Array]:
+        start = i * block
+
+        def rows(a: jax.Array, axis: int = 0) -> jax.Array:
+            return jax.lax.dynamic_slice_in_dim(a, start, block, axis=axis)
+
+        return _row_system_all(
+            rows(theta), rows(g1), rows(g2), rows(data.X, 1), rows(data.prior_mean), rows(prec)
+        )
+
+    grad, hess = jax.lax.map(one, jnp.arange(n_rows // block))
+    return grad.reshape(n_rows, -1), hess.reshape(n_rows, *hess.shape[2:])
+
+
+def _row_system_all(
+    theta: jax.Array,
+    g1: jax.Array,
+    g2: jax.Array,
+    design: jax.Array,
+    prior_mean: jax.Array,
+    prec: jax.Array,
 ) -> tuple[jax.Array, jax.Array]:
     """Gradient ``[S, P]`` and Hessian ``[S, P, P]`` of every row's block.
 
@@ -257,14 +296,14 @@ def _row_system(
     """
     n_p = theta.shape[1]
     # Column 0 is the intercept (all ones): its products are skipped, not multiplied by 1.
-    cols: list[jax.Array | None] = [None] + [data.X[p] for p in range(n_p - 1)]
+    cols: list[jax.Array | None] = [None] + [design[p] for p in range(n_p - 1)]
 
     def times(*factors: jax.Array | None) -> jax.Array:
         out = [f for f in factors if f is not None]
         return functools.reduce(operator.mul, out)
 
     grad = jnp.stack([jnp.sum(times(c, g1), axis=1) for c in cols], axis=1)
-    grad = grad + prec * (theta - data.prior_mean)
+    grad = grad + prec * (theta - prior_mean)
     entries: dict[tuple[int, int], jax.Array] = {}
     for p in range(n_p):
         for q in range(p, n_p):
@@ -405,7 +444,7 @@ def _newton_loop(
         return _row_loss(th, cell, data, prec), g1, g2
 
     def body(state: _SolverState) -> _SolverState:
-        grad, hess = _row_system(state.theta, state.g1, state.g2, data, prec)
+        grad, hess = _row_system(state.theta, state.g1, state.g2, data, prec, st.row_block)
         step = _chol_solve(_damped(hess, state.lm), grad)
         step = _cap(jnp.where(jnp.isfinite(step), step, 0.0), 5.0, axis=1)
         # Damping shrinks the step by at most 1 + lm, so this bounds the Newton decrement.
@@ -464,7 +503,7 @@ def _laplace(
     """Inverse Hessians, gradient norms, Newton decrements and the loss at a solution."""
     eta = _linear_predictor(theta, shared, data, st)
     _, g1, g2 = _cell_terms(eta, data, st)
-    grad, hess = _row_system(theta, g1, g2, data, prec)
+    grad, hess = _row_system(theta, g1, g2, data, prec, st.row_block)
     cov_theta = _chol_inverse(_damped(hess, jnp.zeros(theta.shape[:1], theta.dtype)))
     dec = jnp.einsum("sp,spq,sq->s", grad, cov_theta, grad)
     if st.profile or st.n_cov:
@@ -877,6 +916,7 @@ def _prepare(
         n_groups=max(len(set(eb_group[eb_group >= 0].tolist())), 1),
         max_iter=int(max_iter),
         tol=tol,
+        row_block=_ROW_BLOCK if jax.default_backend() == "cpu" else 0,
     )
 
     def dev(a: np.ndarray, dt: Any = dtype) -> jax.Array:

@@ -433,3 +433,32 @@ def test_argument_errors_say_what_is_allowed() -> None:
         fit.expected_demand("nope", 1.0)
     with pytest.raises(InputError, match=r"prices must have shape \[S=3, K\]"):
         fit.demand_rates(np.ones((2, 2)))
+
+
+def test_cache_blocked_row_sums_give_the_same_fit(x64: None) -> None:
+    """The CPU path that forms the per-row sums block by block equals the one-shot path."""
+    from pricing import model
+
+    panel, _ = simulate_demand_panel(64, 24, seed=17, intensity=True, stock=3.0)
+    prep = model._prepare(
+        panel,
+        sku="sku",
+        market=None,
+        period="period",
+        price="price",
+        quantity="quantity",
+        intensity="intensity",
+        covariates=(),
+        sold_out="sold_out",
+        priors=None,
+        categories=None,
+        pooling=True,
+        init=None,
+        daily_profile=None,
+        max_iter=50,
+    )
+    whole = model._fit_impl(prep.data, prep.static._replace(row_block=0))
+    blocked = model._fit_impl(prep.data, prep.static._replace(row_block=16))
+    assert int(whole.iterations) == int(blocked.iterations)
+    np.testing.assert_allclose(blocked.theta, whole.theta, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(blocked.cov_theta, whole.cov_theta, rtol=1e-10, atol=1e-14)
