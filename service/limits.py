@@ -43,8 +43,25 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20
 # ISO 4217 currencies whose minor unit is not 2 (the rest use cents).
 _MINOR_UNITS: dict[str, int] = {
     **dict.fromkeys(
-        ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX",
-         "UYI", "VND", "VUV", "XAF", "XOF", "XPF"],
+        [
+            "BIF",
+            "CLP",
+            "DJF",
+            "GNF",
+            "ISK",
+            "JPY",
+            "KMF",
+            "KRW",
+            "PYG",
+            "RWF",
+            "UGX",
+            "UYI",
+            "VND",
+            "VUV",
+            "XAF",
+            "XOF",
+            "XPF",
+        ],
         0,
     ),
     **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
@@ -134,12 +151,18 @@ class BodySizeLimitMiddleware:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await _send_json(scope, send, 400, "invalid_request",
-                                     f"content-length: not an integer, got {value[:40]!r}")
+                    await _send_json(
+                        scope,
+                        send,
+                        400,
+                        "invalid_request",
+                        f"content-length: not an integer, got {value[:40]!r}",
+                    )
                     return
                 if declared > limit:
-                    await _send_json(scope, send, 413, "body_too_large",
-                                     BodyTooLarge(limit, declared).detail)
+                    await _send_json(
+                        scope, send, 413, "body_too_large", BodyTooLarge(limit, declared).detail
+                    )
                     return
                 break
 

@@ -67,8 +67,9 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     """Factory: ``start_service(redis_url, config_dir, workers=2, **env)``; stopped at teardown."""
     started: list[ServiceProcess] = []
 
-    def start(redis_url: str, config_dir: Path, *, workers: int = 2,
-              **extra_env: str) -> ServiceProcess:
+    def start(
+        redis_url: str, config_dir: Path, *, workers: int = 2, **extra_env: str
+    ) -> ServiceProcess:
         svc = ServiceProcess(
             redis_url=redis_url,
             config_dir=config_dir,
@@ -82,8 +83,6 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     yield start
     for svc in started:
         svc.stop()
-
-
 
 
 @pytest.fixture(scope="session")

@@ -158,9 +158,7 @@ def write_config_dir(root: Path, skus: dict[str, int], *, list_price: float = 20
         ]
     (root / "drops").mkdir(parents=True, exist_ok=True)
     (root / "drops" / "reliability-drop.yaml").write_text("\n".join(lines) + "\n")
-    (root / "categories.yaml").write_text(
-        "categories:\n  comics: {mean: -1.5, sd: 0.5}\n"
-    )
+    (root / "categories.yaml").write_text("categories:\n  comics: {mean: -1.5, sd: 0.5}\n")
     (root / "defaults.yaml").write_text("currency: USD\nkeep_versions: 5\n")
     return root
 
@@ -175,8 +173,11 @@ def service_env(redis_url: str | None, config_dir: Path, **extra: str) -> dict[s
         {
             "DROPPRICE_CONFIG_DIR": str(config_dir),
             "DROPPRICE_API_KEYS": json.dumps(
-                {hash_api_key(POS_KEY): "pos", hash_api_key(OPERATOR_KEY): "operator",
-                 hash_api_key(ADMIN_KEY): "admin"}
+                {
+                    hash_api_key(POS_KEY): "pos",
+                    hash_api_key(OPERATOR_KEY): "operator",
+                    hash_api_key(ADMIN_KEY): "admin",
+                }
             ),
             "PYTHONUNBUFFERED": "1",
         }
@@ -222,10 +223,18 @@ class ServiceProcess:
 
     def start(self, timeout: float = 60.0) -> ServiceProcess:
         cmd = [
-            sys.executable, "-m", "service.cli", "serve",
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--workers", str(self.workers),
-            "--config-dir", str(self.config_dir),
+            sys.executable,
+            "-m",
+            "service.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--config-dir",
+            str(self.config_dir),
         ]
         if self.redis_url:
             cmd += ["--redis-url", self.redis_url]
@@ -291,13 +300,20 @@ class ServiceProcess:
 
 CATALOG: dict[str, int] = {
     # input limits, auth, schema fuzz (shared, stock never runs out)
-    "REL-1": 100_000, "REL-2": 100_000, "REL-3": 5,
+    "REL-1": 100_000,
+    "REL-2": 100_000,
+    "REL-3": 5,
     # Redis stopped and restarted under load (REL-C sells out mid-run)
-    "REL-A": 400, "REL-B": 400, "REL-C": 6,
+    "REL-A": 400,
+    "REL-B": 400,
+    "REL-C": 6,
     # Redis crashed and restarted under load (REL-F sells out mid-run)
-    "REL-D": 400, "REL-E": 400, "REL-F": 6,
+    "REL-D": 400,
+    "REL-E": 400,
+    "REL-F": 6,
     # the last units race, the paused Redis
-    "REL-LAST": 9, "REL-S": 50,
+    "REL-LAST": 9,
+    "REL-S": 50,
     # SIGKILL mid-batch
     **{f"REL-K{i}": 5000 for i in range(4)},
     # publisher killed mid-publish
@@ -314,8 +330,12 @@ class ReliabilityEnv:
         self.redis = FaultyRedis(data_dir=root / "redis", appendonly=True)
         self.config_dir = write_config_dir(root / "configs", CATALOG)
         self.redis.start()
-        self.service = ServiceProcess(redis_url=self.redis.url, config_dir=self.config_dir,
-                                      log_path=root / "service.log", workers=workers)
+        self.service = ServiceProcess(
+            redis_url=self.redis.url,
+            config_dir=self.config_dir,
+            log_path=root / "service.log",
+            workers=workers,
+        )
 
     @property
     def base_url(self) -> str:
@@ -342,8 +362,14 @@ class ReliabilityEnv:
 # --------------------------------------------------------------------------- traffic
 
 
-def sale_event(sku: str, *, quantity: int = 1, unit_price: float = 20.0,
-               event_id: str | None = None, market: str = MARKET) -> dict[str, Any]:
+def sale_event(
+    sku: str,
+    *,
+    quantity: int = 1,
+    unit_price: float = 20.0,
+    event_id: str | None = None,
+    market: str = MARKET,
+) -> dict[str, Any]:
     return {
         "type": "sale",
         "event_id": event_id or f"rel-{uuid.uuid4().hex}",
@@ -378,8 +404,9 @@ class Traffic:
     each event's final outcome.
     """
 
-    def __init__(self, base_url: str, skus: list[str], *, api_key: str = POS_KEY,
-                 timeout: float = 5.0) -> None:
+    def __init__(
+        self, base_url: str, skus: list[str], *, api_key: str = POS_KEY, timeout: float = 5.0
+    ) -> None:
         self.base_url = base_url
         self.skus = skus
         self.headers = {"X-API-Key": api_key}
@@ -398,8 +425,9 @@ class Traffic:
     # -- readers
     def _reader(self) -> None:
         i = 0
-        with httpx.Client(base_url=self.base_url, headers=self.headers,
-                          timeout=self.timeout) as client:
+        with httpx.Client(
+            base_url=self.base_url, headers=self.headers, timeout=self.timeout
+        ) as client:
             while not self.stop_event.is_set():
                 sku = self.skus[i % len(self.skus)]
                 i += 1
@@ -459,26 +487,30 @@ class Traffic:
 
     def _seller(self, sku_cycle: list[str], quantity: int, pause: float) -> None:
         i = 0
-        with httpx.Client(base_url=self.base_url, headers=self.headers,
-                          timeout=self.timeout) as client:
+        with httpx.Client(
+            base_url=self.base_url, headers=self.headers, timeout=self.timeout
+        ) as client:
             while not self.stop_event.is_set():
-                record = SaleRecord(f"rel-{uuid.uuid4().hex}", sku_cycle[i % len(sku_cycle)],
-                                    quantity)
+                record = SaleRecord(
+                    f"rel-{uuid.uuid4().hex}", sku_cycle[i % len(sku_cycle)], quantity
+                )
                 i += 1
                 with self.lock:
                     self.sales.append(record)
                 self.sell_once(client, record)
                 time.sleep(pause)
 
-    def start(self, *, readers: int = 2, sellers: int = 2, quantity: int = 1,
-              sell_pause: float = 0.01) -> Traffic:
+    def start(
+        self, *, readers: int = 2, sellers: int = 2, quantity: int = 1, sell_pause: float = 0.01
+    ) -> Traffic:
         for _ in range(readers):
             self.threads.append(threading.Thread(target=self._reader, daemon=True))
         for k in range(sellers):
-            cycle = self.skus[k % len(self.skus):] + self.skus[: k % len(self.skus)]
+            cycle = self.skus[k % len(self.skus) :] + self.skus[: k % len(self.skus)]
             self.threads.append(
-                threading.Thread(target=self._seller, args=(cycle, quantity, sell_pause),
-                                 daemon=True)
+                threading.Thread(
+                    target=self._seller, args=(cycle, quantity, sell_pause), daemon=True
+                )
             )
         for t in self.threads:
             t.start()
@@ -496,9 +528,7 @@ class Traffic:
             sales_accepted=len(accepted),
             sales_refused_sold_out=sum(s.outcome == "sold_out" for s in self.sales),
             stale_reads=self.read_sources.get("stale", 0),
-            responses_5xx_unexpected=sum(
-                n for code, n in self.read_status.items() if code >= 500
-            ),
+            responses_5xx_unexpected=sum(n for code, n in self.read_status.items() if code >= 500),
         )
 
     def accepted_units(self, sku: str) -> int:

@@ -73,9 +73,7 @@ def app_routes() -> list[tuple[str, str]]:
     app = create_app(Settings(api_keys={hash_api_key(POS_KEY): "pos"}))
     routes = sorted(set(_walk(app.routes)))
     documented = {
-        (method.upper(), path)
-        for path, item in app.openapi()["paths"].items()
-        for method in item
+        (method.upper(), path) for path, item in app.openapi()["paths"].items() for method in item
     }
     assert documented <= set(routes), sorted(documented - set(routes))
     return routes
@@ -157,14 +155,18 @@ def test_no_secret_in_logs(http: httpx.Client, reliability_env: Any) -> None:
 
 def test_cors_is_off_by_default(http: httpx.Client) -> None:
     origin = {"Origin": "https://evil.example"}
-    r = http.get("/v1/prices/REL-1", params={"market": MARKET},
-                 headers={**origin, "X-API-Key": POS_KEY})
+    r = http.get(
+        "/v1/prices/REL-1", params={"market": MARKET}, headers={**origin, "X-API-Key": POS_KEY}
+    )
     assert r.status_code == 200
     assert "access-control-allow-origin" not in r.headers
     pre = http.options(
         "/v1/events",
-        headers={**origin, "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "x-api-key,content-type"},
+        headers={
+            **origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-api-key,content-type",
+        },
     )
     FIGURES.add(requests_sent=2)
     assert "access-control-allow-origin" not in pre.headers

@@ -85,19 +85,22 @@ def test_redis_stopped_and_restarted_under_load(env: ReliabilityEnv, fault: str)
     time.sleep(0.5)
     traffic.stop()
 
-    assert not traffic.server_errors[:1] or all(kind == "sale" and code == 503
-                                                for kind, code, _ in traffic.server_errors)
+    assert not traffic.server_errors[:1] or all(
+        kind == "sale" and code == 503 for kind, code, _ in traffic.server_errors
+    )
     assert all(code < 500 for code in traffic.read_status), traffic.read_status
     assert traffic.read_status[200] > outage_start
     assert traffic.retry_after_missing == 0
     assert all(s.outcome in ("accepted", "sold_out") for s in traffic.sales), {
-        s.outcome for s in traffic.sales}
+        s.outcome for s in traffic.sales
+    }
     for sku in stock:
         accepted = traffic.accepted_units(sku)
         events = sum(1 for x in traffic.sales if x.sku == sku and x.outcome == "accepted")
         in_stream = _stream_len(faulty_redis, sku)
-        FIGURES.add(events_lost=max(0, events - in_stream),
-                    units_oversold=max(0, accepted - initial[sku]))
+        FIGURES.add(
+            events_lost=max(0, events - in_stream), units_oversold=max(0, accepted - initial[sku])
+        )
         assert _inventory(faulty_redis, sku) == initial[sku] - accepted, sku
         assert in_stream == events, sku  # none lost, none doubled
     assert _inventory(faulty_redis, "REL-C") >= 0
@@ -116,12 +119,14 @@ def test_last_units_race_two_workers_never_oversell(env: ReliabilityEnv) -> None
     traffic = Traffic(svc.base_url, list(stock))
 
     def client_thread(k: int) -> None:
-        with httpx.Client(base_url=svc.base_url, headers={"X-API-Key": POS_KEY},
-                          timeout=10) as client:
+        with httpx.Client(
+            base_url=svc.base_url, headers={"X-API-Key": POS_KEY}, timeout=10
+        ) as client:
             barrier.wait()
             for i in range(4):
-                rec = SaleRecord(f"race-{k}-{i}-{uuid.uuid4().hex[:8]}", "REL-LAST",
-                                 1 + (k + i) % 2)
+                rec = SaleRecord(
+                    f"race-{k}-{i}-{uuid.uuid4().hex[:8]}", "REL-LAST", 1 + (k + i) % 2
+                )
                 traffic.sell_once(client, rec)
                 with lock:
                     records.append(rec)
@@ -131,9 +136,12 @@ def test_last_units_race_two_workers_never_oversell(env: ReliabilityEnv) -> None
         t.start()
     for t in threads:
         t.join(60)
-    FIGURES.add(requests_sent=0, sales_attempted=len(records),
-                sales_accepted=sum(r.outcome == "accepted" for r in records),
-                sales_refused_sold_out=sum(r.outcome == "sold_out" for r in records))
+    FIGURES.add(
+        requests_sent=0,
+        sales_attempted=len(records),
+        sales_accepted=sum(r.outcome == "accepted" for r in records),
+        sales_refused_sold_out=sum(r.outcome == "sold_out" for r in records),
+    )
     sold = sum(r.quantity for r in records if r.outcome == "accepted")
     left = _inventory(faulty_redis, "REL-LAST")
     assert all(r.outcome in ("accepted", "sold_out") for r in records)
@@ -156,8 +164,9 @@ def test_service_sigkill_mid_batch_each_event_all_or_nothing(env: ReliabilityEnv
     answered: list[int] = []
 
     def send_all() -> None:
-        with httpx.Client(base_url=svc.base_url, headers={"X-API-Key": POS_KEY},
-                          timeout=30) as client:
+        with httpx.Client(
+            base_url=svc.base_url, headers={"X-API-Key": POS_KEY}, timeout=30
+        ) as client:
             for batch in batches:
                 try:
                     r = client.post("/v1/events", json={"events": batch})
@@ -168,8 +177,9 @@ def test_service_sigkill_mid_batch_each_event_all_or_nothing(env: ReliabilityEnv
     sender = threading.Thread(target=send_all)
     sender.start()
     # Kill as soon as the first events land, while the rest of the batches are in flight.
-    assert wait_for(lambda: sum(_stream_len(faulty_redis, s) for s in skus) > 0, timeout=20,
-                    interval=0.005)
+    assert wait_for(
+        lambda: sum(_stream_len(faulty_redis, s) for s in skus) > 0, timeout=20, interval=0.005
+    )
     svc.kill()
     sender.join(30)
     applied_before = {s: stock[s] - _inventory(faulty_redis, s) for s in skus}
@@ -185,8 +195,12 @@ def test_service_sigkill_mid_batch_each_event_all_or_nothing(env: ReliabilityEnv
             entries = client.xrange(keys.events(s))
             in_stream = {dict(fields).get("event_id") for _, fields in entries}
             assert len(in_stream) == len(entries), "an event was appended twice"
-            seen = {e["event_id"] for b in batches for e in b
-                    if e["sku"] == s and client.exists(keys.seen(s, e["event_id"]))}
+            seen = {
+                e["event_id"]
+                for b in batches
+                for e in b
+                if e["sku"] == s and client.exists(keys.seen(s, e["event_id"]))
+            }
             assert in_stream == seen, s
             qty = {e["event_id"]: e["quantity"] for b in batches for e in b}
             assert applied_before[s] == sum(qty[eid] for eid in seen), s
@@ -195,8 +209,7 @@ def test_service_sigkill_mid_batch_each_event_all_or_nothing(env: ReliabilityEnv
 
     svc2 = svc.restart()
     outcomes: dict[str, str] = {}
-    with httpx.Client(base_url=svc2.base_url, headers={"X-API-Key": POS_KEY},
-                      timeout=30) as http:
+    with httpx.Client(base_url=svc2.base_url, headers={"X-API-Key": POS_KEY}, timeout=30) as http:
         for batch in batches:
             r = http.post("/v1/events", json={"events": batch})
             assert r.status_code == 200, r.text
@@ -210,7 +223,8 @@ def test_service_sigkill_mid_batch_each_event_all_or_nothing(env: ReliabilityEnv
     for s in skus:
         assert _inventory(faulty_redis, s) == stock[s] - total[s], s
         assert _stream_len(faulty_redis, s) == sum(
-            1 for b in batches for e in b if e["sku"] == s), s
+            1 for b in batches for e in b if e["sku"] == s
+        ), s
     FIGURES.add(sales_attempted=len(outcomes), sales_accepted=len(outcomes))
 
 
@@ -222,8 +236,7 @@ def test_slow_redis_reads_fall_back_within_budget(env: ReliabilityEnv, slowdown:
     client's own timeout (4 s here, so a hang fails the test); all resumes afterwards."""
     svc, faulty_redis = env.service, env.redis
     sku = "REL-S"
-    with httpx.Client(base_url=svc.base_url, headers={"X-API-Key": POS_KEY},
-                      timeout=4.0) as client:
+    with httpx.Client(base_url=svc.base_url, headers={"X-API-Key": POS_KEY}, timeout=4.0) as client:
         before = _price(client, sku)
         units = before["inventory"]
         sleeper = None
@@ -255,6 +268,7 @@ def test_slow_redis_reads_fall_back_within_budget(env: ReliabilityEnv, slowdown:
         assert after.status_code == 200
         result = after.json()["results"][0]
         assert result["status"] == "accepted" or (
-            result["status"] == "duplicate" and result["first_status"] == "accepted"), result
+            result["status"] == "duplicate" and result["first_status"] == "accepted"
+        ), result
         assert wait_for(lambda: _price(client, sku)["source"] != "stale", timeout=10)
         assert wait_for(lambda: _price(client, sku)["inventory"] == units - 1, timeout=5)

@@ -23,8 +23,9 @@ ACCEPTED = {"accepted", "duplicate"}
 
 @pytest.fixture(scope="module")
 def client(reliability_env: Any) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=reliability_env.base_url, headers={"X-API-Key": POS_KEY},
-                      timeout=10) as c:
+    with httpx.Client(
+        base_url=reliability_env.base_url, headers={"X-API-Key": POS_KEY}, timeout=10
+    ) as c:
         yield c
 
 
@@ -83,8 +84,7 @@ EVENT_CASES: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("case", "changes", "field"), EVENT_CASES,
-                         ids=[c[0] for c in EVENT_CASES])
+@pytest.mark.parametrize(("case", "changes", "field"), EVENT_CASES, ids=[c[0] for c in EVENT_CASES])
 def test_bad_event_refused_naming_field(
     client: httpx.Client, case: str, changes: dict[str, Any], field: str
 ) -> None:
@@ -98,8 +98,11 @@ def test_bad_event_refused_naming_field(
 def test_non_finite_numbers_refused(client: httpx.Client, literal: str) -> None:
     event = json.dumps(_event(unit_price=123456.0)).replace("123456.0", literal)
     before = _inventory(client, "REL-1")
-    r = client.post("/v1/events", content=f'{{"events": [{event}]}}',
-                    headers={"Content-Type": "application/json"})
+    r = client.post(
+        "/v1/events",
+        content=f'{{"events": [{event}]}}',
+        headers={"Content-Type": "application/json"},
+    )
     FIGURES.add(requests_sent=1)
     assert 400 <= r.status_code < 500 or r.status_code == 200, r.text
     if r.status_code == 200:
@@ -127,11 +130,9 @@ def test_valid_events_accepted_beside_invalid_ones(client: httpx.Client) -> None
 
 
 def test_batch_size_limits_name_the_field(client: httpx.Client) -> None:
-    r = client.post("/v1/prices:batch",
-                    json={"items": [{"sku": "REL-1", "market": MARKET}] * 501})
+    r = client.post("/v1/prices:batch", json={"items": [{"sku": "REL-1", "market": MARKET}] * 501})
     _assert_refused_naming(r, "items")
-    ok = client.post("/v1/prices:batch",
-                     json={"items": [{"sku": "REL-1", "market": MARKET}] * 500})
+    ok = client.post("/v1/prices:batch", json={"items": [{"sku": "REL-1", "market": MARKET}] * 500})
     assert ok.status_code == 200 and len(ok.json()["prices"]) == 500
     events = [sale_event("REL-1", quantity=1) for _ in range(1001)]
     r = client.post("/v1/events", json={"events": events})
@@ -142,8 +143,9 @@ def test_batch_size_limits_name_the_field(client: httpx.Client) -> None:
 def test_body_over_limit_is_413(client: httpx.Client) -> None:
     before = _inventory(client, "REL-1")
     padding = "x" * (2 << 20)
-    r = client.post("/v1/events",
-                    json={"events": [_event(event_id="pad-" + padding[:10])], "pad": padding})
+    r = client.post(
+        "/v1/events", json={"events": [_event(event_id="pad-" + padding[:10])], "pad": padding}
+    )
     FIGURES.add(requests_sent=1)
     assert r.status_code == 413, r.text[:300]
     assert "limit" in r.json()["detail"]
@@ -157,8 +159,7 @@ def test_chunked_body_over_limit_is_413(client: httpx.Client) -> None:
             yield (json.dumps(sale_event("REL-1")) + ",").encode()
         yield b"{}]}"
 
-    r = client.post("/v1/events", content=chunks(),
-                    headers={"Content-Type": "application/json"})
+    r = client.post("/v1/events", content=chunks(), headers={"Content-Type": "application/json"})
     FIGURES.add(requests_sent=1)
     assert r.status_code == 413, r.text[:300]
 
@@ -179,27 +180,45 @@ def test_malformed_bodies_are_4xx(client: httpx.Client, body: bytes, content_typ
     for path in ("/v1/events", "/v1/prices:batch"):
         r = client.post(path, content=body, headers={"Content-Type": content_type})
         FIGURES.add(requests_sent=1)
-        assert 400 <= r.status_code < 500 or (
-            r.status_code == 200 and body == b'{"events": []}'), (path, r.status_code, r.text)
+        assert 400 <= r.status_code < 500 or (r.status_code == 200 and body == b'{"events": []}'), (
+            path,
+            r.status_code,
+            r.text,
+        )
 
 
 QUERY_CASES: list[tuple[str, Callable[[httpx.Client], httpx.Response], str]] = [
     ("long market", lambda c: c.get("/v1/prices/REL-1", params={"market": "m" * 300}), "market"),
     ("long sku", lambda c: c.get("/v1/prices/" + "S" * 300, params={"market": MARKET}), "sku"),
-    ("batch unknown field",
-     lambda c: c.post("/v1/prices:batch",
-                      json={"items": [{"sku": "REL-1", "market": MARKET, "x": 1}]}), "x"),
-    ("batch top-level unknown field",
-     lambda c: c.post("/v1/prices:batch",
-                      json={"items": [{"sku": "REL-1", "market": MARKET}], "debug": True}),
-     "debug"),
-    ("signals in year 1",
-     lambda c: c.get("/v1/signals", params={"until": "0001-01-01T01:00:00Z"}), "until"),
-    ("signals since a bare number",
-     lambda c: c.get("/v1/signals", params={"since": "-119843"}), "since"),
-    ("events top-level unknown field",
-     lambda c: c.post("/v1/events", json={"events": [sale_event("REL-1")], "force": True}),
-     "force"),
+    (
+        "batch unknown field",
+        lambda c: c.post(
+            "/v1/prices:batch", json={"items": [{"sku": "REL-1", "market": MARKET, "x": 1}]}
+        ),
+        "x",
+    ),
+    (
+        "batch top-level unknown field",
+        lambda c: c.post(
+            "/v1/prices:batch", json={"items": [{"sku": "REL-1", "market": MARKET}], "debug": True}
+        ),
+        "debug",
+    ),
+    (
+        "signals in year 1",
+        lambda c: c.get("/v1/signals", params={"until": "0001-01-01T01:00:00Z"}),
+        "until",
+    ),
+    (
+        "signals since a bare number",
+        lambda c: c.get("/v1/signals", params={"since": "-119843"}),
+        "since",
+    ),
+    (
+        "events top-level unknown field",
+        lambda c: c.post("/v1/events", json={"events": [sale_event("REL-1")], "force": True}),
+        "force",
+    ),
 ]
 
 

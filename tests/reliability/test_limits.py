@@ -65,7 +65,11 @@ def test_rejects_bad_limit() -> None:
 
 def test_minor_units() -> None:
     assert (minor_units("USD"), minor_units("eur"), minor_units("JPY"), minor_units("BHD")) == (
-        2, 2, 0, 3)
+        2,
+        2,
+        0,
+        3,
+    )
 
 
 @given(cents=st.integers(0, 10**9), currency=st.sampled_from(["USD", "EUR", "GBP"]))

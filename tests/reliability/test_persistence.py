@@ -59,9 +59,15 @@ def _surface(rows: int, cols: int, level: float) -> SurfaceRecord:
 
 def _sale(sku: str, qty: int = 1) -> EventRecord:
     eid = f"p-{uuid.uuid4().hex}"
-    return EventRecord(eid, "sale", sku, MARKET, qty,
-                       {"type": "sale", "event_id": eid, "sku": sku, "market": MARKET},
-                       list_price=20.0)
+    return EventRecord(
+        eid,
+        "sale",
+        sku,
+        MARKET,
+        qty,
+        {"type": "sale", "event_id": eid, "sku": sku, "market": MARKET},
+        list_price=20.0,
+    )
 
 
 @pytest.mark.parametrize("fault", ["restart", "sigkill"])
@@ -74,7 +80,8 @@ def test_state_survives_redis_restart_and_crash(
     configs = ConfigStore(store.client)
     for i, price in enumerate((20.0, 24.0)):
         bundle = load_config_dir(
-            write_config_dir(tmp_path / f"configs-{i}", {"PER-A": 100}, list_price=price))
+            write_config_dir(tmp_path / f"configs-{i}", {"PER-A": 100}, list_price=price)
+        )
         assert configs.apply(bundle, actor="reliability").changed
     skus = ["PER-A", "PER-B"]
     for sku in skus:
@@ -101,7 +108,8 @@ def test_state_survives_redis_restart_and_crash(
         "config_live": configs.live_version(),
         "audit": len(read_audit(store.client)),
         "pending": sum(
-            int(store.client.xpending(keys.events(s), "refit")["pending"]) for s in skus),
+            int(store.client.xpending(keys.events(s), "refit")["pending"]) for s in skus
+        ),
     }
     assert before["pending"] == 13
     store.close()
@@ -116,21 +124,20 @@ def test_state_survives_redis_restart_and_crash(
     try:
         assert {s: store.get_inventory(s, MARKET) for s in skus} == before["inventory"]
         assert before["inventory"] == {
-            s: 100 - sum(e.quantity for e in sales + late if e.sku == s) for s in skus}
+            s: 100 - sum(e.quantity for e in sales + late if e.sku == s) for s in skus
+        }
         assert store.live_version() == before["live"] == "v2"
         configs = ConfigStore(store.client)
         assert [(c.version, c.digest) for c in configs.list_versions()] == before["configs"]
         assert configs.live_version() == before["config_live"] == 2
         assert len(read_audit(store.client)) == before["audit"] >= 2
-        assert [(v.version, v.status, v.pairs) for v in store.list_versions()] == before[
-            "versions"]
+        assert [(v.version, v.status, v.pairs) for v in store.list_versions()] == before["versions"]
         for s in skus:
             version, surface = store.get_surface(s, MARKET)  # type: ignore[misc]
             old_version, old_surface = before["surfaces"][s]  # type: ignore[misc]
             assert version == old_version == "v2"
             np.testing.assert_array_equal(surface.price, old_surface.price)
-        pending = sum(
-            int(store.client.xpending(keys.events(s), "refit")["pending"]) for s in skus)
+        pending = sum(int(store.client.xpending(keys.events(s), "refit")["pending"]) for s in skus)
         assert pending == 13
         assert len(store.read_events("refit", "worker-2")) == 5
         # the idempotency records survive too: replays change nothing
@@ -171,8 +178,9 @@ def _publisher_cmd(url: str, version: str, n_skus: int, rows: int, cols: int) ->
 
 def _publish(url: str, version: str, n_skus: int, rows: int, cols: int) -> None:
     """Run a publishing process to completion."""
-    done = subprocess.run(_publisher_cmd(url, version, n_skus, rows, cols),
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        _publisher_cmd(url, version, n_skus, rows, cols), capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -187,9 +195,11 @@ def test_publisher_killed_mid_publish_readers_keep_previous_version(
     _publish(faulty_redis.url, "v-old", n_skus, 41, 12)
 
     with httpx.Client(base_url=svc.base_url, headers={"X-API-Key": POS_KEY}) as client:
+
         def versions_served() -> set[str]:
-            r = client.post("/v1/prices:batch",
-                            json={"items": [{"sku": s, "market": MARKET} for s in skus]})
+            r = client.post(
+                "/v1/prices:batch", json={"items": [{"sku": s, "market": MARKET} for s in skus]}
+            )
             assert r.status_code == 200, r.text
             FIGURES.add(requests_sent=1)
             return {p.get("version") for p in r.json()["prices"]}
@@ -198,11 +208,17 @@ def test_publisher_killed_mid_publish_readers_keep_previous_version(
 
         big = subprocess.Popen(  # ~18 MB of cells: the write takes a while
             _publisher_cmd(faulty_redis.url, "v-new", n_skus, 401, 48),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         redis_client = faulty_redis.client()
         try:
-            assert wait_for(lambda: redis_client.exists(keys.version_record("v-new")) == 1,
-                            timeout=30, interval=0.002)
+            assert wait_for(
+                lambda: redis_client.exists(keys.version_record("v-new")) == 1,
+                timeout=30,
+                interval=0.002,
+            )
             os.killpg(big.pid, signal.SIGKILL)
             big.wait(10)
             FIGURES.fault("publisher_sigkill")
@@ -234,9 +250,14 @@ def test_embedded_redis_of_dropprice_serve_survives_a_restart(tmp_path: Path) ->
     skus = {"EMB-1": 30}
     config_dir = write_config_dir(tmp_path / "configs", skus)
     data_dir = tmp_path / "data"
-    svc = ServiceProcess(redis_url=None, config_dir=config_dir, data_dir=data_dir,
-                         log_path=tmp_path / "embedded.log", workers=1,
-                         env=service_env(None, config_dir))
+    svc = ServiceProcess(
+        redis_url=None,
+        config_dir=config_dir,
+        data_dir=data_dir,
+        log_path=tmp_path / "embedded.log",
+        workers=1,
+        env=service_env(None, config_dir),
+    )
     sales = [sale_event("EMB-1", quantity=q) for q in (1, 2, 3)]
     try:
         svc.start()

@@ -42,8 +42,7 @@ def test_burst_then_refused_then_refilled() -> None:
 
 def test_keys_have_separate_buckets_and_unlimited_roles_pass() -> None:
     clock = Clock()
-    limiter = TokenBucketLimiter({"pos": RateLimit(rate=1.0, burst=1), "admin": None},
-                                 clock=clock)
+    limiter = TokenBucketLimiter({"pos": RateLimit(rate=1.0, burst=1), "admin": None}, clock=clock)
     assert limiter.check("a", "pos") == 0.0
     assert limiter.check("a", "pos") > 0.0
     assert limiter.check("b", "pos") == 0.0
@@ -91,8 +90,11 @@ def test_limits_from_settings() -> None:
         rate_limit_admin_per_second = 0
 
     limits = limits_from_settings(S())
-    assert limits == {"pos": RateLimit(rate=20.0, burst=40),
-                      "operator": RateLimit(rate=5.0, burst=7), "admin": None}
+    assert limits == {
+        "pos": RateLimit(rate=20.0, burst=40),
+        "operator": RateLimit(rate=5.0, burst=7),
+        "admin": None,
+    }
 
     class Off:
         rate_limit_enabled = False
@@ -116,14 +118,20 @@ def test_middleware_answers_429_with_retry_after() -> None:
     async def run() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            out = [await client.get("/v1/prices/A", headers={"X-API-Key": "pos-key",
-                                                             "X-Request-ID": "r-1"})
-                   for _ in range(4)]
-            out += [await client.get("/v1/prices/A", headers={"X-API-Key": "nope"})
-                    for _ in range(5)]
+            out = [
+                await client.get(
+                    "/v1/prices/A", headers={"X-API-Key": "pos-key", "X-Request-ID": "r-1"}
+                )
+                for _ in range(4)
+            ]
+            out += [
+                await client.get("/v1/prices/A", headers={"X-API-Key": "nope"}) for _ in range(5)
+            ]
             out += [await client.get("/healthz", headers={"X-API-Key": "pos-key"})]
-            out += [await client.get("/v1/prices/A", headers={"X-API-Key": "admin-key"})
-                    for _ in range(5)]
+            out += [
+                await client.get("/v1/prices/A", headers={"X-API-Key": "admin-key"})
+                for _ in range(5)
+            ]
             return out
 
     responses = asyncio.run(run())

@@ -32,8 +32,9 @@ class AppClient:
         self.portal = self._portal_cm.__enter__()
         self._lifespan = app.router.lifespan_context(app)
         self.portal.call(self._lifespan.__aenter__)
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                        base_url="http://dropprice.test")
+        self.client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://dropprice.test"
+        )
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.portal.call(partial(self.client.request, "GET", url, **kwargs))
@@ -71,15 +72,19 @@ def _app_client(reliability_env: Any, **overrides: Any) -> AppClient:
 @pytest.fixture(scope="module")
 def limited(reliability_env: Any) -> Iterator[AppClient]:
     """Pos keys limited to 5 requests at once, refilled at 0.2 per second."""
-    with _app_client(reliability_env, rate_limit_pos_per_second=0.2,
-                     rate_limit_pos_burst=5) as client:
+    with _app_client(
+        reliability_env, rate_limit_pos_per_second=0.2, rate_limit_pos_burst=5
+    ) as client:
         yield client
 
 
 def _price(client: AppClient, key: str) -> Any:
     FIGURES.add(requests_sent=1)
-    return client.get("/v1/prices/REL-1", params={"market": MARKET},
-                      headers={"X-API-Key": key, "X-Request-ID": "rl-test"})
+    return client.get(
+        "/v1/prices/REL-1",
+        params={"market": MARKET},
+        headers={"X-API-Key": key, "X-Request-ID": "rl-test"},
+    )
 
 
 def test_pos_key_gets_429_with_retry_after_past_its_burst(limited: AppClient) -> None:
@@ -92,8 +97,9 @@ def test_pos_key_gets_429_with_retry_after_past_its_burst(limited: AppClient) ->
     body = refused.json()
     assert body["error"] == "rate_limited" and "pos" in body["detail"]
     # sales share the key's bucket: refused before anything is recorded
-    sale = limited.post("/v1/events", json={"events": [sale_event("REL-1")]},
-                        headers={"X-API-Key": POS_KEY})
+    sale = limited.post(
+        "/v1/events", json={"events": [sale_event("REL-1")]}, headers={"X-API-Key": POS_KEY}
+    )
     FIGURES.add(requests_sent=1)
     assert sale.status_code == 429 and "retry-after" in sale.headers
 

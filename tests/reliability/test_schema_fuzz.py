@@ -83,13 +83,16 @@ def _fuzz_operation(
             # negative-data check does not list.
             case.validate_response(
                 response,
-                checks=checks if response.status_code != 413
+                checks=checks
+                if response.status_code != 413
                 else [c for c in checks if c is not negative_data_rejection],
             )
         except (Exception, BaseExceptionGroup) as exc:  # collect every failure, report all
             text = f"{op.label} [{mode.value}]: {str(exc)[:1500]}"
-            if not any(f.split(": ")[0] == text.split(": ")[0] and f[-300:] == text[-300:]
-                       for f in failures):
+            if not any(
+                f.split(": ")[0] == text.split(": ")[0] and f[-300:] == text[-300:]
+                for f in failures
+            ):
                 failures.append(text)
 
     try:
@@ -124,9 +127,15 @@ def _fuzz(base_url: str, *, examples: int, derandomize: bool) -> tuple[Counter[s
 
 def _summary(failures: list[str]) -> str:
     """One line per failing operation and check, then the first reports in full."""
-    lines = sorted({f"{f.split(': ')[0]}: " + ", ".join(
-        sorted({w for w in f.split() if len(w) == 5 and w[:2] == "ST" and w[2:].isdigit()}))
-        for f in failures})
+    lines = sorted(
+        {
+            f"{f.split(': ')[0]}: "
+            + ", ".join(
+                sorted({w for w in f.split() if len(w) == 5 and w[:2] == "ST" and w[2:].isdigit()})
+            )
+            for f in failures
+        }
+    )
     return "\n".join(lines) + "\n\n" + "\n\n".join(failures[:5])
 
 
