@@ -50,6 +50,9 @@ def _register_commands() -> None:
     from service.commands import simulate as simulate_commands
 
     simulate_commands.register(app)
+    from service.commands import demo as demo_commands
+
+    demo_commands.register(app)
     pass
 
 

@@ -862,6 +862,9 @@ class Refitter:
             history = self.state.load_history()
             fresh = events_frame(entries)
             merged = fresh if history is None else pd.concat([history, fresh], ignore_index=True)
+            # pandas concatenates datetime64[us, UTC] (the stored history) and
+            # datetime64[ns, UTC] (a fresh batch) to object: bring them back to one dtype.
+            merged["ts"] = pd.to_datetime(merged["ts"], utc=True)
             before = len(merged)
             merged = dedupe_events(merged)
             d["duplicates_dropped"] = before - len(merged)

@@ -1,0 +1,166 @@
+"""``dropprice demo``: a compressed creator drop priced live, in one command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``demo`` to the CLI."""
+    app.command("demo")(demo)
+
+
+def demo(
+    duration: Annotated[
+        float,
+        typer.Option(
+            "--duration", min=6.0, max=3600.0, help="Seconds of the drop (windows and gaps)."
+        ),
+    ] = 90.0,
+    windows: Annotated[
+        int, typer.Option(min=1, max=10, help="Selling windows; the engine re-fits before each.")
+    ] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated shoppers.")] = 7,
+    config_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Configs holding drops/comic-shop-creator-drop.yaml (default: the repo's)."
+        ),
+    ] = None,
+    non_interactive: Annotated[
+        bool,
+        typer.Option("--non-interactive", help="No live screen; print the summary at the end."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    device: Annotated[
+        str, typer.Option(help="JAX device of the re-fits: cpu, gpu or auto.")
+    ] = "cpu",
+) -> None:
+    """Run a compressed creator drop end to end and watch the prices move.
+
+    Starts a private redis-server and the price service, replays the shop's recent
+    sales, re-fits, then simulates POS terminals (price look-ups with quote_ids,
+    sales) and the artist's announcement over a few short windows, re-fitting
+    between them. Ends with each SKU's revenue against a fixed list price on the
+    same shoppers. Exit code 1 if the books do not balance.
+    """
+    from service.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        duration_s=duration, windows=windows, seed=seed, config_dir=config_dir, device=device
+    )
+    live = not (non_interactive or as_json)
+    summary = _run_live(options) if live else run_demo(options)
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    if not summary["books_balanced"]:
+        typer.echo("the books do not balance: see units_left and units_sold", err=True)
+        raise typer.Exit(1)
+
+
+def _run_live(options: Any) -> dict[str, Any]:
+    from rich.live import Live
+
+    from service.demo import run_demo
+
+    with Live(refresh_per_second=4, transient=False) as live:
+        return run_demo(options, on_update=lambda state: live.update(_table(state)))
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _table(state: Any) -> Any:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(
+        title=f"{state.drop_id} @ {state.market}: {state.phase}",
+        caption="price served now (list), units left, micro-event intensity, fitted elasticity",
+    )
+    for col in (
+        "SKU",
+        "price",
+        "list",
+        "units left",
+        "sold",
+        "revenue",
+        "intensity",
+        "elasticity",
+        "source",
+    ):
+        table.add_column(col, justify="left" if col in ("SKU", "source") else "right")
+    for s in state.skus.values():
+        arrow = ""
+        if len(s.prices_served) > 1 and s.prices_served[-1] != s.prices_served[-2]:
+            arrow = " ↑" if s.prices_served[-1] > s.prices_served[-2] else " ↓"
+        elasticity = _fmt(s.elasticity, ".2f")
+        if s.elasticity is not None and s.elasticity_se:
+            elasticity += f" ±{1.96 * s.elasticity_se:.2f}"
+        table.add_row(
+            s.sku,
+            f"{s.price:.2f}{arrow}",
+            f"{s.list_price:.2f}",
+            _fmt(s.units_left, "d"),
+            str(s.units_sold),
+            f"{s.revenue:,.2f}",
+            _fmt(s.intensity, ".2f"),
+            elasticity,
+            s.source + (f" {s.version}" if s.version else ""),
+        )
+    log = Text("\n".join(state.log[-4:]), style="dim")
+    return Group(table, log)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{summary['drop']}: engine vs fixed list price, same shoppers")
+    for col in (
+        "SKU",
+        "sold",
+        "revenue",
+        "prices",
+        "fixed: sold",
+        "fixed: revenue",
+        "elasticity (true)",
+    ):
+        table.add_column(col, justify="left" if col == "SKU" else "right")
+    for s in summary["skus"]:
+        table.add_row(
+            s["sku"],
+            f"{s['units_sold']}/{s['initial_inventory']}",
+            f"{s['revenue']:,.2f}",
+            f"{s['min_price']:.2f}-{s['max_price']:.2f}",
+            str(s["fixed_price"]["units_sold"]),
+            f"{s['fixed_price']['revenue']:,.2f}",
+            f"{_fmt(s['elasticity'], '.2f')} ({s['true_elasticity']:.2f})",
+        )
+    fixed = summary["fixed_price"]["revenue"]
+    table.add_row(
+        "total",
+        str(summary["units_sold"]),
+        f"{summary['revenue']:,.2f}",
+        "",
+        str(summary["fixed_price"]["units_sold"]),
+        f"{fixed:,.2f}",
+        "",
+    )
+    console = Console()
+    console.print(table)
+    published = [r for r in summary["refits"] if r["state"] == "published"]
+    console.print(
+        f"revenue {summary['revenue']:,.2f} vs {fixed:,.2f} at the list price "
+        f"({_fmt(summary['uplift_pct'], '+.1f')} %); {len(published)} re-fit(s) published "
+        f"({', '.join(r['version'] for r in published)}); books balanced: "
+        f"{'yes' if summary['books_balanced'] else 'NO'}; {summary['seconds']:.0f} s"
+    )

@@ -1,0 +1,103 @@
+"""``dropprice demo`` end to end: the real CLI, a private redis-server, the service over
+HTTP, re-fits through :mod:`service.refit`; the books must balance to the cent."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def summary() -> dict[str, Any]:
+    """One short, non-interactive demo run (two windows, one re-fit between them)."""
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "service.cli", "demo",
+            "--duration", "20", "--windows", "2", "--seed", "3",
+            "--non-interactive", "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = [line for line in proc.stdout.splitlines() if line.startswith("{")][-1]
+    return dict(json.loads(last))
+
+
+def _drop_config() -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / "configs/drops/comic-shop-creator-drop.yaml").read_text()))
+
+
+@pytest.mark.timeout(300)
+def test_demo_books_balance_per_sku_market(summary: dict[str, Any]) -> None:
+    drop = _drop_config()
+    stock = {s["sku"]: s["inventory"][drop["markets"][0]] for s in drop["skus"]}
+    assert {s["sku"] for s in summary["skus"]} == set(stock)
+    assert summary["units_sold"] > 0
+    total = 0.0
+    for s in summary["skus"]:
+        # The drop opens with the config's stock (the replayed history was restocked).
+        assert s["initial_inventory"] == stock[s["sku"]]
+        assert s["initial_inventory"] - s["units_left"] == s["units_sold"], s["sku"]
+        assert sum(units for units, _ in s["sales"]) == s["units_sold"]
+        charged = sum(units * price for units, price in s["sales"])
+        assert s["revenue"] == pytest.approx(charged, abs=0.01)
+        # Every sale was charged a price the terminals were quoted.
+        assert {price for _, price in s["sales"]} <= set(s["distinct_prices"])
+        assert s["refused_sales"] == 0
+        total += charged
+        # The counterfactual never sells stock it does not have.
+        assert 0 <= s["fixed_price"]["units_sold"] <= s["initial_inventory"]
+    assert summary["revenue"] == pytest.approx(total, abs=0.05)
+    assert summary["books_balanced"] is True
+
+
+@pytest.mark.timeout(300)
+def test_demo_prices_moved_inside_the_guardrails(summary: dict[str, Any]) -> None:
+    drop = _drop_config()
+    rails = drop["guardrails"]
+    by_sku = {s["sku"]: s for s in drop["skus"]}
+    moved = [
+        s["sku"]
+        for s in summary["skus"]
+        if len(s["distinct_prices"]) > 1 or s["first_price"] != s["list_price"]
+    ]
+    assert moved, [(s["sku"], s["distinct_prices"], s["list_price"]) for s in summary["skus"]]
+    assert summary["prices_moved"] is True
+    for s in summary["skus"]:
+        own = {**rails, **(by_sku[s["sku"]].get("guardrails") or {})}
+        assert own["floor"] - 1e-9 <= s["min_price"] <= s["max_price"] <= own["ceiling"] + 1e-9
+        if own.get("ladder"):
+            assert set(s["distinct_prices"]) <= set(own["ladder"])
+
+
+@pytest.mark.timeout(300)
+def test_demo_refits_publish_versions(summary: dict[str, Any]) -> None:
+    published = [r for r in summary["refits"] if r["state"] == "published"]
+    # One re-fit from the history before the drop opens, one between the two windows.
+    assert len(summary["refits"]) == 2
+    assert len(published) >= 1
+    versions = [r["version"] for r in published]
+    assert all(re.fullmatch(r"v\d{8}T\d{6}Z?-f\d+", v or "") for v in versions), versions
+    assert len(set(versions)) == len(versions)
+    # The second re-fit learned from the first window's sales.
+    assert summary["refits"][1]["events_read"] > 0
+    assert all(s["elasticity"] is not None and s["elasticity"] < 0 for s in summary["skus"])
+    assert summary["fixed_price"]["revenue"] > 0
+    assert summary["uplift_pct"] == pytest.approx(
+        100
+        * (summary["revenue"] - summary["fixed_price"]["revenue"])
+        / summary["fixed_price"]["revenue"],
+        abs=0.01,
+    )
