@@ -62,7 +62,6 @@ def test_worker_runs_requests_then_the_schedule(redis_url: str, tmp_path: Path) 
     worker.start()
     worker.join(timeout=120)
     stop.set()
-    store.close()
     assert not worker.is_alive()
     # The request ran first and published; two hours later the cadence ran one more,
     # which had nothing new to learn from.
@@ -71,3 +70,4 @@ def test_worker_runs_requests_then_the_schedule(redis_url: str, tmp_path: Path) 
     assert records[1].trigger == "cadence" and records[1].state == "no_change"
     assert state.get_record(queued.id).state == "published"  # type: ignore[union-attr]
     assert state.last_refit_at() is not None
+    store.close()
