@@ -213,22 +213,39 @@ def worker(
     reporter = _reporter(as_json)
     stop = threading.Event()
 
+    from service.config.loader import load_config_dir
+    from service.exceptions import ConfigError
+    from service.refit import Refitter as _Refitter
+
+    store, bundle = _load(redis_url, config_dir)
+    current = {"bundle": bundle}
+
     def make() -> Refitter:
-        return _make_refitter(redis_url, config_dir, device, reporter, lock_ttl)
+        # One Redis client for the whole loop; configs re-read each tick (a broken edit
+        # keeps the last good bundle and says so).
+        try:
+            current["bundle"] = load_config_dir(config_dir)
+        except ConfigError as exc:
+            reporter.note("config invalid; keeping the last good one", error=str(exc)[:500])
+        return _Refitter(
+            store, current["bundle"], device=device, reporter=reporter, lock_ttl_s=lock_ttl
+        )
 
     def on_record(record: RefitRecord) -> None:
         _finish(record, as_json)
         if once:
             stop.set()
 
-    if once:
-        refitter = make()
-        request = refitter.state.pop_request()
-        record = refitter.run(record_id=request, trigger="request" if request else "manual")
-        on_record(record)
-        refitter.store.close()
-        raise typer.Exit(_exit_code(record))
-    run_worker(make, poll_seconds=poll_seconds, stop=stop, on_record=on_record)
+    try:
+        if once:
+            refitter = make()
+            request = refitter.state.pop_request()
+            record = refitter.run(record_id=request, trigger="request" if request else "manual")
+            on_record(record)
+            raise typer.Exit(_exit_code(record))
+        run_worker(make, poll_seconds=poll_seconds, stop=stop, on_record=on_record)
+    finally:
+        store.close()
 
 
 def rollback(
