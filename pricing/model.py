@@ -763,9 +763,10 @@ def _prepare(
     if market:
         mkt_codes, mkt_uniques = pd.factorize(panel[market], sort=True)
         pair = sku_codes.astype(np.int64) * len(mkt_uniques) + mkt_codes
-    else:
-        pair = sku_codes.astype(np.int64)
-    row_pairs, row_of_obs = np.unique(pair, return_inverse=True)
+        row_pairs, row_of_obs = np.unique(pair, return_inverse=True)
+    else:  # factorize already numbered the SKUs 0..n-1 in sorted order
+        row_of_obs = sku_codes.astype(np.int64)
+        row_pairs = np.arange(len(sku_uniques), dtype=np.int64)
     n_rows = len(row_pairs)
     per = panel[period]
     is_time = pd.api.types.is_datetime64_any_dtype(per.dtype)
