@@ -1138,7 +1138,7 @@ class Refitter:
             for key, beta in zip(
                 previous.keys, np.asarray(previous.table["elasticity"]), strict=True
             ):
-                prev_beta[tuple(key)] = float(beta)  # type: ignore[index]
+                prev_beta[(key[0], key[1])] = float(beta)
         replace: dict[int, float] = {}
         betas = np.asarray(table["elasticity"], dtype=float)
         for i, key in enumerate(fit.keys):
@@ -1251,8 +1251,8 @@ class Refitter:
             scale = (horizon.period / timedelta(hours=1)) / (fit.period_hours or 1.0)
             rates = self._rates(fit, rows, prices, intensity, hours, replace) * scale
             good = np.all(np.isfinite(rates), axis=(1, 2)) & np.all(rates >= 0, axis=(1, 2))
-            for j in np.flatnonzero(~good):
-                sku_key = meta[j][0]
+            for bad_row in np.flatnonzero(~good):
+                sku_key = meta[int(bad_row)][0]
                 record.reasons.append(
                     f"{sku_key[0]}/{sku_key[1]}: demand not finite after the fit; keeps its "
                     "live surface"
@@ -1273,7 +1273,8 @@ class Refitter:
             )
             t_now = max(0, math.floor((now - horizon.start) / horizon.period))
             t_now = min(t_now, horizon.periods - 1)
-            for pos, j in enumerate(keep):
+            for pos, j_keep in enumerate(keep):
+                j = int(j_keep)
                 pair, sku, rails = meta[j]
                 n = int(inv_arr[pos])
                 i = rows[j]
@@ -1672,7 +1673,11 @@ def _merge_fits(fits: Sequence[Any]) -> Any:
 
     profiles = [f.daily_profile for f in fits]
     has_profile = all(p is not None for p in profiles)
-    mean_profile = np.mean(np.stack(profiles), axis=0) if has_profile else None
+    mean_profile = (
+        np.mean(np.stack([p for p in profiles if p is not None]), axis=0)
+        if has_profile
+        else np.zeros(24)
+    )
     alphas = []
     for f in fits:
         alpha = np.asarray(f.params.alpha, dtype=float)
@@ -1698,7 +1703,7 @@ def _merge_fits(fits: Sequence[Any]) -> Any:
         ),
         param_cov=cat("param_cov"),
         log_pref=cat("log_pref"),
-        daily_profile=mean_profile,
+        daily_profile=mean_profile if has_profile else None,
         covariate_effects=dict(first.covariate_effects),
         n_obs=cat("n_obs"),
         n_censored=cat("n_censored"),
@@ -1821,7 +1826,7 @@ def _solve_sharded(
     with ThreadPoolExecutor(max_workers=d) as pool:
         blocks = list(pool.map(solve_block, range(d)))
     mesh = Mesh(np.array(devices), ("sku",))
-    sharding = NamedSharding(mesh, P("sku"))
+    sharding = NamedSharding(mesh, P("sku"))  # type: ignore[no-untyped-call]
     shape = (per * d, n_max + 1, rates.shape[1])
     global_price = jax.make_array_from_single_device_arrays(shape, sharding, blocks)
     return np.asarray(global_price)[:s]

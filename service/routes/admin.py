@@ -130,7 +130,7 @@ def list_refits(store: StoreDep, caller: OperatorCaller) -> dict[str, Any]:
 
 
 @router.get("/refits/{refit_id}", response_model=RefitOut)
-def get_refit(store: StoreDep, caller: OperatorCaller, refit_id: str = RefitId) -> dict[str, Any]:
+def get_refit(refit_id: RefitId, store: StoreDep, caller: OperatorCaller) -> dict[str, Any]:
     """One re-fit's record: state, stage timings, device, reasons, version."""
     record = RefitState(store.client).get_record(refit_id)
     if record is None:
