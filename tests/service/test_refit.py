@@ -209,3 +209,23 @@ def test_a_worker_that_lost_its_lock_never_publishes(
     pending = store.client.xpending(keys.events(drop.skus[0]), "refit")
     assert pending["pending"] > 0
     assert state.holder() is not None and state.holder().endswith("thief")
+
+
+@pytest.mark.cluster
+def test_refit_on_a_redis_cluster(cluster_url: str, tmp_path: Path) -> None:
+    # Fenced writes are single-slot ({_refit}); stream reads and acks are per SKU slot.
+    store = PriceStore(connect(cluster_url, timeout=30.0))
+    try:
+        drop = write_configs(tmp_path / "configs", N_SKUS)
+        _post_day(store, drop)
+        refitter = Refitter(store, load_config_dir(drop.config_dir), device="cpu")
+        record = refitter.run()
+        assert record.state == "published", record.reasons
+        assert all(store.get_surface(s, MARKET) is not None for s in drop.skus)
+        assert refitter.run().state == "no_change"
+        pending = sum(
+            int(store.client.xpending(keys.events(s), "refit")["pending"]) for s in drop.skus
+        )
+        assert pending == 0
+    finally:
+        store.close()
