@@ -950,6 +950,11 @@ class Refitter:
             )
             d["surfaces"] = len(solved.surfaces)
             d["frozen_skus"] = len(frozen)
+            if frozen:
+                record.reasons.append(
+                    f"{len(frozen)} SKU(s) keep their live surfaces: their drop's window is "
+                    "open and the drop does not set refit_during_window"
+                )
 
         # ------------------------------------------------------------ validate
         with self._stage(record, "validate", lock_value) as d:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +230,25 @@ def test_refit_on_a_redis_cluster(cluster_url: str, tmp_path: Path) -> None:
         assert pending == 0
     finally:
         store.close()
+
+
+def test_open_window_keeps_live_surfaces_unless_the_drop_allows_it(
+    store: PriceStore, tmp_path: Path
+) -> None:
+    # The window opened an hour ago: a re-fit must not touch it.
+    drop = write_configs(tmp_path / "configs", N_SKUS, window_in=timedelta(hours=-1))
+    _post_day(store, drop)
+    refitter = Refitter(store, load_config_dir(drop.config_dir), device="cpu")
+    record = refitter.run()
+    assert record.state == "no_change"
+    assert any("refit_during_window" in r for r in record.reasons)
+    assert store.live_version() is None
+    allowed = write_configs(tmp_path / "allowed", N_SKUS, window_in=timedelta(hours=-1),
+                            refit_during_window=True)  # fmt: skip
+    record = Refitter(store, load_config_dir(allowed.config_dir), device="cpu").run(force=True)
+    assert record.state == "published", record.reasons
+    surface = store.get_surface(drop.skus[0], MARKET)
+    assert surface is not None
+    # The surface starts at the period under way and runs to the window's end.
+    assert surface[1].period_start == drop.window_start + timedelta(hours=1)
+    assert surface[1].price.shape[1] == 5
