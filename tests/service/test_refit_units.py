@@ -83,3 +83,18 @@ def test_stream_entries_decode_to_typed_events() -> None:
     assert frame["ts"].iloc[0] == datetime(2026, 1, 1, 9, tzinfo=UTC)
     assert frame["ts"].iloc[1] == datetime.fromtimestamp(1767290400.001, UTC)
     assert frame["sku"].tolist() == ["A", "A"] and frame["quantity"].tolist() == [2.0, 1.0]
+
+
+def test_device_choice_errors_say_what_is_available() -> None:
+    from service.exceptions import RefitError
+    from service.refit import describe_devices, select_devices
+
+    cpu = select_devices("cpu")
+    assert describe_devices(cpu).startswith("cpu:")
+    with pytest.raises(RefitError, match="must be one of cpu, gpu, auto, got 'tpu'"):
+        select_devices("tpu")
+    import jax
+
+    if not any(d.platform == "gpu" for d in jax.devices()):
+        with pytest.raises(RefitError, match="--device gpu: JAX sees no gpu device"):
+            select_devices("gpu")
