@@ -75,8 +75,14 @@ def write_configs(root: Path, skus: list[str], prices: np.ndarray, start: dateti
 
 
 def events(
-    skus: list[str], prices: np.ndarray, beta: np.ndarray, end: datetime, hours: int, tag: str,
-    rng: np.random.Generator, announcements: bool,
+    skus: list[str],
+    prices: np.ndarray,
+    beta: np.ndarray,
+    end: datetime,
+    hours: int,
+    tag: str,
+    rng: np.random.Generator,
+    announcements: bool,
 ) -> list[EventRecord]:
     """One sale event per SKU and hour (Poisson units), plus an announcement per SKU."""
     n = len(skus)
@@ -92,14 +98,44 @@ def events(
             ts = (stamps[h] + timedelta(minutes=int(minute[i, h]))).isoformat()
             eid = f"{tag}-{i}-{h}"
             price = f"{prices[i] * mult[i, h]:.2f}"
-            out.append(EventRecord(eid, "sale", sku, MARKET, q, {
-                "type": "sale", "event_id": eid, "sku": sku, "market": MARKET, "ts": ts,
-                "quantity": str(q), "unit_price": price}, list_price=float(prices[i])))
+            out.append(
+                EventRecord(
+                    eid,
+                    "sale",
+                    sku,
+                    MARKET,
+                    q,
+                    {
+                        "type": "sale",
+                        "event_id": eid,
+                        "sku": sku,
+                        "market": MARKET,
+                        "ts": ts,
+                        "quantity": str(q),
+                        "unit_price": price,
+                    },
+                    list_price=float(prices[i]),
+                )
+            )
         if announcements:
             eid = f"{tag}-ann-{i}"
-            out.append(EventRecord(eid, "signal", sku, MARKET, 0, {
-                "type": "announcement", "event_id": eid, "sku": sku, "market": MARKET,
-                "ts": (end - timedelta(hours=hours // 2)).isoformat(), "reach": "5000"}))
+            out.append(
+                EventRecord(
+                    eid,
+                    "signal",
+                    sku,
+                    MARKET,
+                    0,
+                    {
+                        "type": "announcement",
+                        "event_id": eid,
+                        "sku": sku,
+                        "market": MARKET,
+                        "ts": (end - timedelta(hours=hours // 2)).isoformat(),
+                        "reach": "5000",
+                    },
+                )
+            )
     return out  # fmt: skip
 
 
@@ -181,8 +217,10 @@ def main() -> None:
             if args.json:
                 print(json.dumps(r))
                 continue
-            print(f"\n{n:,} SKUs x {HOURS} h: {r['events']:,} events (posted in {r['post_s']} s), "
-                  f"device {r['device']}")
+            print(
+                f"\n{n:,} SKUs x {HOURS} h: {r['events']:,} events (posted in {r['post_s']} s), "
+                f"device {r['device']}"
+            )
             for label in ("cold", "warm"):
                 st = r[f"{label}_stages"]
                 stages = "  ".join(f"{k} {v:.2f}" for k, v in st.items())
