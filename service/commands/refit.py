@@ -124,7 +124,24 @@ def _load(redis_url: str, config_dir: Path) -> tuple[Any, Any]:
     store = PriceStore(
         connect(redis_url, timeout=30.0), keep_versions=bundle.defaults.keep_versions
     )
+    _ping(store, redis_url)
     return store, bundle
+
+
+def _ping(store: Any, redis_url: str) -> None:
+    """Exit 2 with a plain message when Redis does not answer."""
+    from service.exceptions import StoreUnavailable
+
+    try:
+        store.ping()
+    except StoreUnavailable as exc:
+        store.close()
+        typer.echo(
+            f"cannot reach Redis at {redis_url}: {exc}. Start the service (dropprice serve) "
+            "or pass --redis-url / DROPPRICE_REDIS_URL",
+            err=True,
+        )
+        raise typer.Exit(2) from exc
 
 
 def _make_refitter(
@@ -258,6 +275,7 @@ def rollback(
     from service.store import PriceStore, connect
 
     store = PriceStore(connect(redis_url, timeout=30.0))
+    _ping(store, redis_url)
     try:
         before = store.live_version()
         try:
@@ -285,6 +303,7 @@ def versions(
     from service.store import PriceStore, connect
 
     store = PriceStore(connect(redis_url, timeout=30.0))
+    _ping(store, redis_url)
     try:
         infos = store.list_versions()
     finally:
