@@ -84,10 +84,11 @@ def _glm_loop_per_sku(panel: pd.DataFrame, n_sample: int) -> float:
     return (time.perf_counter() - start) / len(groups)
 
 
-def _solve_only(panel: pd.DataFrame, kwargs: dict[str, Any]) -> tuple[float, float, int]:
-    """(first call incl. compile, second call, iterations) of the compiled program."""
+def _solve_only(panel: pd.DataFrame, kwargs: dict[str, Any]) -> tuple[float, float, int, float]:
+    """(first call incl. compile, second call, iterations, preparation s) of the program."""
     from pricing import model
 
+    start = time.perf_counter()
     prep = model._prepare(
         panel,
         sku="sku",
@@ -105,30 +106,41 @@ def _solve_only(panel: pd.DataFrame, kwargs: dict[str, Any]) -> tuple[float, flo
         daily_profile=None,
         max_iter=50,
     )
+    prep_s = time.perf_counter() - start
     first, _ = _timed(lambda: model._fit_impl(prep.data, prep.static))
     second, out = _timed(lambda: model._fit_impl(prep.data, prep.static))
-    return first, second, int(out.iterations)
+    return first, second, int(out.iterations), prep_s
+
+
+def _fit(
+    panel: pd.DataFrame, kwargs: dict[str, Any], prep_s: float, solve_s: float, end_to_end: bool
+) -> tuple[float, Any]:
+    """fit_elasticity timed end to end, or (large sizes) preparation + solve measured above."""
+    from pricing.model import fit_elasticity
+
+    if end_to_end:
+        return _timed(functools.partial(fit_elasticity, panel, **kwargs))
+    return prep_s + solve_s, None
 
 
 def bench_fit(
-    sizes: list[int], n_periods: int, glm_sample: int, f64_max: int
+    sizes: list[int], n_periods: int, glm_sample: int, f64_max: int, e2e_max: int
 ) -> list[dict[str, Any]]:
-    from pricing.model import fit_elasticity
-
     results = []
     for n in sizes:
         row: dict[str, Any] = {"skus": n, "periods": n_periods}
         panel = _simple_panel(n, n_periods, seed=1)
         simple = {"pooling": False}
-        compile_and_run, solve_s, iters = _solve_only(panel, simple)
-        fit_s, fit = _timed(functools.partial(fit_elasticity, panel, **simple))
+        compile_and_run, solve_s, iters, prep_s = _solve_only(panel, simple)
+        fit_s, fit = _fit(panel, simple, prep_s, solve_s, n <= e2e_max)
         per_sku = _glm_loop_per_sku(panel, min(glm_sample, n))
         row.update(
             simple_fit_s=fit_s,
             simple_solve_s=solve_s,
             simple_compile_s=max(compile_and_run - solve_s, 0.0),
             simple_iterations=iters,
-            simple_converged=bool(fit.converged),
+            simple_converged=None if fit is None else bool(fit.converged),
+            simple_prep_s=prep_s,
             glm_loop_s=per_sku * n,
             glm_loop_sampled_skus=min(glm_sample, n),
             speedup_fit=per_sku * n / fit_s,
@@ -146,13 +158,16 @@ def bench_fit(
         dtypes = ["float32"] + (["float64"] if n <= f64_max else [])
         for dt in dtypes:
             jax.config.update("jax_enable_x64", dt == "float64")
-            first, solve, iters = _solve_only(full_panel, full)
-            fit_s, fit = _timed(functools.partial(fit_elasticity, full_panel, **full))
+            first, solve, iters, prep_s = _solve_only(full_panel, full)
+            fit_s, fit = _fit(full_panel, full, prep_s, solve, n <= e2e_max)
             row[f"full_{dt}_fit_s"] = fit_s
             row[f"full_{dt}_solve_s"] = solve
             row[f"full_{dt}_compile_s"] = max(first - solve, 0.0)
             row[f"full_{dt}_iterations"] = iters
-            row[f"full_{dt}_converged_share"] = float(np.mean(fit.converged_rows))
+            row[f"full_{dt}_prep_s"] = prep_s
+            row[f"full_{dt}_converged_share"] = (
+                None if fit is None else float(np.mean(fit.converged_rows))
+            )
             del fit
         jax.config.update("jax_enable_x64", False)
         del full_panel
@@ -207,7 +222,7 @@ def _print_row(row: dict[str, Any]) -> None:
                 f"{'':>9}      full {dt}: fit {row[f'full_{dt}_fit_s']:.3f}s "
                 f"(solve {row[f'full_{dt}_solve_s']:.3f}s, compile "
                 f"{row[f'full_{dt}_compile_s']:.1f}s, {row[f'full_{dt}_iterations']} it, "
-                f"{row[f'full_{dt}_converged_share']:.1%} rows converged, "
+                f"{row[f'full_{dt}_converged_share'] or float('nan'):.1%} rows converged, "
                 f"{row['full_sold_out_share']:.1%} periods sold out)",
                 flush=True,
             )
@@ -219,6 +234,12 @@ def main() -> None:
     parser.add_argument("--periods", type=int, default=72)
     parser.add_argument("--glm-sample", type=int, default=300, help="SKUs timed in the GLM loop")
     parser.add_argument("--f64-max", type=int, default=100_000, help="largest size run in float64")
+    parser.add_argument(
+        "--end-to-end-max",
+        type=int,
+        default=200_000,
+        help="above this size, fit = preparation + solve (saves a second pandas preparation)",
+    )
     parser.add_argument("--intensity-events", type=int, default=1_000_000, help="0 to skip")
     parser.add_argument("--intensity-keys", type=int, default=10_000)
     parser.add_argument("--json", action="store_true", help="print one JSON document at the end")
@@ -232,7 +253,7 @@ def main() -> None:
     )
     report: dict[str, Any] = {
         "device": f"{device.platform}:{device.device_kind}",
-        "fit": bench_fit(sizes, args.periods, args.glm_sample, args.f64_max),
+        "fit": bench_fit(sizes, args.periods, args.glm_sample, args.f64_max, args.end_to_end_max),
     }
     if args.intensity_events:
         inten = bench_intensity(args.intensity_events, args.intensity_keys)
