@@ -30,8 +30,9 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import partial
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +40,10 @@ import numpy as np
 from jax.scipy.special import gammaln
 
 from pricing.exceptions import InputError
+
+if TYPE_CHECKING:
+    from pricing.guardrails import GuardrailSpec, GuardrailTable
+    from pricing.model import ElasticityFit
 
 __all__ = [
     "PolicySurfaces",
@@ -413,11 +418,11 @@ class PolicySurfaces(NamedTuple):
     value: np.ndarray
     optimum: Surfaces
     rates: np.ndarray
-    keys: list
+    keys: list[tuple[Any, Any]]
 
 
 def price_surfaces_from_fit(
-    fit,
+    fit: ElasticityFit,
     ladder: np.ndarray,
     inventory: int | np.ndarray,
     horizon: int,
@@ -427,7 +432,7 @@ def price_surfaces_from_fit(
     hours: np.ndarray | int | None = None,
     unit_cost: float | np.ndarray = 0.0,
     salvage: float | np.ndarray = 0.0,
-    guardrails=None,
+    guardrails: GuardrailSpec | Sequence[GuardrailSpec] | GuardrailTable | None = None,
     explore: bool = False,
     key: jax.Array | None = None,
 ) -> PolicySurfaces:
