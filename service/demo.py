@@ -91,12 +91,12 @@ class SkuTruth:
 
 
 TRUTH: Mapping[str, SkuTruth] = {
-    # The artist variant: fans pay up (inelastic): the engine should raise its price.
-    "CMX-VAR-001": SkuTruth(-0.9, 0.35, 0.15, 0.3),
+    # The artist variant: fans compare it with the regular cover (elastic), stock is tight.
+    "CMX-VAR-001": SkuTruth(-1.4, 0.35, 0.15, 0.8),
     # The signed sketch variant: scarce, inelastic, sold on a four-step ladder.
-    "CMX-VAR-002": SkuTruth(-0.7, 0.45, 0.10, 0.35),
-    # The enamel pin: an impulse buy (elastic): the engine should cut its price.
-    "CMX-PIN-001": SkuTruth(-3.2, 0.20, 0.0, 0.3),
+    "CMX-VAR-002": SkuTruth(-0.8, 0.45, 0.10, 0.8),
+    # The enamel pin: an impulse buy (elastic).
+    "CMX-PIN-001": SkuTruth(-2.2, 0.20, 0.0, 0.6),
 }
 """True demand of the demo drop's SKUs."""
 
@@ -173,6 +173,8 @@ class DemoState:
     skus: dict[str, SkuState] = field(default_factory=dict)
     refits: list[dict[str, Any]] = field(default_factory=list)
     announcements: list[dict[str, Any]] = field(default_factory=list)
+    truth_announcements: list[dict[str, Any]] = field(default_factory=list)
+    """``{"ts": datetime, "size": float}`` of every announcement, for the true demand."""
     log: list[str] = field(default_factory=list)
     lookups: int = 0
     sale_events: int = 0
@@ -483,7 +485,8 @@ def _send_history(
     _phase(state, "sending the shop's history", lambda _s: None)
     start = (now - timedelta(hours=hours)).replace(minute=0, second=0, microsecond=0)
     announced = now - timedelta(hours=hours // 2)
-    past = [{"ts": announced, "size": 1.5}]
+    past = state.truth_announcements
+    past.append({"ts": announced, "size": 1.5})
     state.announcements.append({"ts": announced.isoformat(), "size": 1.5, "history": True})
     steps = np.array([0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4])
     events: list[dict[str, Any]] = []
@@ -494,16 +497,16 @@ def _send_history(
             ts = start + timedelta(hours=h, minutes=30)
             price = round(s.list_price * float(rng.choice(steps)), 2)
             units = int(rng.poisson(true_rate(s, price, announcement_index(ts, past))))
-            if units:
-                sold_total += units
+            sold_total += units
+            for part in range(math.ceil(units / _MAX_UNITS)):
                 events.append(
                     {
-                        "event_id": f"hist-{s.sku}-{h}",
+                        "event_id": f"hist-{s.sku}-{h}-{part}",
                         "type": "sale",
                         "ts": ts.isoformat(),
                         "sku": s.sku,
                         "market": s.market,
-                        "quantity": units,
+                        "quantity": min(_MAX_UNITS, units - part * _MAX_UNITS),
                         "unit_price": price,
                     }
                 )
@@ -535,7 +538,6 @@ def _send_history(
     bad = [r for r in results if r["status"] not in ("accepted", "duplicate")]
     if bad:
         raise RuntimeError(f"the service refused history events: {bad[:3]}")
-    state._past = past  # type: ignore[attr-defined]
 
 
 def _announce(
@@ -557,7 +559,7 @@ def _announce(
             }
         ],
     )
-    state._past.append({"ts": ts, "size": size})  # type: ignore[attr-defined]
+    state.truth_announcements.append({"ts": ts, "size": size})
     state.announcements.append({"ts": ts.isoformat(), "size": size, "reach": reach})
     state.log.append(f"{ts:%H:%M:%S} the artist announces the signing to {reach:,} followers")
 
@@ -670,7 +672,7 @@ def _trade(
         mono = time.monotonic()
         dt_h = max(mono - last, 1e-3) / 3600.0
         last = mono
-        intensity = announcement_index(datetime.now(UTC), state._past)  # type: ignore[attr-defined]
+        intensity = announcement_index(datetime.now(UTC), state.truth_announcements)
         sales: list[dict[str, Any]] = []
         for s in state.skus.values():
             s.prices_served.append(s.price)

@@ -125,25 +125,20 @@ def _print_summary(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"{summary['drop']}: engine vs fixed list price, same shoppers")
-    for col in (
-        "SKU",
-        "sold",
-        "revenue",
-        "prices",
-        "fixed: sold",
-        "fixed: revenue",
-        "elasticity (true)",
-    ):
-        table.add_column(col, justify="left" if col == "SKU" else "right")
+    table.add_column("SKU", no_wrap=True)
+    for col in ("sold", "revenue", "prices", "fixed sold", "fixed revenue", "β fit (true)"):
+        table.add_column(col, justify="right", no_wrap=True)
     for s in summary["skus"]:
+        prior = " prior" if s.get("elasticity_from_prior") else ""
+        low, high = s["min_price"], s["max_price"]
         table.add_row(
             s["sku"],
             f"{s['units_sold']}/{s['initial_inventory']}",
             f"{s['revenue']:,.2f}",
-            f"{s['min_price']:.2f}-{s['max_price']:.2f}",
+            f"{low:.2f}" if low == high else f"{low:.2f}-{high:.2f}",
             str(s["fixed_price"]["units_sold"]),
             f"{s['fixed_price']['revenue']:,.2f}",
-            f"{_fmt(s['elasticity'], '.2f')} ({s['true_elasticity']:.2f})",
+            f"{_fmt(s['elasticity'], '.2f')}{prior} ({s['true_elasticity']:.2f})",
         )
     fixed = summary["fixed_price"]["revenue"]
     table.add_row(
