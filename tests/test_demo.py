@@ -101,3 +101,17 @@ def test_demo_refits_publish_versions(summary: dict[str, Any]) -> None:
         / summary["fixed_price"]["revenue"],
         abs=0.01,
     )
+
+
+def test_demo_without_its_drop_config_says_what_is_missing(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "service.cli", "demo", "--json", "--config-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "demo cannot start" in proc.stderr
+    assert str(tmp_path / "drops" / "comic-shop-creator-drop.yaml") in proc.stderr
+    assert proc.stdout == ""

@@ -46,15 +46,23 @@ def demo(
     sales, re-fits, then simulates POS terminals (price look-ups with quote_ids,
     sales) and the artist's announcement over a few short windows, re-fitting
     between them. Ends with each SKU's revenue against a fixed list price on the
-    same shoppers. Exit code 1 if the books do not balance.
+    same shoppers. Exit code 1 if the books do not balance, 2 if the demo cannot
+    start (configs missing or invalid, no redis-server).
     """
     from service.demo import DemoOptions, run_demo
 
     options = DemoOptions(
         duration_s=duration, windows=windows, seed=seed, config_dir=config_dir, device=device
     )
+    from service.exceptions import DropPriceError
+
     live = not (non_interactive or as_json)
-    summary = _run_live(options) if live else run_demo(options)
+    try:
+        summary = _run_live(options) if live else run_demo(options)
+    except (FileNotFoundError, DropPriceError) as exc:
+        detail = "\n".join(exc.errors) if hasattr(exc, "errors") else str(exc)
+        typer.echo(f"demo cannot start: {detail}", err=True)
+        raise typer.Exit(2) from exc
     if as_json:
         typer.echo(json.dumps(summary))
     else:
