@@ -207,6 +207,10 @@ def bench_intensity(n_events: int, n_keys: int) -> dict[str, Any]:
     }
 
 
+def _share(value: float | None) -> str:
+    return "n/a (not fitted end to end)" if value is None else f"{value:.1%}"
+
+
 def _print_row(row: dict[str, Any]) -> None:
     n = row["skus"]
     print(
@@ -222,7 +226,7 @@ def _print_row(row: dict[str, Any]) -> None:
                 f"{'':>9}      full {dt}: fit {row[f'full_{dt}_fit_s']:.3f}s "
                 f"(solve {row[f'full_{dt}_solve_s']:.3f}s, compile "
                 f"{row[f'full_{dt}_compile_s']:.1f}s, {row[f'full_{dt}_iterations']} it, "
-                f"{row[f'full_{dt}_converged_share'] or float('nan'):.1%} rows converged, "
+                f"{_share(row[f'full_{dt}_converged_share'])} rows converged, "
                 f"{row['full_sold_out_share']:.1%} periods sold out)",
                 flush=True,
             )
