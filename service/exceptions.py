@@ -13,6 +13,7 @@ Hierarchy::
     └── RefitError                 a re-fit could not run or publish
         ├── RefitLocked            another worker holds the re-fit lock
         ├── FenceLost              the lock was lost before publishing (stale worker)
+        │   └── PublishSuperseded  a later publish went live while this one was in flight
         └── ApprovalNotFound       no pending approval or re-fit with that id
 
 Routes translate these into HTTP answers; nothing below the route layer raises
@@ -27,10 +28,17 @@ __all__ = [
     "ApprovalNotFound",
     "FenceLost",
     "PanelError",
+    "PublishSuperseded",
     "RefitError",
     "RefitLocked",
     "UnknownMarket",
-    "UnknownSku","ConfigConflict","ConfigError", "DropPriceError", "RedisServerError", "StoreUnavailable"]
+    "UnknownSku",
+    "ConfigConflict",
+    "ConfigError",
+    "DropPriceError",
+    "RedisServerError",
+    "StoreUnavailable",
+]
 
 
 class DropPriceError(Exception):
@@ -94,9 +102,7 @@ class ConfigConflict(DropPriceError):
     def __init__(self, *, expected: int, live: int) -> None:
         self.expected = expected
         self.live = live
-        super().__init__(
-            f"config version {live} is live, expected {expected}: re-read and retry"
-        )
+        super().__init__(f"config version {live} is live, expected {expected}: re-read and retry")
 
 
 class PanelError(DropPriceError):
@@ -129,6 +135,16 @@ class FenceLost(RefitError):
 
     Its result was discarded (a stale worker never publishes). Fix: nothing; the
     worker now holding the lock publishes. If it happens often, raise the lock TTL.
+    """
+
+
+class PublishSuperseded(FenceLost):
+    """A later publish or rollback moved the live pointers while this one was in flight.
+
+    The store refused to move any pointer back to this older version: every SKU the
+    later one covers keeps the later surfaces (SKUs only this publish covers may serve
+    it), and the version is recorded with status ``superseded``. Fix: nothing; the
+    newer version is live. To serve this one anyway, ``dropprice rollback --to`` it.
     """
 
 

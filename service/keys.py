@@ -3,8 +3,9 @@
 Keys of one SKU carry the SKU as a Redis Cluster hash tag (``dp:{sku}:...``) so they
 live in one hash slot: the sale script and a per-SKU publish touch one node only,
 and the service runs unchanged on a single node or a Redis Cluster. A handful of
-global keys (the SKU index, the version registry) are single keys read off the
-request path, never combined with per-SKU keys in one command.
+global keys (the SKU index, the version registry) are read off the request path and
+never combined with per-SKU keys in one command; the version registry shares the
+``{_refit}`` slot with the re-fit lock (a fenced publish checks both in one script).
 
 Key format (``{sku}`` is the literal hash tag; ``<x>`` a value):
 
@@ -15,6 +16,7 @@ key                                   type      contents
                                                 ``markets`` (JSON list), ``drop_id``, ``name``
 ``dp:{<sku>}:inv:<market>``           string    units left (integer); the sale script's counter
 ``dp:{<sku>}:live``                   hash      ``<market>`` -> live surface version
+``dp:{<sku>}:live:seq``               string    publish sequence number of that live pointer
 ``dp:{<sku>}:surface:<v>:<market>``   hash      surface header: ``rows`` (N+1), ``cols`` (T),
                                                 ``period_start_ms``, ``period_ms``,
                                                 ``currency``, ``elasticity``/``explain`` (JSON)
@@ -26,10 +28,12 @@ key                                   type      contents
 ``dp:{<sku>}:served:<market>``        hash      ``<hour>|<arm>|<price>|<probability>`` ->
                                                 price look-ups (:mod:`service.served`)
 ``dp:index:skus``                     set       every SKU with a catalog entry
-``dp:versions``                       zset      surface version -> publish time (ms)
-``dp:version:<v>``                    hash      version record: ``status``, ``meta`` (JSON),
-                                                ``pairs`` (JSON ``[[sku, market], ...]``)
-``dp:live``                           string    version most recently published/rolled back to
+``dp:{_refit}:versions``              zset      surface version -> publish time (ms)
+``dp:{_refit}:version:<v>``           hash      version record: ``status``, ``seq``, ``meta``
+                                                (JSON), ``pairs`` (JSON ``[[sku, market]]``)
+``dp:{_refit}:live``                  string    version most recently published/rolled back to
+``dp:{_refit}:live:seq``              string    sequence number of that publish/rollback
+``dp:{_refit}:publish:seq``           string    publish/rollback counter (``INCR``)
 ``dp:secret:quote``                   string    random key signing quote ids (when no
                                                 ``DROPPRICE_QUOTE_SECRET`` is set)
 ``dp:{ops}:config:live``              string    live operator config version number
@@ -59,7 +63,10 @@ __all__ = [
     "events",
     "inventory",
     "live",
+    "live_seq",
     "live_version",
+    "live_version_seq",
+    "publish_seq",
     "quote_secret",
     "seen",
     "served",
@@ -150,19 +157,36 @@ def sku_index() -> str:
     return f"{PREFIX}:index:skus"
 
 
+# The surface-version registry shares the ``{_refit}`` hash slot with the re-fit lock,
+# so a fenced publish registers its version in one script that also checks the lock.
 def versions() -> str:
     """Sorted set of published surface versions scored by publish time (ms)."""
-    return f"{PREFIX}:versions"
+    return f"{REFIT_TAG}:versions"
 
 
 def version_record(version: str) -> str:
     """Record of one published version (hash)."""
-    return f"{PREFIX}:version:{version}"
+    return f"{REFIT_TAG}:version:{version}"
 
 
 def live_version() -> str:
     """The version most recently published or rolled back to (string)."""
-    return f"{PREFIX}:live"
+    return f"{REFIT_TAG}:live"
+
+
+def live_version_seq() -> str:
+    """Sequence number of the publish or rollback that set :func:`live_version`."""
+    return f"{REFIT_TAG}:live:seq"
+
+
+def publish_seq() -> str:
+    """Counter numbering every publish and rollback (``INCR``; only ever increases)."""
+    return f"{REFIT_TAG}:publish:seq"
+
+
+def live_seq(sku: str) -> str:
+    """Sequence number of the publish or rollback that last moved ``dp:{sku}:live``."""
+    return f"{sku_tag(sku)}:live:seq"
 
 
 def quote_secret() -> str:

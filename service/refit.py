@@ -55,10 +55,14 @@ Crash safety and fencing
   with a TTL; the token comes from a counter that only increases. Every write of
   the re-fit (fit, history, approvals) is a Lua script that succeeds only while the
   lock still holds *this* token, and the lock is re-checked and extended right
-  before the surfaces are switched live. A worker whose lock expired (a long pause)
-  therefore never publishes: it fails with :class:`~service.exceptions.FenceLost`.
-  (The switch itself is SKU by SKU in the store, so the fence is checked just
-  before it, with a TTL far longer than a publish takes.)
+  before the surfaces are switched live. The publish itself is fenced: the store
+  registers the new version (numbered from an increasing publish counter) in one
+  script that also checks the lock still holds this token (the registry shares the
+  lock's ``{_refit}`` hash slot), and the per-SKU switches run only after that and
+  refuse to move a SKU back to a lower number than its live one. A worker whose lock
+  expired (a long pause) therefore never publishes: it fails with
+  :class:`~service.exceptions.FenceLost`, and one paused after registering cannot go
+  back over a newer version (:class:`~service.exceptions.PublishSuperseded`).
 - **Acknowledge after publish.** Events are acknowledged only after the version is
   live. A worker killed before that leaves them pending; the next re-fit reads the
   pending entries first (same consumer name) and merges them into the history,
@@ -1417,7 +1421,9 @@ class Refitter:
         surfaces: Mapping[tuple[str, str], SurfaceRecord],
         meta: Mapping[str, Any],
     ) -> str:
-        # The fence: the lock must still be ours, extended past the time a publish takes.
+        # Extend the lock past the time a publish takes; the fence itself is checked by
+        # the store, atomically with registering the version (a pause after this line
+        # cannot publish once another worker holds the lock).
         if self._heartbeat.lost.is_set() or not self.state.extend(lock_value, self.lock_ttl_s):
             raise FenceLost(
                 f"lock lost before publishing (held by {self.state.holder()!r}); "
@@ -1425,7 +1431,9 @@ class Refitter:
             )
         token = lock_value.split(" ", 1)[0]
         version = f"v{self.clock():%Y%m%dT%H%M%S}-f{token}"
-        self.store.publish_surfaces(version, surfaces, meta, keep=self.keep)
+        self.store.publish_surfaces(
+            version, surfaces, meta, keep=self.keep, fence=(self.state.key("lock"), token)
+        )
         from service.audit import record_audit
 
         record_audit(

@@ -27,16 +27,27 @@ The re-fit worker publishes a new version with::
         meta={"fit": {...}, "created_by": "worker-1"},  # JSON, kept in the version record
     )
 
+0. The version is registered (``register_version.lua``, all keys in the
+   ``{_refit}`` hash slot): it takes the next number from ``dp:{_refit}:publish:seq``
+   and creates ``dp:{_refit}:version:<v>``, refused when the id is taken or, with
+   ``fence=(lock_key, token)``, when the lock no longer holds that token
+   (:class:`~service.exceptions.FenceLost`, nothing written). The registry shares
+   the re-fit lock's slot precisely so that this check and the registration are one
+   atomic step on a cluster too.
 1. Every surface of the version is written under its own keys
    (``dp:{sku}:surface:<v>:<market>`` header, ``...:p`` float64 cells, ``...:g``
    int8 codes); nothing serves them yet.
 2. For each SKU, one script switches ``dp:{sku}:live`` to the new version for all
    of the SKU's markets at once and announces it on ``dp:chan:updates``: a reader
    sees either the old or the new surface of a SKU, never half a publish. (Across
-   SKUs the switch is SKU by SKU: a cluster has no cross-slot transactions.)
-3. The version is recorded (``dp:versions``, ``dp:version:<v>``, ``dp:live``) and
-   versions beyond the ``keep`` most recent are evicted, except surfaces a market
-   still serves.
+   SKUs the switch is SKU by SKU: a cluster has no cross-slot transactions.) The
+   script carries the publish number and refuses when ``dp:{sku}:live:seq`` holds a
+   higher one, so a publisher paused past a newer publish never moves a SKU back.
+3. ``dp:{_refit}:live`` moves to the version under the same rule, the version joins
+   ``dp:{_refit}:versions`` and versions beyond the ``keep`` most recent are
+   evicted, except surfaces a market still serves. A publish overtaken in steps 2-3
+   is recorded ``superseded`` and raises
+   :class:`~service.exceptions.PublishSuperseded`.
 
 :meth:`PriceStore.rollback` switches every surface of an older kept version back
 the same way; :meth:`PriceStore.list_versions` and :meth:`PriceStore.live_version`
@@ -82,10 +93,11 @@ import numpy.typing as npt
 import redis
 from redis.backoff import NoBackoff
 from redis.commands.core import Script
+from redis.crc import key_slot
 from redis.retry import Retry
 
 from service import keys
-from service.exceptions import StoreUnavailable
+from service.exceptions import FenceLost, PublishSuperseded, StoreUnavailable
 
 __all__ = [
     "EventKind",
@@ -331,6 +343,8 @@ class PriceStore:
         self._set_inventory: Script = client.register_script(_script_source("set_inventory"))
         self._swap_live: Script = client.register_script(_script_source("swap_live"))
         self._evict: Script = client.register_script(_script_source("evict_surface"))
+        self._register_version: Script = client.register_script(_script_source("register_version"))
+        self._set_live_version: Script = client.register_script(_script_source("set_live_version"))
 
     def close(self) -> None:
         """Close the client's connections."""
@@ -585,21 +599,35 @@ class PriceStore:
         meta: Mapping[str, Any] | None = None,
         *,
         keep: int | None = None,
+        fence: tuple[str, int | str] | None = None,
     ) -> PublishResult:
         """Write a new surface version, switch it live SKU by SKU, keep the last ``keep``.
+
+        The version is first *registered*: one script numbers it from the publish
+        counter and creates its record, refusing when the version id is taken or,
+        with ``fence``, when the lock no longer holds the token. Only then are the
+        surfaces written and switched; every switch carries that number and is refused
+        for a SKU whose pointers a later publish or rollback already moved.
 
         Args:
             version: new version id (letters, digits, ``._:-``; unused so far).
             surfaces: ``{(sku, market): SurfaceRecord}``.
             meta: JSON-serialisable facts about the version (fit summary, author).
             keep: versions kept for rollback (default ``keep_versions``, at least 2).
+            fence: ``(lock key, token)``: publish only while the lock key (in the
+                ``{_refit}`` hash slot, e.g. ``keys.refit("lock")``) holds a value
+                whose first word is ``token`` (``"<token> <owner>"``).
 
         Returns:
             The version, counts and the versions evicted.
 
         Raises:
-            ValueError: a bad version id, a reused version or a malformed surface
-                (the message names the SKU and market).
+            ValueError: a bad version id, a reused version, a fence lock outside the
+                registry's hash slot or a malformed surface (the message names the
+                SKU and market).
+            FenceLost: the lock no longer holds the token; nothing was written.
+            PublishSuperseded: a later publish or rollback moved the live pointers
+                while this one ran; no pointer went back to this version.
             StoreUnavailable: Redis failed; the live version is unchanged for every
                 SKU not yet switched (publish again under a new version id).
         """
@@ -609,18 +637,14 @@ class PriceStore:
         keep = max(2, keep or self.keep_versions)
         encoded = {pair: _encode_surface(pair, rec, version) for pair, rec in surfaces.items()}
         now_ms = int(datetime.now(UTC).timestamp() * 1000)
+        record = {
+            "status": "writing",
+            "created_ms": now_ms,
+            "meta": json.dumps(dict(meta or {}), default=str),
+            "pairs": json.dumps(sorted([s, m] for s, m in surfaces)),
+        }
         with unavailable_as_domain_error(f"publishing surface version {version}"):
-            if self.client.exists(keys.version_record(version)):
-                raise ValueError(f"surface version {version!r} exists already: use a new id")
-            self.client.hset(
-                keys.version_record(version),
-                mapping={
-                    "status": "writing",
-                    "created_ms": now_ms,
-                    "meta": json.dumps(dict(meta or {}), default=str),
-                    "pairs": json.dumps(sorted([s, m] for s, m in surfaces)),
-                },
-            )
+            seq = self._register("publish", version, fence, record)
             pipe = self.client.pipeline(transaction=False)
             for (sku, market), (header, cells, codes) in encoded.items():
                 pipe.hset(keys.surface(sku, version, market), mapping=header)
@@ -629,21 +653,42 @@ class PriceStore:
                     pipe.set(keys.surface_guardrails(sku, version, market), codes)
             pipe.execute()
             by_sku = _group_by_sku(surfaces)
-            self._swap(version, by_sku)
-            evicted = self._record_live(version, now_ms, keep)
+            superseded = self._swap(version, seq, by_sku)
+            moved = self._set_live(version, seq, {"status": "live"})
+            if not moved:
+                self.client.hset(keys.version_record(version), mapping={"status": "superseded"})
+            self.client.zadd(keys.versions(), {version: now_ms})
+            evicted = self._evict_beyond(keep)
+        if superseded or not moved:
+            raise PublishSuperseded(
+                f"surface version {version} (publish #{seq}) was overtaken by a later publish "
+                f"or rollback: {len(superseded)} of {len(by_sku)} SKU(s) kept the newer "
+                f"surfaces (e.g. {superseded[:3]}), live version is {self.live_version()!r}"
+            )
         return PublishResult(version, len(by_sku), len(surfaces), evicted)
 
-    def rollback(self, to_version: str | None = None) -> PublishResult:
+    def rollback(
+        self, to_version: str | None = None, *, fence: tuple[str, int | str] | None = None
+    ) -> PublishResult:
         """Serve an older kept version again (default: the one before the live one).
+
+        A rollback is numbered like a publish, so it wins over every publish registered
+        before it and loses to every one registered after it.
 
         Raises:
             ValueError: no such kept version, or nothing to roll back to.
+            FenceLost: ``fence`` given and the lock no longer holds its token.
+            PublishSuperseded: a later publish moved the pointers during the rollback.
             StoreUnavailable: Redis failed (roll back again; the switch is idempotent).
         """
         versions = self.list_versions()
         live = self.live_version()
         if to_version is None:
-            older = [v for v in versions if v.version != live and v.status != "evicted"]
+            older = [
+                v
+                for v in versions
+                if v.version != live and v.status not in {"evicted", "superseded", "writing"}
+            ]
             if live is not None:
                 live_info = next((v for v in versions if v.version == live), None)
                 if live_info is not None:
@@ -666,16 +711,55 @@ class PriceStore:
         for sku, market in target.pairs:
             by_sku.setdefault(sku, []).append(market)
         with unavailable_as_domain_error(f"rolling back to {target.version}"):
-            self._swap(target.version, by_sku)
-            self.client.hset(
-                keys.version_record(target.version),
-                mapping={
-                    "status": "live",
-                    "rolled_back_ms": int(datetime.now(UTC).timestamp() * 1000),
-                },
+            seq = self._register("rollback", target.version, fence, {})
+            superseded = self._swap(target.version, seq, by_sku)
+            moved = self._set_live(
+                target.version,
+                seq,
+                {"status": "live", "rolled_back_ms": int(datetime.now(UTC).timestamp() * 1000)},
             )
-            self.client.set(keys.live_version(), target.version)
+        if superseded or not moved:
+            raise PublishSuperseded(
+                f"rollback to {target.version} (#{seq}) was overtaken by a later publish: "
+                f"{len(superseded)} SKU(s) kept the newer surfaces, live version is "
+                f"{self.live_version()!r}"
+            )
         return PublishResult(target.version, len(by_sku), len(target.pairs), ())
+
+    def _register(
+        self,
+        mode: Literal["publish", "rollback"],
+        version: str,
+        fence: tuple[str, int | str] | None,
+        record: Mapping[str, Any],
+    ) -> int:
+        """Run ``register_version.lua``: the publish number, behind the fence if any."""
+        script_keys = [keys.publish_seq(), keys.version_record(version)]
+        token = ""
+        if fence is not None:
+            lock_key, fence_token = fence
+            if key_slot(lock_key.encode()) != key_slot(keys.publish_seq().encode()):
+                raise ValueError(
+                    f"fence lock key must share the version registry's hash slot "
+                    f"({keys.REFIT_TAG}:...), got {lock_key!r}"
+                )
+            script_keys.append(lock_key)
+            token = str(fence_token).split(" ", 1)[0]
+        args: list[Any] = [mode, token]
+        for name, value in record.items():
+            args += [name, value]
+        reply = [_text(x) for x in self._register_version(keys=script_keys, args=args)]
+        if reply[0] == "ok":
+            return int(reply[1])
+        if reply[0] == "fence":
+            lock_key = script_keys[2]
+            raise FenceLost(
+                f"lock {lock_key} no longer holds token {token} (it holds "
+                f"{reply[1] or 'nothing'!r}); surface version {version} was not published"
+            )
+        if reply[0] == "exists":
+            raise ValueError(f"surface version {version!r} exists already: use a new id")
+        raise ValueError(f"surface version {version!r} has no record to roll back to")
 
     def _run_scripts(self, calls: Sequence[tuple[Script, list[str], list[Any]]]) -> list[Any]:
         """Run scripts pipelined: one round trip per node, replies in call order.
@@ -704,21 +788,33 @@ class PriceStore:
                 replies[i] = reply
         return replies
 
-    def _swap(self, version: str, by_sku: Mapping[str, Sequence[str]]) -> None:
+    def _swap(self, version: str, seq: int, by_sku: Mapping[str, Sequence[str]]) -> list[str]:
+        """Switch each SKU's markets to ``version``; returns the SKUs a later move kept."""
         calls: list[tuple[Script, list[str], list[Any]]] = []
         for sku, markets in by_sku.items():
-            args: list[Any] = [keys.surface_prefix(sku), keys.UPDATES_CHANNEL, sku]
+            args: list[Any] = [keys.surface_prefix(sku), keys.UPDATES_CHANNEL, sku, seq]
             for market in markets:
                 args += [market, version]
-            calls.append((self._swap_live, [keys.live(sku)], args))
-        self._run_scripts(calls)
+            calls.append((self._swap_live, [keys.live(sku), keys.live_seq(sku)], args))
+        replies = self._run_scripts(calls)
+        return [sku for sku, reply in zip(by_sku, replies, strict=True) if int(reply) < 0]
 
-    def _record_live(self, version: str, now_ms: int, keep: int) -> tuple[str, ...]:
-        self.client.zadd(keys.versions(), {version: now_ms})
-        self.client.hset(keys.version_record(version), mapping={"status": "live"})
-        self.client.set(keys.live_version(), version)
+    def _set_live(self, version: str, seq: int, fields: Mapping[str, Any]) -> bool:
+        """Point ``live_version`` at ``version`` unless a later publish already moved it."""
+        args: list[Any] = [version, seq]
+        for name, value in fields.items():
+            args += [name, value]
+        moved = self._set_live_version(
+            keys=[keys.live_version(), keys.live_version_seq(), keys.version_record(version)],
+            args=args,
+        )
+        return bool(moved)
+
+    def _evict_beyond(self, keep: int) -> tuple[str, ...]:
         ordered = [_text(v) for v in self.client.zrevrange(keys.versions(), 0, -1)]
-        evicted = tuple(ordered[keep:])
+        live = self.client.get(keys.live_version())
+        live_name = _text(live) if live is not None else None
+        evicted = tuple(v for v in ordered[keep:] if v != live_name)
         for old in evicted:
             record = _decode_hash(self.client.hgetall(keys.version_record(old)))
             self._run_scripts(

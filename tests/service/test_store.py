@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service import keys
+from service.exceptions import FenceLost, PublishSuperseded
 from service.store import EventRecord, PriceStore, SkuMeta, SurfaceRecord, connect
 
 SKU, MARKET = "CMX-VAR-001", "brooklyn"
@@ -152,6 +154,98 @@ def test_publish_switches_keeps_last_k_and_rolls_back(store: PriceStore) -> None
     assert store.rollback("v4").version == "v4"
     with pytest.raises(ValueError, match="unknown or evicted"):
         store.rollback("v1")
+
+
+def _take_lock(store: PriceStore, owner: str) -> int:
+    """Take the re-fit lock the way a worker does (after any previous holder's expiry)."""
+    from service.refit import RefitState
+
+    state = RefitState(store.client)
+    store.client.delete(keys.refit("lock"))  # the previous holder's TTL ran out
+    taken = state.acquire(owner, ttl_s=60)
+    assert taken is not None
+    return taken[0]
+
+
+def test_a_publish_with_a_stale_fencing_token_is_refused(store: PriceStore) -> None:
+    pairs = {(SKU, MARKET): surface(3, base=10), ("PIN-1", MARKET): surface(3, base=20)}
+    old_token = _take_lock(store, "worker-a")
+    store.publish_surfaces("v1", pairs, fence=(keys.refit("lock"), old_token))
+    assert store.live_version() == "v1"
+    new_token = _take_lock(store, "worker-b")
+    assert new_token > old_token
+    newer = {k: v._replace(price=v.price + 5) for k, v in pairs.items()}
+    with pytest.raises(FenceLost, match=f"no longer holds token {old_token}"):
+        store.publish_surfaces("v2", newer, fence=(keys.refit("lock"), old_token))
+    # Nothing of v2 exists: no record, no surface, every pointer still on v1.
+    assert store.live_version() == "v1"
+    assert [v.version for v in store.list_versions()] == ["v1"]
+    assert not store.client.exists(keys.version_record("v2"))
+    assert store.get_surface(SKU, MARKET, "v2") is None
+    assert store.live_pointers([SKU, "PIN-1"]) == {SKU: {MARKET: "v1"}, "PIN-1": {MARKET: "v1"}}
+    # The holder of the lock publishes, and no lock at all refuses too.
+    store.publish_surfaces("v2", newer, fence=(keys.refit("lock"), new_token))
+    assert store.live_version() == "v2"
+    store.client.delete(keys.refit("lock"))
+    with pytest.raises(FenceLost, match="holds 'nothing'"):
+        store.publish_surfaces("v3", newer, fence=(keys.refit("lock"), new_token))
+    with pytest.raises(ValueError, match="hash slot"):
+        store.publish_surfaces("v3", newer, fence=("dp:lock", new_token))
+    assert store.live_version() == "v2"
+
+
+def test_a_slow_stale_publisher_never_goes_back_over_a_newer_version(
+    store: PriceStore, any_redis_url: str
+) -> None:
+    pairs = {(SKU, MARKET): surface(3, base=10), ("PIN-1", MARKET): surface(3, base=20)}
+    store.publish_surfaces("v0", pairs)
+    # Worker A registers v-a under its fence, then pauses before switching any SKU
+    # (a GC or VM pause) for longer than the lock's TTL.
+    slow = PriceStore(connect(any_redis_url, timeout=2.0))
+    registered, resume = threading.Event(), threading.Event()
+    swap = slow._swap
+
+    def paused_swap(*args: Any) -> list[str]:
+        registered.set()
+        assert resume.wait(20)
+        return swap(*args)
+
+    slow._swap = paused_swap  # type: ignore[method-assign]
+    token_a = _take_lock(store, "worker-a")
+    outcome: list[BaseException | None] = []
+
+    def publish_a() -> None:
+        try:
+            stale = {k: v._replace(price=v.price + 1) for k, v in pairs.items()}
+            slow.publish_surfaces("v-a", stale, fence=(keys.refit("lock"), token_a))
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=publish_a)
+    thread.start()
+    try:
+        assert registered.wait(20)
+        # A's lock expires; B takes it and publishes a newer version of one SKU.
+        token_b = _take_lock(store, "worker-b")
+        newer = {(SKU, MARKET): pairs[(SKU, MARKET)]._replace(price=pairs[(SKU, MARKET)].price + 9)}
+        store.publish_surfaces("v-b", newer, fence=(keys.refit("lock"), token_b))
+    finally:
+        resume.set()
+        thread.join(30)
+        slow.close()
+    assert len(outcome) == 1 and isinstance(outcome[0], PublishSuperseded)
+    # B's SKU keeps B's surface; the SKU only A covered moved to A's; v-b stays live.
+    version, rec = store.live_surfaces(SKU)[MARKET]
+    assert version == "v-b"
+    np.testing.assert_allclose(rec.price, pairs[(SKU, MARKET)].price + 9)
+    assert store.live_pointers(["PIN-1"]) == {"PIN-1": {MARKET: "v-a"}}
+    assert store.live_version() == "v-b"
+    status = {v.version: (v.status, v.live) for v in store.list_versions()}
+    assert status["v-a"] == ("superseded", False) and status["v-b"] == ("live", True)
+    # A rollback is numbered after both, so it wins over them.
+    assert store.rollback("v0").version == "v0"
+    assert store.live_pointers([SKU, "PIN-1"]) == {SKU: {MARKET: "v0"}, "PIN-1": {MARKET: "v0"}}
 
 
 def test_publish_rejects_malformed_surfaces(store: PriceStore) -> None:
