@@ -430,6 +430,7 @@ def _newton_loop(
     prec: jax.Array,
     tol: jax.Array,
     st: _Static,
+    open_share: jax.Array | float = 0.0,
 ) -> _SolverState:
     """Block-coordinate Newton with per-row Levenberg-Marquardt safeguarding.
 
@@ -483,8 +484,11 @@ def _newton_loop(
         return _SolverState(theta, shared, lm, loss, g1, g2, state.iteration + 1, dec, shared_dec)
 
     def cond(state: _SolverState) -> jax.Array:
-        worst = jnp.maximum(jnp.max(state.decrement), state.shared_decrement)
-        return (state.iteration < st.max_iter) & ~(worst <= tol)
+        # Go on while more than `open_share` of the rows (0: any row) or the shared block
+        # are above tolerance.
+        rows_open = jnp.mean((~(state.decrement <= tol)).astype(dtype)) > open_share
+        shared_open = ~(state.shared_decrement <= tol)
+        return (state.iteration < st.max_iter) & (rows_open | shared_open)
 
     loss0, g1_0, g2_0 = evaluate(theta, shared)
     init = _SolverState(
@@ -573,10 +577,20 @@ class _StageOut(NamedTuple):
 
 
 def _stage(
-    theta: jax.Array, shared: jax.Array, data: _Data, prec: jax.Array, tol: jax.Array, st: _Static
+    theta: jax.Array,
+    shared: jax.Array,
+    data: _Data,
+    prec: jax.Array,
+    tol: jax.Array,
+    open_share: jax.Array,
+    st: _Static,
 ) -> _StageOut:
-    """One MAP solve to tolerance plus its Laplace summary (the compiled unit)."""
-    final = _newton_loop(theta, shared, data, prec, tol, st)
+    """One MAP solve to tolerance plus its Laplace summary (the compiled unit).
+
+    ``open_share`` is the share of rows allowed to stop above tolerance (0 for the final
+    fit; the unpooled empirical-Bayes stage only feeds category moments and stops at 1 %).
+    """
+    final = _newton_loop(theta, shared, data, prec, tol, st, open_share)
     cov_theta, shared_cov, grad_norm, dec, sdec, loss = _laplace(
         final.theta, final.shared, data, prec, st
     )
@@ -617,7 +631,7 @@ def _fit_impl(data: _Data, st: _Static, *, jit: bool = True) -> _FitOut:
         needs = data.eb_group >= 0
         stage_prec = prec.at[:, 1].set(jnp.where(needs, _UNPOOLED_PREC, prec[:, 1]))
         # The unpooled stage only feeds the category moments: a looser tolerance suffices.
-        first = stage(theta, shared, data, stage_prec, tol * 100.0)
+        first = stage(theta, shared, data, stage_prec, tol * 100.0, jnp.asarray(0.01, theta.dtype))
         se1 = jnp.sqrt(jnp.maximum(first.cov_theta[:, 1, 1], 0.0))
         n_obs = jnp.sum(data.mask, axis=1)
         mu, tau = eb(first.theta[:, 1], se1, n_obs >= 3, data.eb_group, st=st)
@@ -626,7 +640,7 @@ def _fit_impl(data: _Data, st: _Static, *, jit: bool = True) -> _FitOut:
         prec = prec.at[:, 1].set(jnp.where(needs, 1.0 / tau**2, prec[:, 1]))
         data = data._replace(prior_mean=data.prior_mean.at[:, 1].set(prior_mean_beta))
         theta, shared, iterations = first.theta, first.shared, first.iterations
-    final = stage(theta, shared, data, prec, tol)
+    final = stage(theta, shared, data, prec, tol, jnp.asarray(0.0, theta.dtype))
     return _FitOut(
         final.theta,
         final.shared,
