@@ -14,7 +14,9 @@ What runs, all real parts:
    config's stock);
 5. a re-fit through :class:`service.refit.Refitter` (panel, intensity, JAX fit,
    DP surfaces, guardrails, validation, publish) before the first window and
-   between windows;
+   between windows; once the first one has published (it compiles the model), the
+   drop opens: its windows are moved to start now with ``PUT /v1/drops/{id}``, as an
+   operator would;
 6. simulated POS terminals: every tick they price the drop's SKUs with
    ``POST /v1/prices:batch`` (each answer carries a ``quote_id``) and sell what the
    shoppers buy with ``POST /v1/events`` (the sale carries the quote, so it is charged
@@ -376,7 +378,7 @@ def run_demo(
                 reporter=_Recorder(lambda name: _phase(state, f"re-fit: {name}", notify)),
             )
             _send_history(http, pos, state, rng, now, options.history_hours)
-            _refit(refitter, state, notify, started, http, operator)
+            _refit(refitter, state, notify, started)
             windows = schedule(datetime.now(UTC) + timedelta(seconds=1.0), n_win, window_s, gap_s)
             refitter.bundle = _open_drop(http, operator, source, workdir / "configs", windows)
             _read_prices(http, pos, state)
@@ -387,9 +389,9 @@ def run_demo(
                 if k == 1:
                     _announce(http, pos, state, size=2.0, reach=250_000)
                 _wait_until(opens, state, notify, f"window {k + 1} opens in")
-                _trade(http, pos, operator, state, rng, closes, options.tick_s, notify)
+                _trade(http, pos, state, rng, closes, options.tick_s, notify)
                 if k + 1 < n_win:
-                    _refit(refitter, state, notify, started, http, operator)
+                    _refit(refitter, state, notify, started)
             _phase(state, "closing the books", notify)
             _read_prices(http, pos, state)
             _read_intensity(http, pos, state)
@@ -569,8 +571,6 @@ def _refit(
     state: DemoState,
     notify: Callable[[DemoState], None],
     started: float,
-    http: Any,
-    operator: Mapping[str, str],
 ) -> None:
     _phase(state, "re-fit", notify)
     t0 = time.monotonic()
@@ -651,7 +651,6 @@ def _wait_until(
 def _trade(
     http: Any,
     pos: Mapping[str, str],
-    operator: Mapping[str, str],
     state: DemoState,
     rng: np.random.Generator,
     closes: datetime,
