@@ -8,6 +8,11 @@ Examples::
     dropprice versions                            # kept versions with their fit summary
     dropprice rollback                            # back to the version before the live one
     dropprice rollback --to v20261205T170000-f12
+    dropprice worker --compile-cache /var/cache/dropprice-jax   # or 'off'
+
+``refit`` and ``worker`` keep JAX's compiled programs in a persistent cache
+(:mod:`service.compile_cache`; default ``.dropprice/jax-cache``), so a restarted
+worker loads the fit instead of compiling it again.
 
 On a terminal progress is drawn with rich (one line per stage with its timing); when
 the output is not a terminal (or with ``--json``) every stage and the final record
@@ -59,6 +64,16 @@ JsonOpt = Annotated[
 LockTtlOpt = Annotated[
     float,
     typer.Option("--lock-ttl", min=1.0, help="Seconds the re-fit lock outlives a crashed worker."),
+]
+CompileCacheOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--compile-cache",
+        envvar="DROPPRICE_COMPILE_CACHE",
+        help="Folder of JAX's persistent compilation cache (a restarted worker loads the "
+        "compiled fit instead of compiling it again); 'off' to disable. Default: JAX's "
+        "configured folder, else .dropprice/jax-cache.",
+    ),
 ]
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
@@ -173,6 +188,28 @@ def _finish(record: RefitRecord, as_json: bool) -> None:
             console.print(f"  - {reason}")
 
 
+def _compile_cache(setting: str | None, reporter: Any) -> None:
+    """Enable the persistent compilation cache before anything compiles (exit 2 if unusable)."""
+    from service.compile_cache import enable_compile_cache
+
+    try:
+        path = enable_compile_cache(setting)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    reporter.note("compile cache", dir=str(path) if path else "off")
+
+
+def _note_cache(reporter: Any) -> None:
+    from service.compile_cache import cache_stats
+
+    stats = cache_stats()
+    if stats.directory is not None:
+        reporter.note(
+            "compile cache used", dir=stats.directory, hits=stats.hits, misses=stats.misses
+        )
+
+
 def _exit_code(record: RefitRecord) -> int:
     return {"failed": 1, "locked": 3}.get(record.state, 0)
 
@@ -187,11 +224,13 @@ def refit(
     ] = False,
     as_json: JsonOpt = False,
     lock_ttl: LockTtlOpt = 30.0,
+    compile_cache: CompileCacheOpt = None,
 ) -> None:
     """Run one re-fit now: events -> panel -> intensity -> fit -> solve -> validate -> publish."""
     from service.exceptions import FenceLost
 
     reporter = _reporter(as_json)
+    _compile_cache(compile_cache, reporter)
     refitter = _make_refitter(redis_url, config_dir, device, reporter, lock_ttl)
     try:
         record = refitter.run(trigger="manual", force=force, allow_during_window=during_window)
@@ -200,6 +239,7 @@ def refit(
         raise typer.Exit(1) from exc
     finally:
         refitter.store.close()
+    _note_cache(reporter)
     _finish(record, as_json)
     raise typer.Exit(_exit_code(record))
 
@@ -217,6 +257,7 @@ def worker(
     once: Annotated[bool, typer.Option("--once", help="One tick, then exit.")] = False,
     as_json: JsonOpt = False,
     lock_ttl: LockTtlOpt = 30.0,
+    compile_cache: CompileCacheOpt = None,
 ) -> None:
     """Run the re-fit scheduler: on window close, at the cadence, and on operator request."""
     import threading
@@ -228,6 +269,7 @@ def worker(
 
         start_http_server(metrics_port)
     reporter = _reporter(as_json)
+    _compile_cache(compile_cache, reporter)
     stop = threading.Event()
 
     from service.config.loader import load_config_dir
@@ -249,6 +291,7 @@ def worker(
         )
 
     def on_record(record: RefitRecord) -> None:
+        _note_cache(reporter)
         _finish(record, as_json)
         if once:
             stop.set()

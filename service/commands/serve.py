@@ -38,6 +38,15 @@ def serve(
         bool,
         typer.Option("--dev", help="Development only: no API keys, every caller is admin."),
     ] = False,
+    compile_cache: Annotated[
+        str | None,
+        typer.Option(
+            "--compile-cache",
+            envvar="DROPPRICE_COMPILE_CACHE",
+            help="JAX persistent compilation cache of the workers (operator previews); "
+            "'off' to disable. Default: JAX's configured folder, else .dropprice/jax-cache.",
+        ),
+    ] = None,
 ) -> None:
     """Run the price service (FastAPI + Redis) until interrupted.
 
@@ -81,6 +90,13 @@ def serve(
             typer.echo(f"embedded redis-server at {redis_url}, data in {data_dir}", err=True)
         env["DROPPRICE_REDIS_URL"] = redis_url
         os.environ.update(env)
+        from service.compile_cache import enable_compile_cache
+
+        try:  # exported, so every uvicorn worker process compiles into the same folder
+            enable_compile_cache(compile_cache, export=True)
+        except ValueError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from exc
         try:
             Settings()
         except ValidationError as exc:
