@@ -29,14 +29,14 @@ publish  the fit and the event history are saved (only while this worker still
          live; only then are the events acknowledged
 ======== =====================================================================
 
-Intensity enters the fit centred per (SKU, market), ``I − Ī``, with ``Ī`` the pair's
-mean index over its panel: the index is large and moves with sales, so the model's
-elasticity at ``I = 0`` would be an extrapolation far from the data; centred, ``β`` is
-the elasticity at the pair's usual intensity (what the checks below judge), and the
-surfaces use the forecast index centred by the same ``Ī``. The forecast decays the
-exogenous components (announcements, claims, listings) from their value now with
-their half-life and holds the demand-driven ones (sales, velocity spike) at their
-mean over the panel: sales drive them again once the window opens.
+Intensity enters the fit as the index's exogenous part ``E`` (announcements, claims,
+listings), centred per (SKU, market), ``E − Ē``. The sales and velocity-spike parts
+count the very sales the model explains: used as a regressor they absorb the price
+effect and pull elasticities toward zero, so they feed the analysts' index, not the
+fit. Centred, ``β`` is the elasticity at the pair's usual intensity (what the checks
+below judge). The surfaces use ``E`` decayed from its value now with its half-life,
+centred by the same ``Ē``; the path is stored with the surface
+(``explain.intensity_forecast``) so a preview re-solves exactly what was published.
 
 Parameter checks (end of the ``fit`` stage, so the solver only sees sane demand):
 a row whose elasticity is not finite or lies outside its category's
@@ -912,7 +912,11 @@ class Refitter:
                 if not signal.empty
                 else None
             )
-            panel = attach_intensity(panel, index)
+            # The fit sees only the exogenous part of the index (announcements, claims,
+            # listings): the sales and velocity-spike parts count the very sales being
+            # explained, so as a regressor they soak up the price effect and pull the
+            # elasticity toward zero (regressing sales on a function of themselves).
+            panel = attach_intensity(panel, _exogenous_index(index))
             current = _current_intensity(index, panel)
             d["index_rows"] = 0 if index is None else len(index)
             d["mean_intensity"] = round(float(panel["intensity"].mean()), 4)
@@ -1252,10 +1256,11 @@ class Refitter:
             hours = np.array([ts.astimezone(UTC).hour for ts in starts])
             offsets = np.array([max(0.0, (ts - now).total_seconds() / 3600) for ts in starts])
             exo = np.array([current.get(m[0], (0.0, 0.0))[0] for m in meta])
-            endo = np.array([current.get(m[0], (0.0, 0.0))[1] for m in meta])
-            cur = exo + endo
+            cur = exo
             centre = np.array([intensity_mean.get(m[0], 0.0) for m in meta])
-            intensity = forecast_intensity(exo, offsets, half_life) + (endo - centre)[:, None]
+            # The fit's regressor is the exogenous index centred per pair; the window's
+            # path is that index decaying with its half-life from its value now.
+            intensity = forecast_intensity(exo, offsets, half_life) - centre[:, None]
             # The fit's rates are per panel period (an hour); the drop's periods may differ.
             scale = (horizon.period / timedelta(hours=1)) / (fit.period_hours or 1.0)
             rates = self._rates(fit, rows, prices, intensity, hours, replace) * scale
@@ -1304,6 +1309,7 @@ class Refitter:
                         "drop": drop.id,
                         "intensity_now": float(cur[j]),
                         "intensity_mean": float(centre[j]),
+                        "intensity_forecast": [float(v) for v in intensity[j]],
                         "elasticity_replaced": i in replace,
                     },
                 )
@@ -1621,6 +1627,15 @@ def _intensity_input(signal: pd.DataFrame) -> pd.DataFrame:
 _EXOGENOUS = ("announcement", "claim", "listing")
 """Index components driven by events outside the till; the rest (sales, velocity spike)
 move with the demand being priced."""
+
+
+def _exogenous_index(index: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The index with ``intensity`` replaced by the sum of its exogenous components."""
+    if index is None or index.empty:
+        return index
+    comps = [c for c in _EXOGENOUS if c in index.columns]
+    exo = index[comps].sum(axis=1) if comps else pd.Series(0.0, index=index.index)
+    return index.assign(intensity=exo)
 
 
 def _current_intensity(

@@ -622,8 +622,10 @@ def explain(
     if beta is not None:
         # The fit's intensity is centred at the pair's usual level (intensity_mean).
         centre = float((surface.explain or {}).get("intensity_mean", 0.0) or 0.0)
+        # The fit's regressor is the exogenous index (see service.refit), whose value now
+        # is the published one decayed with its half-life.
         elasticity["at_intensity_now"] = beta + float(el.get("delta", 0.0)) * (
-            intensity_now - centre
+            forecast_now - centre
         )
     elasticity.update({k: el[k] for k in ("delta", "gamma") if k in el})
     elasticity["replaced"] = bool((surface.explain or {}).get("elasticity_replaced", False))

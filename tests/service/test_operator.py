@@ -332,7 +332,10 @@ def test_explain_and_preview_agree_with_what_is_served(
     lo, hi = ex["elasticity"]["interval95"]
     assert lo < ex["elasticity"]["beta"] < hi < 0
     assert ex["time_left"]["window_open"] is False and ex["time_left"]["periods_left"] >= 1
-    assert ex["intensity"]["at_publish"] > 0  # the day's sales
+    # The fit's regressor is the exogenous index: a day of sales alone leaves it at 0,
+    # while the analysts' index (sales included) is up.
+    assert ex["intensity"]["at_publish"] == 0.0
+    assert ex["intensity"]["now"] > 0
     assert ex["intensity"]["source"] == "events"
     r = client.get(f"/v1/skus/{sku}/intensity", params={"market": MARKET}, headers=POS)
     assert ex["intensity"]["now"] == pytest.approx(r.json()["current"])
