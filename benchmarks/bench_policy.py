@@ -69,19 +69,25 @@ def main() -> None:
     best = min(times)
     print(f"demand truncation d_max = {sol.d_max}")
     print(f"jax  first call (compile + solve): {first:7.2f} s")
-    print(f"jax  solve after compilation     : {best:7.2f} s  (target < 5 s)  {'OK' if best < 5 else 'OVER'}")
+    print(
+        f"jax  solve after compilation     : {best:7.2f} s  (target < 5 s)  {'OK' if best < 5 else 'OVER'}"
+    )
 
     k = min(args.subsample, args.skus)
     t0 = time.perf_counter()
     ref_price, ref_value = solve_surfaces_numpy(rates[:k], ladder[:k], args.units)
     loop = time.perf_counter() - t0
     scaled = loop / k * args.skus
-    print(f"numpy loop over SKUs             : {loop:7.2f} s for {k} SKUs -> {scaled:9.1f} s for all")
+    print(
+        f"numpy loop over SKUs             : {loop:7.2f} s for {k} SKUs -> {scaled:9.1f} s for all"
+    )
     print(f"speed-up (numpy loop / jax)      : {scaled / best:9.1f} x")
     value = np.asarray(sol.value[:k])
     rel = np.max(np.abs(value - ref_value) / np.maximum(np.abs(ref_value), 1.0))
     same = np.mean(np.isclose(np.asarray(sol.price[:k]), ref_price, rtol=1e-5))
-    print(f"agreement on the subsample       : max rel value diff {rel:.1e}, same price in {same:.2%} of cells")
+    print(
+        f"agreement on the subsample       : max rel value diff {rel:.1e}, same price in {same:.2%} of cells"
+    )
 
 
 if __name__ == "__main__":
