@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -158,7 +159,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"{fixed:,.2f}",
         "",
     )
-    console = Console()
+    # Off a terminal rich assumes 80 columns, which truncates the SKU codes and figures.
+    console = Console(width=None if sys.stdout.isatty() else 120)
     console.print(table)
     published = [r for r in summary["refits"] if r["state"] == "published"]
     console.print(
