@@ -13,9 +13,15 @@ validate, publish). Two figures per size:
 It prints the per-stage seconds, events per second, and the ratio to the 30 s
 target for 10,000 SKUs (``< 1`` meets it).
 
+With ``--compile-cache DIR`` the process uses JAX's persistent compilation cache in
+``DIR`` (what ``dropprice refit`` / ``worker`` do by default): run it twice with the
+same folder and the second run's ``cold`` is a restarted worker whose programs are
+already compiled (the first run fills the folder).
+
 Run::
 
     python benchmarks/bench_refit.py                       # 1,000 and 10,000 SKUs
+    python benchmarks/bench_refit.py --compile-cache /tmp/jc   # twice: restarted worker
     python benchmarks/bench_refit.py --skus 100000 --device gpu
     python benchmarks/bench_refit.py --skus 1000 --redis-url redis://127.0.0.1:6379/0
 
@@ -39,6 +45,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from service.compile_cache import cache_stats  # noqa: E402
 from service.config.loader import load_config_dir  # noqa: E402
 from service.embedded import RedisServer  # noqa: E402
 from service.refit import Refitter  # noqa: E402
@@ -205,7 +212,14 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
     parser.add_argument("--redis-url", default=None, help="use (and FLUSH) this Redis")
     parser.add_argument("--json", action="store_true", help="print one JSON object per size")
+    parser.add_argument(
+        "--compile-cache", default="off", help="JAX persistent compilation cache folder, or off"
+    )
     args = parser.parse_args()
+    from service.compile_cache import enable_compile_cache
+
+    cache = enable_compile_cache(args.compile_cache)
+    print(f"compile cache: {cache or 'off'}")
     server = None
     url = args.redis_url
     if url is None:
@@ -214,6 +228,7 @@ def main() -> None:
     try:
         for n in args.skus:
             r = bench(n, url, args.device)
+            r["compile_cache"] = cache_stats()._asdict()
             if args.json:
                 print(json.dumps(r))
                 continue
@@ -227,6 +242,7 @@ def main() -> None:
                 total = r[f"{label}_s"]
                 print(f"  {label:<4} {total:7.2f} s  ({stages})  "
                       f"x{total / TARGET_S:.2f} of the {TARGET_S:.0f} s target")  # fmt: skip
+            print(f"  compile cache: {r['compile_cache']}")
     finally:
         if server is not None:
             server.stop()
