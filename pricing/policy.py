@@ -11,10 +11,13 @@ and the price surface is the maximising ladder price ``p*(n, t)``. The recursion
 backwards over ``t`` in one ``lax.scan`` and is vectorised over SKUs, inventory levels and
 ladder prices; the whole solve is one jit-compiled program on the default JAX device.
 
-The expectation is split so that each step costs one batched matrix product:
+Each step is two matrix products, so the CPU's (or accelerator's) GEMM does the work rather
+than gathers and elementwise operations:
 
-    E[min(D, n)]           = Σ_{j=1..n} P(D ≥ j)                   (cumulative survival)
-    E[V(n − min(D, n))]    = Σ_d P(D = d) · V(max(n − d, 0))       (a convolution over n)
+    E[V(n − min(D, n))]    = Σ_d P(D = d) · V(max(n − d, 0))       pmf [K, D+1] @ Toeplitz(V) [D+1, N+1]
+    (p − c) E[min(D, n)]   = Σ_d (p − c) P(D = d) · min(d, n)      one [D+1, N+1] matrix for all rows
+
+(``V(0, t) = 0``, so the Toeplitz window is ``V`` padded with zeros on the left.)
 
 Demand is truncated at ``d_max`` (chosen from the largest rate so that the tail mass is below
 ``tail``); the tail mass is lumped on ``d_max``, so the truncated law still sums to one and
@@ -258,42 +261,43 @@ def _solve(
     d_max: int,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     s, _, k_len = rates.shape
+    dtype = rates.dtype
     n_levels = n_max + 1
     n = jnp.arange(n_levels)
     d = jnp.arange(d_max + 1)
-    log_fact = gammaln(d + 1.0)
-    # Index of V(max(n - d, 0)) for the convolution, [N+1, D+1].
-    shift = jnp.maximum(n[:, None] - d[None, :], 0)
+    d_float = d.astype(dtype)
+    log_fact = gammaln(d_float + 1.0)
+    # Toeplitz window over V padded with d_max zeros on the left: V(n − d) for d < n, else
+    # the padding (V(0) = 0 always: no stock, no revenue, no salvage), [D+1, N+1].
+    window = (d_max - d)[:, None] + n[None, :]
+    # Units sold when d are demanded with n in stock, min(d, n), [D+1, N+1].
+    sold = jnp.minimum(d[:, None], n[None, :]).astype(dtype)
     margin = prices - cost[:, None]  # [S, K]
+    k_index = jnp.arange(k_len, dtype=jnp.int32)
 
     def step(v_next: jax.Array, rate_t: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
         lam = rate_t  # [S, K]
         safe = jnp.where(lam > 0, lam, 1.0)
-        logpmf = d * jnp.log(safe)[..., None] - safe[..., None] - log_fact  # [S, K, D+1]
-        pmf = jnp.where(lam[..., None] > 0, jnp.exp(logpmf), (d == 0).astype(lam.dtype))
+        logpmf = d_float * jnp.log(safe)[..., None] - safe[..., None] - log_fact  # [S, K, D+1]
+        pmf = jnp.where(lam[..., None] > 0, jnp.exp(logpmf), (d == 0).astype(dtype))
         # Lump the tail P(D > d_max) on d_max so the truncated law sums to one.
         head = jnp.sum(pmf[..., :-1], axis=-1)
         pmf = pmf.at[..., -1].set(jnp.clip(1.0 - head, 0.0, 1.0))
-        # P(D >= j) for j = 1..d_max and E[min(D, n)] = cumulative sum of it.
-        survival = 1.0 - jnp.cumsum(pmf, axis=-1)[..., :-1]  # [S, K, D] : P(D >= j), j=1..D
-        exp_sold = jnp.concatenate(
-            [jnp.zeros((s, k_len, 1), lam.dtype), jnp.cumsum(survival, axis=-1)], axis=-1
-        )  # [S, K, D+1] for n = 0..d_max
-        if n_levels > d_max + 1:
-            pad = jnp.broadcast_to(exp_sold[..., -1:], (s, k_len, n_levels - d_max - 1))
-            exp_sold = jnp.concatenate([exp_sold, pad], axis=-1)
-        else:
-            exp_sold = exp_sold[..., :n_levels]
-        v_shift = v_next[:, shift]  # [S, N+1, D+1]
-        cont = jnp.einsum("snd,skd->snk", v_shift, pmf)  # [S, N+1, K]
-        q = margin[:, None, :] * jnp.swapaxes(exp_sold, 1, 2) + cont
-        # Reverse the (ascending) ladder so ties pick the higher price.
-        best_rev = jnp.argmax(q[..., ::-1], axis=-1)
-        best = (k_len - 1 - best_rev).astype(jnp.int32)
-        v = jnp.max(q, axis=-1)
+        # Both expectations are matrix products, so the CPU's GEMM does the work:
+        #   E[V(n − min(D, n))] = Σ_d pmf[k, d] · V(n − d)   (per row: [K, D+1] @ [D+1, N+1])
+        #   (p_k − c) E[min(D, n)] = Σ_d (p_k − c) pmf[k, d] · min(d, n)   (one shared matrix)
+        toeplitz = jnp.pad(v_next, ((0, 0), (d_max, 0)))[:, window]  # [S, D+1, N+1]
+        cont = jnp.einsum("skd,sdn->skn", pmf, toeplitz)
+        revenue = jnp.einsum("skd,dn->skn", pmf * margin[..., None], sold)
+        q = revenue + cont  # [S, K, N+1]
+        v = jnp.max(q, axis=1)
+        # Ties go to the higher price (ladders are sorted ascending). A masked max instead of
+        # argmax: XLA's CPU argmax is a variadic reduction that does not vectorise and cost
+        # more than the two matrix products together.
+        best = jnp.max(jnp.where(q == v[:, None, :], k_index[None, :, None], 0), axis=1)
         return v, (v, best)
 
-    v_end = salvage[:, None] * n.astype(rates.dtype)[None, :]
+    v_end = salvage[:, None] * n.astype(dtype)[None, :]
     rates_rev = jnp.moveaxis(rates, 1, 0)[::-1]  # [T, S, K], last period first
     _, (values_rev, best_rev) = jax.lax.scan(step, v_end, rates_rev)
     values = jnp.concatenate([values_rev[::-1], v_end[None]], axis=0)  # [T+1, S, N+1]
