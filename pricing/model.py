@@ -794,27 +794,36 @@ def _prepare(
         per_num = ((per - per.min()) / pd.Timedelta(hours=1)).to_numpy(dtype=float)
     else:
         per_num = _numeric(panel, period)
-    in_order = bool(
-        np.all(np.diff(row_of_obs) >= 0)
-        and np.all((np.diff(per_num) > 0) | (np.diff(row_of_obs) > 0))
-    )
-    order = np.arange(len(panel)) if in_order else np.lexsort((per_num, row_of_obs))
-    sorted_rows = row_of_obs[order]
-    same = (np.diff(sorted_rows) == 0) & (np.diff(per_num[order]) == 0)
-    if same.any():
-        dup = np.zeros(len(panel), dtype=bool)
-        dup[order[1:][same]] = True
-        dup[order[:-1][same]] = True
-        raise InputError(
-            f"panel has more than one row per ({', '.join(key_cols + [period])}) in rows "
-            f"{_rows(dup, idx)}; aggregate them first (sum quantity, mean price)"
-        )
-    starts = np.searchsorted(sorted_rows, np.arange(n_rows))
-    pos_sorted = np.arange(len(order)) - starts[sorted_rows]
-    pos = np.empty_like(pos_sorted)
-    pos[order] = pos_sorted
-    n_t = int(pos.max()) + 1
+    d_row = np.diff(row_of_obs)
+    in_order = bool(np.all(d_row >= 0) and np.all((np.diff(per_num) > 0) | (d_row > 0)))
+    del d_row
     n_obs = np.bincount(row_of_obs, minlength=n_rows)
+    # Sorted by (row, period) with the same number of periods in every row (the usual
+    # balanced panel): the grid is a reshape of the columns, no sort, scatter or copy.
+    balanced = in_order and bool(np.all(n_obs == n_obs[0]))
+    order = np.arange(len(panel)) if in_order else np.lexsort((per_num, row_of_obs))
+    if not in_order:  # in order means strictly increasing periods: no duplicates
+        sorted_rows = row_of_obs[order]
+        same = (np.diff(sorted_rows) == 0) & (np.diff(per_num[order]) == 0)
+        if same.any():
+            dup = np.zeros(len(panel), dtype=bool)
+            dup[order[1:][same]] = True
+            dup[order[:-1][same]] = True
+            raise InputError(
+                f"panel has more than one row per ({', '.join(key_cols + [period])}) in rows "
+                f"{_rows(dup, idx)}; aggregate them first (sum quantity, mean price)"
+            )
+    else:
+        sorted_rows = row_of_obs
+    if balanced:
+        n_t = int(n_obs[0])
+        pos = None
+    else:
+        starts = np.searchsorted(sorted_rows, np.arange(n_rows))
+        pos_sorted = np.arange(len(order)) - starts[sorted_rows]
+        pos = np.empty_like(pos_sorted)
+        pos[order] = pos_sorted
+        n_t = int(pos.max()) + 1
 
     uniq = np.unique(per_num)
     period_hours = float(np.median(np.diff(uniq))) if (is_time and len(uniq) > 1) else None
@@ -839,34 +848,44 @@ def _prepare(
     cens_inf = cens & (qty > 0)
 
     dense = bool(np.all(n_obs == n_t))
+    np_dtype = np.float64 if dtype == jnp.float64 else np.float32
+    # Rows padded to a bucket size with empty rows (no observations, no prior): re-fits
+    # whose SKU count drifts a little reuse the compiled program. Grids are written
+    # straight into padded arrays of the fit's dtype (no float64 copies to pad and cast).
+    n_pad = _row_bucket(n_rows)
 
-    def grid(values: np.ndarray, fill: float = 0.0) -> np.ndarray:
-        if dense:  # every row has all periods: a reordering, no scatter
-            return values[order].reshape(n_rows, n_t)
-        out = np.full((n_rows, n_t), fill)
-        out[row_of_obs, pos] = values
+    def grid(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            out = np.empty((n_pad, n_t), np_dtype)
+        out[n_rows:] = 0
+        if balanced:  # already in (row, period) order
+            out[:n_rows] = values.reshape(n_rows, n_t)
+        elif dense:  # every row has all periods: a reordering, no scatter
+            out[:n_rows] = values[order].reshape(n_rows, n_t)
+        else:
+            out[:n_rows] = 0
+            out[row_of_obs, pos] = values
         return out
 
     y_g = grid(qty)
-    mask_g = grid(informative.astype(float))
-    x_g = grid(x)
-    cols = [x_g]
+    mask_g = grid(informative)
     has_int = inten is not None
+    X = np.empty((3 if has_int else 1, n_pad, n_t), np_dtype)
+    grid(x, X[0])
     if has_int:
-        i_g = grid(inten)
-        cols += [i_g, x_g * i_g]
-    X = np.stack(cols, axis=0)
+        grid(inten, X[1])
+        grid(x * inten, X[2])
     n_params = X.shape[0] + 1
-    hour_g = grid(hour_obs.astype(float)).astype(np.int32)
+    hour_g = grid(hour_obs.astype(np_dtype))[:n_rows].astype(np.int32)
     if dense and np.all(hour_g == hour_g[:1]):
         hour_g = hour_g[:1]  # one period grid for every row: sum over rows first
+    else:
+        hour_g = np.pad(hour_g, [(0, n_pad - n_rows), (0, 0)])
     n_cov = len(covariates)
-    cov_g = (
-        np.stack([grid(cov[:, j]) for j in range(n_cov)], axis=0)
-        if n_cov
-        else np.zeros((0, n_rows, n_t))
-    )
-    flat = row_of_obs * n_t + pos
+    cov_g = np.empty((n_cov, n_pad, n_t), np_dtype)
+    for j in range(n_cov):
+        grid(cov[:, j], cov_g[j])
+    flat = np.arange(len(panel)) if balanced else row_of_obs * n_t + pos
     cens_idx = flat[cens_inf].astype(np.int32)
     cens_y = qty[cens_inf]
 
@@ -943,23 +962,21 @@ def _prepare(
     def dev(a: np.ndarray, dt: Any = dtype) -> jax.Array:
         return jnp.asarray(a, dtype=dt)
 
-    # Pad the row axis to a bucket size with empty rows (no observations, no prior):
-    # re-fits whose SKU count drifts a little reuse the compiled program.
-    extra = _row_bucket(n_rows) - n_rows
+    extra = n_pad - n_rows
 
-    def rows(a: np.ndarray, axis: int = 0, fill: float = 0.0) -> np.ndarray:
-        if extra == 0 or (axis == 0 and a.shape[0] == 1 and a is hour_g):
-            return a
-        width = [(0, 0)] * a.ndim
-        width[axis] = (0, extra)
-        return np.pad(a, width, constant_values=fill)
+    def rows(a: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        return (
+            a
+            if extra == 0
+            else np.pad(a, [(0, extra)] + [(0, 0)] * (a.ndim - 1), constant_values=fill)
+        )
 
     data = _Data(
-        X=dev(rows(X, 1)),
-        y=dev(rows(y_g)),
-        mask=dev(rows(mask_g)),
-        hour=dev(rows(hour_g), jnp.int32),
-        cov=dev(rows(cov_g, 1)),
+        X=dev(X),
+        y=dev(y_g),
+        mask=dev(mask_g),
+        hour=dev(hour_g, jnp.int32),
+        cov=dev(cov_g),
         cens_idx=dev(cens_idx, jnp.int32),
         cens_y=dev(cens_y),
         prior_mean=dev(rows(prior_mean)),
