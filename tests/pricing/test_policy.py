@@ -143,6 +143,21 @@ def test_row_blocks_do_not_change_the_solution():
     np.testing.assert_allclose(np.asarray(whole.value), np.asarray(blocks.value), rtol=1e-6)
 
 
+
+def test_blocks_with_their_own_truncation_agree_with_one_solve():
+    # Calm and busy rows mixed: sorted into blocks, the calm ones truncate demand much lower.
+    rng = np.random.default_rng(5)
+    scale = np.where(np.arange(12) % 3 == 0, 12.0, 0.3)
+    rates = scale[:, None, None] * rng.uniform(0.2, 1.0, (12, 6, 5))
+    prices = rng.uniform(1, 9, (12, 5))
+    whole = solve_surfaces(rates, prices, 60, chunk_rows=None)
+    blocks = solve_surfaces(rates, prices, 60, chunk_rows=4)
+    assert blocks.d_max == whole.d_max > 8
+    ref_price, ref_value = solve_surfaces_numpy(rates, prices, 60)
+    np.testing.assert_allclose(np.asarray(blocks.value), ref_value, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(blocks.value), np.asarray(whole.value), rtol=1e-6)
+    assert np.mean(np.isclose(np.asarray(blocks.price), ref_price, rtol=1e-6)) > 0.99
+
 @pytest.fixture(scope="module")
 def drop_fit():
     """A fit on a small simulated hourly panel with known elasticities."""
