@@ -15,9 +15,10 @@ Each step is two matrix products, so the CPU's (or accelerator's) GEMM does the 
 than gathers and elementwise operations:
 
     E[V(n − min(D, n))]    = Σ_d P(D = d) · V(max(n − d, 0))       pmf [K, D+1] @ Toeplitz(V) [D+1, N+1]
-    (p − c) E[min(D, n)]   = Σ_d (p − c) P(D = d) · min(d, n)      one [D+1, N+1] matrix for all rows
+    (p − c) E[min(D, n)]   = Σ_d (p − c) P(D = d) · min(d, n)      one [D+1, D+1] matrix for all rows
 
-(``V(0, t) = 0``, so the Toeplitz window is ``V`` padded with zeros on the left.)
+(``V(0, t) = 0``, so the Toeplitz window is ``V`` padded with zeros on the left; for
+``n > d_max`` the expected sales no longer depend on ``n``.)
 
 Demand is truncated at ``d_max`` (chosen per block of rows from the block's largest rate so
 that the tail mass is below ``tail``, rounded up to a multiple of 8, and left out). Where the
@@ -291,8 +292,10 @@ def _solve(
     # Toeplitz window over V padded with d_max zeros on the left: V(n − d) for d < n, else
     # the padding (V(0) = 0 always: no stock, no revenue, no salvage), [D+1, N+1].
     window = (d_max - d)[:, None] + n[None, :]
-    # Units sold when d are demanded with n in stock, min(d, n), [D+1, N+1].
-    sold = jnp.minimum(d[:, None], n[None, :]).astype(dtype)
+    # Units sold when d are demanded with n in stock, min(d, n), for n ≤ d_max: beyond that
+    # min(d, n) = d and the expected sales no longer depend on n. [D+1, min(N, D)+1].
+    n_sold = min(n_max, d_max) + 1
+    sold = jnp.minimum(d[:, None], n[None, :n_sold]).astype(dtype)
     margin = prices - cost[:, None]  # [S, K]
     k_index = jnp.arange(k_len, dtype=jnp.int32)
 
@@ -313,6 +316,9 @@ def _solve(
         toeplitz = jnp.pad(v_next, ((0, 0), (d_max, 0)))[:, window]  # [S, D+1, N+1]
         cont = jnp.einsum("skd,sdn->skn", pmf, toeplitz)
         revenue = jnp.einsum("skd,dn->skn", pmf * margin[..., None], sold)
+        if n_levels > n_sold:
+            flat = jnp.broadcast_to(revenue[..., -1:], (s, k_len, n_levels - n_sold))
+            revenue = jnp.concatenate([revenue, flat], axis=-1)
         q = revenue + cont  # [S, K, N+1]
         v = jnp.max(q, axis=1)
         # Ties go to the higher price (ladders are sorted ascending). A masked max instead of

@@ -143,7 +143,6 @@ def test_row_blocks_do_not_change_the_solution():
     np.testing.assert_allclose(np.asarray(whole.value), np.asarray(blocks.value), rtol=1e-6)
 
 
-
 def test_blocks_with_their_own_truncation_agree_with_one_solve():
     # Calm and busy rows mixed: sorted into blocks, the calm ones truncate demand much lower.
     rng = np.random.default_rng(5)
@@ -157,6 +156,7 @@ def test_blocks_with_their_own_truncation_agree_with_one_solve():
     np.testing.assert_allclose(np.asarray(blocks.value), ref_value, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(np.asarray(blocks.value), np.asarray(whole.value), rtol=1e-6)
     assert np.mean(np.isclose(np.asarray(blocks.price), ref_price, rtol=1e-6)) > 0.99
+
 
 @pytest.fixture(scope="module")
 def drop_fit():
