@@ -801,8 +801,8 @@ def _prepare(
     # Sorted by (row, period) with the same number of periods in every row (the usual
     # balanced panel): the grid is a reshape of the columns, no sort, scatter or copy.
     balanced = in_order and bool(np.all(n_obs == n_obs[0]))
-    order = np.arange(len(panel)) if in_order else np.lexsort((per_num, row_of_obs))
-    if not in_order:  # in order means strictly increasing periods: no duplicates
+    order = None if in_order else np.lexsort((per_num, row_of_obs))
+    if order is not None:  # in order means strictly increasing periods: no duplicates
         sorted_rows = row_of_obs[order]
         same = (np.diff(sorted_rows) == 0) & (np.diff(per_num[order]) == 0)
         if same.any():
@@ -820,9 +820,11 @@ def _prepare(
         pos = None
     else:
         starts = np.searchsorted(sorted_rows, np.arange(n_rows))
-        pos_sorted = np.arange(len(order)) - starts[sorted_rows]
-        pos = np.empty_like(pos_sorted)
-        pos[order] = pos_sorted
+        pos = np.arange(len(panel)) - starts[sorted_rows]
+        if order is not None:
+            pos_sorted = pos
+            pos = np.empty_like(pos_sorted)
+            pos[order] = pos_sorted
         n_t = int(pos.max()) + 1
 
     uniq = np.unique(per_num)
@@ -836,7 +838,7 @@ def _prepare(
         raise InputError(
             f"daily_profile=True needs datetime periods in column {period!r}, got dtype {per.dtype}"
         )
-    hour_obs = per.dt.hour.to_numpy() if (profile and is_time) else np.zeros(len(panel), int)
+    hour_obs = per.dt.hour.to_numpy() if (profile and is_time) else None
 
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     logp = np.log(price_v)
@@ -876,21 +878,29 @@ def _prepare(
         grid(inten, X[1])
         grid(x * inten, X[2])
     n_params = X.shape[0] + 1
-    hour_g = grid(hour_obs.astype(np_dtype))[:n_rows].astype(np.int32)
-    if dense and np.all(hour_g == hour_g[:1]):
-        hour_g = hour_g[:1]  # one period grid for every row: sum over rows first
+    if hour_obs is None:  # no profile: the hour is never read
+        hour_g = np.zeros((1 if dense else n_pad, n_t), np.int32)
     else:
-        hour_g = np.pad(hour_g, [(0, n_pad - n_rows), (0, 0)])
+        hour_g = grid(hour_obs.astype(np_dtype))[:n_rows].astype(np.int32)
+        if dense and np.all(hour_g == hour_g[:1]):
+            hour_g = hour_g[:1]  # one period grid for every row: sum over rows first
+        else:
+            hour_g = np.pad(hour_g, [(0, n_pad - n_rows), (0, 0)])
     n_cov = len(covariates)
     cov_g = np.empty((n_cov, n_pad, n_t), np_dtype)
     for j in range(n_cov):
         grid(cov[:, j], cov_g[j])
-    flat = np.arange(len(panel)) if balanced else row_of_obs * n_t + pos
-    cens_idx = flat[cens_inf].astype(np.int32)
+    if balanced:  # the flat cell index is the panel's row number
+        cens_idx = np.flatnonzero(cens_inf).astype(np.int32)
+    else:
+        cens_idx = (row_of_obs * n_t + pos)[cens_inf].astype(np.int32)
     cens_y = qty[cens_inf]
 
     first_obs = np.zeros(n_rows, dtype=np.int64)
-    first_obs[row_of_obs[order][::-1]] = order[::-1]
+    if order is None:  # sorted: each row's first observation is where its run starts
+        first_obs = np.searchsorted(row_of_obs, np.arange(n_rows))
+    else:
+        first_obs[row_of_obs[order][::-1]] = order[::-1]
     sku_of_row = np.asarray(panel[sku].iloc[first_obs].to_numpy(), dtype=object)
     market_of_row = (
         np.asarray(panel[market].iloc[first_obs].to_numpy(), dtype=object) if market else None
