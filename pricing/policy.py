@@ -146,7 +146,7 @@ def solve_surfaces(
     unit_cost: float | np.ndarray = 0.0,
     salvage: float | np.ndarray = 0.0,
     tail: float = 1e-9,
-    chunk_rows: int | None = 1024,
+    chunk_rows: int | None = 256,
 ) -> Surfaces:
     """Solve the finite-horizon, finite-inventory pricing DP for every row at once.
 
