@@ -3,6 +3,7 @@
 Pure functions over arrays and tables: no sockets, no Redis, no servers.
 """
 
+from pricing.guardrails import GuardrailCode, GuardrailSpec, apply_guardrails
 from pricing.intensity import (
     IntensityParams,
     build_intensity_index,
@@ -11,7 +12,6 @@ from pricing.intensity import (
     validate_events,
 )
 from pricing.model import DemandParams, ElasticityFit, fit_elasticity
-from pricing.guardrails import GuardrailCode, GuardrailSpec, apply_guardrails
 from pricing.policy import PolicySurfaces, Surfaces, price_surfaces_from_fit, solve_surfaces
 
 __all__: list[str] = []

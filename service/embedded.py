@@ -123,23 +123,37 @@ class RedisServer:
     def command(self) -> list[str]:
         args = [
             find_redis_server(),
-            "--port", str(self.port),
-            "--bind", self.host,
-            "--dir", str(self.data_dir),
-            "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "everysec",
-            "--protected-mode", "no",
-            "--daemonize", "no",
-            "--loglevel", "warning",
-            "--logfile", str(self.data_dir / "redis.log"),
-            "--notify-keyspace-events", "",
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--dir",
+            str(self.data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "everysec",
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+            "--logfile",
+            str(self.data_dir / "redis.log"),
+            "--notify-keyspace-events",
+            "",
         ]
         if self.cluster:
             args += [
-                "--cluster-enabled", "yes",
-                "--cluster-config-file", f"nodes-{self.port}.conf",
-                "--cluster-node-timeout", "2000",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"nodes-{self.port}.conf",
+                "--cluster-node-timeout",
+                "2000",
             ]
         return args + self.extra_args
 
@@ -158,8 +172,9 @@ class RedisServer:
                         f"redis-server exited with code {self.process.returncode} on port "
                         f"{self.port}: {self._log_tail().strip()}"
                     )
-                with contextlib.suppress(redis.ConnectionError, redis.TimeoutError,
-                                         redis.BusyLoadingError):
+                with contextlib.suppress(
+                    redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError
+                ):
                     if client.ping():
                         return self
                 time.sleep(0.02)
@@ -239,7 +254,9 @@ class RedisCluster:
             node.start()
         clients = [redis.Redis(host=n.host, port=n.port) for n in self.nodes]
         try:
-            bounds = [round(i * CLUSTER_SLOTS / len(self.nodes)) for i in range(len(self.nodes) + 1)]
+            bounds = [
+                round(i * CLUSTER_SLOTS / len(self.nodes)) for i in range(len(self.nodes) + 1)
+            ]
             for client, lo, hi in zip(clients, bounds[:-1], bounds[1:], strict=True):
                 client.execute_command("CLUSTER", "ADDSLOTS", *range(lo, hi))
             for node in self.nodes[1:]:
@@ -248,8 +265,10 @@ class RedisCluster:
             while time.monotonic() < deadline:
                 infos = [c.execute_command("CLUSTER", "INFO") for c in clients]
                 texts = [i.decode() if isinstance(i, bytes) else str(i) for i in infos]
-                if all("cluster_state:ok" in t and
-                       f"cluster_known_nodes:{len(self.nodes)}" in t for t in texts):
+                if all(
+                    "cluster_state:ok" in t and f"cluster_known_nodes:{len(self.nodes)}" in t
+                    for t in texts
+                ):
                     return self
                 time.sleep(0.05)
         finally:
