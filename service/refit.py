@@ -916,8 +916,9 @@ class Refitter:
             # listings): the sales and velocity-spike parts count the very sales being
             # explained, so as a regressor they soak up the price effect and pull the
             # elasticity toward zero (regressing sales on a function of themselves).
-            panel = attach_intensity(panel, _exogenous_index(index))
-            current = _current_intensity(index, panel)
+            exogenous = _exogenous_index(index)
+            panel = attach_intensity(panel, exogenous)
+            current = _current_intensity(exogenous)
             d["index_rows"] = 0 if index is None else len(index)
             d["mean_intensity"] = round(float(panel["intensity"].mean()), 4)
             # Centre the index per pair (see the module docstring): the fit's elasticity is
@@ -1180,7 +1181,7 @@ class Refitter:
         fit: Any,
         panel: pd.DataFrame,
         replace: Mapping[int, float],
-        current: Mapping[tuple[str, str], tuple[float, float]],
+        current: Mapping[tuple[str, str], float],
         intensity_mean: Mapping[tuple[str, str], float],
         inventory_now: Mapping[tuple[str, str], int],
         now: datetime,
@@ -1255,7 +1256,7 @@ class Refitter:
             starts = [horizon.start + horizon.period * t for t in range(horizon.periods)]
             hours = np.array([ts.astimezone(UTC).hour for ts in starts])
             offsets = np.array([max(0.0, (ts - now).total_seconds() / 3600) for ts in starts])
-            exo = np.array([current.get(m[0], (0.0, 0.0))[0] for m in meta])
+            exo = np.array([current.get(m[0], 0.0) for m in meta])
             cur = exo
             centre = np.array([intensity_mean.get(m[0], 0.0) for m in meta])
             # The fit's regressor is the exogenous index centred per pair; the window's
@@ -1638,34 +1639,19 @@ def _exogenous_index(index: pd.DataFrame | None) -> pd.DataFrame | None:
     return index.assign(intensity=exo)
 
 
-def _current_intensity(
-    index: pd.DataFrame | None, panel: pd.DataFrame
-) -> dict[tuple[str, str], tuple[float, float]]:
-    """Per pair: (exogenous index now, mean demand-driven index over the panel).
+def _current_intensity(exogenous: pd.DataFrame | None) -> dict[tuple[str, str], float]:
+    """Per pair: the exogenous index now (its last hour), where the window's path starts.
 
-    The forecast for the window decays the exogenous part with its half-life and holds
-    the demand-driven part at its usual level: sales will drive it again once the
-    window opens, so decaying it would price the window as if no one came.
+    Args:
+        exogenous: output of :func:`_exogenous_index` (the fit's regressor), or ``None``.
     """
-    if index is None or index.empty:
+    if exogenous is None or exogenous.empty:
         return {}
-    comps = [c for c in _EXOGENOUS if c in index.columns]
-    exo = index[comps].sum(axis=1) if comps else pd.Series(0.0, index=index.index)
-    frame = index[["sku", "market", "hour"]].assign(exo=exo, endo=index["intensity"] - exo)
-    last = frame.sort_values("hour").groupby(["sku", "market"], sort=False).tail(1)
-    hours = panel[["sku", "market", "period"]].rename(columns={"period": "hour"})
-    seen = frame.merge(
-        hours.assign(hour=pd.to_datetime(hours["hour"], utc=True)), on=["sku", "market", "hour"]
-    )
-    endo = seen.groupby(["sku", "market"])["endo"].mean()
-    out: dict[tuple[str, str], tuple[float, float]] = {}
-    for s, m, v in zip(last["sku"], last["market"], last["exo"], strict=True):
-        e = float(endo.get((s, m), 0.0))
-        out[(s, m)] = (
-            float(v) if math.isfinite(v) and v >= 0 else 0.0,
-            e if math.isfinite(e) and e >= 0 else 0.0,
-        )
-    return out
+    last = exogenous.sort_values("hour").groupby(["sku", "market"], sort=False).tail(1)
+    return {
+        (s, m): float(v) if math.isfinite(v) and v >= 0 else 0.0
+        for s, m, v in zip(last["sku"], last["market"], last["intensity"], strict=True)
+    }
 
 
 def _surface_problem(price: np.ndarray, rails: Guardrails, sku: SkuConfig) -> str | None:
