@@ -67,7 +67,7 @@ def main() -> None:
         sol.value.block_until_ready()
         times.append(time.perf_counter() - t0)
     best = min(times)
-    print(f"demand truncation d_max = {sol.d_max}")
+    print(f"largest demand truncation d_max = {sol.d_max} (per row block, a multiple of 8)")
     print(f"jax  first call (compile + solve): {first:7.2f} s")
     print(
         f"jax  solve after compilation     : {best:7.2f} s  (target < 5 s)  {'OK' if best < 5 else 'OVER'}"
