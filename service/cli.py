@@ -30,30 +30,21 @@ def version() -> None:
 
 
 def _register_commands() -> None:
-    # One import per command module; each adds its commands to ``app``.
-    from service.commands import config as config_commands
+    # Command modules import their heavy dependencies (jax, pandas) inside the commands,
+    # so importing them all here keeps ``dropprice --help`` fast.
+    from service.commands import (
+        config,
+        demo,
+        experiment,
+        loadtest,
+        refit,
+        serve,
+        signals,
+        simulate,
+    )
 
-    config_commands.register(app)
-    from service.commands import refit as refit_commands
-
-    refit_commands.register(app)
-    from service.commands import loadtest as loadtest_commands
-
-    loadtest_commands.register(app)
-    from service.commands import serve as serve_commands
-
-    serve_commands.register(app)
-    from service.commands import experiment, signals
-
-    signals.register(app)
-    experiment.register(app)
-    from service.commands import simulate as simulate_commands
-
-    simulate_commands.register(app)
-    from service.commands import demo as demo_commands
-
-    demo_commands.register(app)
-    pass
+    for module in (serve, config, refit, simulate, loadtest, demo, signals, experiment):
+        module.register(app)
 
 
 _register_commands()
