@@ -100,7 +100,8 @@ def histogram_quantile(buckets: Mapping[float, float], q: float) -> float | None
                 return lo
             if count_hi == count_lo:
                 return hi
-            return lo + (hi - lo) * (rank - count_lo) / (count_hi - count_lo)
+            # min(): rounding in the interpolation must not step past the bucket bound.
+            return min(hi, lo + (hi - lo) * (rank - count_lo) / (count_hi - count_lo))
         lo, count_lo = hi, count_hi
     return lo
 
