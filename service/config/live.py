@@ -35,25 +35,11 @@ from service import keys
 from service.config.models import ConfigBundle
 from service.config.versions import ConfigStore
 
-__all__ = ["LiveConfig", "close_client"]
+__all__ = ["LiveConfig"]
 
 log = logging.getLogger("dropprice.config")
 
 Listener = Callable[[ConfigBundle, "int | None"], None]
-
-
-def close_client(client: Any) -> None:
-    """Close a redis-py client, including every node pool of a cluster client.
-
-    ``RedisCluster.close`` (redis-py 8.1) leaves the node pools' sockets open, which
-    surfaces later as ``ResourceWarning: unclosed socket``; clients made by
-    :func:`service.store.connect` already close them, this also covers others.
-    """
-    if isinstance(client, redis.RedisCluster):
-        for node in client.get_nodes():  # type: ignore[no-untyped-call]
-            if node.redis_connection is not None:
-                node.redis_connection.connection_pool.disconnect()
-    client.close()
 
 
 class LiveConfig:

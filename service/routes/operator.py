@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.audit import read_audit
 from service.auth import Caller
 from service.config.checks import bundle_problems, merge_problems
-from service.config.live import LiveConfig, close_client
+from service.config.live import LiveConfig
 from service.config.loader import ConfigIssue, parse_drop
 from service.config.models import ConfigBundle, Guardrails
 from service.config.versions import ConfigStore
@@ -88,7 +88,7 @@ async def config_watch(app: FastAPI) -> AsyncIterator[None]:
     finally:
         live.stop()
         del app.state.live_config
-        close_client(client)
+        client.close()
 
 
 router = APIRouter(tags=["operator"], lifespan=config_watch)

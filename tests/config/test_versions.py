@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.audit import read_audit, record_audit
-from service.config.live import LiveConfig, close_client
+from service.config.live import LiveConfig
 from service.config.loader import load_config_dir, load_paths
 from service.config.models import ConfigBundle, DropConfig
 from service.config.versions import ConfigStore
@@ -26,7 +26,7 @@ from tests.config.conftest import WriteTree
 def client(any_redis_url: str) -> Iterator[Any]:
     c = connect(any_redis_url, timeout=5.0)
     yield c
-    close_client(c)
+    c.close()
 
 
 def _with_price(bundle: ConfigBundle, sku: str, price: float) -> ConfigBundle:
