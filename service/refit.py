@@ -891,7 +891,7 @@ class Refitter:
             record.state = "no_change"
             record.reasons.append("no sales of a configured SKU in the retained events")
             self._commit_history(lock_value, merged)
-            self._ack(entries)
+            self.store.ack(REFIT_GROUP, entries)
             return
 
         # ------------------------------------------------------------ intensity
@@ -1020,7 +1020,7 @@ class Refitter:
                 record.state = "held" if held else "no_change"
                 if not held:
                     record.reasons.append("no surface passed validation")
-            self._ack(entries)
+            self.store.ack(REFIT_GROUP, entries)
             self._prune_fits()
             d["acknowledged"] = len(entries)
 
@@ -1036,7 +1036,7 @@ class Refitter:
         skus = self.store.skus()
         if not skus:
             return []
-        self._ensure_groups(skus)
+        self.store.ensure_group(REFIT_GROUP, skus=skus)
         pending = self._xreadgroup(skus, "0")  # from the start of our pending list
         fresh = self._xreadgroup(skus, ">")
         if pending:
@@ -1451,27 +1451,6 @@ class Refitter:
         )
         self.reporter.note("version published", version=version, surfaces=len(surfaces))
         return version
-
-    def _ack(self, entries: Sequence[StreamEntry]) -> None:
-        """Acknowledge what was read, one pipelined ``XACK`` per stream."""
-        by_stream: dict[str, list[str]] = {}
-        for e in entries:
-            by_stream.setdefault(e.stream, []).append(e.entry_id)
-        if not by_stream:
-            return
-        pipe = self.store.client.pipeline(transaction=False)
-        for stream, ids in by_stream.items():
-            pipe.xack(stream, REFIT_GROUP, *ids)
-        pipe.execute()
-
-    def _ensure_groups(self, skus: Sequence[str]) -> None:
-        """Create the ``refit`` group on every SKU stream (pipelined; existing ones stay)."""
-        pipe = self.store.client.pipeline(transaction=False)
-        for sku in skus:
-            pipe.xgroup_create(keys.events(sku), REFIT_GROUP, id="0", mkstream=True)
-        for reply in pipe.execute(raise_on_error=False):
-            if isinstance(reply, Exception) and "BUSYGROUP" not in str(reply):
-                raise reply
 
     def _commit_history(self, lock_value: str, history: pd.DataFrame) -> None:
         self.state.set_if_owner(lock_value, {self.state.key("history"): _history_bytes(history)})

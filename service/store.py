@@ -534,15 +534,22 @@ class PriceStore:
         """``{sku: stream key}`` for every SKU in the index."""
         return {sku: keys.events(sku) for sku in self.skus()}
 
-    def ensure_group(self, group: str, *, start: str = "0") -> None:
-        """Create consumer group ``group`` on every SKU stream (idempotent)."""
+    def ensure_group(
+        self, group: str, *, start: str = "0", skus: Iterable[str] | None = None
+    ) -> None:
+        """Create consumer group ``group`` on every SKU stream (idempotent, pipelined).
+
+        Args:
+            skus: only these SKUs' streams (default: every SKU in the index).
+        """
+        names = list(skus) if skus is not None else self.skus()
         with unavailable_as_domain_error(f"creating consumer group {group}"):
-            for stream in self.event_streams().values():
-                try:
-                    self.client.xgroup_create(stream, group, id=start, mkstream=True)
-                except redis.ResponseError as exc:
-                    if "BUSYGROUP" not in str(exc):
-                        raise
+            pipe = self.client.pipeline(transaction=False)
+            for sku in names:
+                pipe.xgroup_create(keys.events(sku), group, id=start, mkstream=True)
+            for reply in pipe.execute(raise_on_error=False):
+                if isinstance(reply, Exception) and "BUSYGROUP" not in str(reply):
+                    raise reply
 
     def read_events(
         self, group: str, consumer: str, *, count: int = 1000, skus: Iterable[str] | None = None
@@ -571,13 +578,19 @@ class PriceStore:
                     )
         return out
 
-    def ack(self, group: str, entries: Iterable[StreamEvent]) -> int:
-        """Acknowledge entries read with :meth:`read_events`; returns how many."""
+    def ack(self, group: str, entries: Iterable[StreamEvent | Any]) -> int:
+        """Acknowledge read entries (anything with ``stream`` and ``entry_id``), one
+        pipelined ``XACK`` per stream; returns how many were pending."""
         by_stream: dict[str, list[str]] = {}
         for e in entries:
             by_stream.setdefault(e.stream, []).append(e.entry_id)
+        if not by_stream:
+            return 0
         with unavailable_as_domain_error(f"acknowledging events of group {group}"):
-            return sum(int(self.client.xack(s, group, *ids)) for s, ids in by_stream.items())
+            pipe = self.client.pipeline(transaction=False)
+            for stream, ids in by_stream.items():
+                pipe.xack(stream, group, *ids)
+            return sum(int(n) for n in pipe.execute())
 
     def recent_events(
         self, sku: str, *, since: datetime | None = None, limit: int = 50_000
