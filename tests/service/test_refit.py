@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,6 @@ from refit_factories import (
     as_records,
     day_of_events,
     seed_store,
-    shared_compile_cache,
     write_configs,
 )
 
@@ -31,17 +30,7 @@ from service.store import PriceStore, connect
 N_SKUS = 6  # three elastic, three inelastic; every test shares the compiled shapes
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compile_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    with shared_compile_cache(tmp_path_factory) as path:
-        yield path
-
-
-@pytest.fixture
-def store(redis_url: str) -> Iterator[PriceStore]:
-    s = PriceStore(connect(redis_url, timeout=30.0))
-    yield s
-    s.close()
+pytestmark = pytest.mark.usefixtures("compile_cache")
 
 
 def _post_day(store: PriceStore, drop: SimDrop, **kw: Any) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from refit_factories import (
     as_records,
     day_of_events,
     seed_store,
-    shared_compile_cache,
     worker_env,
     write_configs,
 )
@@ -30,23 +28,13 @@ from refit_factories import (
 from service import keys
 from service.config.loader import load_config_dir
 from service.refit import REFIT_GROUP, RefitState, Refitter
-from service.store import PriceStore, connect
+from service.store import PriceStore
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK_TTL_S = 2.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compile_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    with shared_compile_cache(tmp_path_factory) as path:
-        yield path
-
-
-@pytest.fixture
-def store(redis_url: str) -> Iterator[PriceStore]:
-    s = PriceStore(connect(redis_url, timeout=30.0))
-    yield s
-    s.close()
+pytestmark = pytest.mark.usefixtures("compile_cache")
 
 
 def _worker(redis_url: str, drop: SimDrop, cache: Path) -> subprocess.Popen[str]:

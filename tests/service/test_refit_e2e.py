@@ -17,7 +17,6 @@ from refit_factories import (
     MARKET,
     SimDrop,
     day_of_events,
-    shared_compile_cache,
     write_configs,
 )
 from typer.testing import CliRunner
@@ -32,10 +31,7 @@ POS = {"X-API-Key": POS_KEY}
 OPERATOR = {"X-API-Key": OPERATOR_KEY}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compile_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    with shared_compile_cache(tmp_path_factory) as path:
-        yield path
+pytestmark = pytest.mark.usefixtures("compile_cache")
 
 
 @pytest.fixture

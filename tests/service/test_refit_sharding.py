@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,12 +19,11 @@ from refit_factories import (
     as_records,
     day_of_events,
     seed_store,
-    shared_compile_cache,
     worker_env,
     write_configs,
 )
 
-from service.store import PriceStore, connect
+from service.store import PriceStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,17 +57,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compile_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    with shared_compile_cache(tmp_path_factory) as path:
-        yield path
-
-
-@pytest.fixture
-def store(redis_url: str) -> Iterator[PriceStore]:
-    s = PriceStore(connect(redis_url, timeout=30.0))
-    yield s
-    s.close()
+pytestmark = pytest.mark.usefixtures("compile_cache")
 
 
 def test_two_devices_shard_fit_and_solve(

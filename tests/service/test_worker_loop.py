@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from refit_factories import (
     as_records,
     day_of_events,
     seed_store,
-    shared_compile_cache,
     write_configs,
 )
 
@@ -22,11 +20,7 @@ from service.refit import RefitRecord, RefitState, Refitter
 from service.store import PriceStore, connect
 from service.worker import run_worker
 
-
-@pytest.fixture(scope="module", autouse=True)
-def compile_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    with shared_compile_cache(tmp_path_factory) as path:
-        yield path
+pytestmark = pytest.mark.usefixtures("compile_cache")
 
 
 def test_worker_runs_requests_then_the_schedule(redis_url: str, tmp_path: Path) -> None:
