@@ -86,6 +86,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -101,7 +102,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -521,19 +522,10 @@ _HISTORY_COLUMNS = (
 )
 
 
-class StreamEntry(NamedTuple):
-    """One entry read from a SKU stream, its fields as Redis returned them (bytes)."""
-
-    stream: str
-    sku: str
-    entry_id: str
-    fields: Mapping[Any, Any]
-
-
 _FIELDS = ("type", "event_id", "market", "ts", *_NUMERIC)
 
 
-def _field_column(entries: Sequence[StreamEntry | StreamEvent], name: str) -> np.ndarray:
+def _field_column(entries: Sequence[StreamEvent], name: str) -> np.ndarray:
     """One field of every entry as ``str`` (``None`` where absent or empty), decoded in
     one pass (pyarrow) rather than entry by entry."""
     import pyarrow as pa
@@ -550,7 +542,7 @@ def _field_column(entries: Sequence[StreamEntry | StreamEvent], name: str) -> np
     return out
 
 
-def events_frame(entries: Sequence[StreamEntry | StreamEvent]) -> pd.DataFrame:
+def events_frame(entries: Sequence[StreamEvent]) -> pd.DataFrame:
     """Events table from stream entries with typed columns.
 
     ``unit_price`` is the price the POS reported it charged; when it reported none,
@@ -1025,53 +1017,27 @@ class Refitter:
             d["acknowledged"] = len(entries)
 
     # --------------------------------------------------------------- stages
-    def _read_unacked(self) -> list[StreamEntry]:
+    def _read_unacked(self) -> list[StreamEvent]:
         """Entries pending for our consumer (a crashed run's), then new ones.
 
-        ``XREADGROUP`` stream by stream, pipelined (one round trip per node and pass),
-        with the fields left as bytes so :func:`events_frame` decodes them column by
-        column: at a day of events for 10,000 SKUs, decoding entry by entry was most of
-        the panel stage.
+        Fields are left as bytes so :func:`events_frame` decodes them column by column:
+        at a day of events for 10,000 SKUs, decoding entry by entry was most of the panel
+        stage.
         """
         skus = self.store.skus()
         if not skus:
             return []
         self.store.ensure_group(REFIT_GROUP, skus=skus)
-        pending = self._xreadgroup(skus, "0")  # from the start of our pending list
-        fresh = self._xreadgroup(skus, ">")
+        read = functools.partial(
+            self.store.read_events, REFIT_GROUP, CONSUMER, skus=skus, count=50_000, decode=False
+        )
+        pending = read(start="0")  # from the start of our pending list
+        fresh = read(start=">")
         if pending:
             self.reporter.note(
                 "re-reading events left pending by an earlier re-fit", pending=len(pending)
             )
         return pending + fresh
-
-    def _xreadgroup(
-        self, skus: Sequence[str], start: str, batch: int = 50_000
-    ) -> list[StreamEntry]:
-        out: list[StreamEntry] = []
-        cursors = dict.fromkeys(skus, start)
-        while cursors:
-            pipe = self.store.client.pipeline(transaction=False)
-            names = list(cursors)
-            for sku in names:
-                pipe.xreadgroup(
-                    REFIT_GROUP, CONSUMER, {keys.events(sku): cursors[sku]}, count=batch
-                )
-            replies = pipe.execute(raise_on_error=False)
-            nxt: dict[str, str] = {}
-            for sku, reply in zip(names, replies, strict=True):
-                if isinstance(reply, Exception):
-                    if "NOGROUP" in str(reply):
-                        continue
-                    raise reply
-                for stream, entries in reply or []:
-                    name = _text(stream)
-                    out.extend(StreamEntry(name, sku, _text(i), f) for i, f in entries)
-                    if len(entries) >= batch:
-                        # ">" always continues with the next new ones; an id continues after it.
-                        nxt[sku] = start if start == ">" else _text(entries[-1][0])
-            cursors = nxt
-        return out
 
     def _config_pairs(self, events: pd.DataFrame) -> list[tuple[str, str]]:
         configured = {(s.sku, m) for dr in self.bundle.drops for s in dr.skus for m in dr.markets}

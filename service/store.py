@@ -266,7 +266,8 @@ class StreamEvent(NamedTuple):
     stream: str
     sku: str
     entry_id: str
-    fields: dict[str, str]
+    fields: Mapping[Any, Any]
+    """Field names to values: ``str`` when decoded, else the bytes Redis returned."""
 
 
 class VersionInfo(NamedTuple):
@@ -552,30 +553,52 @@ class PriceStore:
                     raise reply
 
     def read_events(
-        self, group: str, consumer: str, *, count: int = 1000, skus: Iterable[str] | None = None
+        self,
+        group: str,
+        consumer: str,
+        *,
+        count: int = 1000,
+        skus: Iterable[str] | None = None,
+        start: str = ">",
+        decode: bool = True,
     ) -> list[StreamEvent]:
-        """New entries for ``consumer`` of ``group`` from every SKU stream (no blocking).
+        """Entries for ``consumer`` of ``group`` from every SKU stream (no blocking).
 
-        Call :meth:`ensure_group` first (new SKUs need it too). Entries stay pending
-        until :meth:`ack`.
+        Streams are read with one pipelined ``XREADGROUP`` per pass, ``count`` entries a
+        stream, until every stream is drained. Call :meth:`ensure_group` first (new SKUs
+        need it too). Entries stay pending until :meth:`ack`.
+
+        Args:
+            start: ``">"`` for entries never delivered, ``"0"`` for this consumer's
+                pending ones (what a crashed reader had read but not acknowledged).
+            decode: decode field names and values to ``str``; ``False`` leaves the bytes
+                Redis returned (for column-wise decoding of large reads).
         """
         names = list(skus) if skus is not None else self.skus()
-        with unavailable_as_domain_error(f"reading events for group {group}"):
-            pipe = self.client.pipeline(transaction=False)
-            for sku in names:
-                pipe.xreadgroup(group, consumer, {keys.events(sku): ">"}, count=count)
-            replies = pipe.execute(raise_on_error=False)
         out: list[StreamEvent] = []
-        for sku, reply in zip(names, replies, strict=True):
-            if isinstance(reply, redis.ResponseError) and "NOGROUP" in str(reply):
-                continue
-            if isinstance(reply, Exception):
-                raise reply
-            for stream, entries in reply or []:
-                for entry_id, fields in entries:
-                    out.append(
-                        StreamEvent(_text(stream), sku, _text(entry_id), _decode_hash(fields))
-                    )
+        cursors = dict.fromkeys(names, start)
+        with unavailable_as_domain_error(f"reading events for group {group}"):
+            while cursors:
+                pipe = self.client.pipeline(transaction=False)
+                batch = list(cursors)
+                for sku in batch:
+                    pipe.xreadgroup(group, consumer, {keys.events(sku): cursors[sku]}, count=count)
+                replies = pipe.execute(raise_on_error=False)
+                cursors = {}
+                for sku, reply in zip(batch, replies, strict=True):
+                    if isinstance(reply, redis.ResponseError) and "NOGROUP" in str(reply):
+                        continue
+                    if isinstance(reply, Exception):
+                        raise reply
+                    for stream, entries in reply or []:
+                        name = _text(stream)
+                        out.extend(
+                            StreamEvent(name, sku, _text(i), _decode_hash(f) if decode else f)
+                            for i, f in entries
+                        )
+                        if len(entries) >= count:
+                            # ">" continues with the next new ones; an id after the last.
+                            cursors[sku] = start if start == ">" else _text(entries[-1][0])
         return out
 
     def ack(self, group: str, entries: Iterable[StreamEvent | Any]) -> int:
