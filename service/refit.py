@@ -383,6 +383,11 @@ class RefitState:
         raw = self.client.get(self.key("fit", fit_id))
         return bytes(raw) if raw else None
 
+    def load_fit(self, fit_id: str) -> Any:
+        """The saved :class:`pricing.model.ElasticityFit` ``fit_id``, or ``None`` if gone."""
+        blob = self.load_fit_blob(fit_id)
+        return None if blob is None else _fit_from_bytes(blob)
+
     # approvals -------------------------------------------------------------
     def get_approval(self, approval_id: str) -> Approval | None:
         raw = self.client.get(self.key("approval", approval_id))

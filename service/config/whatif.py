@@ -162,12 +162,11 @@ def _load_fit(client: Any, fit_id: str) -> Any | None:
         if fit_id in _FITS:
             _FITS.move_to_end(fit_id)
             return _FITS[fit_id]
-    from service.refit import RefitState, _fit_from_bytes
+    from service.refit import RefitState
 
-    blob = RefitState(client).load_fit_blob(fit_id)
-    if blob is None:
+    fit = RefitState(client).load_fit(fit_id)
+    if fit is None:
         return None
-    fit = _fit_from_bytes(blob)
     with _FITS_LOCK:
         _FITS[fit_id] = fit
         while len(_FITS) > 4:
