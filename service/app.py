@@ -28,7 +28,12 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.exceptions import StoreUnavailable
-from service.limits import install_request_limits
+from service.limits import (
+    DEFAULT_MAX_HEADER_BYTES,
+    headers_too_large,
+    install_request_limits,
+    send_headers_too_large,
+)
 from service.logs import AccessLog, configure_logging, request_id_var
 from service.metrics import Metrics
 from service.middleware import PRICE_PREFIX, PriceFastPath, RequestContextMiddleware
@@ -59,8 +64,15 @@ class DroppriceAPI(FastAPI):
     """
 
     fast_path: PriceFastPath | None = None
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            # Before the fast path, the key check and every log line (service.limits).
+            size = headers_too_large(scope, self.max_header_bytes)
+            if size is not None:
+                await send_headers_too_large(scope, send, size, self.max_header_bytes)
+                return
         fast = self.fast_path
         if (
             fast is not None
@@ -148,7 +160,14 @@ def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
             return _error(422, "invalid_json", [problem])
         if isinstance(detail, dict) and "error" in detail:
             return _error(exc.status_code, detail["error"], detail.get("detail"), exc.headers)
-        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+        code = {
+            401: "unauthorized",
+            403: "forbidden",
+            404: "not_found",
+            405: "method_not_allowed",
+            # A chunked body passing the limit while a route reads it (service.limits).
+            413: "body_too_large",
+        }
         return _error(exc.status_code, code.get(exc.status_code, "error"), detail, exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -229,6 +248,8 @@ def _document_shared_errors(schema: dict[str, Any]) -> None:
                 wanted.append(("404", "Nothing of that name.", None))
             if "requestBody" in operation:
                 wanted.append(("413", "Request body over the size limit.", None))
+                wanted.append(("415", "Request body not declared application/json.", None))
+            wanted.append(("431", "Request header fields over the size limit.", None))
             for code, description, headers in wanted:
                 if code not in responses:
                     responses[code] = {"description": description, "content": error}
@@ -288,5 +309,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The fast path runs in front of all of it (DroppriceAPI.__call__), with the same
     # per-key rate limit as the middleware when one is installed.
     app.fast_path = PriceFastPath(app.state, access_log, _installed_rate_limiter(app))
+    app.max_header_bytes = settings.max_header_bytes
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -377,7 +377,7 @@ def run_demo(
                 device=options.device,
                 reporter=_Recorder(lambda name: _phase(state, f"re-fit: {name}", notify)),
             )
-            _send_history(http, pos, state, rng, now, options.history_hours)
+            _send_history(http, operator, state, rng, now, options.history_hours)
             _refit(refitter, state, notify, started)
             windows = schedule(datetime.now(UTC) + timedelta(seconds=1.0), n_win, window_s, gap_s)
             refitter.bundle = _open_drop(http, operator, source, workdir / "configs", windows)

@@ -15,6 +15,8 @@ key                                   type      contents
 ``dp:{<sku>}:meta``                   hash      catalog entry: ``list_price``, ``currency``,
                                                 ``markets`` (JSON list), ``drop_id``, ``name``
 ``dp:{<sku>}:inv:<market>``           string    units left (integer); the sale script's counter
+``dp:{<sku>}:sold:<market>``          string    units sold net of returns (integer); a return
+                                                may take back at most this many
 ``dp:{<sku>}:live``                   hash      ``<market>`` -> live surface version
 ``dp:{<sku>}:live:seq``               string    publish sequence number of that live pointer
 ``dp:{<sku>}:surface:<v>:<market>``   hash      surface header: ``rows`` (N+1), ``cols`` (T),
@@ -42,6 +44,10 @@ key                                   type      contents
                                                 ``actor``, ``at``, ``base``, ``summary``, ``kind``
 ``dp:{ops}:config:versions``          zset      kept config versions
 ``dp:{ops}:audit``                    stream    append-only audit log (:mod:`service.audit`)
+``dp:{deadletter}:events``            stream    stream entries a reader could not decode:
+                                                ``stream``, ``entry_id``, ``sku``, ``group``,
+                                                ``reason``, ``at``, ``fields`` (JSON)
+``dp:{deadletter}:total``             string    entries ever dead-lettered (``INCRBY``)
 ====================================  ========  ===========================================
 
 Channel ``dp:chan:updates`` (classic pub/sub, broadcast to every node of a cluster)
@@ -70,6 +76,7 @@ __all__ = [
     "quote_secret",
     "seen",
     "served",
+    "sold",
     "sku_index",
     "sku_meta",
     "sku_tag",
@@ -82,6 +89,9 @@ __all__ = [
     # operator config and audit (the {ops} hash slot)
     "CONFIG_CHANNEL",
     "audit_log",
+    # stream entries no reader could decode
+    "dead_letter_total",
+    "dead_letters",
     "config_live",
     "config_seq",
     "config_version",
@@ -135,6 +145,11 @@ def surface_prices(sku: str, version: str, market: str) -> str:
 def surface_guardrails(sku: str, version: str, market: str) -> str:
     """Guardrail code per cell of one surface: int8 ``[N+1, T]`` (string)."""
     return f"{surface(sku, version, market)}:g"
+
+
+def sold(sku: str, market: str) -> str:
+    """Units of a SKU sold in a market net of returns (string integer; the sale script's)."""
+    return f"{sku_tag(sku)}:sold:{market}"
 
 
 def seen(sku: str, event_id: str) -> str:
@@ -226,6 +241,22 @@ def config_versions() -> str:
 def audit_log() -> str:
     """Append-only audit stream (config changes, publishes, rollbacks, approvals)."""
     return f"{OPS_TAG}:audit"
+
+
+# -- dead letters -------------------------------------------------------------------
+# Global keys sharing the ``{deadletter}`` hash tag, so the stream and its counter move
+# together in one MULTI on a cluster too. Written off the request path (by the re-fit).
+DEAD_LETTER_TAG = f"{PREFIX}:{{deadletter}}"
+
+
+def dead_letters() -> str:
+    """Stream of entries a reader could not decode, each with its reason."""
+    return f"{DEAD_LETTER_TAG}:events"
+
+
+def dead_letter_total() -> str:
+    """How many entries were ever dead-lettered (string integer, ``INCRBY``)."""
+    return f"{DEAD_LETTER_TAG}:total"
 
 
 # -- re-fit worker state -----------------------------------------------------------------

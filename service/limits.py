@@ -1,12 +1,21 @@
-"""Limits on what a request may carry: body size, and prices in a currency's minor units.
+"""Limits on what a request may carry: headers, body size and type, and prices in a
+currency's minor units.
 
-Two things live here:
+What lives here:
 
+- :func:`headers_too_large`: the total size of a request's header names and values is
+  bounded by ``max_header_bytes``; :class:`service.app.DroppriceAPI` answers ``431``
+  before anything else runs (before the price fast path and the API-key check).
 - :class:`BodySizeLimitMiddleware`, a pure ASGI middleware that refuses a request body
   over ``max_body_bytes`` with ``413`` before the app parses it: at once when the
   ``Content-Length`` header says so, and while streaming for a chunked body (the
   request is cut off as soon as the running total passes the limit, so a client cannot
-  make a worker buffer an unbounded body).
+  make a worker buffer an unbounded body). Either way the answer is
+  ``{"error": "body_too_large", ...}``.
+- :class:`ContentTypeMiddleware`: a request carrying a body must say it is JSON
+  (``application/json`` or ``application/<x>+json``), or YAML where a route takes YAML
+  (``PUT /v1/drops/{id}``); anything else is ``415`` before a route reads the body. A
+  body sent without any ``Content-Type`` is read as JSON, as FastAPI does.
 - :func:`minor_units` and :func:`check_price_decimals`: a price may not carry more
   decimals than its currency has minor units (ISO 4217: JPY 0, USD 2, KWD 3), so
   ``19.999`` USD is refused rather than rounded behind the operator's back.
@@ -26,10 +35,16 @@ from typing import Any
 import orjson
 from starlette.exceptions import HTTPException
 
+from service.middleware import new_request_id
+
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_HEADER_BYTES",
+    "YAML_TYPES",
     "BodySizeLimitMiddleware",
     "BodyTooLarge",
+    "ContentTypeMiddleware",
+    "headers_too_large",
     "check_price_decimals",
     "install_request_limits",
     "minor_units",
@@ -39,6 +54,12 @@ ASGIApp = Callable[..., Any]
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 """1 MiB: a full batch of 1,000 events is about 250 KiB of JSON."""
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+"""16 KiB of header names and values: a POS request sends well under 1 KiB."""
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+"""Media types of a YAML body (``PUT /v1/drops/{id}`` takes one)."""
+_YAML_ROUTES = (("PUT", "/v1/drops/"),)
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 # ISO 4217 currencies whose minor unit is not 2 (the rest use cents).
 _MINOR_UNITS: dict[str, int] = {
@@ -198,8 +219,12 @@ async def _send_json(
     scope: dict[str, Any], send: Any, status: int, error: str, detail: str
 ) -> None:
     # The shape of every other error body (service.schemas.ErrorBody).
-    request_id = next(
-        (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None
+    request_id = (
+        next(
+            (v.decode("latin-1")[:128] for k, v in scope["headers"] if k == b"x-request-id"),
+            None,
+        )
+        or new_request_id()
     )
     body = orjson.dumps({"error": error, "detail": detail, "request_id": request_id})
     await send(
@@ -209,11 +234,95 @@ async def _send_json(
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode("latin-1")),
                 (b"connection", b"close"),
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def headers_too_large(scope: dict[str, Any], limit: int) -> int | None:
+    """The size of the request's header names and values when over ``limit``, else None.
+
+    The ASGI server has already read the headers; this bounds what the service does
+    with them (no key lookup, no parsing, no logging of megabyte values), and the
+    answer closes the connection.
+    """
+    total = 0
+    for name, value in scope["headers"]:
+        total += len(name) + len(value)
+    return total if total > limit else None
+
+
+async def send_headers_too_large(scope: dict[str, Any], send: Any, size: int, limit: int) -> None:
+    """Answer ``431`` with the shape of every other error."""
+    await _send_json(
+        scope,
+        send,
+        431,
+        "headers_too_large",
+        f"request headers too large: got {size} bytes of header names and values, the "
+        f"limit is {limit} bytes (DROPPRICE_MAX_HEADER_BYTES)",
+    )
+
+
+def _media_type(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == b"content-type":
+            return value.decode("latin-1").split(";", 1)[0].strip().lower()
+    return None
+
+
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return True
+        if name == b"content-length":
+            return value.strip() not in (b"0", b"")
+    return False
+
+
+class ContentTypeMiddleware:
+    """Refuse a request body that is not declared JSON (or YAML where taken) with ``415``.
+
+    Args:
+        app: the wrapped ASGI app.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = scope["headers"]
+        media = _media_type(headers)
+        if media is None or not _has_body(headers) or _is_json(media):
+            await self.app(scope, receive, send)
+            return
+        yaml_ok = any(
+            scope["method"] == method and scope["path"].startswith(prefix)
+            for method, prefix in _YAML_ROUTES
+        )
+        if yaml_ok and media in YAML_TYPES:
+            await self.app(scope, receive, send)
+            return
+        allowed = "application/json" + (" or application/yaml" if yaml_ok else "")
+        await _send_json(
+            scope,
+            send,
+            415,
+            "unsupported_media_type",
+            f"Content-Type must be {allowed}, got {media!r}; nothing was recorded",
+        )
+
+
+def _is_json(media: str) -> bool:
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 def install_request_limits(app: Any, settings: Any) -> None:
@@ -239,6 +348,7 @@ def install_request_limits(app: Any, settings: Any) -> None:
             limiter=TokenBucketLimiter(limits),
             resolve_role=api_keys.role_for,
         )
+    app.add_middleware(ContentTypeMiddleware)
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_body_bytes=getattr(settings, "max_body_bytes", DEFAULT_MAX_BODY_BYTES),

@@ -6,6 +6,13 @@
 - ``dropprice_sales_total{status}``: sales ``accepted``, ``sold_out``,
   ``duplicate``, ``rejected``.
 - ``dropprice_events_total{type,status}``: every event by type and outcome.
+- ``dropprice_price_mismatch_total``: accepted sales whose reported ``unit_price`` was
+  off the charged price by more than ``DROPPRICE_PRICE_TOLERANCE_PCT``.
+- ``dropprice_dead_letters``: stream entries in the dead-letter stream now, and
+  ``dropprice_dead_lettered``: entries ever dead-lettered (by the re-fit, which runs in
+  the worker: both are read from Redis at scrape time).
+- ``dropprice_poisoned_skipped_total{route}``: stream entries the signals and intensity
+  routes could not decode and skipped.
 - ``dropprice_redis_up``: 1 while the process is in sync with Redis, else 0.
 - ``dropprice_sync_seconds``: duration of the last full resync.
 
@@ -48,6 +55,27 @@ class Metrics:
             "dropprice_events_total",
             "Events by type and outcome.",
             ["type", "status"],
+            registry=self.registry,
+        )
+        self.price_mismatch = Counter(
+            "dropprice_price_mismatch_total",
+            "Accepted sales whose reported unit_price is off the charged price.",
+            registry=self.registry,
+        )
+        self.dead_letters = Gauge(
+            "dropprice_dead_letters",
+            "Stream entries kept in the dead-letter stream now.",
+            registry=self.registry,
+        )
+        self.dead_lettered = Gauge(
+            "dropprice_dead_lettered",
+            "Stream entries ever dead-lettered (read from Redis).",
+            registry=self.registry,
+        )
+        self.poisoned_skipped = Counter(
+            "dropprice_poisoned_skipped_total",
+            "Stream entries a route could not decode and skipped.",
+            ["route"],
             registry=self.registry,
         )
         self.redis_up = Gauge(

@@ -36,6 +36,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.middleware import new_request_id
+
 __all__ = [
     "DEFAULT_LIMITS",
     "EXEMPT_PATHS",
@@ -198,10 +200,11 @@ class RateLimitMiddleware:
         retry_after = max(1, math.ceil(wait))
         limit = self.limiter.limits[role]
         assert limit is not None
-        request_id = None
+        # The 429 is answered before the request-context layer: give it an id here.
+        request_id = new_request_id()
         for name, value in scope["headers"]:
             if name == b"x-request-id":
-                request_id = value.decode("latin-1")
+                request_id = value.decode("latin-1")[:128]
                 break
         # The body has the shape of every other error (service.schemas.ErrorBody).
         body = orjson.dumps(
@@ -220,7 +223,6 @@ class RateLimitMiddleware:
             (b"content-length", str(len(body)).encode()),
             (b"retry-after", str(retry_after).encode()),
         ]
-        if request_id is not None:
-            headers.append((b"x-request-id", request_id.encode("latin-1")))
+        headers.append((b"x-request-id", request_id.encode("latin-1")))
         await send({"type": "http.response.start", "status": 429, "headers": headers})
         await send({"type": "http.response.body", "body": body})

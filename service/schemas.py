@@ -59,8 +59,10 @@ EventId = Annotated[
         description="Idempotency key: a replay with the same id changes nothing.",
     ),
 ]
-Units = Annotated[int, Field(ge=1, le=100_000)]
-UnitPrice = Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False)]
+# Numbers are JSON numbers only (strict): ``true`` is not 1 and ``"3"`` is not 3, so
+# nothing but a canonical number reaches the event stream (see :mod:`service.codec`).
+Units = Annotated[int, Field(ge=1, le=100_000, strict=True)]
+UnitPrice = Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False, strict=True)]
 
 
 class _In(BaseModel):
@@ -157,7 +159,7 @@ class AnnouncementEvent(_Event):
         description="One SKU or a list (1 to 500)."
     )
     market: Identifier
-    reach: int = Field(ge=0, le=10_000_000_000)
+    reach: int = Field(ge=0, le=10_000_000_000, strict=True)
     creator: str | None = Field(default=None, max_length=200)
 
 
@@ -167,7 +169,7 @@ class ClaimEvent(_Event):
     type: Literal["claim"]
     sku: Identifier
     market: Identifier
-    count: int = Field(default=1, ge=1, le=1_000_000)
+    count: int = Field(default=1, ge=1, le=1_000_000, strict=True)
 
 
 class ListingEvent(_Event):
@@ -177,7 +179,7 @@ class ListingEvent(_Event):
     sku: Identifier
     market: Identifier
     change: str = Field(default="listing", min_length=1, max_length=64)
-    weight: float = Field(default=1.0, ge=0, le=1000, allow_inf_nan=False)
+    weight: float = Field(default=1.0, ge=0, le=1000, allow_inf_nan=False, strict=True)
 
 
 Event = Annotated[
@@ -200,7 +202,10 @@ class EventResult(_Out):
     event_id: str | None
     type: str | None
     status: Literal["accepted", "duplicate", "sold_out", "rejected"]
-    detail: str | None = None
+    detail: str | None = Field(
+        default=None,
+        description="Why an event was refused; for an accepted sale, a price mismatch.",
+    )
     first_status: str | None = Field(
         default=None, description="For a duplicate: the outcome of the first delivery."
     )
@@ -208,6 +213,11 @@ class EventResult(_Out):
     quote: Literal["honoured", "expired"] | None = None
     inventory: int | None = Field(default=None, description="Units left after the event.")
     version: str | None = None
+    price_check: Literal["ok", "mismatch"] | None = Field(
+        default=None,
+        description="Accepted sales: whether the reported unit_price is within "
+        "DROPPRICE_PRICE_TOLERANCE_PCT of the charged price (mismatch: detail says by how much).",
+    )
 
 
 class EventBatchOut(_Out):

@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     """Burst size of an ``admin`` key's bucket (default: twice the rate)."""
     max_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)
     """Largest request body accepted; larger ones get 413 (see :mod:`service.limits`)."""
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1 << 20)
+    """Largest total size of a request's header names and values; larger requests get
+    431 before the API key is looked at (see :mod:`service.limits`)."""
+    price_tolerance_pct: float = Field(default=2.0, ge=0, le=100)
+    """A sale whose reported ``unit_price`` differs from the charged price by more than
+    this percent of the charged price is flagged ``price_check: mismatch`` in its result
+    and counted in ``dropprice_price_mismatch_total``."""
 
     @field_validator("api_keys")
     @classmethod

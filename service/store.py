@@ -100,6 +100,7 @@ from service import keys
 from service.exceptions import FenceLost, PublishSuperseded, StoreUnavailable
 
 __all__ = [
+    "DeadLetter",
     "EventKind",
     "EventOutcome",
     "EventRecord",
@@ -258,6 +259,8 @@ class EventOutcome(NamedTuple):
     units_left: int | None
     stream_id: str | None
     version: str | None
+    returnable: int | None = None
+    """For ``return_exceeds_sales``: the units sold net of returns a return may take back."""
 
 
 class StreamEvent(NamedTuple):
@@ -268,6 +271,27 @@ class StreamEvent(NamedTuple):
     entry_id: str
     fields: Mapping[Any, Any]
     """Field names to values: ``str`` when decoded, else the bytes Redis returned."""
+
+
+class DeadLetter(NamedTuple):
+    """A stream entry a reader could not decode, as kept in the dead-letter stream."""
+
+    id: str
+    """Id in the dead-letter stream (what :meth:`PriceStore.drop_dead_letters` takes)."""
+    stream: str
+    entry_id: str
+    """Id of the entry in its source stream."""
+    sku: str
+    group: str
+    """The consumer group that could not decode it (``refit``)."""
+    reason: str
+    at: str
+    """When it was dead-lettered (ISO 8601, UTC)."""
+    fields: dict[str, str]
+    """The entry's fields as they were."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._asdict()
 
 
 class VersionInfo(NamedTuple):
@@ -290,6 +314,8 @@ class PublishResult(NamedTuple):
     evicted: tuple[str, ...]
 
 
+_DEAD_LETTERS_KEPT = 100_000
+"""Approximate entries kept in the dead-letter stream (the counter keeps the total)."""
 _EVENTS_PER_CALL = 200
 """Events per script call: bounds how long one call holds Redis (about 2 ms)."""
 
@@ -303,7 +329,13 @@ def _text(value: Any) -> str:
 
 
 def _decode_hash(raw: Mapping[Any, Any]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in raw.items()}
+    return {_lenient(k): _lenient(v) for k, v in raw.items()}
+
+
+def _lenient(value: Any) -> str:
+    """Text of a stream field; bytes that are not UTF-8 (only ever written by hand) are
+    kept readable rather than failing the whole read."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _float_or_none(value: Any) -> float | None:
@@ -493,6 +525,7 @@ class PriceStore:
                         keys.inventory(ev.sku, ev.market),
                         keys.events(ev.sku),
                         keys.live(ev.sku),
+                        keys.sold(ev.sku, ev.market),
                     ]
                     args += [
                         ev.kind,
@@ -515,7 +548,7 @@ class PriceStore:
             replies[i] = reply
         out = []
         for ev, reply in zip(events, replies, strict=True):
-            status, first, price, units, stream_id, version = (_text(x) for x in reply)
+            status, first, price, units, stream_id, version, returnable = (_text(x) for x in reply)
             out.append(
                 EventOutcome(
                     event_id=ev.event_id,
@@ -527,6 +560,7 @@ class PriceStore:
                     units_left=_int_or_none(units),
                     stream_id=stream_id or None,
                     version=version or None,
+                    returnable=_int_or_none(returnable),
                 )
             )
         return out
@@ -614,6 +648,95 @@ class PriceStore:
             for stream, ids in by_stream.items():
                 pipe.xack(stream, group, *ids)
             return sum(int(n) for n in pipe.execute())
+
+    # ------------------------------------------------------------ dead letters
+    def dead_letter(self, group: str, poisoned: Sequence[tuple[StreamEvent, str]]) -> int:
+        """Move entries ``group`` cannot decode to the dead-letter stream, then ack them.
+
+        Each goes to ``dp:{deadletter}:events`` with its source stream and entry id, the
+        SKU, the group, the reason and its fields (JSON, bytes decoded leniently), and
+        the lifetime counter ``dp:{deadletter}:total`` moves with it (one MULTI on a
+        single node, one pipeline to the ``{deadletter}`` slot on a cluster); only
+        then is the source entry acknowledged, so a crash in between dead-letters it
+        again rather than losing it.
+
+        Args:
+            group: the consumer group that read the entries (``refit``).
+            poisoned: ``(entry, reason)`` pairs (see :func:`service.codec.split_poisoned`).
+
+        Returns:
+            How many entries were dead-lettered.
+        """
+        if not poisoned:
+            return 0
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        with unavailable_as_domain_error("writing dead letters"):
+            pipe = self.client.pipeline(transaction=not self.cluster)
+            for entry, reason in poisoned:
+                body = {_lenient(k): _lenient(v) for k, v in entry.fields.items()}
+                pipe.xadd(
+                    keys.dead_letters(),
+                    {
+                        "stream": entry.stream,
+                        "entry_id": entry.entry_id,
+                        "sku": entry.sku,
+                        "group": group,
+                        "reason": reason,
+                        "at": at,
+                        "fields": json.dumps(body, sort_keys=True),
+                    },
+                    maxlen=_DEAD_LETTERS_KEPT,
+                    approximate=True,
+                )
+            pipe.incrby(keys.dead_letter_total(), len(poisoned))
+            pipe.execute()
+        self.ack(group, (entry for entry, _ in poisoned))
+        return len(poisoned)
+
+    def dead_letters(self, *, count: int = 100, after: str | None = None) -> list[DeadLetter]:
+        """Dead letters, oldest first: up to ``count`` with an id after ``after``."""
+        start = "-" if after is None else f"({after}"
+        with unavailable_as_domain_error("reading dead letters"):
+            entries = self.client.xrange(keys.dead_letters(), min=start, max="+", count=count)
+        out = []
+        for entry_id, raw in entries:
+            f = {_lenient(k): _lenient(v) for k, v in raw.items()}
+            try:
+                fields = json.loads(f.get("fields", "{}"))
+            except ValueError:
+                fields = {}
+            out.append(
+                DeadLetter(
+                    id=_text(entry_id),
+                    stream=f.get("stream", ""),
+                    entry_id=f.get("entry_id", ""),
+                    sku=f.get("sku", ""),
+                    group=f.get("group", ""),
+                    reason=f.get("reason", ""),
+                    at=f.get("at", ""),
+                    fields=fields if isinstance(fields, dict) else {},
+                )
+            )
+        return out
+
+    def drop_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        """Delete the dead letters with these ids (every one when ``ids`` is ``None``);
+        returns how many were deleted. The lifetime counter is left as it is."""
+        with unavailable_as_domain_error("dropping dead letters"):
+            if ids is None:
+                n = int(self.client.xlen(keys.dead_letters()))
+                self.client.delete(keys.dead_letters())
+                return n
+            return int(self.client.xdel(keys.dead_letters(), *ids)) if ids else 0
+
+    def dead_letter_counts(self) -> tuple[int, int]:
+        """``(kept now, ever dead-lettered)``."""
+        with unavailable_as_domain_error("counting dead letters"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.xlen(keys.dead_letters())
+            pipe.get(keys.dead_letter_total())
+            kept, total = pipe.execute()
+        return int(kept), int(_text(total)) if total is not None else 0
 
     def recent_events(
         self, sku: str, *, since: datetime | None = None, limit: int = 50_000

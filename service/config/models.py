@@ -35,6 +35,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    StrictFloat,
     field_validator,
     model_validator,
 )
@@ -58,7 +59,7 @@ Identifier = Annotated[
     str,
     Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"),
 ]
-Money = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+Money = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False, strict=True)]
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 # Money comparisons tolerate float noise from YAML decimals (19.99 * 100 etc.).
 _EPS = 1e-9
@@ -180,17 +181,17 @@ class Guardrails(_Frozen):
     """Highest price ever served; ``None`` means no ceiling."""
     ladder: tuple[Money, ...] | None = None
     """Explicit allowed prices (ascending). When set, served prices are ladder steps."""
-    price_ending: float | None = Field(default=None, ge=0, lt=1)
+    price_ending: float | None = Field(default=None, ge=0, lt=1, strict=True)
     """Cents every price ends with, e.g. ``0.99`` (prices round down to ``x.99``)."""
-    max_change_pct: float | None = Field(default=None, gt=0, le=100)
+    max_change_pct: float | None = Field(default=None, gt=0, le=100, strict=True)
     """Largest move between consecutive periods, in percent of the previous price."""
-    max_changes_per_window: int | None = Field(default=None, ge=0, le=10_000)
+    max_changes_per_window: int | None = Field(default=None, ge=0, le=10_000, strict=True)
     """Cap on the number of price changes inside one drop window."""
-    no_touch_minutes: int = Field(default=0, ge=0, le=24 * 60)
+    no_touch_minutes: int = Field(default=0, ge=0, le=24 * 60, strict=True)
     """Minutes after a window opens during which the opening price is held."""
-    allow_below_cost: bool = False
+    allow_below_cost: bool = Field(default=False, strict=True)
     """Allow prices under the unit cost (e.g. for clearance)."""
-    approval_band_pct: float | None = Field(default=None, gt=0, le=1000)
+    approval_band_pct: float | None = Field(default=None, gt=0, le=1000, strict=True)
     """A re-fit moving a live price by more than this percent waits for an operator."""
 
     @model_validator(mode="after")
@@ -224,11 +225,11 @@ class Guardrails(_Frozen):
 class CategoryPrior(_Frozen):
     """Elasticity prior of one category: beta_i ~ N(mean, sd^2), clipped to a range."""
 
-    mean: float = Field(le=0, ge=-20)
+    mean: float = Field(le=0, ge=-20, strict=True)
     """Prior mean own-price elasticity (negative: demand falls as price rises)."""
-    sd: float = Field(gt=0, le=20)
+    sd: float = Field(gt=0, le=20, strict=True)
     """Prior standard deviation of a SKU's elasticity around the category mean."""
-    allowed_range: tuple[float, float] = (-10.0, -0.05)
+    allowed_range: tuple[StrictFloat, StrictFloat] = (-10.0, -0.05)
     """Fitted elasticities outside ``[lo, hi]`` are rejected at re-fit validation."""
 
     @model_validator(mode="after")
@@ -303,13 +304,13 @@ class Defaults(_Frozen):
     """Guardrails applied to every SKU unless a drop, arm or SKU overrides a field."""
     markets: dict[Identifier, Market] = {}
     """Known markets; when any are listed, drops may only sell in these."""
-    quote_ttl_seconds: int = Field(default=120, ge=1, le=3600)
+    quote_ttl_seconds: int = Field(default=120, ge=1, le=3600, strict=True)
     """How long a quoted price is honoured for a sale that carries its ``quote_id``."""
-    refit_cadence_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    refit_cadence_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60, strict=True)
     """Re-fit cadence between drop windows."""
-    intensity_window_hours: int = Field(default=72, ge=24, le=72)
+    intensity_window_hours: int = Field(default=72, ge=24, le=72, strict=True)
     """Length of the rolling micro-event window."""
-    keep_versions: int = Field(default=5, ge=2, le=100)
+    keep_versions: int = Field(default=5, ge=2, le=100, strict=True)
     """Published surface versions kept for rollback."""
 
     @field_validator("currency")
@@ -359,7 +360,7 @@ class SkuConfig(_Frozen):
     """Human-readable product name."""
     category: Identifier
     """Category from ``categories.yaml`` (its elasticity prior applies)."""
-    list_price: float = Field(gt=0, le=1_000_000, allow_inf_nan=False)
+    list_price: float = Field(gt=0, le=1_000_000, allow_inf_nan=False, strict=True)
     """Price served before any surface is published (``source: base``)."""
     currency: str | None = None
     """ISO 4217 code; the defaults' currency when omitted."""
@@ -367,7 +368,9 @@ class SkuConfig(_Frozen):
     """Cost of one unit (profit objective, never-below-cost guardrail)."""
     salvage_value: Money = 0.0
     """Value of each unit left when the last window closes."""
-    inventory: dict[Identifier, Annotated[int, Field(ge=0, le=10_000_000)]] = Field(min_length=1)
+    inventory: dict[Identifier, Annotated[int, Field(ge=0, le=10_000_000, strict=True)]] = Field(
+        min_length=1
+    )
     """Units available per market (at least one market)."""
     guardrails: Guardrails | None = None
     """Per-SKU guardrail overrides (fields set here replace the drop's and arm's)."""
@@ -393,7 +396,7 @@ class Arm(_Frozen):
     """``engine`` serves surfaces; ``fixed`` serves the list price."""
     release: Literal["all_at_once", "waves"] = "all_at_once"
     """Inventory released all at once or in waves across the window."""
-    waves: int = Field(default=1, ge=1, le=24)
+    waves: int = Field(default=1, ge=1, le=24, strict=True)
     """Number of release waves when ``release`` is ``waves``."""
     guardrails: Guardrails | None = None
     """Guardrail overrides for this arm's markets."""
@@ -426,17 +429,17 @@ class DropConfig(_Frozen):
     """Markets (towns, stores, DMAs) the drop runs in."""
     windows: tuple[DropWindow, ...] = Field(min_length=1)
     """Selling windows, in order, not overlapping."""
-    period_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    period_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60, strict=True)
     """Length of one pricing period (the surface's time step)."""
     skus: tuple[SkuConfig, ...] = Field(min_length=1)
     """SKUs on sale in this drop."""
     guardrails: Guardrails = Guardrails()
     """Drop-wide guardrails (override the defaults field by field)."""
-    exploration: bool = False
+    exploration: bool = Field(default=False, strict=True)
     """Thompson-sample prices from the fit's posterior, inside guardrails."""
     objective: Literal["revenue", "profit"] = "revenue"
     """Maximise revenue, or profit net of ``unit_cost``."""
-    refit_during_window: bool = False
+    refit_during_window: bool = Field(default=False, strict=True)
     """Allow re-fits while a window is open."""
     arms: tuple[Arm, ...] = ()
     """Optional experiment arms splitting the markets."""

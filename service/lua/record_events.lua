@@ -6,40 +6,48 @@
 -- outcome); a sale is refused 'sold_out' when fewer units are left (or
 -- 'no_inventory' without a counter), else charged the quoted price when one is
 -- given, else the live surface's cell at (units left before the sale, period now),
--- else the list price, and the counter is decremented; a return or restock
--- increments it; the event is appended to the SKU's stream, the new count is
--- published on the update channel, and the outcome is remembered for the ttl.
+-- else the list price, and the counter is decremented and the units sold net of
+-- returns incremented; a return is refused 'return_exceeds_sales' when it would
+-- take back more units than were sold (net of earlier returns) of the SKU in the
+-- market, else it increments the counter and decrements the units sold; a restock
+-- increments the counter (the route lets operator keys only send one); the event
+-- is appended to the SKU's stream, the new count is published on the update
+-- channel, and the outcome is remembered for the ttl.
 --
--- KEYS: four per event, in order:
---   dp:{sku}:seen:<event_id>, dp:{sku}:inv:<market>, dp:{sku}:events, dp:{sku}:live
+-- KEYS: five per event, in order:
+--   dp:{sku}:seen:<event_id>, dp:{sku}:inv:<market>, dp:{sku}:events, dp:{sku}:live,
+--   dp:{sku}:sold:<market>
 -- ARGV[1] idempotency ttl in ms, ARGV[2] approximate stream MAXLEN, ARGV[3] channel,
 -- then per event: kind (sale | return | restock | signal), quantity, quoted price or
 -- '', list price or '', market, surface key prefix dp:{sku}:surface:, sku,
 -- n (number of stream fields), then n field, value pairs.
 --
--- Returns one {status, first_status, unit_price, units_left, stream_id, version}
--- per event, in order.
+-- Returns one {status, first_status, unit_price, units_left, stream_id, version,
+-- returnable} per event, in order (returnable: units sold net of returns, given with
+-- 'return_exceeds_sales').
 
 local ttl, maxlen, channel = ARGV[1], ARGV[2], ARGV[3]
 
-local function record(k_seen, k_inv, k_events, k_live, kind, qty, quoted, list_price,
-                      market, prefix, sku, first_field, n_fields)
+local function record(k_seen, k_inv, k_events, k_live, k_sold, kind, qty, quoted,
+                      list_price, market, prefix, sku, first_field, n_fields)
   local seen = redis.call('GET', k_seen)
   if seen then
     local parts = {}
     for part in string.gmatch(seen, '([^\t]*)\t?') do
       parts[#parts + 1] = part
     end
-    return {'duplicate', parts[1] or '', parts[2] or '', parts[3] or '', parts[4] or '', parts[5] or ''}
+    return {'duplicate', parts[1] or '', parts[2] or '', parts[3] or '', parts[4] or '',
+            parts[5] or '', parts[6] or ''}
   end
   local raw_units = redis.call('GET', k_inv)
   local units = -1
   if raw_units then units = tonumber(raw_units) end
   local version = redis.call('HGET', k_live, market) or ''
-  local function remember(status, price, left, id)
-    redis.call('SET', k_seen, status .. '\t' .. price .. '\t' .. left .. '\t' .. id .. '\t' .. version,
-               'PX', ttl)
-    return {status, status, price, left, id, version}
+  local function remember(status, price, left, id, returnable)
+    returnable = returnable or ''
+    redis.call('SET', k_seen, status .. '\t' .. price .. '\t' .. left .. '\t' .. id .. '\t' ..
+               version .. '\t' .. returnable, 'PX', ttl)
+    return {status, status, price, left, id, version, returnable}
   end
   local price = ''
   if kind == 'sale' then
@@ -74,7 +82,17 @@ local function record(k_seen, k_inv, k_events, k_live, kind, qty, quoted, list_p
       if price == '' then price = list_price end
     end
     units = redis.call('DECRBY', k_inv, qty)
-  elseif kind == 'return' or kind == 'restock' then
+    redis.call('INCRBY', k_sold, qty)
+  elseif kind == 'return' then
+    local sold = tonumber(redis.call('GET', k_sold) or '0')
+    if sold < qty then
+      local left = ''
+      if units >= 0 then left = tostring(units) end
+      return remember('return_exceeds_sales', '', left, '', tostring(sold))
+    end
+    redis.call('DECRBY', k_sold, qty)
+    units = redis.call('INCRBY', k_inv, qty)
+  elseif kind == 'restock' then
     units = redis.call('INCRBY', k_inv, qty)
   end
   local fields = {'kind', kind, 'charged_price', price, 'units_left', tostring(units),
@@ -93,10 +111,10 @@ end
 
 local results = {}
 local a = 4
-for i = 0, #KEYS / 4 - 1 do
+for i = 0, #KEYS / 5 - 1 do
   local n_fields = tonumber(ARGV[a + 7])
   results[#results + 1] = record(
-    KEYS[4 * i + 1], KEYS[4 * i + 2], KEYS[4 * i + 3], KEYS[4 * i + 4],
+    KEYS[5 * i + 1], KEYS[5 * i + 2], KEYS[5 * i + 3], KEYS[5 * i + 4], KEYS[5 * i + 5],
     ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5],
     ARGV[a + 6], a + 8, n_fields)
   a = a + 8 + 2 * n_fields

@@ -20,6 +20,8 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from service.auth import Caller
+from service.codec import encode_fields
 from service.deps import PosCaller, RuntimeDep
 from service.exceptions import UnknownMarket, UnknownSku
 from service.limits import check_price_decimals
@@ -36,6 +38,7 @@ from service.schemas import (
     SaleEvent,
     event_adapter,
 )
+from service.settings import Role
 from service.store import EventKind, EventOutcome, EventRecord
 
 __all__ = ["format_validation_errors", "router"]
@@ -66,18 +69,6 @@ def format_validation_errors(exc: ValidationError, prefix: str = "") -> list[dic
     return out
 
 
-def _fields(raw: Mapping[str, Any], ev: AnyEvent, sku: str) -> dict[str, str]:
-    """The stream entry of a validated event (strings only): the fields it was sent
-    with, defaults filled in, one SKU, and the timestamp in ISO 8601."""
-    out = {k: str(v) for k, v in raw.items() if v is not None and not isinstance(v, list | dict)}
-    for name in ("count", "weight", "change"):
-        if name not in out and hasattr(ev, name):
-            out[name] = str(getattr(ev, name))
-    out["sku"] = sku
-    out["ts"] = ev.ts.isoformat()
-    return out
-
-
 _KIND: Mapping[str, EventKind] = {
     "sale": "sale",
     "return": "return",
@@ -89,9 +80,21 @@ _KIND: Mapping[str, EventKind] = {
 
 
 def _plan(
-    index: int, raw: Mapping[str, Any], ev: AnyEvent, book: PriceBook, now: float
+    index: int, ev: AnyEvent, book: PriceBook, now: float, caller: Caller
 ) -> tuple[list[EventRecord], dict[str, Any] | None, str | None]:
     """Records for one event, or a rejection; also the quote status of a sale."""
+    if isinstance(ev, RestockEvent) and not caller.role.allows(Role.operator):
+        # A till cannot add stock: only deliveries an operator books can.
+        return (
+            [],
+            _rejected(
+                index,
+                ev,
+                f"events[{index}].type: a restock needs role 'operator' or higher; this "
+                f"key has role {caller.role.value!r} (a till reports sales and returns)",
+            ),
+            None,
+        )
     skus = ev.sku if isinstance(ev.sku, list) else [ev.sku]
     records: list[EventRecord] = []
     quote_status: str | None = None
@@ -128,7 +131,7 @@ def _plan(
                 sku=sku,
                 market=market,
                 quantity=getattr(ev, "quantity", 0),
-                fields=_fields(raw, ev, sku),
+                fields=encode_fields(ev, sku),
                 quoted_price=quoted,
                 list_price=entry.base_price,
             )
@@ -156,6 +159,7 @@ def _entry(
         "quote": extra.get("quote"),
         "inventory": extra.get("inventory"),
         "version": extra.get("version"),
+        "price_check": extra.get("price_check"),
     }
 
 
@@ -168,8 +172,28 @@ def _rejected(index: int, ev: AnyEvent | None, detail: str, raw: Any = None) -> 
     return _entry(index, event_id, kind, "rejected", detail)
 
 
+def _price_check(
+    ev: AnyEvent, charged: float | None, tolerance_pct: float
+) -> tuple[str | None, str | None]:
+    """``("mismatch", why)`` when a sale's reported price is off the charged one by more
+    than ``tolerance_pct`` percent of the charged price; ``("ok", None)`` when within."""
+    if not isinstance(ev, SaleEvent) or charged is None or charged <= 0:
+        return None, None
+    off = abs(ev.unit_price - charged) / charged * 100.0
+    if off <= tolerance_pct + 1e-9:
+        return "ok", None
+    return "mismatch", (
+        f"reported unit_price {ev.unit_price:g} differs from the charged price {charged:g} "
+        f"by {off:.1f}% (tolerance {tolerance_pct:g}%)"
+    )
+
+
 def _result(
-    index: int, ev: AnyEvent, outcomes: list[EventOutcome], quote: str | None
+    index: int,
+    ev: AnyEvent,
+    outcomes: list[EventOutcome],
+    quote: str | None,
+    tolerance_pct: float,
 ) -> dict[str, Any]:
     statuses = {o.status for o in outcomes}
     if "accepted" in statuses:
@@ -180,10 +204,19 @@ def _result(
         status = "sold_out" if "sold_out" in statuses else "rejected"
     first = outcomes[0]
     detail = None
+    check: str | None = None
     if status == "sold_out":
         detail = f"only {first.units_left} unit(s) left of {first.sku} in {first.market}"
+    elif status == "rejected" and first.status == "return_exceeds_sales":
+        detail = (
+            f"a return takes back at most the units sold net of returns: "
+            f"{first.returnable or 0} unit(s) of {first.sku} in {first.market}, "
+            f"got quantity {getattr(ev, 'quantity', None)}"
+        )
     elif status == "rejected":
         detail = f"no inventory counter for {first.sku} in {first.market}"
+    elif status == "accepted":
+        check, detail = _price_check(ev, first.unit_price, tolerance_pct)
     return _entry(
         index,
         ev.event_id,
@@ -195,6 +228,7 @@ def _result(
         quote=quote if status == "accepted" else None,
         inventory=first.units_left if len(outcomes) == 1 else None,
         version=first.version,
+        price_check=check,
     )
 
 
@@ -223,7 +257,14 @@ async def post_events(request: Request, caller: PosCaller, runtime: RuntimeDep) 
     sold: nothing changed) or ``rejected`` (invalid, with the field named)). A sale
     carrying a valid ``quote_id`` is charged the quoted price (``quote:
     honoured``); an expired quote is charged the current price (``quote:
-    expired``)."""
+    expired``).
+
+    A ``restock`` needs an ``operator`` key (a ``pos`` key's is ``rejected``); a
+    ``return`` takes back at most the units of the SKU sold in the market net of earlier
+    returns (more is ``rejected`` with that number). A sale whose reported
+    ``unit_price`` is off the charged price by more than ``DROPPRICE_PRICE_TOLERANCE_PCT``
+    percent is recorded and flagged ``price_check: mismatch``. The body must be JSON
+    (``Content-Type: application/json``; another type is ``415``)."""
     try:
         payload = orjson.loads(await request.body())
     except orjson.JSONDecodeError as exc:
@@ -277,7 +318,7 @@ async def post_events(request: Request, caller: PosCaller, runtime: RuntimeDep) 
             text = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
             results[i] = _rejected(i, None, text, raw)
             continue
-        records, rejection, quote = _plan(i, raw, ev, book, now)
+        records, rejection, quote = _plan(i, ev, book, now, caller)
         if rejection is not None:
             results[i] = rejection
         else:
@@ -292,7 +333,7 @@ async def post_events(request: Request, caller: PosCaller, runtime: RuntimeDep) 
         for o in mine:
             if o.status == "accepted" and o.units_left is not None:
                 book.set_units(o.sku, o.market, o.units_left)
-        results[i] = _result(i, ev, mine, quote)
+        results[i] = _result(i, ev, mine, quote, runtime.settings.price_tolerance_pct)
     out = [r for r in results if r is not None]
     counts: dict[tuple[str, str], int] = {}
     for r in out:
@@ -302,6 +343,9 @@ async def post_events(request: Request, caller: PosCaller, runtime: RuntimeDep) 
         metrics.events.labels(kind, status).inc(count)
         if kind == "sale":
             metrics.sales.labels(status).inc(count)
+    mismatched = sum(1 for r in out if r["price_check"] == "mismatch")
+    if mismatched:
+        metrics.price_mismatch.inc(mismatched)
     statuses = [r["status"] for r in out]
     body = {
         "results": out,

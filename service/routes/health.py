@@ -53,4 +53,12 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 def metrics(runtime: RuntimeDep) -> Response:
+    # Dead letters are written by the re-fit in the worker process: read them from Redis.
+    try:
+        kept, ever = runtime.store.dead_letter_counts()
+    except StoreUnavailable:
+        pass  # keep the last values; dropprice_redis_up says Redis is away
+    else:
+        runtime.metrics.dead_letters.set(kept)
+        runtime.metrics.dead_lettered.set(ever)
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -178,8 +178,8 @@ class AuditPage(BaseModel):
 
 
 class CategoryPriorIn(_In):
-    mean: float = Field(le=0, ge=-20, description="Prior mean elasticity.")
-    sd: float = Field(gt=0, le=20, description="Prior standard deviation.")
+    mean: float = Field(le=0, ge=-20, strict=True, description="Prior mean elasticity.")
+    sd: float = Field(gt=0, le=20, strict=True, description="Prior standard deviation.")
 
 
 class PreviewIn(_In):
@@ -190,16 +190,24 @@ class PreviewIn(_In):
         default=None, description="Guardrail fields to override for this SKU (e.g. a new floor)."
     )
     elasticity: float | None = Field(
-        default=None, ge=-20, le=0, description="Use this elasticity instead of the fitted one."
+        default=None,
+        ge=-20,
+        le=0,
+        strict=True,
+        description="Use this elasticity instead of the fitted one.",
     )
     category_prior: CategoryPriorIn | None = Field(
         default=None, description="A new prior for the SKU's category (folded into the fit)."
     )
-    list_price: float | None = Field(default=None, gt=0, le=1_000_000)
-    unit_cost: float | None = Field(default=None, ge=0, le=1_000_000)
-    salvage_value: float | None = Field(default=None, ge=0, le=1_000_000)
+    list_price: float | None = Field(default=None, gt=0, le=1_000_000, strict=True)
+    unit_cost: float | None = Field(default=None, ge=0, le=1_000_000, strict=True)
+    salvage_value: float | None = Field(default=None, ge=0, le=1_000_000, strict=True)
     units_left: int | None = Field(
-        default=None, ge=0, le=100_000, description="Units left to assume (default: now)."
+        default=None,
+        ge=0,
+        le=100_000,
+        strict=True,
+        description="Units left to assume (default: now).",
     )
     at: datetime | None = Field(default=None, description="Preview as of this time (default now).")
 

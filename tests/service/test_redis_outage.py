@@ -97,7 +97,7 @@ def test_redis_killed_and_restarted_under_traffic(tmp_path) -> None:
         )
         down = client.post(
             "/v1/events",
-            headers=auth(),
+            headers=auth("operator"),  # a restock needs an operator key
             json={
                 "events": [
                     {

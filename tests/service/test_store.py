@@ -287,13 +287,15 @@ def test_catalog_and_consumer_group_round_trip(store: PriceStore) -> None:
 )
 def test_counter_matches_a_sequential_model(redis_url: str, start: int, ops) -> None:
     """Invariant of the event script: the counter equals a sequential model that
-    refuses short sales and ignores replays; it never goes negative."""
+    refuses short sales, refuses returns beyond the units sold net of returns and
+    ignores replays; it never goes negative."""
     s = PriceStore(connect(redis_url, timeout=2.0))
     s.client.delete(keys.inventory(SKU, MARKET))
+    s.client.delete(keys.sold(SKU, MARKET))
     for k in s.client.scan_iter(match=f"{keys.sku_tag(SKU)}:seen:*"):
         s.client.delete(k)
     s.set_inventory(SKU, MARKET, start)
-    model, seen = start, set()
+    model, sold, seen = start, 0, set()
     events = []
     for kind, qty, eid in ops:
         events.append(EventRecord(f"e{eid}", kind, SKU, MARKET, qty, {}, None, 1.0))
@@ -306,6 +308,13 @@ def test_counter_matches_a_sequential_model(redis_url: str, start: int, ops) -> 
             ok = model >= ev.quantity
             assert out.status == ("accepted" if ok else "sold_out")
             model -= ev.quantity if ok else 0
+            sold += ev.quantity if ok else 0
+        elif ev.kind == "return":
+            ok = sold >= ev.quantity
+            assert out.status == ("accepted" if ok else "return_exceeds_sales")
+            assert ok or out.returnable == sold
+            model += ev.quantity if ok else 0
+            sold -= ev.quantity if ok else 0
         else:
             model += ev.quantity
     assert s.get_inventory(SKU, MARKET) == model >= 0

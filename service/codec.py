@@ -1,0 +1,185 @@
+"""The event stream's codec: what ``POST /v1/events`` writes, and what a reader may trust.
+
+Every accepted event becomes one entry of its SKU's stream (``dp:{sku}:events``) whose
+fields are strings. :func:`encode_fields` writes them from the *validated* event, so a
+number is always written canonically (``3``, ``19.99``), never as the text a client
+sent (``True``, ``"3"``); :mod:`service.schemas` refuses booleans and strings where a
+JSON number is meant, so nothing else can reach it.
+
+Streams may still hold entries written before that rule, or by hand. A reader must not
+let one of them stop it: :func:`split_poisoned` checks a batch of entries column by
+column and returns the good ones and, for each entry that cannot be decoded, the reason.
+The re-fit dead-letters those (:meth:`service.store.PriceStore.dead_letter`); the
+signals and intensity routes skip them.
+
+An entry is poisoned when:
+
+- it has no ``event_id`` or no ``type``;
+- its ``ts`` is present but is not an ISO 8601 time;
+- a numeric field (``quantity``, ``unit_price``, ``charged_price``, ``units_left``,
+  ``reach``, ``count``, ``weight``) is present but is not a finite number;
+- ``quantity``, ``reach`` or ``count`` is not a non-negative integer, or ``weight`` is
+  negative;
+- a ``sale``, ``return`` or ``restock`` has no ``quantity``, or a ``sale`` has neither a
+  positive ``unit_price`` nor a positive ``charged_price``.
+
+Example:
+    >>> good, bad = split_poisoned(entries)  # doctest: +SKIP
+    >>> [(e.entry_id, reason) for e, reason in bad]  # doctest: +SKIP
+    [('1733420000000-0', "quantity: 'True' is not a number")]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from service.store import StreamEvent
+
+__all__ = ["NUMERIC_FIELDS", "encode_fields", "entry_text", "fields_as_text", "split_poisoned"]
+
+NUMERIC_FIELDS = (
+    "quantity",
+    "unit_price",
+    "charged_price",
+    "units_left",
+    "reach",
+    "count",
+    "weight",
+)
+"""Stream fields that hold numbers."""
+_COUNTS = ("quantity", "reach", "count")
+"""Numeric fields that are non-negative integers."""
+_STOCK_TYPES = ("sale", "return", "restock")
+
+
+def _canonical(value: Any) -> str:
+    if isinstance(value, bool):  # never reached through the schemas; refuse loudly
+        raise TypeError(f"a stream field cannot hold a boolean, got {value!r}")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def encode_fields(event: Any, sku: str) -> dict[str, str]:
+    """The stream entry of a validated event, every value in canonical text.
+
+    Args:
+        event: a validated event model of :mod:`service.schemas` (defaults filled in).
+        sku: the SKU this entry is for (an announcement naming several is one entry in
+            each SKU's stream).
+
+    Returns:
+        Field name to text: the event's fields that are set (lists left out), ``sku``,
+        and ``ts`` in ISO 8601 with its zone.
+
+    Example:
+        >>> from service.schemas import event_adapter
+        >>> ev = event_adapter.validate_python({"type": "sale", "event_id": "e1",
+        ...     "ts": "2026-12-05T18:00:00Z", "sku": "TEE-1", "market": "nyc",
+        ...     "quantity": 2, "unit_price": 30})
+        >>> encode_fields(ev, "TEE-1")["quantity"], encode_fields(ev, "TEE-1")["unit_price"]
+        ('2', '30.0')
+    """
+    out = {
+        name: _canonical(value)
+        for name, value in event.model_dump(exclude_none=True).items()
+        if not isinstance(value, list | dict)
+    }
+    out["sku"] = sku
+    out["ts"] = event.ts.isoformat()
+    return out
+
+
+def entry_text(value: Any) -> str | None:
+    """A stream value as text (``None`` when absent or empty); bytes decoded leniently."""
+    if value is None:
+        return None
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return text or None
+
+
+def _column(entries: Sequence[StreamEvent], name: str, raw: bool) -> np.ndarray:
+    key: Any = name.encode() if raw else name
+    return np.array([entry_text(e.fields.get(key)) for e in entries], dtype=object)
+
+
+def split_poisoned(
+    entries: Sequence[StreamEvent],
+) -> tuple[list[StreamEvent], list[tuple[StreamEvent, str]]]:
+    """Separate the entries a reader can decode from those it cannot.
+
+    Args:
+        entries: stream entries, fields decoded to ``str`` or as the bytes Redis returned.
+
+    Returns:
+        ``(good, poisoned)``: the good entries in their order, and ``(entry, reason)``
+        for each poisoned one (the first problem found, naming the field and the value).
+    """
+    if not entries:
+        return [], []
+    first = next(iter(entries[0].fields), "")
+    raw = isinstance(first, bytes)
+    n = len(entries)
+    reasons = np.full(n, None, dtype=object)
+
+    def flag(mask: np.ndarray, reason: str | np.ndarray) -> None:
+        todo = mask & pd.isna(reasons)
+        if todo.any():
+            reasons[todo] = reason[todo] if isinstance(reason, np.ndarray) else reason
+
+    def described(field: str, values: np.ndarray, what: str) -> np.ndarray:
+        return np.array([f"{field}: {v!r} is not {what}" for v in values], dtype=object)
+
+    present: dict[str, np.ndarray] = {}
+    values: dict[str, np.ndarray] = {}
+    for name in ("event_id", "type", "ts", *NUMERIC_FIELDS):
+        column = _column(entries, name, raw)
+        present[name] = pd.notna(column)
+        values[name] = column
+    flag(~present["event_id"], "event_id: missing")
+    flag(~present["type"], "type: missing")
+    ts = pd.to_datetime(pd.Series(values["ts"]), utc=True, format="ISO8601", errors="coerce")
+    flag(present["ts"] & ts.isna().to_numpy(), described("ts", values["ts"], "an ISO 8601 time"))
+    numbers: dict[str, np.ndarray] = {}
+    for name in NUMERIC_FIELDS:
+        x = pd.to_numeric(pd.Series(values[name]), errors="coerce").to_numpy(dtype=float)
+        numbers[name] = x
+        flag(present[name] & ~np.isfinite(x), described(name, values[name], "a number"))
+    for name in _COUNTS:
+        x = numbers[name]
+        with np.errstate(invalid="ignore"):
+            bad = present[name] & ((x < 0) | (np.floor(x) != x))
+        flag(bad, described(name, values[name], "a non-negative integer"))
+    with np.errstate(invalid="ignore"):
+        flag(
+            present["weight"] & (numbers["weight"] < 0),
+            described("weight", values["weight"], "a weight >= 0"),
+        )
+    kind = values["type"]
+    flag(
+        np.isin(kind, _STOCK_TYPES) & ~present["quantity"],
+        np.array([f"quantity: missing on a {k}" for k in kind], dtype=object),
+    )
+    with np.errstate(invalid="ignore"):
+        priced = (numbers["unit_price"] > 0) | (numbers["charged_price"] > 0)
+    flag(
+        (kind == "sale") & ~priced,
+        "unit_price: a sale needs a positive unit_price or charged_price",
+    )
+    good = [e for e, r in zip(entries, reasons, strict=True) if r is None]
+    poisoned = [(e, str(r)) for e, r in zip(entries, reasons, strict=True) if r is not None]
+    return good, poisoned
+
+
+def fields_as_text(fields: Mapping[Any, Any]) -> dict[str, str]:
+    """An entry's fields as text (for a dead letter or a log line)."""
+    return {entry_text(k) or "": entry_text(v) or "" for k, v in fields.items()}
