@@ -49,11 +49,14 @@ __all__ = [
     "EventType",
     "GuardrailsSpec",
     "Market",
+    "Prior",
     "Scenario",
     "ScenarioSku",
+    "TruthSettings",
     "Window",
     "load_scenario",
     "parse_scenario",
+    "profile_values",
 ]
 
 Identifier = Annotated[
@@ -61,6 +64,20 @@ Identifier = Annotated[
 ]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Range = tuple[float, float]
+
+Profile = tuple[Positive, ...] | Literal["flat", "retail", "evening", "morning"]
+
+EVENING_PROFILE: tuple[float, ...] = (
+    0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7,
+    0.8, 0.8, 0.9, 1.0, 1.3, 1.7, 2.3, 2.8, 3.0, 2.6, 1.6, 0.7,
+)  # fmt: skip
+"""An after-work crowd: demand builds through the afternoon and peaks at 20:00."""
+
+MORNING_PROFILE: tuple[float, ...] = (
+    0.1, 0.1, 0.1, 0.1, 0.2, 0.6, 1.4, 2.4, 2.8, 2.6, 2.0, 1.6,
+    1.5, 1.2, 1.0, 0.9, 0.8, 0.8, 0.7, 0.6, 0.5, 0.4, 0.2, 0.1,
+)  # fmt: skip
+"""Commuters: a sharp peak at 08:00, a slow afternoon."""
 
 RETAIL_PROFILE: tuple[float, ...] = (
     0.15, 0.1, 0.08, 0.08, 0.1, 0.2, 0.4, 0.7, 1.0, 1.2, 1.4, 1.6,
@@ -71,6 +88,20 @@ RETAIL_PROFILE: tuple[float, ...] = (
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+def profile_values(profile: Profile) -> np.ndarray:
+    """Relative demand by hour of day ``[24]`` of a named or explicit profile, mean one."""
+    named = {
+        "flat": (1.0,) * 24,
+        "retail": RETAIL_PROFILE,
+        "evening": EVENING_PROFILE,
+        "morning": MORNING_PROFILE,
+    }
+    raw = np.asarray(named[profile] if isinstance(profile, str) else profile, dtype=np.float64)
+    if raw.size != 24:
+        raise ValueError(f"daily_profile: give 24 hourly values, got {raw.size}")
+    return raw / raw.mean()
 
 
 def _check_range(name: str, r: Range, lo: float = -math.inf, hi: float = math.inf) -> None:
@@ -86,11 +117,15 @@ class DemandTruth(_Frozen):
     base_rate: Positive
     """Expected units per hour at the list price, intensity 0, an average hour of the day."""
     elasticity: float = Field(le=-0.05, ge=-10)
-    """Own-price elasticity β at intensity 0 (negative)."""
+    """Own-price elasticity β at the list price and intensity 0 (negative)."""
     intensity_lift: float = Field(default=0.0, ge=0, le=5)
     """γ: log-demand lift per unit of intensity."""
     intensity_elasticity: float = Field(default=0.0, ge=-2, le=2)
     """δ: change of the elasticity per unit of intensity (> 0: less price sensitive when hot)."""
+    shape: Literal["loglinear", "linear", "logit"] = "loglinear"
+    """How demand falls with price (:mod:`pricing.truth`); the engine always fits log-linear."""
+    daily_profile: Profile | None = None
+    """This SKU's own hour-of-day profile (default: the scenario's)."""
 
 
 class GuardrailsSpec(_Frozen):
@@ -220,6 +255,16 @@ class EventType(_Frozen):
     """Decay half-life of an event's contribution."""
     weight: Positive = 1.0
     """Contribution per unit of event size."""
+    kind: Literal["announcement", "claim", "listing"] | None = None
+    """What the shop's event log records it as (default: the type's name when it is one of
+    these, else ``announcement``). The engine builds its own index from the log with the
+    production weights and half-lives, which need not match this truth's."""
+
+    def log_kind(self, name: str) -> str:
+        """The production event kind this truth's events are logged as."""
+        if self.kind is not None:
+            return self.kind
+        return name if name in ("announcement", "claim", "listing") else "announcement"
 
 
 class EventSpec(_Frozen):
@@ -238,36 +283,44 @@ class EventSpec(_Frozen):
 
 
 class EngineSettings(_Frozen):
-    """How the ``engine`` policy learns in the simulation."""
+    """The data the engine has before the drop. Nothing here tunes how it learns: the engine
+    runs at its defaults (:mod:`pricing.engine`) on every scenario."""
 
-    refit_every_hours: int = Field(default=12, ge=1)
-    """Re-fit cadence inside a window (also re-fits when a window opens)."""
-    warmup_hours: int = Field(default=6, ge=0)
-    """Hours of price exploration around the list price before the first fit."""
     history_hours: int = Field(default=0, ge=0, le=24 * 28)
-    """Hours of ordinary sales the engine saw before the drop (no events, stock
-    replenished, prices cycling through ``warmup_multipliers``): its pre-drop panel."""
-    warmup_multipliers: tuple[Positive, ...] = (0.8, 1.0, 1.25)
-    """Multiples of the list price cycled during warm-up."""
-    ladder_size: int = Field(default=16, ge=2, le=64)
-    """Prices on each SKU's DP ladder (when no explicit ladder is set)."""
-    ladder_spread: Range = (0.5, 2.0)
-    """Ladder span as multiples of the list price."""
-    prior_sd: Positive = 1.0
-    """Prior sd of the elasticity around its category mean."""
-    use_intensity: bool = True
-    """Fit the intensity terms (γ, δ) and price against the intensity forecast."""
+    """Hours of the shop's ordinary sales before the drop (no events; mostly at the list
+    price with an occasional markdown day; a daily restock, so busy days sell out and
+    are censored): the engine's pre-drop panel."""
     compiled_fit_max_rows: int = Field(default=200, ge=0)
     """Run the compiled fit up to this many rows, the eager one above (see simulate)."""
 
-    @model_validator(mode="after")
-    def _spread(self) -> EngineSettings:
-        _check_range("ladder_spread", self.ladder_spread, 0.01, 100)
-        if self.warmup_hours == 0 and self.history_hours == 0:
-            raise ValueError(
-                "warmup_hours must be >= 1 when history_hours is 0 (the first fit needs data)"
-            )
-        return self
+
+class TruthSettings(_Frozen):
+    """How the simulated shoppers depart from the engine's model (:mod:`pricing.truth`)."""
+
+    choice: bool = False
+    """The SKUs of a market share their shoppers (multinomial logit with an outside option):
+    variants substitute, and a sold-out variant spills its shoppers onto the others."""
+    dispersion: Positive | None = None
+    """Negative-binomial size ``k`` (variance ``λ + λ²/k``); Poisson when omitted."""
+    reference_effect: float = Field(default=0.0, ge=0, le=10)
+    """How much a price above the shoppers' remembered price costs beyond the elasticity."""
+    strategic_share: float = Field(default=0.0, ge=0, lt=1)
+    """Share of shoppers who wait while the price is above its lowest so far in the window."""
+    patience: float = Field(default=0.8, ge=0, lt=1)
+    """Share of waiting shoppers still waiting an hour later."""
+    return_rate: float = Field(default=0.0, ge=0, lt=1)
+    """Share of units sold that come back (refunded, back on the shelf)."""
+    return_delay_hours: int = Field(default=24, ge=1, le=24 * 30)
+    """Open hours between a sale and its return."""
+
+
+class Prior(_Frozen):
+    """An operator's elasticity prior for a category: ``β ~ N(mean, sd²)``."""
+
+    mean: float = Field(ge=-10, le=0)
+    """Prior mean elasticity."""
+    sd: Positive = 1.0
+    """Prior standard deviation."""
 
 
 class Scenario(_Frozen):
@@ -283,8 +336,9 @@ class Scenario(_Frozen):
     """Selling windows (default: one window over the whole horizon)."""
     markets: tuple[Market, ...] = Field(min_length=1)
     """Markets."""
-    daily_profile: tuple[Positive, ...] | Literal["flat", "retail"] = "retail"
-    """Relative demand by hour of day (24 values), or ``flat`` / ``retail``."""
+    daily_profile: Profile = "retail"
+    """Relative demand by hour of day (24 values), or ``flat``, ``retail``, ``evening``,
+    ``morning``."""
     intensity_window_hours: int = Field(default=72, ge=24, le=72)
     """An event stops counting this many hours after it happened."""
     event_types: dict[Identifier, EventType] = Field(default_factory=dict)
@@ -299,10 +353,15 @@ class Scenario(_Frozen):
     """Guardrails of every SKU (SKUs override field by field)."""
     objective: Literal["revenue", "profit"] = "revenue"
     """What the DP policies maximise."""
-    priors: dict[Identifier, float] = Field(default_factory=dict)
-    """Engine's prior mean elasticity per category (the operator's belief, not the truth)."""
+    priors: dict[Identifier, Annotated[float, Field(ge=-10, le=0)] | Prior] = Field(
+        default_factory=dict
+    )
+    """Engine's elasticity prior per category, a mean (sd 1) or ``{mean, sd}``: the
+    operator's belief, not the truth."""
     engine: EngineSettings = EngineSettings()
-    """Engine learning settings."""
+    """The data the engine has before the drop."""
+    truth: TruthSettings = TruthSettings()
+    """How the shoppers depart from the engine's model."""
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Scenario:
@@ -314,6 +373,12 @@ class Scenario(_Frozen):
             errors.append(f"markets: duplicate market names in {markets}")
         if isinstance(self.daily_profile, tuple) and len(self.daily_profile) != 24:
             errors.append(f"daily_profile: give 24 hourly values, got {len(self.daily_profile)}")
+        for i, sku in enumerate(self.skus):
+            prof = sku.demand.daily_profile
+            if isinstance(prof, tuple) and len(prof) != 24:
+                errors.append(
+                    f"skus.{i}.demand.daily_profile: give 24 hourly values, got {len(prof)}"
+                )
         windows = self.windows or (Window(start_hour=0, end_hour=self.horizon_hours),)
         for i, w in enumerate(windows):
             if w.end_hour > self.horizon_hours:
@@ -362,13 +427,16 @@ class Scenario(_Frozen):
     @property
     def profile(self) -> np.ndarray:
         """Relative demand by hour of day ``[24]``, normalised to mean one."""
-        if self.daily_profile == "flat":
-            raw = np.ones(24)
-        elif self.daily_profile == "retail":
-            raw = np.asarray(RETAIL_PROFILE)
-        else:
-            raw = np.asarray(self.daily_profile, dtype=np.float64)
-        return raw / raw.mean()
+        return profile_values(self.daily_profile)
+
+    def prior(self, category: str) -> tuple[float, float] | None:
+        """The engine's ``(mean, sd)`` elasticity prior for ``category``, if configured."""
+        entry = self.priors.get(category)
+        if entry is None:
+            return None
+        if isinstance(entry, Prior):
+            return entry.mean, entry.sd
+        return float(entry), 1.0
 
     def all_skus(self) -> tuple[ScenarioSku, ...]:
         """Listed SKUs followed by the catalogue's drawn SKUs."""

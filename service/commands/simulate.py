@@ -13,8 +13,14 @@ shoppers (common random numbers; see :mod:`pricing.simulate`). The table lists r
 ``--json`` prints one object::
 
     {"scenario": ..., "seeds": N, "rows": R, "hours": H,
+     "bound": B,
      "policies": {"<name>": {"revenue": .., "revenue_ci": [lo, hi], "pct_of_oracle": ..,
+                             "pct_of_bound": .., "pct_of_bound_ci": [lo, hi],
                              "sell_through": .., "units": .., "stockouts": .., ...}}}
+
+``oracle`` is the full-information policy (the DP on the true demand over the whole allowed
+price range); ``bound`` is the fluid upper bound on any policy's expected objective
+(:func:`pricing.baselines.fluid_bound`).
 
 A bad scenario file exits with status 2 and a message naming the file and the field.
 """
@@ -76,6 +82,7 @@ def _table(report: SimulationReport) -> None:
         "revenue",
         "95% CI",
         "% of oracle",
+        "% of bound",
         "units",
         "sell-through",
         "stock-outs",
@@ -87,6 +94,7 @@ def _table(report: SimulationReport) -> None:
             f"{s.revenue:,.2f}",
             f"[{s.revenue_ci[0]:,.0f}, {s.revenue_ci[1]:,.0f}]",
             "-" if s.pct_of_oracle is None else f"{s.pct_of_oracle:.1f}%",
+            f"{s.pct_of_bound:.1f}%",
             f"{s.units:,.1f}",
             f"{s.sell_through:.1%}",
             f"{s.stockouts:.1f}",

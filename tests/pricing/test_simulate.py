@@ -37,7 +37,7 @@ def tiny(**over) -> dict:
         "events": [{"hour": 8, "type": "announcement", "size": 2.0, "skus": ["A"]}],
         "guardrails": {"price_ending": 0.99, "max_change_pct": 40},
         "priors": {"general": -2.0},
-        "engine": {"warmup_hours": 2, "refit_every_hours": 8, "compiled_fit_max_rows": 0},
+        "engine": {"compiled_fit_max_rows": 0},
         "skus": [
             {
                 "sku": "A",
@@ -190,13 +190,13 @@ def test_oracle_surface_is_the_dp_on_true_demand():
     world = build_world(parse_scenario(tiny()))
     oracle = OraclePolicy(world)
     price = oracle.propose(0, world.inventory.copy())
-    assert np.all(np.isin(price[0], world.ladder[0]))
+    assert np.all(np.isin(price[0], world.full_ladder[0]))
     # Little stock, many hours: the oracle prices above the (too low) list price.
     assert np.all(price > world.list_price)
 
 
 def test_engine_runs_closed_loop_and_beats_fixed():
-    data = tiny(engine={"warmup_hours": 2, "refit_every_hours": 12})
+    data = tiny()
     report = simulate(parse_scenario(data), seeds=1, policies=["fixed", "oracle", "engine"])
     engine = report.policies["engine"]
     assert np.isfinite(engine.revenue)
