@@ -36,7 +36,7 @@ import httpx
 import redis
 
 from service.auth import hash_api_key
-from service.embedded import RedisServer, free_port
+from service.embedded import RedisServer, embedded_url, free_port
 
 POS_KEY = "pos-reliability-key-0123456789abcdef"
 OPERATOR_KEY = "operator-reliability-key-0123456789abcdef"
@@ -211,10 +211,10 @@ class ServiceProcess:
         self.env = env or service_env(redis_url, config_dir)
 
     def embedded_redis_url(self) -> str:
-        """URL of the embedded redis-server, as the service logged it at startup."""
-        marks = [line for line in self.logs().splitlines() if "embedded redis-server at" in line]
-        assert marks, "the service did not start an embedded redis-server"
-        return marks[-1].split("embedded redis-server at ")[1].split(",")[0].strip()
+        """URL (with its password) of the embedded redis-server, found by its data folder
+        as ``refit`` and ``config`` find it."""
+        assert self.data_dir is not None, "the service runs on --redis-url, not embedded"
+        return embedded_url(self.data_dir)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
