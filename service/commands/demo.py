@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -59,7 +63,8 @@ def demo(
 
     live = not (non_interactive or as_json)
     try:
-        summary = _run_live(options) if live else run_demo(options)
+        with _exit_on_signals(signal.SIGTERM, signal.SIGHUP):
+            summary = _run_live(options) if live else run_demo(options)
     except (FileNotFoundError, DropPriceError) as exc:
         detail = "\n".join(exc.errors) if hasattr(exc, "errors") else str(exc)
         typer.echo(f"demo cannot start: {detail}", err=True)
@@ -71,6 +76,29 @@ def demo(
     if not summary["books_balanced"]:
         typer.echo("the books do not balance: see units_left and units_sold", err=True)
         raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _exit_on_signals(*signums: signal.Signals) -> Iterator[None]:
+    """Turn ``signums`` into ``SystemExit(128 + signum)`` inside the block.
+
+    Python's default for SIGTERM and SIGHUP ends the process on the spot, skipping
+    every ``finally``: the demo's private redis-server and temporary folder would be
+    left behind. As an exception they unwind the demo and its clean-up runs; a second
+    signal during the clean-up is ignored.
+    """
+
+    def leave(signum: int, _frame: FrameType | None) -> None:
+        for sig in signums:
+            signal.signal(sig, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, leave) for sig in signums}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _run_live(options: Any) -> dict[str, Any]:
