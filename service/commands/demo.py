@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -84,19 +86,36 @@ def _exit_on_signals(*signums: signal.Signals) -> Iterator[None]:
 
     Python's default for SIGTERM and SIGHUP ends the process on the spot, skipping
     every ``finally``: the demo's private redis-server and temporary folder would be
-    left behind. As an exception they unwind the demo and its clean-up runs; a second
-    signal during the clean-up is ignored.
+    left behind. As an exception they unwind the demo and its clean-up runs; further
+    signals during the clean-up are ignored. A handler that fires inside a garbage
+    collector callback (JAX installs one) has its exception swallowed and reported
+    to ``sys.unraisablehook``; the hook then sends the signal again, to be handled
+    in ordinary code.
     """
+    unwinding = threading.Event()
 
     def leave(signum: int, _frame: FrameType | None) -> None:
-        for sig in signums:
-            signal.signal(sig, signal.SIG_IGN)
+        if unwinding.is_set():
+            return
+        unwinding.set()
         raise SystemExit(128 + signum)
 
+    previous_hook = sys.unraisablehook
+
+    def redeliver(info: Any) -> None:
+        code = getattr(info.exc_value, "code", None)
+        if isinstance(info.exc_value, SystemExit) and code in {128 + s for s in signums}:
+            unwinding.clear()
+            threading.Timer(0.05, os.kill, (os.getpid(), code - 128)).start()
+            return
+        previous_hook(info)
+
     previous = {sig: signal.signal(sig, leave) for sig in signums}
+    sys.unraisablehook = redeliver
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

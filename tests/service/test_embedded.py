@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import redis
 
 from service.embedded import RedisCluster, RedisServer, find_redis_server
@@ -42,3 +44,26 @@ def test_cluster_routes_hash_tagged_keys_to_one_node(redis_cluster: RedisCluster
         assert len(client.get_primaries()) == 3
     finally:
         client.close()
+
+
+def test_stable_port_is_the_same_for_a_folder_however_it_is_named(tmp_path, monkeypatch) -> None:
+    from service.embedded import STABLE_PORTS, stable_port
+
+    monkeypatch.chdir(tmp_path)
+    relative = stable_port(Path(".dropprice/redis"))
+    assert relative == stable_port(tmp_path / ".dropprice" / "redis")
+    assert relative in STABLE_PORTS
+    assert (
+        stable_port(tmp_path / "other") != relative or stable_port(tmp_path / "third") != relative
+    )
+
+
+def test_relative_data_dir_starts(tmp_path, monkeypatch) -> None:
+    """redis-server changes into its folder: a relative one must still work."""
+    monkeypatch.chdir(tmp_path)
+    server = RedisServer(data_dir=Path("rel/redis"), appendonly=True).start()
+    try:
+        assert server.data_dir == tmp_path / "rel" / "redis"
+        assert (tmp_path / "rel" / "redis" / "redis.log").exists()
+    finally:
+        server.stop(keep_data=True)
