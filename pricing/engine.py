@@ -411,20 +411,21 @@ def exogenous_index(
     parts = {k: np.zeros((r, p)) for k in _EXOGENOUS}
     if w.events.empty:
         return total, parts
+    # Start at the first event so every row an event touched has its key (events before
+    # ``start`` would only lead in).
     index = build_intensity_index(
         w.events,
         params=params,
-        start=START + pd.Timedelta(hours=int(w.hours[0])),
+        start=min(w.events["ts"].min(), START + pd.Timedelta(hours=int(w.hours[0]))),
         end=START + pd.Timedelta(hours=int(w.hours[-1])),
     )
     row = {k: i for i, k in enumerate(zip(w.sku.tolist(), w.market.tolist(), strict=True))}
     hour = ((index["hour"] - START) / pd.Timedelta(hours=1)).to_numpy().astype(np.int64)
     col = np.searchsorted(w.hours, hour)
     ok = (col < p) & (w.hours[np.minimum(col, p - 1)] == hour)
-    rows = np.array(
-        [row.get((s, m), -1) for s, m in zip(index["sku"], index["market"], strict=True)]
-    )
-    ok &= rows >= 0
+    keys = zip(index["sku"], index["market"], strict=True)
+    rows = np.array([row.get(k, -1) for k in keys], dtype=np.int64)
+    ok = np.asarray(ok, dtype=bool) & (rows >= 0)
     for kind in _EXOGENOUS:
         parts[kind][rows[ok], col[ok]] = index[kind].to_numpy()[ok]
     total = sum(parts.values(), np.zeros((r, p)))
