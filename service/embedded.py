@@ -154,7 +154,9 @@ class RedisServer:
             ``redis.conf`` in ``data_dir``, never on the command line); in :attr:`url`.
         die_with_parent: the server gets SIGTERM when the thread that started it
             ends (Linux ``PR_SET_PDEATHSIG``), so a SIGKILLed owner leaves no server
-            behind. Start it from a thread that lives as long as the server.
+            behind. Start it from a thread that lives as long as the server. It also
+            runs in its own session, out of reach of signals sent to the owner's
+            process group.
         pass_fds: descriptors the server inherits (a lock it holds while it runs).
         extra_args: more ``--name value`` arguments for ``redis-server``.
     """
@@ -267,6 +269,10 @@ class RedisServer:
             stderr=subprocess.STDOUT,
             pass_fds=self.pass_fds,
             preexec_fn=_die_with_parent(os.getpid()) if self.die_with_parent else None,
+            # A server tied to its owner takes signals from the owner only: a Ctrl-C
+            # to the terminal's process group must not stop it before the workers have
+            # finished with it.
+            start_new_session=self.die_with_parent,
         )
         deadline = time.monotonic() + timeout
         client = redis.Redis(

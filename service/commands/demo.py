@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
+
+from service.commands.shutdown import exit_on_signals
 
 
 def register(app: typer.Typer) -> None:
@@ -65,7 +62,8 @@ def demo(
 
     live = not (non_interactive or as_json)
     try:
-        with _exit_on_signals(signal.SIGTERM, signal.SIGHUP):
+        # Unwound by SIGTERM/SIGHUP too, so the demo's private redis-server is stopped.
+        with exit_on_signals(signal.SIGTERM, signal.SIGHUP):
             summary = _run_live(options) if live else run_demo(options)
     except (FileNotFoundError, DropPriceError) as exc:
         detail = "\n".join(exc.errors) if hasattr(exc, "errors") else str(exc)
@@ -78,46 +76,6 @@ def demo(
     if not summary["books_balanced"]:
         typer.echo("the books do not balance: see units_left and units_sold", err=True)
         raise typer.Exit(1)
-
-
-@contextlib.contextmanager
-def _exit_on_signals(*signums: signal.Signals) -> Iterator[None]:
-    """Turn ``signums`` into ``SystemExit(128 + signum)`` inside the block.
-
-    Python's default for SIGTERM and SIGHUP ends the process on the spot, skipping
-    every ``finally``: the demo's private redis-server and temporary folder would be
-    left behind. As an exception they unwind the demo and its clean-up runs; further
-    signals during the clean-up are ignored. A handler that fires inside a garbage
-    collector callback (JAX installs one) has its exception swallowed and reported
-    to ``sys.unraisablehook``; the hook then sends the signal again, to be handled
-    in ordinary code.
-    """
-    unwinding = threading.Event()
-
-    def leave(signum: int, _frame: FrameType | None) -> None:
-        if unwinding.is_set():
-            return
-        unwinding.set()
-        raise SystemExit(128 + signum)
-
-    previous_hook = sys.unraisablehook
-
-    def redeliver(info: Any) -> None:
-        code = getattr(info.exc_value, "code", None)
-        if isinstance(info.exc_value, SystemExit) and code in {128 + s for s in signums}:
-            unwinding.clear()
-            threading.Timer(0.05, os.kill, (os.getpid(), code - 128)).start()
-            return
-        previous_hook(info)
-
-    previous = {sig: signal.signal(sig, leave) for sig in signums}
-    sys.unraisablehook = redeliver
-    try:
-        yield
-    finally:
-        sys.unraisablehook = previous_hook
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _run_live(options: Any) -> dict[str, Any]:

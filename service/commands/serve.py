@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from service.commands.shutdown import exit_on_signals
 
 __all__ = ["register"]
 
@@ -112,7 +115,10 @@ def serve(
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
-    with contextlib.ExitStack() as stack:
+    # uvicorn stops gracefully on SIGTERM and then raises it again; unhandled, that
+    # would end this process before the embedded Redis is stopped and the data
+    # folder unlocked. As an exception it unwinds the stack below (exit status 0).
+    with exit_on_signals(signal.SIGTERM, exit_code=0), contextlib.ExitStack() as stack:
         if redis_url is None:
             embedded = EmbeddedRedis(
                 data_dir, port=redis_port, log=lambda line: typer.echo(line, err=True)

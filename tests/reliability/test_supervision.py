@@ -186,8 +186,17 @@ def test_second_serve_on_the_same_data_folder_refuses_naming_the_holder(
             assert r.status_code == 200 and r.json()["inventory"] == 10
     finally:
         svc.stop()
-    # Once the first has stopped, the folder is free again.
+    # SIGTERM stops the first cleanly (uvicorn raises the signal again after its
+    # graceful shutdown: that must not skip stopping Redis), and the folder is free.
+    assert svc.process.returncode == 0, svc.logs()[-2000:]
     assert svc.data_dir is not None
+    lock_path = svc.data_dir.resolve() / "serve.lock"
+    holders = [
+        (proc.pid, proc.info["cmdline"], svc.process.returncode)
+        for proc in psutil.process_iter(["cmdline", "open_files"])
+        if any(f.path == str(lock_path) for f in proc.info["open_files"] or [])
+    ]
+    assert not holders, holders
     with DataDirLock(svc.data_dir.resolve(), wait_s=0) as lock:
         assert lock.fd is not None
 
