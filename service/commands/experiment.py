@@ -27,6 +27,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from service.commands.redis_option import (
+    DEFAULT_DATA_DIR,
+    FROM_DATA_DIR,
+    DataDirOpt,
+    LazyRedisUrlOpt,
+    resolve_or_exit,
+)
+
 if TYPE_CHECKING:
     from pricing.experiments import ExperimentReport
 
@@ -86,14 +94,8 @@ def report(
         Path,
         typer.Option("--config-dir", envvar="DROPPRICE_CONFIG_DIR", help="Operator configs."),
     ] = Path("configs"),
-    redis_url: Annotated[
-        str | None,
-        typer.Option(
-            "--redis-url",
-            envvar="DROPPRICE_REDIS_URL",
-            help="redis:// URL (default redis://127.0.0.1:6379/0 unless --events is given).",
-        ),
-    ] = None,
+    redis_url: LazyRedisUrlOpt = FROM_DATA_DIR,
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
     events_file: Annotated[
         Path | None, typer.Option("--events", help="Events CSV/Parquet instead of Redis.")
     ] = None,
@@ -139,9 +141,9 @@ def report(
     inventory = {(s.sku, m): n for s in drop.skus for m, n in s.inventory.items()}
     skus = [s.sku for s in drop.skus]
     lookups = _read_table(lookups_file) if lookups_file is not None else None
-    if events_file is None and redis_url is None:
-        redis_url = "redis://127.0.0.1:6379/0"
-    if redis_url is not None and (events_file is None or lookups is None):
+    if events_file is None:  # the events come from Redis: the one given, else serve's
+        redis_url = resolve_or_exit(redis_url, data_dir)
+    if redis_url and (events_file is None or lookups is None):
         from service.routes.signals import load_events
         from service.served import load_lookups
         from service.store import PriceStore, connect

@@ -25,6 +25,14 @@ from typing import Annotated, Any
 
 import typer
 
+from service.commands.redis_option import (
+    DEFAULT_DATA_DIR,
+    FROM_DATA_DIR,
+    DataDirOpt,
+    LazyRedisUrlOpt,
+    resolve_or_exit,
+)
+
 __all__ = ["parse_when", "read_events_file", "register"]
 
 _RELATIVE = re.compile(r"^(\d+)\s*([hdw])$")
@@ -184,12 +192,8 @@ def register(app: typer.Typer) -> None:
                 "--lookups", help="Price look-ups CSV/Parquet (hour, sku, market, lookups, price)."
             ),
         ] = None,
-        redis_url: Annotated[
-            str,
-            typer.Option(
-                "--redis-url", envvar="DROPPRICE_REDIS_URL", help="redis:// or redis+cluster://"
-            ),
-        ] = "redis://127.0.0.1:6379/0",
+        redis_url: LazyRedisUrlOpt = FROM_DATA_DIR,
+        data_dir: DataDirOpt = DEFAULT_DATA_DIR,
         history_hours: Annotated[
             int, typer.Option(min=24, max=90 * 24, help="Hours of events the detectors read.")
         ] = 21 * 24,
@@ -229,7 +233,7 @@ def register(app: typer.Typer) -> None:
             from service.routes.signals import load_store_lookups
             from service.store import PriceStore, connect
 
-            store = PriceStore(connect(redis_url, timeout=5.0))
+            store = PriceStore(connect(resolve_or_exit(redis_url, data_dir), timeout=5.0))
             try:
                 lead = max(history_hours, span + window_hours)
                 events = load_events(store, since=until_ts - timedelta(hours=lead))

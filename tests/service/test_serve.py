@@ -133,8 +133,8 @@ def _user_env(**extra: str) -> dict[str, str]:
 def test_serve_as_the_readme_says_from_a_fresh_folder(tmp_path: Path) -> None:
     """The README's ``dropprice serve`` line, run in a fresh folder holding only the
     configs: the relative default data folder works, the Redis URL is printed on one line
-    at the folder's stable port, a price is served, and ``config diff`` and ``versions``
-    find the embedded Redis with no URL given."""
+    at the folder's stable port, a price is served, and ``config diff``, ``versions`` and
+    ``signals`` find the embedded Redis with no URL given."""
     cmd = _readme_serve_command()
     assert cmd[:2] == ["dropprice", "serve"] and "--data-dir" not in cmd, cmd
     port = free_port()
@@ -175,7 +175,8 @@ def test_serve_as_the_readme_says_from_a_fresh_folder(tmp_path: Path) -> None:
         assert f"redis://127.0.0.1:{stable_port(data_dir)}/0" in lines[0]
         assert any(data_dir.glob("appendonly*"))
 
-        for tool in (["config", "diff", "configs/"], ["versions", "--json"]):
+        tools = (["config", "diff", "configs/"], ["versions", "--json"], ["signals", "--json"])
+        for tool in tools:
             out = subprocess.run(
                 _dropprice() + tool,
                 cwd=tmp_path,
