@@ -50,6 +50,7 @@ from service.exceptions import DataDirInUse, RedisServerError
 
 __all__ = [
     "DEFAULT_DATA_DIR",
+    "PASSWORD_FILE",
     "DataDirLock",
     "EmbeddedRedis",
     "RedisCluster",

@@ -67,3 +67,10 @@ def test_relative_data_dir_starts(tmp_path, monkeypatch) -> None:
         assert (tmp_path / "rel" / "redis" / "redis.log").exists()
     finally:
         server.stop(keep_data=True)
+
+
+def test_redact_url_hides_the_password_only() -> None:
+    from service.embedded import redact_url
+
+    assert redact_url("redis://:s3cret@127.0.0.1:23139/0") == "redis://:***@127.0.0.1:23139/0"
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
