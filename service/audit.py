@@ -8,7 +8,7 @@ stream ``dp:{ops}:audit`` (:func:`service.keys.audit_log`), appended with
 field       contents
 ==========  ==============================================================
 ``kind``    what happened, dotted lower case: ``config.apply``,
-            ``config.rollback``, ``surface.publish``, ``surface.rollback``,
+            ``config.rollback``, ``config.seed``, ``surface.publish``, ``surface.rollback``,
             ``refit.approve``, ``refit.reject``, ...
 ``actor``   who did it (``--actor``, the API key's name, ``$USER``, a worker id)
 ``at``      when, ISO 8601 UTC with milliseconds (the entry id also holds the

@@ -78,7 +78,8 @@ events), ``fit:<refit id>`` (saved :class:`~pricing.model.ElasticityFit`), ``fit
 (zset), ``approval:<id>``, ``approvals`` (zset of pending ones).
 
 Example:
-    >>> refitter = Refitter(store, load_config_dir("configs"))  # doctest: +SKIP
+    >>> live = live_config(store.client, seed_dir="configs")  # doctest: +SKIP
+    >>> refitter = Refitter(store, live.bundle, config_version=live.version)  # doctest: +SKIP
     >>> record = refitter.run()  # doctest: +SKIP
     >>> record.state, record.version  # doctest: +SKIP
     ('published', 'v20261205T170000Z-f12')
@@ -224,6 +225,9 @@ class RefitRecord:
     approval_id: str | None = None
     events_read: int = 0
     summary: dict[str, Any] = field(default_factory=dict)
+    config_version: int | None = None
+    """The live operator config version the re-fit ran on (``None``: a bundle given
+    directly, e.g. the demo or a benchmark, not read from Redis)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (stages as a list of ``{name, seconds, detail}``)."""
@@ -704,7 +708,10 @@ class Refitter:
 
     Args:
         store: the price store (its client also holds the re-fit state).
-        bundle: operator configs.
+        bundle: operator configs: the live config version's bundle
+            (:func:`service.config.versions.live_config`).
+        config_version: that version's number, recorded in every re-fit record and
+            published version (``None``: the bundle did not come from Redis).
         device: ``auto``, ``cpu`` or ``gpu`` (see :func:`select_devices`).
         reporter: progress sink (default: log records).
         lock_ttl_s: lock lifetime; a heartbeat thread extends it every third of it while
@@ -719,6 +726,7 @@ class Refitter:
         store: PriceStore,
         bundle: ConfigBundle,
         *,
+        config_version: int | None = None,
         device: str = "auto",
         reporter: Reporter | None = None,
         lock_ttl_s: float = 30.0,
@@ -728,6 +736,7 @@ class Refitter:
     ) -> None:
         self.store = store
         self.bundle = bundle
+        self.config_version = config_version
         self.device = device
         self.reporter: Reporter = reporter or LogReporter()
         self.lock_ttl_s = lock_ttl_s
@@ -769,6 +778,7 @@ class Refitter:
             force = True
         start = time.perf_counter()
         record.started_at = _iso(self.clock())
+        record.config_version = self.config_version
         lock = self.state.acquire(self.owner, self.lock_ttl_s)
         if lock is None:
             record.state = "locked"
@@ -1007,6 +1017,7 @@ class Refitter:
                         "device": record.device,
                         "trigger": record.trigger,
                         "events_read": record.events_read,
+                        "config_version": record.config_version,
                         "fit": summary,
                     },
                 )

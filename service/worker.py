@@ -10,6 +10,8 @@ Rules (issue #5):
   live surfaces (its SKUs are *frozen* for that re-fit) unless the drop sets
   ``refit_during_window: true``. When every drop is frozen there is nothing to
   re-fit and the scheduler waits.
+- **Nothing configured, nothing scheduled**: while the live config has no drop
+  (none applied yet) no scheduled re-fit runs.
 - **Operator requests** (``POST /v1/admin/refit``) run at the next tick whatever the
   schedule says (frozen drops stay frozen).
 
@@ -57,7 +59,8 @@ class Decision:
     due: bool
     """Run a re-fit now."""
     reason: str
-    """Why (or why not), for the log: ``window_closed``, ``cadence``, ``all_frozen``, ``wait``."""
+    """Why (or why not), for the log: ``window_closed``, ``cadence``, ``all_frozen``,
+    ``no_drops``, ``wait``."""
     next_check: datetime
     """When the answer may change (the next window end or cadence tick)."""
 
@@ -92,6 +95,8 @@ class Scheduler:
         """
         if now.tzinfo is None:
             raise ValueError(f"now must be timezone-aware, got naive {now.isoformat()}")
+        if not self.bundle.drops:  # no live config yet, or every drop removed
+            return Decision(False, "no_drops", now + self.cadence)
         later_ends = sorted(e for e in self._window_ends() if e > now)
         next_end = later_ends[0] if later_ends else now + self.cadence
         all_frozen = bool(self.bundle.drops) and all(
@@ -126,8 +131,8 @@ def run_worker(
     the lock is not an error: that tick simply does nothing.
 
     Args:
-        make_refitter: builds a :class:`~service.refit.Refitter` (re-read each tick so a
-            config change is picked up).
+        make_refitter: builds a :class:`~service.refit.Refitter` on the live config
+            version (called each tick, so a version applied meanwhile is picked up).
         poll_seconds: how often to look for requests and check the schedule.
         stop: set it to end the loop; SIGTERM/SIGINT set it too in the main thread.
         clock: the time source (tests pass a fake).

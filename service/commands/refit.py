@@ -50,7 +50,9 @@ ConfigDirOpt = Annotated[
     typer.Option(
         "--config-dir",
         envvar="DROPPRICE_CONFIG_DIR",
-        help="Operator configs (defaults.yaml, categories.yaml, drops/).",
+        help="Operator configs (defaults.yaml, categories.yaml, drops/) to seed an empty "
+        "Redis with. Once a config version is live in Redis (PUT /v1/drops, `dropprice "
+        "config apply`) re-fits run on it and these files are not read.",
     ),
 ]
 DeviceOpt = Annotated[
@@ -125,21 +127,45 @@ def _reporter(as_json: bool) -> Any:
     return JsonLinesReporter() if as_json or not sys.stdout.isatty() else RichReporter()
 
 
-def _load(redis_url: str, config_dir: Path) -> tuple[Any, Any]:
-    from service.config.loader import load_config_dir
-    from service.exceptions import ConfigError
+def _connect(redis_url: str) -> Any:
     from service.store import PriceStore, connect
 
-    try:
-        bundle = load_config_dir(config_dir)
-    except ConfigError as exc:
-        typer.echo(f"invalid config in {config_dir}:\n{exc}", err=True)
-        raise typer.Exit(2) from exc
-    store = PriceStore(
-        connect(redis_url, timeout=30.0), keep_versions=bundle.defaults.keep_versions
-    )
+    store = PriceStore(connect(redis_url, timeout=30.0))
     _ping(store, redis_url)
-    return store, bundle
+    return store
+
+
+def _live_config(store: Any, config_dir: Path, *, required: bool) -> Any:
+    """The live config version in Redis; ``config_dir`` only seeds an empty Redis.
+
+    Exit 2 when the seed files are invalid, or (``required``) when Redis holds no
+    version and there is nothing to seed it with.
+    """
+    from service.config.versions import live_config
+    from service.exceptions import ConfigError
+
+    try:
+        live = live_config(store.client, config_dir, actor=f"{_owner()} (--config-dir seed)")
+    except ConfigError as exc:
+        store.close()
+        typer.echo(f"no config is live in Redis and {config_dir} is invalid:\n{exc}", err=True)
+        raise typer.Exit(2) from exc
+    if live is None and required:
+        store.close()
+        typer.echo(
+            f"no config is live in Redis and there is no config folder at {config_dir} to seed "
+            "it with: create a drop (PUT /v1/drops/{id}), run `dropprice config apply`, or pass "
+            "--config-dir",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return live
+
+
+def _owner() -> str:
+    import socket
+
+    return f"{os.environ.get('USER', 'cli')}@{socket.gethostname()}"
 
 
 def _ping(store: Any, redis_url: str) -> None:
@@ -165,8 +191,18 @@ def _make_refitter(
 ) -> Refitter:
     from service.refit import Refitter
 
-    store, bundle = _load(redis_url, config_dir)
-    return Refitter(store, bundle, device=device, reporter=reporter, lock_ttl_s=lock_ttl)
+    store = _connect(redis_url)
+    live = _live_config(store, config_dir, required=True)
+    store.keep_versions = live.bundle.defaults.keep_versions
+    reporter.note("config", version=live.version, digest=live.digest)
+    return Refitter(
+        store,
+        live.bundle,
+        config_version=live.version,
+        device=device,
+        reporter=reporter,
+        lock_ttl_s=lock_ttl,
+    )
 
 
 def _finish(record: RefitRecord, as_json: bool) -> None:
@@ -275,22 +311,36 @@ def worker(
     _compile_cache(compile_cache, reporter)
     stop = threading.Event()
 
-    from service.config.loader import load_config_dir
-    from service.exceptions import ConfigError
+    from service.config.models import ConfigBundle
+    from service.config.versions import ConfigStore
     from service.refit import Refitter as _Refitter
 
-    store, bundle = _load(redis_url, config_dir)
-    current = {"bundle": bundle}
+    store = _connect(redis_url)
+    _live_config(store, config_dir, required=False)
+    configs = ConfigStore(store.client)
+    current: dict[str, Any] = {"version": None, "bundle": ConfigBundle()}
 
     def make() -> Refitter:
-        # One Redis client for the whole loop; configs re-read each tick (a broken edit
-        # keeps the last good bundle and says so).
-        try:
-            current["bundle"] = load_config_dir(config_dir)
-        except ConfigError as exc:
-            reporter.note("config invalid; keeping the last good one", error=str(exc)[:500])
+        # One Redis client for the whole loop; the live config version is read each
+        # tick, so a drop created or a guardrail changed over the API (or with
+        # `dropprice config apply`) reaches the next re-fit.
+        version = configs.live_version()
+        if version is not None and version != current["version"]:
+            loaded = configs.get(version)
+            if loaded is not None:  # evicted in between: the next tick catches up
+                current["version"], current["bundle"] = loaded.version, loaded.bundle
+                reporter.note("config", version=loaded.version, digest=loaded.digest)
+        elif version is None and current["version"] is None:
+            reporter.note("no config is live in Redis yet; nothing to re-fit")
+        bundle: ConfigBundle = current["bundle"]
+        store.keep_versions = bundle.defaults.keep_versions
         return _Refitter(
-            store, current["bundle"], device=device, reporter=reporter, lock_ttl_s=lock_ttl
+            store,
+            bundle,
+            config_version=current["version"],
+            device=device,
+            reporter=reporter,
+            lock_ttl_s=lock_ttl,
         )
 
     def on_record(record: RefitRecord) -> None:

@@ -22,7 +22,7 @@ from service.config.models import (
     Market,
     SkuConfig,
 )
-from service.config.versions import ConfigStore, live_bundle
+from service.config.versions import ConfigStore, live_config
 
 __all__ = [
     "Arm",
@@ -39,7 +39,7 @@ __all__ = [
     "Market",
     "SkuConfig",
     "bundle_problems",
-    "live_bundle",
+    "live_config",
     "load_config_dir",
     "load_paths",
 ]

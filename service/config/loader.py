@@ -473,5 +473,12 @@ def load_config_dir(config_dir: Path | str) -> ConfigBundle:
 
 
 def bundle_to_json(bundle: ConfigBundle) -> str:
-    """Canonical JSON of a bundle (sorted keys, no spaces): what is stored and hashed."""
-    return json.dumps(bundle.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """Canonical JSON of a bundle (sorted keys, no spaces): what is stored and hashed.
+
+    Only the fields the operator set are written (``exclude_unset``): a guardrail
+    block inherits every field it leaves out (:meth:`Guardrails.merged` reads
+    ``model_fields_set``), so a stored version that spelled out every default would
+    override the drop-wide or default guardrails with ``None`` once read back.
+    """
+    data = bundle.model_dump(mode="json", exclude_unset=True)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))

@@ -23,6 +23,7 @@ Applying a bundle identical to the live one is a no-op (no version, no audit).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Mapping
 from datetime import datetime
@@ -43,7 +44,7 @@ __all__ = [
     "AppliedConfig",
     "ConfigStore",
     "ConfigVersion",
-    "live_bundle",
+    "live_config",
 ]
 
 KEEP_CONFIG_VERSIONS = 50
@@ -180,7 +181,7 @@ class ConfigStore:
             actor: who applies it (recorded in the version and the audit log).
             expect_version: refuse unless this is still the live version (``0`` for
                 "nothing live yet"); ``None`` applies over whatever is live.
-            kind: audit kind (``config.apply`` or ``config.rollback``).
+            kind: audit kind (``config.apply``, ``config.rollback`` or ``config.seed``).
             note: free text kept in the audit detail.
             sync_catalog: refresh ``dp:{sku}:meta`` and seed new inventory counters.
             served: the bundle the service runs on while no version was applied yet
@@ -342,24 +343,50 @@ def _catalog(
     return out
 
 
-def live_bundle(client: Any, config_dir: Path | str | None = None) -> ConfigBundle:
-    """The config the system runs on: the version applied in Redis, else the files.
+def live_config(
+    client: Any, seed_dir: Path | str | None = None, *, actor: str = "bootstrap"
+) -> ConfigVersion | None:
+    """The live config version in Redis: what re-fits, workers and tools run on.
 
-    Re-fits, workers and tools call this instead of reading ``configs/`` directly, so
-    a ``dropprice config apply`` (or ``PUT /v1/drops``) reaches them too.
+    The live version is the one source of the operator config (``PUT /v1/drops``,
+    ``dropprice config apply`` and the console all write it). ``seed_dir`` only
+    bootstraps an empty Redis: when no version was ever applied, its files are
+    loaded and applied as version 1 through :meth:`ConfigStore.apply` (validated,
+    audited as ``config.seed``, catalog registered), so every process then reads the
+    same version. Once a version is live the files are not read at all.
 
     Args:
-        client: redis-py client.
-        config_dir: startup configs, used while no version was ever applied.
+        client: redis-py client (single node or cluster).
+        seed_dir: operator configs to seed an empty Redis with; ``None`` or a missing
+            folder seeds nothing.
+        actor: who seeds (recorded in the version and the audit log).
+
+    Returns:
+        The live :class:`ConfigVersion`, or ``None`` when Redis holds none and there
+        was nothing to seed it with.
 
     Raises:
-        ConfigError: no version is live and the files are invalid.
+        ConfigError: Redis holds no version and the files under ``seed_dir`` are invalid.
+
+    Example:
+        >>> live = live_config(client, "configs")  # doctest: +SKIP
+        >>> live.version, len(live.bundle.drops)  # doctest: +SKIP
+        (1, 2)
     """
-    live = ConfigStore(client).live()
-    if live is not None:
-        return live.bundle
-    if config_dir is None or not Path(config_dir).is_dir():
-        return ConfigBundle()
+    store = ConfigStore(client)
+    live = store.live()
+    if live is not None or seed_dir is None or not Path(seed_dir).is_dir():
+        return live
     from service.config.loader import load_config_dir
 
-    return load_config_dir(config_dir)
+    bundle = load_config_dir(seed_dir)
+    # Another process may seed (or apply) first: its version is then the live one.
+    with contextlib.suppress(ConfigConflict):
+        store.apply(
+            bundle,
+            actor=actor,
+            expect_version=0,
+            kind="config.seed",
+            note=f"seeded an empty Redis from {seed_dir}",
+        )
+    return store.live()

@@ -64,6 +64,9 @@ class RefitOut(BaseModel):
     approval_id: str | None
     events_read: int
     summary: dict[str, Any]
+    config_version: int | None = Field(
+        default=None, description="The live operator config version the re-fit ran on."
+    )
 
 
 class RefitListOut(BaseModel):

@@ -221,18 +221,53 @@ def test_apply_of_a_single_drop_file_merges_into_the_live_config(
     assert isinstance(store.live().bundle.drop("pop"), DropConfig)  # type: ignore[union-attr]
 
 
-def test_live_bundle_prefers_the_applied_version_over_the_files(
+def test_a_stored_version_keeps_the_guardrails_each_level_inherits(
     client: Any, write_tree: WriteTree
 ) -> None:
-    from service.config.versions import live_bundle
+    # defaults set max_change_pct 25, the drop sets floor and ceiling only: read back
+    # from Redis, every SKU still inherits the defaults' max_change_pct.
+    files = load_config_dir(write_tree())
+    ConfigStore(client).apply(files, actor="alice", expect_version=0)
+    stored = ConfigStore(client).live()
+    assert stored is not None
+    for drop in files.drops:
+        for sku in drop.skus:
+            for market in drop.markets:
+                rails = stored.bundle.guardrails_for(drop, sku, market)
+                assert rails == files.guardrails_for(drop, sku, market)
+                assert (rails.max_change_pct, rails.floor, rails.ceiling) == (25, 5.0, 60.0)
+
+
+def test_live_config_seeds_an_empty_redis_once_then_ignores_the_files(
+    client: Any, write_tree: WriteTree
+) -> None:
+    from service.config.versions import live_config
 
     root = write_tree()
     files = load_config_dir(root)
-    assert live_bundle(client, root) == files
+    assert live_config(client, None) is None  # nothing live, nothing to seed with
+    seeded = live_config(client, root, actor="worker-1")
+    assert seeded is not None and seeded.bundle == files
+    assert (seeded.version, seeded.kind, seeded.actor) == (1, "config.seed", "worker-1")
+    assert [r.kind for r in read_audit(client, kind="config")] == ["config.seed"]
+    # Seeding registered the catalog the way an apply does.
+    assert set(PriceStore(client).skus()) == {s.sku for d in files.drops for s in d.skus}
+
     changed = _with_price(files, "A-1", 21.0)
-    ConfigStore(client).apply(changed, actor="alice")
-    assert live_bundle(client, root) == changed
-    assert live_bundle(client, None) == changed
+    ConfigStore(client).apply(changed, actor="alice", expect_version=1)
+    # Once a version is live the files are not read (nor applied again).
+    again = live_config(client, root)
+    assert again is not None and again.version == 2 and again.bundle == changed
+    assert live_config(client, None) == again
+
+
+def test_live_config_refuses_invalid_seed_files(client: Any, tmp_path: Path) -> None:
+    from service.config.versions import live_config
+
+    (tmp_path / "defaults.yaml").write_text("currency: 12\nbogus: true\n")
+    with pytest.raises(ConfigError):
+        live_config(client, tmp_path)
+    assert ConfigStore(client).live() is None
 
 
 def test_cli_diff_apply_history_rollback(redis_url: str, write_tree: WriteTree) -> None:

@@ -61,3 +61,10 @@ def test_only_the_open_drops_skus_are_frozen() -> None:
     assert frozen_skus(bundle, inside) == frozenset({"a-1"})
     assert Scheduler(bundle).decide(inside, inside - timedelta(hours=3)).due
     assert frozen_skus(bundle, T0 - timedelta(minutes=1)) == frozenset()
+
+
+def test_nothing_is_scheduled_while_the_live_config_has_no_drop() -> None:
+    # A worker started before any config was applied waits instead of re-fitting nothing.
+    decision = Scheduler(_bundle()).decide(T0, None)
+    assert not decision.due and decision.reason == "no_drops"
+    assert Scheduler(_bundle(_drop("a", T0 + timedelta(days=1), 2))).decide(T0, None).due
