@@ -310,7 +310,7 @@ def run_demo(
     import httpx
 
     from service.auth import hash_api_key
-    from service.config.loader import load_config_dir
+    from service.config.versions import ConfigStore, live_config
     from service.embedded import RedisServer, free_port
     from service.refit import Refitter
     from service.settings import Role, Settings
@@ -361,10 +361,13 @@ def run_demo(
             resync_interval_s=1.0,
             intensity_cache_s=1.0,
         )
-        bundle = load_config_dir(workdir / "configs")
-        store = PriceStore(
-            connect(redis.url, timeout=30.0), keep_versions=bundle.defaults.keep_versions
-        )
+        store = PriceStore(connect(redis.url, timeout=30.0))
+        # The demo's files seed its empty Redis, as `dropprice worker --config-dir` does;
+        # from then on the service and the re-fits read the live version there.
+        live = live_config(store.client, workdir / "configs", actor="dropprice-demo")
+        if live is None:
+            raise RuntimeError(f"the demo wrote no configs under {workdir / 'configs'}")
+        store.keep_versions = live.bundle.defaults.keep_versions
         with (
             running_service(settings, free_port()) as base_url,
             httpx.Client(base_url=base_url, timeout=30.0) as http,
@@ -373,14 +376,17 @@ def run_demo(
             operator = {"X-API-Key": operator_key}
             refitter = Refitter(
                 store,
-                bundle,
+                live.bundle,
+                config_version=live.version,
                 device=options.device,
                 reporter=_Recorder(lambda name: _phase(state, f"re-fit: {name}", notify)),
             )
             _send_history(http, operator, state, rng, now, options.history_hours)
             _refit(refitter, state, notify, started)
             windows = schedule(datetime.now(UTC) + timedelta(seconds=1.0), n_win, window_s, gap_s)
-            refitter.bundle = _open_drop(http, operator, source, workdir / "configs", windows)
+            _open_drop(http, operator, source, workdir / "configs", windows)
+            live = ConfigStore(store.client).live() or live  # the version the PUT made live
+            refitter.bundle, refitter.config_version = live.bundle, live.version
             _read_prices(http, pos, state)
             for s in state.skus.values():
                 s.initial_inventory = s.units_left
@@ -421,11 +427,9 @@ def _open_drop(
     source: Path,
     target: Path,
     windows: list[tuple[datetime, datetime]],
-) -> Any:
-    """Move the drop's windows to ``windows``: the config file (the re-fit's view) and
-    ``PUT /v1/drops/{id}`` (the service's), as an operator would. Returns the new bundle."""
-    from service.config.loader import load_config_dir
-
+) -> None:
+    """Move the drop's windows to ``windows`` with ``PUT /v1/drops/{id}``, as an operator
+    would: a new live config version, which the service and the next re-fit run on."""
     drop = write_demo_configs(source, target, windows=windows)
     r = http.put(
         f"/v1/drops/{drop['id']}",
@@ -435,7 +439,6 @@ def _open_drop(
     )
     if r.status_code >= 300:
         raise RuntimeError(f"the service refused the demo drop ({r.status_code}): {r.text}")
-    return load_config_dir(target)
 
 
 def _phase(state: DemoState, phase: str, notify: Callable[[DemoState], None]) -> None:
