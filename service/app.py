@@ -109,6 +109,9 @@ def include_routers(app: FastAPI) -> None:
     from service.routes import signals
 
     app.include_router(signals.router)
+    from service.routes import deadletters
+
+    app.include_router(deadletters.router)
 
 
 def _error(

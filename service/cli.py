@@ -56,6 +56,7 @@ def _register_commands() -> None:
     # so importing them all here keeps ``dropprice --help`` fast.
     from service.commands import (
         config,
+        deadletters,
         demo,
         experiment,
         loadtest,
@@ -65,7 +66,17 @@ def _register_commands() -> None:
         simulate,
     )
 
-    for module in (serve, config, refit, simulate, loadtest, demo, signals, experiment):
+    for module in (
+        serve,
+        config,
+        refit,
+        simulate,
+        loadtest,
+        demo,
+        signals,
+        experiment,
+        deadletters,
+    ):
         module.register(app)
 
 

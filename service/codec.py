@@ -109,7 +109,11 @@ def entry_text(value: Any) -> str | None:
 
 def _column(entries: Sequence[StreamEvent], name: str, raw: bool) -> np.ndarray:
     key: Any = name.encode() if raw else name
-    return np.array([entry_text(e.fields.get(key)) for e in entries], dtype=object)
+    other: Any = name if raw else name.encode()
+    # Fields are all bytes or all str in one read; look the other way up only on a miss.
+    return np.array(
+        [entry_text(e.fields.get(key, e.fields.get(other))) for e in entries], dtype=object
+    )
 
 
 def split_poisoned(

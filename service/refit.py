@@ -110,6 +110,7 @@ import pandas as pd
 from prometheus_client import Counter, Histogram
 
 from service import keys
+from service.codec import split_poisoned
 from service.config.models import ConfigBundle, DropConfig, DropWindow, Guardrails, SkuConfig
 from service.exceptions import ApprovalNotFound, FenceLost, RefitError, RefitLocked
 from service.panel import attach_intensity, build_panel, dedupe_events
@@ -158,6 +159,10 @@ REFITS = Counter(
     "dropprice_refits",
     "Re-fits by outcome (published, held, no_change, locked, failed).",
     ["outcome"],
+)
+REFIT_DEAD_LETTERED = Counter(
+    "dropprice_refit_dead_lettered",
+    "Stream entries a re-fit could not decode and moved to the dead-letter stream.",
 )
 
 # --------------------------------------------------------------------- Lua scripts
@@ -224,6 +229,9 @@ class RefitRecord:
     previous_version: str | None = None
     approval_id: str | None = None
     events_read: int = 0
+    dead_lettered: int = 0
+    """Entries read that could not be decoded: moved to the dead-letter stream and
+    acknowledged, so they never block a re-fit (:meth:`PriceStore.dead_letter`)."""
     summary: dict[str, Any] = field(default_factory=dict)
     config_version: int | None = None
     """The live operator config version the re-fit ran on (``None``: a bundle given
@@ -866,6 +874,13 @@ class Refitter:
             entries = self._read_unacked()
             record.events_read = len(entries)
             d["events_read"] = len(entries)
+            # An entry no reader can decode (old or hand-written data) would fail this and
+            # every later re-fit: it goes to the dead letters, acknowledged, and the
+            # re-fit learns from the rest (service.codec).
+            entries, poisoned = split_poisoned(entries)
+            record.dead_lettered = self.store.dead_letter(REFIT_GROUP, poisoned)
+            d["dead_lettered"] = record.dead_lettered
+            REFIT_DEAD_LETTERED.inc(record.dead_lettered)
             if not entries and not force:
                 record.state = "no_change"
                 record.reasons.append("no new events since the last re-fit")

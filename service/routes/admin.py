@@ -63,6 +63,9 @@ class RefitOut(BaseModel):
     previous_version: str | None
     approval_id: str | None
     events_read: int
+    dead_lettered: int = Field(
+        default=0, description="Entries that could not be decoded: dead-lettered, acknowledged."
+    )
     summary: dict[str, Any]
     config_version: int | None = Field(
         default=None, description="The live operator config version the re-fit ran on."

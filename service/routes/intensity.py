@@ -17,6 +17,7 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from pricing.intensity import EVENT_TYPES, build_intensity_index
+from service.codec import split_poisoned
 from service.deps import PosCaller, RuntimeDep
 from service.exceptions import UnknownMarket, UnknownSku
 from service.schemas import ErrorBody, IntensityOut, IntensityPoint
@@ -32,25 +33,42 @@ _NUMERIC = ("quantity", "unit_price", "reach", "count", "weight")
 
 
 def events_frame(entries: list[StreamEvent], market: str) -> pd.DataFrame:
-    """Stream entries of one market as the events table ``pricing.intensity`` reads."""
-    rows = [
-        e.fields
+    """Stream entries of one market as the events table ``pricing.intensity`` reads.
+
+    Entries that cannot be decoded (:func:`service.codec.split_poisoned`) are left out;
+    the frame's ``attrs["poisoned"]`` says how many.
+    """
+    entries, poisoned = split_poisoned(entries)
+    kept = [
+        e
         for e in entries
         if e.fields.get("type") in EVENT_TYPES and e.fields.get("market") == market
     ]
+    rows = [e.fields for e in kept]
     frame = pd.DataFrame(
         {
-            "ts": pd.to_datetime([r["ts"] for r in rows], utc=True, format="ISO8601"),
+            "ts": pd.to_datetime(
+                [r.get("ts") or _appended(e) for r, e in zip(rows, kept, strict=True)],
+                utc=True,
+                format="ISO8601",
+            ),
             "type": [r["type"] for r in rows],
             "sku": [r["sku"] for r in rows],
             "market": [r["market"] for r in rows],
             **{
-                col: np.array([float(r[col]) if col in r else np.nan for r in rows], dtype=float)
+                col: np.array([float(r[col]) if r.get(col) else np.nan for r in rows], dtype=float)
                 for col in _NUMERIC
             },
         }
     )
+    frame.attrs["poisoned"] = len(poisoned)
     return frame
+
+
+def _appended(entry: StreamEvent) -> str:
+    """When Redis appended an entry (its id's milliseconds), for one without a ``ts``."""
+    ms = int(entry.entry_id.split("-", 1)[0])
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
 @router.get(
@@ -85,6 +103,10 @@ def get_intensity(
         sku, since=start.to_pydatetime() - timedelta(hours=window)
     )
     frame = events_frame(entries, market)
+    if frame.attrs.get("poisoned"):
+        runtime.metrics.poisoned_skipped.labels("/v1/skus/{sku}/intensity").inc(
+            frame.attrs["poisoned"]
+        )
     hours = pd.date_range(start, end, freq="h")
     components = [*EVENT_TYPES, "spike"]
     series = pd.DataFrame(0.0, index=hours, columns=["intensity", *components])

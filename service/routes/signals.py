@@ -32,6 +32,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, 
 from pricing.intensity import EVENT_TYPES as INDEX_TYPES
 from pricing.intensity import build_intensity_index, market_rollup
 from pricing.signals import detect_signals
+from service.codec import split_poisoned
 from service.deps import PosCaller, RuntimeDep
 from service.schemas import ErrorBody
 from service.store import PriceStore, StreamEvent
@@ -126,8 +127,17 @@ def _iso(ts: pd.Timestamp | datetime) -> str:
 
 
 def events_from_entries(entries: Iterable[StreamEvent]) -> pd.DataFrame:
-    """Stream entries as the events table of :mod:`pricing.signals` (UTC, numeric sizes)."""
-    rows = [e.fields for e in entries]
+    """Stream entries as the events table of :mod:`pricing.signals` (UTC, numeric sizes).
+
+    Entries that cannot be decoded (:func:`service.codec.split_poisoned`) are left out;
+    the frame's ``attrs["poisoned"]`` says how many.
+    """
+    good, poisoned = split_poisoned(list(entries))
+    rows = [dict(e.fields) for e in good]
+    for row, e in zip(rows, good, strict=True):
+        if not row.get("ts"):  # the time Redis appended it (the entry id's ms)
+            ms = int(e.entry_id.split("-", 1)[0])
+            row["ts"] = datetime.fromtimestamp(ms / 1000, UTC).isoformat()
     frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=list(_COLUMNS))
     for col in _COLUMNS:
         if col not in frame.columns:
@@ -138,7 +148,9 @@ def events_from_entries(entries: Iterable[StreamEvent]) -> pd.DataFrame:
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
     if "event_id" in frame and len(frame):
         frame = frame.drop_duplicates(["event_id", "sku"], keep="first")
-    return frame.sort_values("ts", kind="stable").reset_index(drop=True)
+    frame = frame.sort_values("ts", kind="stable").reset_index(drop=True)
+    frame.attrs["poisoned"] = len(poisoned)
+    return frame
 
 
 def load_events(
@@ -312,6 +324,8 @@ def get_signals(
         return cached[1]
     lead = max(history_hours, span + window)
     events = load_events(runtime.store, since=until_ts - timedelta(hours=lead))
+    if events.attrs.get("poisoned"):
+        runtime.metrics.poisoned_skipped.labels("/v1/signals").inc(events.attrs["poisoned"])
     feed = build_feed(
         events,
         since=since_ts,
