@@ -162,6 +162,7 @@ def test_chunked_body_over_limit_is_413(client: httpx.Client) -> None:
     r = client.post("/v1/events", content=chunks(), headers={"Content-Type": "application/json"})
     FIGURES.add(requests_sent=1)
     assert r.status_code == 413, r.text[:300]
+    assert r.json()["error"] == "body_too_large", r.text[:300]
 
 
 @pytest.mark.parametrize(
@@ -172,19 +173,41 @@ def test_chunked_body_over_limit_is_413(client: httpx.Client) -> None:
         (b'"events"', "application/json"),
         (b'{"events": ' + b"[" * 5000 + b"]" * 5000 + b"}", "application/json"),
         (b"\xff\xfe\x00garbage", "application/json"),
-        (b'{"events": []}', "text/plain"),
     ],
-    ids=["broken", "array", "string", "deep-nesting", "binary", "wrong-content-type"],
+    ids=["broken", "array", "string", "deep-nesting", "binary"],
 )
 def test_malformed_bodies_are_4xx(client: httpx.Client, body: bytes, content_type: str) -> None:
     for path in ("/v1/events", "/v1/prices:batch"):
         r = client.post(path, content=body, headers={"Content-Type": content_type})
         FIGURES.add(requests_sent=1)
-        assert 400 <= r.status_code < 500 or (r.status_code == 200 and body == b'{"events": []}'), (
-            path,
-            r.status_code,
-            r.text,
-        )
+        assert 400 <= r.status_code < 500, (path, r.status_code, r.text)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_a_real_sale_with_the_wrong_content_type_is_refused(
+    client: httpx.Client, content_type: str
+) -> None:
+    before = _inventory(client, "REL-1")
+    sale = json.dumps({"events": [_event(event_id=f"ctype-{content_type[:4]}")]}).encode()
+    r = client.post("/v1/events", content=sale, headers={"Content-Type": content_type})
+    FIGURES.add(requests_sent=1)
+    assert r.status_code == 415, r.text
+    assert r.json()["error"] == "unsupported_media_type" and r.json()["request_id"]
+    assert _inventory(client, "REL-1") == before
+    items = json.dumps({"items": [{"sku": "REL-1", "market": MARKET}]}).encode()
+    r = client.post("/v1/prices:batch", content=items, headers={"Content-Type": content_type})
+    assert r.status_code == 415, r.text
+
+
+def test_headers_over_the_limit_are_refused_before_the_key_check(client: httpx.Client) -> None:
+    r = client.get(
+        "/v1/prices/REL-1",
+        params={"market": MARKET},
+        headers={"X-API-Key": "", "X-Padding": "x" * 64_000},
+    )
+    FIGURES.add(requests_sent=1)
+    assert r.status_code == 431, r.text[:300]
+    assert r.json()["error"] == "headers_too_large" and r.json()["request_id"]
 
 
 QUERY_CASES: list[tuple[str, Callable[[httpx.Client], httpx.Response], str]] = [
