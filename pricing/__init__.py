@@ -3,6 +3,7 @@
 Pure functions over arrays and tables: no sockets, no Redis, no servers.
 """
 
+from pricing.events import EVENT_KINDS, EventKind
 from pricing.guardrails import GuardrailCode, GuardrailSpec, apply_guardrails
 from pricing.intensity import (
     IntensityParams,
@@ -15,6 +16,7 @@ from pricing.model import DemandParams, ElasticityFit, fit_elasticity
 from pricing.policy import PolicySurfaces, Surfaces, price_surfaces_from_fit, solve_surfaces
 
 __all__: list[str] = []
+__all__ += ["EVENT_KINDS", "EventKind"]
 __all__ += ["Surfaces", "solve_surfaces"]
 __all__ += ["GuardrailCode", "GuardrailSpec", "PolicySurfaces", "apply_guardrails"]
 __all__ += ["price_surfaces_from_fit"]

@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
+from pricing.events import EVENT_KINDS, INDEX_KINDS
 from pricing.exceptions import InputError
 
 __all__ = [
@@ -58,18 +59,26 @@ __all__ = [
     "validate_events",
 ]
 
-EVENT_TYPES: tuple[str, ...] = ("sale", "announcement", "claim", "listing")
-"""Event types the index understands, in the order of the component columns."""
+EVENT_TYPES: tuple[str, ...] = INDEX_KINDS
+"""Event types the index understands, in the order of the component columns: the
+kinds of :data:`pricing.events.EVENT_KINDS` with a weight and a half-life."""
 
 _REQUIRED_COLUMNS: tuple[str, ...] = ("ts", "type", "sku", "market")
-# Per type: (size column, required when the type is present, default when the column is absent)
-_SIZE_COLUMN: dict[str, tuple[str, bool, float]] = {
-    "sale": ("quantity", True, 1.0),
-    "announcement": ("reach", True, 0.0),
-    "claim": ("count", False, 1.0),
-    "listing": ("weight", False, 1.0),
-}
 _MAX_ROWS_SHOWN = 10
+
+
+def _default_weight(kind: str) -> float:
+    weight = EVENT_KINDS[kind].weight
+    if weight is None:
+        raise InputError(f"event kind {kind!r} is not indexed; indexed kinds: {list(EVENT_TYPES)}")
+    return weight
+
+
+def _default_half_life(kind: str) -> float:
+    half_life = EVENT_KINDS[kind].half_life_hours
+    if half_life is None:
+        raise InputError(f"event kind {kind!r} is not indexed; indexed kinds: {list(EVENT_TYPES)}")
+    return half_life
 
 
 @dataclass(frozen=True)
@@ -81,21 +90,21 @@ class IntensityParams:
         24.0
     """
 
-    weight_sale: float = 0.10
+    weight_sale: float = _default_weight("sale")
     """Weight of one unit sold (per unit, before decay)."""
-    weight_announcement: float = 1.0
+    weight_announcement: float = _default_weight("announcement")
     """Weight of ``log1p(reach)`` of a creator announcement."""
-    weight_claim: float = 0.25
+    weight_claim: float = _default_weight("claim")
     """Weight of one claim / reservation."""
-    weight_listing: float = 0.5
+    weight_listing: float = _default_weight("listing")
     """Weight of a listing or packaging-promo change (times its ``weight``)."""
-    half_life_sale: float = 6.0
+    half_life_sale: float = _default_half_life("sale")
     """Hours for a sale's contribution to halve."""
-    half_life_announcement: float = 18.0
+    half_life_announcement: float = _default_half_life("announcement")
     """Hours for an announcement's contribution to halve."""
-    half_life_claim: float = 12.0
+    half_life_claim: float = _default_half_life("claim")
     """Hours for a claim's contribution to halve."""
-    half_life_listing: float = 24.0
+    half_life_listing: float = _default_half_life("listing")
     """Hours for a listing change's contribution to halve."""
     weight_spike: float = 0.5
     """Weight of the POS velocity-spike z-score."""
@@ -105,23 +114,11 @@ class IntensityParams:
     """Largest spike z-score counted (one freak hour cannot dominate)."""
 
     def __post_init__(self) -> None:
-        for name in (
-            "weight_sale",
-            "weight_announcement",
-            "weight_claim",
-            "weight_listing",
-            "weight_spike",
-        ):
+        for name in (*_named("weight_"), "weight_spike"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
-        for name in (
-            "half_life_sale",
-            "half_life_announcement",
-            "half_life_claim",
-            "half_life_listing",
-            "spike_cap",
-        ):
+        for name in (*_named("half_life_"), "spike_cap"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise InputError(f"{name} must be a finite number > 0 (hours), got {value!r}")
@@ -134,12 +131,22 @@ class IntensityParams:
             )
 
     def weight(self, event_type: str) -> float:
-        """Weight of ``event_type`` (one of :data:`EVENT_TYPES`)."""
-        return float(getattr(self, f"weight_{event_type}"))
+        """Weight of ``event_type`` (one of :data:`EVENT_TYPES`): this object's
+        ``weight_<type>`` field, else the event table's default."""
+        return float(getattr(self, f"weight_{event_type}", _default_weight(event_type)))
 
     def half_life(self, event_type: str) -> float:
-        """Half-life in hours of ``event_type`` (one of :data:`EVENT_TYPES`)."""
-        return float(getattr(self, f"half_life_{event_type}"))
+        """Half-life in hours of ``event_type`` (one of :data:`EVENT_TYPES`): this
+        object's ``half_life_<type>`` field, else the event table's default."""
+        return float(getattr(self, f"half_life_{event_type}", _default_half_life(event_type)))
+
+
+_PARAM_FIELDS = frozenset(f.name for f in fields(IntensityParams))
+
+
+def _named(prefix: str) -> tuple[str, ...]:
+    """The per-kind fields of :class:`IntensityParams` that start with ``prefix``."""
+    return tuple(f"{prefix}{kind}" for kind in EVENT_TYPES if f"{prefix}{kind}" in _PARAM_FIELDS)
 
 
 def _rows(mask: np.ndarray, index: pd.Index) -> str:
@@ -206,7 +213,8 @@ def validate_events(events: pd.DataFrame) -> pd.DataFrame:
         if bad.any():
             raise InputError(f"column {col!r} is empty or missing in rows {_rows(bad, idx)}")
     type_arr = types.to_numpy()
-    for etype, (col, required, _) in _SIZE_COLUMN.items():
+    for etype in EVENT_TYPES:
+        col, required = EVENT_KINDS[etype].size_field, EVENT_KINDS[etype].size_required
         of_type = type_arr == etype
         if not of_type.any():
             continue
@@ -256,17 +264,19 @@ def _check_nonnegative_finite(
 
 
 def _event_sizes(events: pd.DataFrame, types: np.ndarray) -> np.ndarray:
-    """g(e) per event: quantity, log1p(reach), count, weight (defaults when absent)."""
+    """g(e) per event from its kind's size field (:data:`pricing.events.EVENT_KINDS`):
+    quantity, log1p(reach), count, weight (the kind's default when the column is absent)."""
     size = np.zeros(len(events))
-    for etype, (col, _, default) in _SIZE_COLUMN.items():
+    for etype in EVENT_TYPES:
+        kind = EVENT_KINDS[etype]
         mask = types == etype
         if not mask.any():
             continue
-        if col not in events.columns:
-            size[mask] = default
+        if kind.size_field not in events.columns:
+            size[mask] = kind.size_default
             continue
-        values = pd.to_numeric(events[col], errors="coerce").to_numpy(dtype=float)[mask]
-        size[mask] = np.log1p(values) if etype == "announcement" else values
+        values = pd.to_numeric(events[kind.size_field], errors="coerce").to_numpy(dtype=float)
+        size[mask] = np.log1p(values[mask]) if kind.log_size else values[mask]
     return size
 
 

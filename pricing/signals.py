@@ -61,6 +61,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
+from pricing.events import EVENT_KINDS, STIMULUS_KINDS, STOCK_KINDS
 from pricing.exceptions import InputError
 
 __all__ = [
@@ -79,8 +80,11 @@ __all__ = [
 
 Archetype = Literal["regional_spike", "creator_led", "edge_acceleration"]
 ARCHETYPES: tuple[Archetype, ...] = ("regional_spike", "creator_led", "edge_acceleration")
-EVENT_TYPES = ("sale", "return", "restock", "announcement", "claim", "listing")
-_STIMULUS_TYPES = ("announcement", "claim", "listing")
+# Every kind the detectors accept, and the stimuli they count (pricing.events).
+EVENT_TYPES = tuple(EVENT_KINDS)
+_STIMULUS_TYPES = STIMULUS_KINDS
+_NUMERIC_COLUMNS = ("unit_price", *dict.fromkeys(k.size_field for k in EVENT_KINDS.values()))
+"""Numeric event columns: a sale's price and every kind's size field."""
 _HOUR = pd.Timedelta(hours=1)
 
 
@@ -272,19 +276,20 @@ def _validate_events(events: pd.DataFrame) -> pd.DataFrame:
             f"events.type has unknown value(s) {sorted(set(ev.loc[bad_type, 'type'].astype(str)))} "
             f"at rows {rows}; allowed {list(EVENT_TYPES)}"
         )
-    for col in ("quantity", "unit_price", "reach", "count", "weight"):
+    for col in _NUMERIC_COLUMNS:
         if col not in ev:
             ev[col] = np.nan
         ev[col] = pd.to_numeric(ev[col], errors="coerce").astype(float)
     if "creator" not in ev:
         ev["creator"] = None
-    qty_types = ev["type"].isin(("sale", "return", "restock"))
+    qty_types = ev["type"].isin(STOCK_KINDS)
     q = ev.loc[qty_types, "quantity"].to_numpy()
     bad = ~np.isfinite(q) | (q < 0)
     if bad.any():
         rows = list(ev.index[qty_types][bad][:5])
         raise InputError(
-            f"events.quantity must be a finite number >= 0 for sale/return/restock, bad rows {rows}"
+            f"events.quantity must be a finite number >= 0 for {'/'.join(STOCK_KINDS)}, "
+            f"bad rows {rows}"
         )
     sale = ev["type"].eq("sale")
     p = ev.loc[sale, "unit_price"].to_numpy()

@@ -109,6 +109,7 @@ import numpy as np
 import pandas as pd
 from prometheus_client import Counter, Histogram
 
+from pricing.events import STIMULUS_KINDS
 from service import keys
 from service.codec import split_poisoned
 from service.config.models import ConfigBundle, DropConfig, DropWindow, Guardrails, SkuConfig
@@ -1601,9 +1602,9 @@ def _intensity_input(signal: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-_EXOGENOUS = ("announcement", "claim", "listing")
-"""Index components driven by events outside the till; the rest (sales, velocity spike)
-move with the demand being priced."""
+_EXOGENOUS = STIMULUS_KINDS
+"""Index components driven by events outside the till (the event table's stimuli); the
+rest (sales, velocity spike) move with the demand being priced."""
 
 
 def _exogenous_index(index: pd.DataFrame | None) -> pd.DataFrame | None:

@@ -98,3 +98,26 @@ def test_device_choice_errors_say_what_is_available() -> None:
     if not any(d.platform == "gpu" for d in jax.devices()):
         with pytest.raises(RefitError, match="--device gpu: JAX sees no gpu device"):
             select_devices("gpu")
+
+
+def test_the_fit_regressor_is_the_stimulus_part_of_the_index() -> None:
+    import pandas as pd
+
+    from pricing.events import EVENT_KINDS, STIMULUS_KINDS
+    from pricing.intensity import build_intensity_index
+    from service.refit import _exogenous_index
+
+    ts = pd.Timestamp(T0)
+    sizes = {"quantity": 4.0, "reach": 900.0, "count": 3.0, "weight": 2.0}
+    rows = [
+        {"ts": ts, "type": k, "sku": "S0", "market": "m", EVENT_KINDS[k].size_field: v}
+        for k in ("sale", "announcement", "claim", "listing")
+        for v in [sizes[EVENT_KINDS[k].size_field]]
+    ]
+    index = build_intensity_index(pd.DataFrame(rows), end=ts + pd.Timedelta(hours=3))
+    exogenous = _exogenous_index(index)
+    assert exogenous is not None
+    # Sales and the velocity spike count the demand being fitted: never in the regressor.
+    expected = index[list(STIMULUS_KINDS)].sum(axis=1)
+    assert exogenous["intensity"].tolist() == pytest.approx(expected.tolist())
+    assert (index["sale"] > 0).all() and (exogenous["intensity"] < index["intensity"]).all()
