@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pricing.events import EVENT_KINDS, STOCK_KINDS
 from service.exceptions import PanelError
 
 __all__ = ["EVENT_COLUMNS", "PANEL_COLUMNS", "attach_intensity", "build_panel", "dedupe_events"]
@@ -49,8 +50,9 @@ EVENT_COLUMNS = ("event_id", "ts", "type", "sku", "market")
 PANEL_COLUMNS = ("sku", "market", "period", "price", "quantity", "sold_out")
 """Columns of the panel, in order (``intensity`` is added by :func:`attach_intensity`)."""
 
-_STOCK_SIGN = {"sale": 1, "return": -1, "restock": -1}
-"""How an event moves ``left_end`` backwards in time (a sale after h means more was left at h)."""
+_STOCK_SIGN = {kind: -EVENT_KINDS[kind].stock_sign for kind in STOCK_KINDS}
+"""How an event moves ``left_end`` backwards in time (a sale after h means more was left at
+h): the opposite of its stock movement in :data:`pricing.events.EVENT_KINDS`."""
 
 
 def dedupe_events(events: pd.DataFrame) -> pd.DataFrame:
@@ -141,7 +143,7 @@ def build_panel(
         return empty
     _check(events)
     ev = dedupe_events(events)
-    ev = ev[ev["type"].isin(("sale", "return", "restock"))]
+    ev = ev[ev["type"].isin(STOCK_KINDS)]
     ev = ev[ev["sku"].notna() & ev["market"].notna()]
     if ev.empty:
         return empty

@@ -109,7 +109,7 @@ import numpy as np
 import pandas as pd
 from prometheus_client import Counter, Histogram
 
-from pricing.events import STIMULUS_KINDS
+from pricing.events import EVENT_KINDS, INDEX_KINDS, STIMULUS_KINDS
 from service import keys
 from service.codec import split_poisoned
 from service.config.models import ConfigBundle, DropConfig, DropWindow, Guardrails, SkuConfig
@@ -1591,14 +1591,17 @@ class _Heartbeat:
 
 
 def _intensity_input(signal: pd.DataFrame) -> pd.DataFrame:
+    """The decoded events as the index reads them (:data:`pricing.events.EVENT_KINDS`):
+    each indexed kind's size field kept on its own rows only, and a stimulus whose size
+    is missing given its kind's default size (a sale keeps no default: it has units)."""
     out = signal.copy()
-    if "announcement" in set(out["type"]):
-        out["reach"] = out["reach"].fillna(0.0)
-    for col in ("count", "weight"):
-        out[col] = out[col].where(out["type"].isin(("claim", "listing")))
-        out.loc[out["type"].eq("claim") & out["count"].isna(), "count"] = 1.0
-        out.loc[out["type"].eq("listing") & out["weight"].isna(), "weight"] = 1.0
-    out["quantity"] = out["quantity"].where(out["type"].eq("sale"))
+    for column in dict.fromkeys(EVENT_KINDS[k].size_field for k in INDEX_KINDS):
+        kinds = [k for k in INDEX_KINDS if EVENT_KINDS[k].size_field == column]
+        out[column] = out[column].where(out["type"].isin(kinds))
+        for kind in kinds:
+            if EVENT_KINDS[kind].stimulus:
+                missing = out["type"].eq(kind) & out[column].isna()
+                out.loc[missing, column] = EVENT_KINDS[kind].size_default
     return out.reset_index(drop=True)
 
 
