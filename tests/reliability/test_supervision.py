@@ -6,6 +6,7 @@ redis-server; faults are SIGKILLs of the redis-server or of the serve master.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -152,6 +153,9 @@ def test_serve_master_sigkilled_leaves_no_process_serving_and_restarts(
         assert replay.json()["results"][0]["status"] == "duplicate"
     finally:
         svc.stop()
+        for orphan in children:  # should this test fail, leave no orphan behind
+            with contextlib.suppress(psutil.Error):
+                orphan.kill()
 
 
 def test_second_serve_on_the_same_data_folder_refuses_naming_the_holder(
