@@ -32,6 +32,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from functools import partial
@@ -42,43 +43,50 @@ import numpy as np
 import pandas as pd
 
 from pricing.baselines import SurfacePolicy
+from pricing.events import STIMULUS_KINDS
 from pricing.exceptions import InputError
 from pricing.guardrails import GuardrailSpec
 from pricing.intensity import IntensityParams, build_intensity_index, forecast_intensity
-from pricing.model import fit_elasticity
+from pricing.model import FALLBACK_PRIOR, DemandParams, ElasticityFit, fit_elasticity
 from pricing.world import START, World
 
 __all__ = [
     "GRID_SIZE",
     "EnginePolicy",
     "exogenous_index",
-    "grid_edges",
+    "overrule_conflicts",
+    "trust_region",
     "identified",
     "price_grid",
     "refit_due",
-    "widen",
 ]
 
 GRID_SIZE = 24
 """Prices on each row's DP grid."""
-_OPEN_SPAN = (0.5, 2.0)  # first span of an unbounded side, multiples of the list price
-_MAX_SPAN = (0.1, 10.0)  # widest span of an unbounded side
-_WIDEN = 1.5  # factor an edge moves by when the optimum sits on it
+_TRUST = 1.5  # offered prices stay within this factor of the prices seen
 _IDENTIFIED_SD = 0.2  # intensity must vary this much over the observed hours ...
 _IDENTIFIED_HOURS = 6  # ... with at least this many hours above zero
-_FALLBACK_PRIOR = (-1.0, 2.0)  # elasticity prior of a category the operator gave none
+_EXPLORE = 0.0  # scale of the posterior draw: 1 is Thompson sampling, 0 the posterior mean
+_CONFLICT_Z = 2.0  # prior-data conflict threshold, in combined standard deviations
+_LEVEL_SD = 1.0  # prior sd of the log demand level around the neutral guess
+_LIFT_PRIOR = 0.25  # log-demand lift per unit of the index
 _PAD_PERIODS = 24  # the fit's panel is padded to a multiple of this many periods per row
 _PAD_OFFSET = 100_000  # pad cells sit this many hours after the drop's start
-_EXOGENOUS = ("announcement", "claim", "listing")  # index parts the fit may use
 
 
-def grid_edges(spec: GuardrailSpec, list_price: float) -> tuple[float, float]:
-    """First ``(low, high)`` of a row's grid: the floor and ceiling where the operator set
-    them, else 0.5x / 2x the list price (inside the static bounds)."""
+def trust_region(spec: GuardrailSpec, seen_low: float, seen_high: float) -> tuple[float, float]:
+    """The prices a row may be offered next: within ``_TRUST`` of the prices it has been
+    seen at (its list price before any), inside the guardrails' static bounds.
+
+    The demand model is fitted where the data are; offering a price far outside them would
+    trust an extrapolation (a log-linear curve carried to a 70 % markdown). Each re-solve can
+    step a factor ``_TRUST`` further, so a drop whose list price is far off still gets there
+    in a few hours, led by its own sales.
+    """
     lo_bound, hi_bound = spec.bounds
-    lo = lo_bound if spec.floor is not None else max(lo_bound, _OPEN_SPAN[0] * list_price)
-    hi = hi_bound if math.isfinite(hi_bound) else max(_OPEN_SPAN[1] * list_price, lo)
-    return lo, max(hi, lo)
+    lo = min(max(lo_bound, seen_low / _TRUST), hi_bound)
+    hi = max(min(hi_bound, seen_high * _TRUST), lo)
+    return lo, hi
 
 
 def price_grid(
@@ -95,37 +103,6 @@ def price_grid(
         prices = np.unique(spec.snap(np.round(np.geomspace(low, high, size), 2)))
     prices = prices[:size]
     return np.pad(prices, (0, size - prices.size), mode="edge")
-
-
-def widen(
-    spec: GuardrailSpec,
-    list_price: float,
-    low: float,
-    high: float,
-    served: float,
-    grid: np.ndarray,
-) -> tuple[float, float, bool]:
-    """Move an open edge out by half when ``served`` sits on it.
-
-    An edge is open when the operator set no bound there; it never passes the static
-    bounds, 0.1x or 10x the list price.
-
-    Returns:
-        ``(low, high, changed)``.
-    """
-    if spec.ladder is not None:
-        return low, high, False
-    lo_bound, hi_bound = spec.bounds
-    changed = False
-    if served >= grid.max() - 1e-9 and not math.isfinite(hi_bound):
-        new = min(high * _WIDEN, _MAX_SPAN[1] * list_price)
-        changed = new > high * (1 + 1e-9)
-        high = new
-    if served <= grid.min() + 1e-9 and spec.floor is None:
-        new = max(low / _WIDEN, _MAX_SPAN[0] * list_price, lo_bound)
-        changed = changed or new < low * (1 - 1e-9)
-        low = new
-    return low, high, changed
 
 
 def identified(intensity: np.ndarray) -> bool:
@@ -161,13 +138,15 @@ def draw_cold_start(
     prior_mean: np.ndarray,
     prior_sd: np.ndarray,
     rng: np.random.Generator,
+    *,
+    spread: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One draw of ``(log rate at list, elasticity)`` per row before any sale.
 
     The level is the neutral guess ``log_rate`` with a log-normal spread of one; the
     elasticity comes from the category prior.
     """
-    alpha = log_rate + rng.normal(size=n_rows)
+    alpha = log_rate + spread * rng.normal(size=n_rows)
     beta = prior_mean + prior_sd * rng.normal(size=n_rows)
     return alpha, np.minimum(beta, -0.05)
 
@@ -197,9 +176,14 @@ class EnginePolicy(SurfacePolicy):
     ) -> None:
         w = world
         self.specs = w.specs
-        self.low, self.high = np.array(
-            [grid_edges(sp, lp) for sp, lp in zip(w.specs, w.list_price, strict=True)]
-        ).T
+        self.seen_low = w.list_price.astype(np.float64).copy()
+        self.seen_high = self.seen_low.copy()
+        if history is not None and not history.empty:
+            keyed = history.groupby(["sku", "market"])["price"].agg(["min", "max"])
+            for r, pair in enumerate(zip(w.sku.tolist(), w.market.tolist(), strict=True)):
+                if pair in keyed.index:
+                    self.seen_low[r] = min(self.seen_low[r], keyed.loc[pair, "min"])
+                    self.seen_high[r] = max(self.seen_high[r], keyed.loc[pair, "max"])
         super().__init__(world, self._grid())
         if fitter is None:
             # The compiled fit specialises on the number of sold-out cells, so a drop with
@@ -220,17 +204,26 @@ class EnginePolicy(SurfacePolicy):
         self.log: list[pd.DataFrame] = [] if history is None or history.empty else [history]
         self.history_cells = 0 if history is None else len(history)
         self.fit: Any = None
+        self.fit_data: Any = None
         self.fit_rows: np.ndarray | None = None
         self.use_intensity = False
         self.observed = 0  # drop hours observed
         self.last_fit = -1
+        # Neutral guess of the demand level: the rate that just sells the stock at list.
+        self.neutral = np.log(np.maximum(w.inventory / w.hours.size, 1e-3))
+        self.level_priors = {
+            key: (float(self.neutral[r]), _LEVEL_SD, float(w.list_price[r]))
+            for r, key in enumerate(self.keys)
+        }
+        self.fit_intensity = np.zeros(w.inventory.size)  # mean index the fit's level saw
 
     def _grid(self) -> np.ndarray:
+        edges = [
+            trust_region(sp, lo, hi)
+            for sp, lo, hi in zip(self.specs, self.seen_low, self.seen_high, strict=True)
+        ]
         return np.stack(
-            [
-                price_grid(sp, lo, hi)
-                for sp, lo, hi in zip(self.specs, self.low, self.high, strict=True)
-            ]
+            [price_grid(sp, lo, hi) for sp, (lo, hi) in zip(self.specs, edges, strict=True)]
         )
 
     # ------------------------------------------------------------------ deciding
@@ -253,33 +246,28 @@ class EnginePolicy(SurfacePolicy):
         return super().propose(period, stock)
 
     def resolve(self, period: int, stock: np.ndarray) -> None:
-        """Draw from the posterior, solve its surface, widen an edge the optimum sits on."""
+        """Draw from the posterior and solve its surface on the trust region's grid."""
         self.key, sub = jax.random.split(self.key)
-        draw = self._draw(sub)
-        for _ in range(3):
-            self.solve(period, stock, self._rates(period, draw))
-            assert self.surface is not None
-            now = self.surface[self.rows, stock, 0]
-            changed = False
-            for r in range(self.rows.size):
-                lo, hi, moved = widen(
-                    self.specs[r], float(self.world.list_price[r]), self.low[r], self.high[r],
-                    float(now[r]), self.ladder[r],
-                )  # fmt: skip
-                self.low[r], self.high[r] = lo, hi
-                changed = changed or moved
-            if not changed:
-                break
-            self.ladder = self._grid()
+        self.ladder = self._grid()
+        self.solve(period, stock, self._rates(period, self._draw(sub)))
 
     def _draw(self, key: jax.Array) -> Any:
         w = self.world
         if self.fit is None:
-            rate = np.log(np.maximum(w.inventory / w.hours.size, 1e-3))
-            mean = np.where(np.isfinite(w.prior_mean), w.prior_mean, _FALLBACK_PRIOR[0])
-            sd = np.where(np.isfinite(w.prior_sd), w.prior_sd, _FALLBACK_PRIOR[1])
-            return draw_cold_start(w.inventory.size, rate, mean, sd, self.rng)
-        return self.fit.sample_params(1, key=key)
+            rate = self.neutral
+            mean = np.where(np.isfinite(w.prior_mean), w.prior_mean, FALLBACK_PRIOR[0])
+            sd = np.where(np.isfinite(w.prior_sd), w.prior_sd, FALLBACK_PRIOR[1])
+            return draw_cold_start(
+                w.inventory.size, rate, mean, _EXPLORE * sd, self.rng, spread=_EXPLORE
+            )
+        draw = self.fit.sample_params(1, key=key)
+        mean = self.fit.params
+        return type(draw)(
+            *(
+                np.asarray(m)[None] + _EXPLORE * (np.asarray(d) - np.asarray(m)[None])
+                for d, m in zip(draw, mean, strict=True)
+            )
+        )
 
     def _rates(self, period: int, draw: Any) -> np.ndarray:
         w = self.world
@@ -315,8 +303,13 @@ class EnginePolicy(SurfacePolicy):
         observed = panel[panel["period"] < START + pd.Timedelta(hours=_PAD_OFFSET)]
         self.use_intensity = identified(observed["intensity"].to_numpy())
         cats = dict(zip(self.world.sku.tolist(), self.world.category.tolist(), strict=True))
-        try:
-            fit = self.fitter(
+
+        def run(priors: dict[str, tuple[float, float]] | None, init: Any) -> Any:
+            same = (
+                init is not None
+                and init.has_intensity == self.use_intensity
+            )
+            return self.fitter(
                 panel,
                 sku="sku",
                 market="market",
@@ -325,12 +318,19 @@ class EnginePolicy(SurfacePolicy):
                 quantity="quantity",
                 intensity="intensity" if self.use_intensity else None,
                 sold_out="sold_out",
-                priors=self.priors or None,
+                level_priors=self.level_priors,
+                priors=priors,
                 categories=cats,
-                init=self.fit
-                if self.fit is not None and self.fit.has_intensity == self.use_intensity
-                else None,
+                init=init if same else None,
             )
+
+        try:
+            fit = run(self.priors or None, self.fit)
+            if self.priors:
+                # The operator's prior may be wrong; the data's own fit (empirical Bayes
+                # across the drop) overrules it row by row where the two conflict.
+                self.fit_data = run(None, self.fit_data)
+                fit = overrule_conflicts(fit, self.fit_data)
         except InputError:
             return  # keep the previous fit (or the prior) and price on
         index = {k: i for i, k in enumerate(fit.keys)}
@@ -338,6 +338,8 @@ class EnginePolicy(SurfacePolicy):
             return
         self.fit = fit
         self.fit_rows = np.array([index[k] for k in self.keys])
+        seen = observed.groupby(["sku", "market"], sort=False)["intensity"].mean()
+        self.fit_intensity = np.array([float(seen.get(k, 0.0)) for k in self.keys])
         self.last_fit = self.observed
 
     def _padded_panel(self) -> pd.DataFrame:
@@ -377,6 +379,8 @@ class EnginePolicy(SurfacePolicy):
     def observe(self, period: int, price: np.ndarray, sold: np.ndarray, stock: np.ndarray) -> None:
         w = self.world
         self.observed += 1
+        self.seen_low = np.minimum(self.seen_low, price)
+        self.seen_high = np.maximum(self.seen_high, price)
         was_open = stock + sold > 0  # a row with nothing to sell tells nothing
         if not was_open.any():
             return
@@ -395,6 +399,40 @@ class EnginePolicy(SurfacePolicy):
         )
 
 
+def overrule_conflicts(
+    informed: ElasticityFit, data: ElasticityFit, *, z: float = _CONFLICT_Z
+) -> ElasticityFit:
+    """``informed`` with the rows whose prior the data contradict taken from ``data``.
+
+    A row's prior conflicts with its data when the data's elasticity lies more than ``z``
+    combined standard deviations from the prior mean,
+    ``|β̂_data − μ| > z · sqrt(se_data² + τ²)`` (a prior-data conflict check, Evans &
+    Moshonov 2006). Both fits must come from the same panel (same rows, same order).
+    """
+    se = data.elasticity_se
+    gap = np.abs(np.asarray(data.params.elasticity) - informed.prior_mean)
+    conflict = np.isfinite(informed.prior_sd) & (gap > z * np.sqrt(se**2 + informed.prior_sd**2))
+    if not conflict.any() or list(data.keys) != list(informed.keys):
+        return informed
+    params = DemandParams(
+        *(
+            np.where(conflict, np.asarray(d), np.asarray(i))
+            for d, i in zip(data.params, informed.params, strict=True)
+        )
+    )
+    dim = min(informed.param_cov.shape[1], data.param_cov.shape[1])
+    cov = informed.param_cov.copy()
+    cov[conflict, :dim, :dim] = data.param_cov[conflict, :dim, :dim]
+    return dataclasses.replace(
+        informed,
+        params=params,
+        param_cov=cov,
+        prior_mean=np.where(conflict, data.prior_mean, informed.prior_mean),
+        prior_sd=np.where(conflict, data.prior_sd, informed.prior_sd),
+        _index={},
+    )
+
+
 def exogenous_index(
     world: World, params: IntensityParams
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -408,7 +446,7 @@ def exogenous_index(
     w = world
     r, p = w.inventory.size, w.hours.size
     total = np.zeros((r, p))
-    parts = {k: np.zeros((r, p)) for k in _EXOGENOUS}
+    parts = {k: np.zeros((r, p)) for k in STIMULUS_KINDS}
     if w.events.empty:
         return total, parts
     # Start at the first event so every row an event touched has its key (events before
@@ -426,7 +464,7 @@ def exogenous_index(
     keys = zip(index["sku"], index["market"], strict=True)
     rows = np.array([row.get(k, -1) for k in keys], dtype=np.int64)
     ok = np.asarray(ok, dtype=bool) & (rows >= 0)
-    for kind in _EXOGENOUS:
+    for kind in STIMULUS_KINDS:
         parts[kind][rows[ok], col[ok]] = index[kind].to_numpy()[ok]
     total = sum(parts.values(), np.zeros((r, p)))
     return total, parts

@@ -77,7 +77,7 @@ from jax.scipy.special import gammainc, gammaln
 
 from pricing.exceptions import InputError
 
-__all__ = ["DemandParams", "ElasticityFit", "fit_elasticity"]
+__all__ = ["FALLBACK_PRIOR", "DemandParams", "ElasticityFit", "fit_elasticity"]
 
 _FORMAT_VERSION = 1
 _MAX_ROWS_SHOWN = 10
@@ -86,6 +86,9 @@ _TAU_MIN = 0.05  # floor of the category spread: keeps the prior precision finit
 # stops an undetectable spread (tau^2 estimated as 0) from claiming near-zero errors
 _WEAK_SD = 2.0  # prior sd of intensity lift / shift when pooling
 _ALPHA_SD = 5.0  # prior sd of the baseline log rate when pooling
+FALLBACK_PRIOR = (-1.0, 2.0)
+"""Elasticity prior ``(mean, sd)`` where neither the operator nor the data give one: a
+weakly informative prior around a typical retail elasticity."""
 _ROW_BLOCK = 1024  # CPU: rows per cache block of the per-row sums
 _UNPOOLED_PREC = 1e-8  # stage-one ridge on beta so a constant-price SKU stays finite
 
@@ -558,8 +561,8 @@ def _empirical_bayes(
     # Fewer than 3 usable SKUs in all: no spread can be estimated, so fall back to a
     # weakly informative prior around a typical retail elasticity instead of pinning
     # each SKU to its own first-stage estimate.
-    mu_g = jnp.where(k_all[0] >= 3, mu_g, -1.0)
-    tau_g = jnp.where(k_all[0] >= 3, tau_g, 2.0)
+    mu_g = jnp.where(k_all[0] >= 3, mu_g, FALLBACK_PRIOR[0])
+    tau_g = jnp.where(k_all[0] >= 3, tau_g, FALLBACK_PRIOR[1])
     row = jnp.where(group >= 0, group, g)
     return mu_g[row], tau_g[row]
 
@@ -742,6 +745,7 @@ def _prepare(
     init: ElasticityFit | None,
     daily_profile: bool | None,
     max_iter: int,
+    level_priors: Mapping[Any, tuple[float, float, float]] | None = None,
 ) -> _Prepared:
     if not isinstance(panel, pd.DataFrame):
         raise InputError(f"panel must be a pandas DataFrame, got {type(panel).__name__}")
@@ -939,6 +943,22 @@ def _prepare(
             pairs = np.array(chosen[configured].tolist(), dtype=float)
             prior_mean[configured, 1] = pairs[:, 0]
             prior_prec[configured, 1] = 1.0 / pairs[:, 1] ** 2
+        if level_priors:
+            # A level prior states the log rate at a given price; move it to the row's
+            # reference price along the elasticity prior's mean (N(-1, .) without one).
+            beta0 = np.where(configured, prior_mean[:, 1], FALLBACK_PRIOR[0])
+            for i, key in enumerate(keys):
+                entry = level_priors.get(key)
+                if entry is None:
+                    continue
+                log_rate, sd, at_price = (float(v) for v in entry)
+                if not (math.isfinite(log_rate) and sd > 0 and at_price > 0):
+                    raise InputError(
+                        f"level_priors[{key!r}] must be (log rate, sd > 0, price > 0), "
+                        f"got {entry!r}"
+                    )
+                prior_mean[i, 0] = log_rate + beta0[i] * (log_pref[i] - math.log(at_price))
+                prior_prec[i, 0] = 1.0 / sd**2
         if (~configured).any():
             codes, _ = pd.factorize(
                 pd.Series(category_of_row[~configured], dtype=object), use_na_sentinel=False
@@ -1474,6 +1494,7 @@ def fit_elasticity(
     daily_profile: bool | None = None,
     max_iter: int = 50,
     jit: bool = True,
+    level_priors: Mapping[Any, tuple[float, float, float]] | None = None,
 ) -> ElasticityFit:
     """Fit the Poisson demand model for every SKU(-market) at once (joint MAP).
 
@@ -1499,6 +1520,9 @@ def fit_elasticity(
             datetimes shorter than a day.
         max_iter: Newton iterations per stage.
         jit: run the compiled program (``False`` runs the same code eagerly).
+        level_priors: ``{(sku, market): (log rate, sd, price)}``: a prior on a row's demand
+            level, ``log λ ~ N(log rate, sd²)`` per period at ``price`` (before any sale the
+            engine's neutral guess; the weak ``N(log ȳ, 5²)`` otherwise).
 
     Returns:
         :class:`ElasticityFit`.
@@ -1533,6 +1557,7 @@ def fit_elasticity(
         init=init,
         daily_profile=daily_profile,
         max_iter=max_iter,
+        level_priors=level_priors,
     )
     if jit:
         out = _fit_impl(prep.data, prep.static)

@@ -38,6 +38,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pricing.events import STIMULUS_KINDS
 from pricing.exceptions import ScenarioError
 from pricing.guardrails import GuardrailSpec
 
@@ -255,16 +256,23 @@ class EventType(_Frozen):
     """Decay half-life of an event's contribution."""
     weight: Positive = 1.0
     """Contribution per unit of event size."""
-    kind: Literal["announcement", "claim", "listing"] | None = None
-    """What the shop's event log records it as (default: the type's name when it is one of
-    these, else ``announcement``). The engine builds its own index from the log with the
-    production weights and half-lives, which need not match this truth's."""
+    kind: str | None = None
+    """The stimulus kind the shop's event log records it as (one of
+    :data:`pricing.events.STIMULUS_KINDS`; default: the type's name when it is one, else
+    ``announcement``). The engine builds its own index from the log with the production
+    weights and half-lives, which need not match this truth's."""
+
+    @model_validator(mode="after")
+    def _kind(self) -> EventType:
+        if self.kind is not None and self.kind not in STIMULUS_KINDS:
+            raise ValueError(f"kind must be one of {list(STIMULUS_KINDS)}, got {self.kind!r}")
+        return self
 
     def log_kind(self, name: str) -> str:
         """The production event kind this truth's events are logged as."""
         if self.kind is not None:
             return self.kind
-        return name if name in ("announcement", "claim", "listing") else "announcement"
+        return name if name in STIMULUS_KINDS else "announcement"
 
 
 class EventSpec(_Frozen):

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from pricing.events import EVENT_KINDS, STIMULUS_KINDS
 from pricing.exceptions import GuardrailError, ScenarioError
 from pricing.guardrails import GuardrailSpec, GuardrailTable, candidate_ladder, stack_guardrails
 from pricing.intensity import forecast_intensity
@@ -33,6 +34,7 @@ FULL_GRID = 96  # prices on the full-information grid
 BASELINE_GRID = 16  # prices on the baselines' ladder (0.5x-2x list inside the guardrails)
 _MARKDOWN_DAY = 0.15  # share of history days a shop marks down
 _MARKDOWN = 0.85  # the markdown, x list price
+_SIZE_FIELDS = tuple(dict.fromkeys(EVENT_KINDS[k].size_field for k in STIMULUS_KINDS))
 _RESTOCK_COVER = 1.25  # a history day's stock, x expected daily demand at list
 
 
@@ -252,18 +254,15 @@ def build_world(scenario: Scenario, *, source: str = "<scenario>") -> World:
 def _log_entry(ts: pd.Timestamp, kind: str, sku: str, market: str, size: float) -> dict[str, Any]:
     """One row of the shop's event log, with the size in the field production records.
 
-    An announcement's ``reach`` is ``e^size − 1`` (the index scores ``log1p(reach)``), a
-    claim's ``count`` and a listing's ``weight`` are the size itself.
+    The size goes to the kind's size field (:data:`pricing.events.EVENT_KINDS`); a kind the
+    index scores on a log scale (an announcement's reach) records ``e^size − 1``, so the
+    index sees the truth's size either way.
     """
-    return {
-        "ts": ts,
-        "type": kind,
-        "sku": sku,
-        "market": market,
-        "reach": math.expm1(size) if kind == "announcement" else np.nan,
-        "count": size if kind == "claim" else np.nan,
-        "weight": size if kind == "listing" else np.nan,
-    }
+    spec = EVENT_KINDS[kind]
+    row: dict[str, Any] = {"ts": ts, "type": kind, "sku": sku, "market": market}
+    row.update({field: np.nan for field in _SIZE_FIELDS})
+    row[spec.size_field] = math.expm1(size) if spec.log_size else size
+    return row
 
 
 def shop_history(world: World, hours: int, rng: np.random.Generator) -> pd.DataFrame:
