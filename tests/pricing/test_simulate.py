@@ -217,7 +217,8 @@ def test_cli_json_and_bad_file(tmp_path):
     data = json.loads(out.stdout)
     assert set(data["policies"]) == {"fixed", "oracle"}
     fixed = data["policies"]["fixed"]
-    assert {"revenue", "revenue_ci", "pct_of_oracle", "sell_through"} <= set(fixed)
+    assert {"revenue", "revenue_ci", "pct_of_oracle", "pct_of_bound", "sell_through"} <= set(fixed)
+    assert data["bound"] > 0 and 0 < fixed["pct_of_bound"] <= 100.0
     assert fixed["revenue_ci"][0] <= fixed["revenue"] <= fixed["revenue_ci"][1]
     assert (tmp_path / "fig.png").stat().st_size > 0
     broken = tiny()
