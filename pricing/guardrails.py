@@ -16,6 +16,10 @@ On a published surface ``p(n, t)`` the time rules run along ``t`` at each stock 
 sales) they run on the path (:func:`guard_served`, :func:`guard_path`), which also enforces the
 change cap. Every served price carries a :class:`GuardrailCode` saying which rule bound it.
 
+The operator's amounts (floor, ceiling, cost, ladder steps, ending) compare by the money
+rule of :mod:`pricing.money`: at the cent, as written. A floor of ``20.004`` and a ceiling
+of ``20.0`` are the same price; ``20.01`` over ``20.0`` is a contradiction.
+
 Contradictory bounds (cost above the ceiling, a ladder with no step inside the bounds, an
 ending that never falls inside them) raise :class:`~pricing.exceptions.GuardrailError` when the
 spec is built, so an impossible spec never reaches a terminal. A non-finite proposal on a
@@ -34,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from pricing.exceptions import GuardrailError, InputError
+from pricing.money import compare_money, to_minor
 
 __all__ = [
     "MIN_PRICE",
@@ -135,8 +140,8 @@ class GuardrailSpec:
                     f"ladder must list finite prices > 0, got {list(self.ladder)!r}"
                 )
             object.__setattr__(self, "ladder", tuple(sorted(set(steps))))
-        lo, hi = self.bounds
-        if lo > hi + _TOL:
+        lo, hi = self._raw_bounds
+        if compare_money(lo, hi) > 0:
             what = "unit_cost" if self._cost_binds else "floor"
             raise GuardrailError(
                 f"no price satisfies the bounds: {what} {lo} is above ceiling {hi} "
@@ -149,8 +154,10 @@ class GuardrailSpec:
                 + f", ladder {list(self.ladder)}"
             )
         if self.ladder is None and self.price_ending is not None:
-            first = math.ceil(lo - self.price_ending - _TOL) + self.price_ending
-            if first > hi + _TOL:
+            # The first price at or above lo carrying the ending, in whole cents.
+            lo_c, end_c = to_minor(lo), to_minor(self.price_ending)
+            first = (lo_c + (end_c - lo_c) % 100) / 100
+            if compare_money(first, hi) > 0:
                 raise GuardrailError(
                     f"no price ending in {self.price_ending} lies in [{lo}, {hi}]: "
                     "widen the bounds or change the ending"
@@ -161,12 +168,23 @@ class GuardrailSpec:
         return not self.allow_below_cost and self.unit_cost > (self.floor or 0.0)
 
     @property
-    def bounds(self) -> tuple[float, float]:
-        """``(lo, hi)``: the lowest and highest price this spec lets through."""
+    def _raw_bounds(self) -> tuple[float, float]:
         lo = max(self.floor or 0.0, MIN_PRICE)
         if not self.allow_below_cost:
             lo = max(lo, self.unit_cost)
         hi = self.ceiling if self.ceiling is not None else math.inf
+        return lo, hi
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """``(lo, hi)``: the lowest and highest price this spec lets through.
+
+        A floor a hair above the ceiling as floats but the same cent (``20.004`` and
+        ``20.0``, :mod:`pricing.money`) leaves one price, the floor: ``hi`` is raised to it.
+        """
+        lo, hi = self._raw_bounds
+        if lo > hi and compare_money(lo, hi) == 0:
+            hi = lo
         return lo, hi
 
     @property
@@ -176,10 +194,16 @@ class GuardrailSpec:
             return np.empty(0)
         lo, hi = self.bounds
         steps = np.asarray(self.ladder, dtype=np.float64)
-        keep = (steps >= lo - _TOL) & (steps <= hi + _TOL)
-        if self.price_ending is not None:
-            cents = steps - np.floor(steps + _TOL)
-            keep &= np.abs(cents - self.price_ending) < 5e-3
+        ending = None if self.price_ending is None else to_minor(self.price_ending)
+        keep = np.array(
+            [
+                compare_money(lo, p) <= 0
+                and compare_money(p, hi) <= 0
+                and (ending is None or to_minor(p) % 100 == ending)
+                for p in self.ladder
+            ],
+            dtype=bool,
+        )
         return steps[keep]
 
     def snap(self, price: np.ndarray, mode: str = "nearest") -> np.ndarray:

@@ -16,9 +16,10 @@ What lives here:
   (``application/json`` or ``application/<x>+json``), or YAML where a route takes YAML
   (``PUT /v1/drops/{id}``); anything else is ``415`` before a route reads the body. A
   body sent without any ``Content-Type`` is read as JSON, as FastAPI does.
-- :func:`minor_units` and :func:`check_price_decimals`: a price may not carry more
-  decimals than its currency has minor units (ISO 4217: JPY 0, USD 2, KWD 3), so
-  ``19.999`` USD is refused rather than rounded behind the operator's back.
+- :func:`check_price_decimals`: a price may not carry more decimals than its currency
+  has minor units (:func:`pricing.money.minor_units`, ISO 4217: JPY 0, USD 2, KWD 3),
+  so ``19.999`` USD is refused rather than rounded behind the operator's back. How
+  prices then compare is :mod:`pricing.money`'s rule.
 
 The per-field limits (batch sizes, string lengths, numeric ranges, unknown fields) are
 constraints on the request schemas in :mod:`service.schemas`; the reliability suite
@@ -35,6 +36,7 @@ from typing import Any
 import orjson
 from starlette.exceptions import HTTPException
 
+from pricing.money import minor_units
 from service.middleware import new_request_id
 
 __all__ = [
@@ -60,45 +62,6 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yam
 """Media types of a YAML body (``PUT /v1/drops/{id}`` takes one)."""
 _YAML_ROUTES = (("PUT", "/v1/drops/"),)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-# ISO 4217 currencies whose minor unit is not 2 (the rest use cents).
-_MINOR_UNITS: dict[str, int] = {
-    **dict.fromkeys(
-        [
-            "BIF",
-            "CLP",
-            "DJF",
-            "GNF",
-            "ISK",
-            "JPY",
-            "KMF",
-            "KRW",
-            "PYG",
-            "RWF",
-            "UGX",
-            "UYI",
-            "VND",
-            "VUV",
-            "XAF",
-            "XOF",
-            "XPF",
-        ],
-        0,
-    ),
-    **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
-    "CLF": 4,
-    "UYW": 4,
-}
-
-
-def minor_units(currency: str) -> int:
-    """Decimals a price in ``currency`` may carry (ISO 4217 minor unit; 2 when unlisted).
-
-    Example:
-        >>> minor_units("USD"), minor_units("JPY"), minor_units("KWD")
-        (2, 0, 3)
-    """
-    return _MINOR_UNITS.get(currency.upper(), 2)
 
 
 def check_price_decimals(value: float, currency: str, *, field: str = "unit_price") -> None:

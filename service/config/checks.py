@@ -13,7 +13,8 @@ the rules here look across files and across guardrail levels:
   floor above the drop ceiling is reported on the SKU's ``guardrails.floor``;
 - the list price (served before any surface exists) lies inside the effective
   floor and ceiling, and neither it nor the ceiling is under unit cost unless
-  ``allow_below_cost`` is set.
+  ``allow_below_cost`` is set. These compare in the SKU currency's minor unit, the
+  guardrail levels among themselves at the cent (:mod:`pricing.money`).
 
 Each problem names the part it belongs to (``defaults``, ``categories`` or the
 drop id) and a field path inside that part, so the loader can print the file and
@@ -25,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from pricing.money import compare_money, minor_units
 from service.config.models import (
     ConfigBundle,
     DropConfig,
@@ -79,10 +81,17 @@ def merge_problems(
 
 
 def _sku_price_problems(
-    sku: SkuConfig, g: Guardrails, where: tuple[str | int, ...]
+    sku: SkuConfig, g: Guardrails, where: tuple[str | int, ...], currency: str
 ) -> list[Problem]:
+    # Money compares in the SKU currency's minor unit (pricing.money): a list price of
+    # 50.0 respects a ceiling of 49.99999999999999, both being 5,000 cents.
+    digits = minor_units(currency)
+
+    def below(a: float, b: float) -> bool:
+        return compare_money(a, b, digits=digits) < 0
+
     out: list[Problem] = []
-    if g.floor is not None and sku.list_price < g.floor - 1e-9:
+    if g.floor is not None and below(sku.list_price, g.floor):
         out.append(
             (
                 (*where, "list_price"),
@@ -90,7 +99,7 @@ def _sku_price_problems(
                 "the list price is served before any surface, so it must respect the guardrails",
             )
         )
-    if g.ceiling is not None and sku.list_price > g.ceiling + 1e-9:
+    if g.ceiling is not None and below(g.ceiling, sku.list_price):
         out.append(
             (
                 (*where, "list_price"),
@@ -99,7 +108,7 @@ def _sku_price_problems(
             )
         )
     if not g.allow_below_cost:
-        if sku.list_price < sku.unit_cost - 1e-9:
+        if below(sku.list_price, sku.unit_cost):
             out.append(
                 (
                     (*where, "list_price"),
@@ -107,7 +116,7 @@ def _sku_price_problems(
                     "raise it or set guardrails.allow_below_cost: true",
                 )
             )
-        if g.ceiling is not None and g.ceiling < sku.unit_cost - 1e-9:
+        if g.ceiling is not None and below(g.ceiling, sku.unit_cost):
             out.append(
                 (
                     (*where, "unit_cost"),
@@ -180,7 +189,7 @@ def _drop_problems(bundle: ConfigBundle, drop: DropConfig) -> list[Problem]:
                 continue
             if sku.guardrails is not None:
                 g = base.merged(sku.guardrails)
-            for p in _sku_price_problems(sku, g, where):
+            for p in _sku_price_problems(sku, g, where, currency):
                 if p[1] not in reported:
                     out.append(p)
                     reported.add(p[1])

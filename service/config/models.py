@@ -40,6 +40,8 @@ from pydantic import (
     model_validator,
 )
 
+from pricing.money import compare_money, to_minor
+
 __all__ = [
     "Arm",
     "Categories",
@@ -61,8 +63,6 @@ Identifier = Annotated[
 ]
 Money = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False, strict=True)]
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
-# Money comparisons tolerate float noise from YAML decimals (19.99 * 100 etc.).
-_EPS = 1e-9
 
 Problem = tuple[tuple[str | int, ...], str]
 """A (relative field path, message) pair found by a validator."""
@@ -107,10 +107,14 @@ class _Frozen(BaseModel):
 
 
 def _price_with_ending(lo: float, hi: float, ending: float) -> float | None:
-    """Smallest price ``k + ending`` (k = 0, 1, 2, ...) inside ``[lo, hi]``, if any."""
-    k = max(0, math.ceil(lo - ending - _EPS))
-    price = k + ending
-    return price if price <= hi + _EPS else None
+    """Smallest price ``k + ending`` (k = 0, 1, 2, ...) inside ``[lo, hi]``, if any.
+
+    Worked in cents (:mod:`pricing.money`), so ``lo = 19.99`` admits ``19.99`` itself.
+    """
+    lo_c, end_c = to_minor(lo), to_minor(ending)
+    k = max(0, -((end_c - lo_c) // 100))  # ceil((lo - ending) / 1.00) in whole cents
+    price = (k * 100 + end_c) / 100
+    return price if compare_money(price, hi) <= 0 else None
 
 
 def guardrail_problems(g: Guardrails) -> list[Problem]:
@@ -118,7 +122,8 @@ def guardrail_problems(g: Guardrails) -> list[Problem]:
 
     Rules: ``floor <= ceiling``; a ladder is non-empty, strictly ascending and has at
     least one step inside ``[floor, ceiling]``; with a ``price_ending`` (and no ladder)
-    some price ending in it lies inside ``[floor, ceiling]``.
+    some price ending in it lies inside ``[floor, ceiling]``. Amounts compare at the cent
+    (:func:`pricing.money.compare_money`): a guardrail block does not know its currency.
 
     Returns:
         (field path, message) pairs, empty when the guardrails are consistent.
@@ -126,7 +131,7 @@ def guardrail_problems(g: Guardrails) -> list[Problem]:
     out: list[Problem] = []
     lo = g.floor if g.floor is not None else 0.0
     hi = g.ceiling if g.ceiling is not None else math.inf
-    if g.floor is not None and g.ceiling is not None and g.floor > g.ceiling + _EPS:
+    if g.floor is not None and g.ceiling is not None and compare_money(g.floor, g.ceiling) > 0:
         out.append(
             (
                 ("floor",),
@@ -140,7 +145,7 @@ def guardrail_problems(g: Guardrails) -> list[Problem]:
             out.append((("ladder",), "ladder must list at least one price, got an empty list"))
         else:
             for i, (a, b) in enumerate(zip(g.ladder, g.ladder[1:], strict=False)):
-                if b <= a:
+                if compare_money(b, a) <= 0:
                     out.append(
                         (
                             ("ladder", i + 1),
@@ -148,7 +153,7 @@ def guardrail_problems(g: Guardrails) -> list[Problem]:
                         )
                     )
                     break
-            if not any(lo - _EPS <= p <= hi + _EPS for p in g.ladder):
+            if not any(compare_money(lo, p) <= 0 and compare_money(p, hi) <= 0 for p in g.ladder):
                 out.append(
                     (
                         ("ladder",),

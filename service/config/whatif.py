@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from pricing.money import compare_money
 from service.config.models import ConfigBundle, DropConfig, Guardrails, SkuConfig
 from service.exceptions import DropPriceError, UnknownMarket, UnknownSku
 from service.store import PriceStore, SurfaceRecord
@@ -659,11 +660,11 @@ def explain(
         rails = row.rails
         if bound_by is None:
             # The DP's ladder already lies inside the bounds: say which one it hit.
-            if rails.ceiling is not None and free > rails.ceiling + 1e-9:
+            if rails.ceiling is not None and compare_money(free, rails.ceiling) > 0:
                 bound_by = "ceiling"
-            elif rails.floor is not None and free < rails.floor - 1e-9:
+            elif rails.floor is not None and compare_money(free, rails.floor) < 0:
                 bound_by = "floor"
-            elif not rails.allow_below_cost and free < row.sku_config.unit_cost - 1e-9:
+            elif not rails.allow_below_cost and compare_money(free, row.sku_config.unit_cost) < 0:
                 bound_by = "cost"
     else:
         reasons.append("no fit stored with the live version: the unconstrained optimum is unknown")

@@ -18,6 +18,7 @@ from pricing.guardrails import (
     candidate_ladder,
     guard_path,
 )
+from pricing.money import compare_money, to_minor
 
 money = st.floats(min_value=0.0, max_value=500.0, allow_nan=False, allow_infinity=False)
 
@@ -52,18 +53,20 @@ proposals = st.floats(min_value=-1e6, max_value=1e9, allow_nan=False, allow_infi
 
 
 def assert_allowed(spec: GuardrailSpec, prices: np.ndarray) -> None:
-    lo, hi = spec.bounds
+    """Every price keeps to the spec, money compared at the cent (pricing.money)."""
     assert np.all(np.isfinite(prices))
-    assert np.all(prices >= lo - 1e-9) and np.all(prices <= hi + 1e-9)
-    assert np.all(prices >= MIN_PRICE - 1e-12)
-    if not spec.allow_below_cost:
-        assert np.all(prices >= spec.unit_cost - 1e-9)
-    if spec.ladder is not None:
-        steps = spec.allowed_ladder
-        assert np.all(np.min(np.abs(prices[..., None] - steps), axis=-1) < 1e-9)
-    elif spec.price_ending is not None:
-        cents = prices - np.floor(prices + 1e-9)
-        assert np.all(np.abs(cents - spec.price_ending) < 1e-6)
+    for price in np.ravel(prices).tolist():
+        if spec.floor is not None:
+            assert compare_money(price, spec.floor) >= 0, (price, spec)
+        if spec.ceiling is not None:
+            assert compare_money(price, spec.ceiling) <= 0, (price, spec)
+        assert compare_money(price, MIN_PRICE) >= 0, (price, spec)
+        if not spec.allow_below_cost:
+            assert compare_money(price, spec.unit_cost) >= 0, (price, spec)
+        if spec.ladder is not None:
+            assert any(compare_money(price, step) == 0 for step in spec.allowed_ladder)
+        elif spec.price_ending is not None:
+            assert to_minor(price) % 100 == to_minor(spec.price_ending), (price, spec)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
