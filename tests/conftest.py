@@ -1,14 +1,38 @@
-"""Session fixtures: real redis-server processes on free ports (no fake Redis)."""
+"""Session fixtures: real redis-server processes on free ports (no fake Redis).
+
+Hypothesis profiles (``HYPOTHESIS_PROFILE``, ``ci`` when unset, so plain ``pytest``
+in CI uses it):
+
+- ``ci``: the same examples on every run (``derandomize=True``, no example database)
+  and nothing timed (no deadline, no too-slow health check), so a run's result depends
+  on the code alone, not on the seed or the machine's load;
+- ``explore``: fresh random examples on each run, kept in the local ``.hypothesis/``
+  database so a failure replays. Run it locally (``HYPOTHESIS_PROFILE=explore pytest``);
+  every failure it finds becomes an ``@example`` on the test, then a fix.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
 
 from service.embedded import RedisCluster, RedisServer
 from service.store import ClusterClient
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
+)
+settings.register_profile("explore", deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")
