@@ -1,0 +1,1 @@
+"""Test and benchmark support: stream generators independent of the code under test."""
