@@ -38,7 +38,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import jax
 import numpy as np
 import pandas as pd
 
@@ -55,6 +54,7 @@ __all__ = [
     "EnginePolicy",
     "exogenous_index",
     "overrule_conflicts",
+    "posterior_rates",
     "trust_region",
     "identified",
     "price_grid",
@@ -66,7 +66,7 @@ GRID_SIZE = 24
 _TRUST = 1.5  # offered prices stay within this factor of the prices seen
 _IDENTIFIED_SD = 0.2  # intensity must vary this much over the observed hours ...
 _IDENTIFIED_HOURS = 6  # ... with at least this many hours above zero
-_EXPLORE = 0.0  # scale of the posterior draw: 1 is Thompson sampling, 0 the posterior mean
+_MAX_LOG_VAR = 4.0  # cap on the log-scale variance a rate is averaged over
 _CONFLICT_Z = 2.0  # prior-data conflict threshold, in combined standard deviations
 _LEVEL_SD = 1.0  # prior sd of the log demand level around the neutral guess
 _LIFT_PRIOR = 0.25  # log-demand lift per unit of the index
@@ -132,25 +132,6 @@ def refit_due(observed_hours: int, last_fit_hours: int, window_hours: int) -> bo
     return gap >= min(cap, max(1, math.ceil(last_fit_hours / 3)))
 
 
-def draw_cold_start(
-    n_rows: int,
-    log_rate: np.ndarray,
-    prior_mean: np.ndarray,
-    prior_sd: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    spread: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One draw of ``(log rate at list, elasticity)`` per row before any sale.
-
-    The level is the neutral guess ``log_rate`` with a log-normal spread of one; the
-    elasticity comes from the category prior.
-    """
-    alpha = log_rate + spread * rng.normal(size=n_rows)
-    beta = prior_mean + prior_sd * rng.normal(size=n_rows)
-    return alpha, np.minimum(beta, -0.05)
-
-
 FitFn = Callable[..., Any]
 
 
@@ -169,7 +150,6 @@ class EnginePolicy(SurfacePolicy):
         world: World,
         *,
         history: pd.DataFrame | None = None,
-        key: jax.Array,
         compiled_fit_max_rows: int = 200,
         fitter: FitFn | None = None,
         params: IntensityParams | None = None,
@@ -191,8 +171,6 @@ class EnginePolicy(SurfacePolicy):
             # above ``compiled_fit_max_rows`` rows the same fit runs eagerly instead.
             fitter = partial(fit_elasticity, jit=w.inventory.size <= compiled_fit_max_rows)
         self.fitter = fitter
-        self.key = key
-        self.rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
         self.params = params or IntensityParams()
         self.exo, self.exo_parts = exogenous_index(w, self.params)
         self.keys = list(zip(w.sku.tolist(), w.market.tolist(), strict=True))
@@ -246,46 +224,39 @@ class EnginePolicy(SurfacePolicy):
         return super().propose(period, stock)
 
     def resolve(self, period: int, stock: np.ndarray) -> None:
-        """Draw from the posterior and solve its surface on the trust region's grid."""
-        self.key, sub = jax.random.split(self.key)
+        """Solve the surface of the posterior expected demand on the trust region's grid."""
         self.ladder = self._grid()
-        self.solve(period, stock, self._rates(period, self._draw(sub)))
+        self.solve(period, stock, self._rates(period))
 
-    def _draw(self, key: jax.Array) -> Any:
-        w = self.world
-        if self.fit is None:
-            rate = self.neutral
-            mean = np.where(np.isfinite(w.prior_mean), w.prior_mean, FALLBACK_PRIOR[0])
-            sd = np.where(np.isfinite(w.prior_sd), w.prior_sd, FALLBACK_PRIOR[1])
-            return draw_cold_start(
-                w.inventory.size, rate, mean, _EXPLORE * sd, self.rng, spread=_EXPLORE
-            )
-        draw = self.fit.sample_params(1, key=key)
-        mean = self.fit.params
-        return type(draw)(
-            *(
-                np.asarray(m)[None] + _EXPLORE * (np.asarray(d) - np.asarray(m)[None])
-                for d, m in zip(draw, mean, strict=True)
-            )
-        )
-
-    def _rates(self, period: int, draw: Any) -> np.ndarray:
+    def _rates(self, period: int) -> np.ndarray:
+        """``[R, T, K]`` posterior expected demand (:func:`posterior_rates`) from ``period`` on."""
         w = self.world
         hours = w.hours[period:] % 24
+        forecast = self._forecast(period)
         if self.fit is None:
-            alpha, beta = draw
-            x = np.log(self.ladder / w.list_price[:, None])  # [R, K]
-            rates = np.exp(alpha[:, None] + beta[:, None] * x)[:, None, :]
-            return np.broadcast_to(rates, (w.inventory.size, hours.size, x.shape[1])).copy()
+            mean = np.where(np.isfinite(w.prior_mean), w.prior_mean, FALLBACK_PRIOR[0])
+            sd = np.where(np.isfinite(w.prior_sd), w.prior_sd, FALLBACK_PRIOR[1])
+            x = np.log(self.ladder / w.list_price[:, None])[:, None, :]  # [R, 1, K]
+            log_rate = self.neutral[:, None, None] + mean[:, None, None] * x
+            var = _LEVEL_SD**2 + (sd[:, None, None] * x) ** 2
+            lift = _LIFT_PRIOR * forecast[:, :, None]
+            return np.exp(log_rate + 0.5 * var + lift)
         assert self.fit_rows is not None
         order = np.empty_like(self.fit_rows)
         order[self.fit_rows] = np.arange(self.fit_rows.size)
-        inten = None
-        if self.use_intensity:
-            inten = self._forecast(period)[order]
-        one = type(draw)(*(np.asarray(a)[0] for a in draw))
-        rates = self.fit.demand_rates(self.ladder[order], intensity=inten, hours=hours, params=one)
-        return np.asarray(rates)[self.fit_rows]
+        rates = posterior_rates(
+            self.fit,
+            self.ladder[order],
+            forecast[order] if self.use_intensity else None,
+            hours,
+        )[self.fit_rows]
+        if not self.use_intensity:
+            # The data have not moved the index enough to fit its lift; events still lift
+            # demand by the default prior lift, relative to the level the fit saw.
+            rates = (
+                rates * np.exp(_LIFT_PRIOR * (forecast - self.fit_intensity[:, None]))[:, :, None]
+            )
+        return rates
 
     def _forecast(self, period: int) -> np.ndarray:
         """``[R, P - period]`` the engine's own exogenous index, decaying from its value now."""
@@ -305,10 +276,7 @@ class EnginePolicy(SurfacePolicy):
         cats = dict(zip(self.world.sku.tolist(), self.world.category.tolist(), strict=True))
 
         def run(priors: dict[str, tuple[float, float]] | None, init: Any) -> Any:
-            same = (
-                init is not None
-                and init.has_intensity == self.use_intensity
-            )
+            same = init is not None and init.has_intensity == self.use_intensity
             return self.fitter(
                 panel,
                 sku="sku",
@@ -397,6 +365,34 @@ class EnginePolicy(SurfacePolicy):
                 }
             )
         )
+
+
+def posterior_rates(
+    fit: ElasticityFit,
+    prices: np.ndarray,
+    intensity: np.ndarray | None,
+    hours: np.ndarray,
+) -> np.ndarray:
+    """Expected units ``[S, T, K]`` averaged over the fit's Laplace posterior.
+
+    With ``log λ = a'θ`` linear in the parameters ``θ ~ N(θ̂, Σ)`` (``a = [1, x, I, I x]``,
+    ``x = log(p / p_ref)``), ``E[λ] = exp(a'θ̂ + ½ a'Σa)``: the demand the expected revenue
+    of a price is made of, where the plug-in ``λ(θ̂)`` would understate it by the spread of
+    what the data allow. Prices far from the data carry a larger ``x``, so a larger spread.
+    """
+    mean = np.asarray(fit.demand_rates(prices, intensity=intensity, hours=hours))
+    x = (np.log(prices) - fit.log_pref[:, None])[:, None, :]  # [S, 1, K]
+    cov = np.nan_to_num(fit.param_cov, nan=0.0, posinf=0.0)
+    var = (
+        cov[:, 0, 0, None, None]
+        + 2 * cov[:, 0, 1, None, None] * x
+        + cov[:, 1, 1, None, None] * x**2
+    )
+    if fit.has_intensity and intensity is not None and cov.shape[1] >= 4:
+        i = np.asarray(intensity)[:, :, None]  # [S, T, 1]
+        a = (np.ones_like(x + i), x + 0 * i, i + 0 * x, i * x)
+        var = sum(cov[:, j, k, None, None] * a[j] * a[k] for j in range(4) for k in range(4))
+    return mean * np.exp(0.5 * np.clip(var, 0.0, _MAX_LOG_VAR))
 
 
 def overrule_conflicts(

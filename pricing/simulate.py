@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import jax
 import numpy as np
 from scipy import stats
 
@@ -169,7 +168,6 @@ def _make_policy(name: str, world: World, scenario: Scenario, seed: int) -> Poli
         return EnginePolicy(
             world,
             history=history,
-            key=jax.random.PRNGKey(seed),
             compiled_fit_max_rows=e.compiled_fit_max_rows,
         )
     raise ScenarioError(f"unknown policy {name!r}, allowed {list(POLICIES)}")

@@ -3,7 +3,6 @@ what production sees."""
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import pytest
 from scipy import stats
@@ -93,8 +92,8 @@ def test_the_engine_never_reads_the_truth():
         half_lives=np.full_like(world.half_lives, np.nan),
     )
     u = np.clip(np.random.default_rng(4).random(world.truth.intensity.shape), 1e-9, 1 - 1e-9)
-    seen = EnginePolicy(poisoned, key=jax.random.PRNGKey(0))
-    real = EnginePolicy(world, key=jax.random.PRNGKey(0))
+    seen = EnginePolicy(poisoned)
+    real = EnginePolicy(world)
     stock = world.inventory.copy()
     for t in range(world.hours.size):
         a, b = seen.propose(t, stock), real.propose(t, stock)
@@ -110,7 +109,7 @@ def test_the_engine_builds_its_index_from_the_event_log():
     """Production weights and half-lives, not the truth's: the truth's half-life is 6 h, the
     announcement's production half-life 18 h."""
     world = build_world(parse_scenario(drop()))
-    engine = EnginePolicy(world, key=jax.random.PRNGKey(0))
+    engine = EnginePolicy(world)
     a = engine.exo[0]
     assert a[0] > 0 and np.isclose(a[18] / a[0], 0.5, atol=0.02)  # 18 h half-life
     truth = world.intensity[0]
