@@ -112,6 +112,9 @@ def include_routers(app: FastAPI) -> None:
     from service.routes import deadletters
 
     app.include_router(deadletters.router)
+    from service.routes import console
+
+    app.include_router(console.router)
 
 
 def _error(

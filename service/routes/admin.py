@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, Header, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 
@@ -157,15 +157,21 @@ async def decide_approval(
     store: StoreDep,
     config: ConfigDep,
     caller: OperatorCaller,
+    x_actor: Annotated[
+        str | None, Header(max_length=100, description="The person deciding, for the audit.")
+    ] = None,
 ) -> dict[str, Any]:
-    """Approve (publish as a new version) or reject held price changes."""
+    """Approve (publish as a new version) or reject held price changes. ``X-Actor``
+    names the person; the audit records ``"<name> (<role>:<key id>)"``."""
     refitter = Refitter(store, config, owner=f"api:{caller.key_id}")
+    who = f"{caller.role.value}:{caller.key_id}"
+    decided_by = f"{x_actor.strip()} ({who})" if x_actor and x_actor.strip() else caller.key_id
     try:
         approval = await run_in_threadpool(
             refitter.decide,
             approval_id,
             approve=body.decision == "approve",
-            decided_by=caller.key_id,
+            decided_by=decided_by,
             note=body.note,
             skus=body.skus,
         )
