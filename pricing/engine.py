@@ -66,7 +66,7 @@ GRID_SIZE = 24
 _TRUST = 1.5  # offered prices stay within this factor of the prices seen
 _IDENTIFIED_SD = 0.2  # intensity must vary this much over the observed hours ...
 _IDENTIFIED_HOURS = 6  # ... with at least this many hours above zero
-_MAX_LOG_VAR = 4.0  # cap on the log-scale variance a rate is averaged over
+_MAX_LOG_VAR = 1.0  # cap on the log-scale variance a rate is averaged over
 _CONFLICT_Z = 2.0  # prior-data conflict threshold, in combined standard deviations
 _LEVEL_SD = 1.0  # prior sd of the log demand level around the neutral guess
 _LIFT_PRIOR = 0.25  # log-demand lift per unit of the index
@@ -187,8 +187,9 @@ class EnginePolicy(SurfacePolicy):
         self.use_intensity = False
         self.observed = 0  # drop hours observed
         self.last_fit = -1
-        # Neutral guess of the demand level: the rate that just sells the stock at list.
-        self.neutral = np.log(np.maximum(w.inventory / w.hours.size, 1e-3))
+        # Neutral guess of the demand level: on average, the rate that just sells the stock
+        # at list (the median of a log-normal with that mean).
+        self.neutral = np.log(np.maximum(w.inventory / w.hours.size, 1e-3)) - 0.5 * _LEVEL_SD**2
         self.level_priors = {
             key: (float(self.neutral[r]), _LEVEL_SD, float(w.list_price[r]))
             for r, key in enumerate(self.keys)
