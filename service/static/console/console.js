@@ -213,8 +213,8 @@ function renderBoard(board) {
     const href = `#/sku/${encodeURIComponent(r.sku)}?market=${encodeURIComponent(r.market)}`;
     const tr = el("tr", { "data-sku": r.sku, "data-market": r.market },
       el("td", {}, el("a", { href }, r.sku), r.name ? el("div", { class: "muted" }, r.name) : ""),
-      el("td", {}, r.drop),
-      el("td", {}, r.market),
+      el("td", { class: "wrap" }, r.drop),
+      el("td", { class: "wrap" }, r.market),
       el("td", { class: "num price" }, money(r.price, r.currency)),
       el("td", {}, el("span", { class: `tag ${r.source}` }, r.source)),
       el("td", { class: "num units" }, r.units_left === null ? "–" : `${r.units_left} / ${r.start_stock ?? "?"}`),
