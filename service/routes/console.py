@@ -47,8 +47,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.auth import Caller
 from service.deps import OperatorCaller, RuntimeDep, api_key_header
-from service.exceptions import StoreUnavailable, UnknownMarket, UnknownSku
+from service.exceptions import PublishSuperseded, StoreUnavailable, UnknownMarket, UnknownSku
 from service.runtime import ServiceRuntime
+from service.schemas import ErrorBody
 from service.settings import Role
 
 __all__ = ["router"]
@@ -151,7 +152,12 @@ def _console_caller(
     return caller
 
 
-@router.get("/v1/console/session", response_model=SessionOut, summary="Who the console key is")
+@router.get(
+    "/v1/console/session",
+    response_model=SessionOut,
+    responses={403: {"model": ErrorBody, "description": "A pos key: the console needs more."}},
+    summary="Who the console key is",
+)
 def get_session(caller: Annotated[Caller, Depends(_console_caller)]) -> SessionOut:
     return SessionOut(
         role=caller.role.value,
@@ -428,6 +434,7 @@ _DAY = timedelta(days=1)
 @router.get(
     "/v1/console/skus/{sku}",
     response_model=SkuOut,
+    responses={404: {"model": ErrorBody}},
     summary="A SKU's live surface and its timeline of sales and events",
 )
 def get_sku(
@@ -544,6 +551,7 @@ class AuthoredDropOut(BaseModel):
 @router.get(
     "/v1/console/drops/{drop_id}",
     response_model=AuthoredDropOut,
+    responses={404: {"model": ErrorBody}},
     summary="A drop as authored, to edit and PUT back",
 )
 def get_drop(
@@ -664,7 +672,15 @@ def _rollback_target(infos: list[Any], live: str | None, to: str | None) -> Any:
     return older[0]
 
 
-@router.post("/v1/console/rollback", response_model=RollbackOut, summary="Say, then do, a rollback")
+@router.post(
+    "/v1/console/rollback",
+    response_model=RollbackOut,
+    responses={
+        404: {"model": ErrorBody, "description": "No such kept version."},
+        409: {"model": ErrorBody, "description": "Nothing older to restore, or overtaken."},
+    },
+    summary="Say, then do, a rollback",
+)
 def post_rollback(
     body: RollbackIn,
     caller: OperatorCaller,
@@ -688,7 +704,7 @@ def post_rollback(
     _require_admin(caller)
     try:
         result = store.rollback(target.version)
-    except ValueError as exc:
+    except (ValueError, PublishSuperseded) as exc:
         raise HTTPException(409, detail={"error": "rollback_refused", "detail": str(exc)}) from exc
     from service.audit import record_audit
 

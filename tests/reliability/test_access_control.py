@@ -26,9 +26,12 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/docs/oauth2-redirect"),
         ("GET", "/redoc"),
         ("GET", "/openapi.json"),
+        ("GET", "/console"),
+        ("GET", "/console/{asset}"),
     }
 )
-"""Probes, the Prometheus scrape and the API docs: no key by design."""
+"""Probes, the Prometheus scrape, the API docs and the console's page and assets (static
+files; every call the page makes carries a key): no key by design."""
 
 POS_ROUTES: frozenset[tuple[str, str]] = frozenset(
     {

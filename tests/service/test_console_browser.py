@@ -348,4 +348,14 @@ def test_operator_previews_applies_and_approves_a_floor(console: Console) -> Non
     approve.wait_for(timeout=WAIT_MS)
     assert approve.locator("td.actor").inner_text().startswith("Alice Operator (operator:")
     assert "floor agreed with the artist" in approve.inner_text()
+
+    # Versions: a rollback first says what it would restore (and needs an admin key).
+    page.click('nav a[data-view="versions"]')
+    old = page.locator(f'#versions-rows tr[data-version="{first.version}"]')
+    old.locator("button").click()
+    text = page.locator("#rollback-text", has_text="would serve")
+    text.wait_for(timeout=WAIT_MS)
+    assert f"would serve {first.version} again" in text.inner_text()
+    assert page.locator("#rollback-confirm").is_disabled()
+    assert console.price(sku)["version"] == after["version"]  # nothing rolled back
     page.context.close()
