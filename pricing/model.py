@@ -1338,6 +1338,48 @@ class ElasticityFit:
         slope = b + d * inten  # [..., S, T]
         return np.exp(eta[..., None] + slope[..., None] * x[:, None, :])
 
+    def posterior_rates(
+        self,
+        prices: np.ndarray,
+        intensity: np.ndarray | None = None,
+        hours: np.ndarray | None = None,
+        *,
+        params: DemandParams | None = None,
+        max_log_var: float = 1.0,
+    ) -> np.ndarray:
+        """Expected units ``[S, T, K]`` averaged over the Laplace posterior.
+
+        With ``log λ = a'θ`` linear in the row's parameters ``θ ~ N(θ̂, Σ)``
+        (``a = [1, x, I, I x]``, ``x = log(p / p_ref)``),
+
+        .. math:: E[λ] = \\exp(a'\\hat θ + \\tfrac12 a'Σa)
+
+        the demand the expected revenue of a price is made of; the plug-in
+        :meth:`demand_rates` understates it by the spread of what the data allow, most
+        for prices far from the data (larger ``x``). The log variance is capped at
+        ``max_log_var`` so a weakly identified row cannot inflate its demand without bound.
+
+        Args:
+            prices, intensity, hours, params: as :meth:`demand_rates` (``params`` ``[S]``).
+            max_log_var: cap on ``a'Σa``.
+
+        Returns:
+            ``[S, T, K]`` rates.
+        """
+        mean = np.asarray(
+            self.demand_rates(prices, intensity=intensity, hours=hours, params=params)
+        )
+        x = (np.log(np.asarray(prices, dtype=float)) - self.log_pref[:, None])[:, None, :]
+        cov = np.nan_to_num(self.param_cov, nan=0.0, posinf=0.0, neginf=0.0)
+        if self.has_intensity and intensity is not None and cov.shape[1] >= 4:
+            i = np.asarray(intensity, dtype=float)[:, :, None]  # [S, T, 1]
+            a = (np.ones_like(x + i), x + 0 * i, i + 0 * x, i * x)
+            var = sum(cov[:, j, k, None, None] * a[j] * a[k] for j in range(4) for k in range(4))
+        else:
+            var = cov[:, 0, 0, None, None] + 2 * cov[:, 0, 1, None, None] * x
+            var = var + cov[:, 1, 1, None, None] * x**2
+        return mean * np.exp(0.5 * np.clip(var, 0.0, max_log_var))
+
     def sample_params(self, n: int, *, key: jax.Array) -> DemandParams:
         """``n`` draws of every row's parameters from the Laplace posterior N(MAP, H⁻¹).
 

@@ -17,13 +17,21 @@ A scenario file (``configs/scenarios/*.yaml``) describes one simulated drop::
     events:
       - {hour: 0, type: announcement, size: 2.0, skus: [HOOD-01]}
 
-Ground truth for SKU ``i`` in market ``m`` at clock hour ``h`` and price ``p``::
+Ground truth for SKU ``i`` in market ``m`` at clock hour ``h`` and price ``p`` (the default
+``loglinear`` shape; :mod:`pricing.truth` gives the others: ``linear``, ``logit``, a choice
+model among a market's SKUs, overdispersion, reference-price effects, strategic waiting,
+delayed returns)::
 
-    log λ = log(base_rate_i · scale_m) + s(h mod 24) + γ_i I + (β_i + shift_m + δ_i I) log(p / list_price_i)
+    log λ = log(base_rate_i · scale_m) + s_i(h mod 24) + γ_i I + (β_i + shift_m + δ_i I) log(p / list_price_i)
     I(h)  = Σ_events weight_type · size · 2^(−(h − h_e) / half_life_type) · 1[0 ≤ h − h_e ≤ W]
 
-``s`` is the log of the daily profile (normalised to mean one over the day). A ``catalogue``
-block draws many SKUs from ranges instead of listing them. Everything is frozen and validated;
+``s_i`` is the log of the SKU's daily profile (the scenario's unless the SKU has its own),
+normalised to mean one over the day. A ``catalogue`` block draws many SKUs from ranges
+instead of listing them.
+
+A scenario describes a drop and the data a shop has (``engine.history_hours``), never how
+the engine learns: the engine runs at its defaults (:mod:`pricing.engine`) and sees the
+event log, not ``I`` or the truth's half-lives. Everything is frozen and validated;
 :func:`load_scenario` raises :class:`~pricing.exceptions.ScenarioError` naming the file and the
 field path (``skus.0.demand.elasticity``) with what was received and what is allowed.
 """

@@ -1325,7 +1325,7 @@ class Refitter:
         hours: np.ndarray,
         replace: Mapping[int, float],
     ) -> np.ndarray:
-        """Expected units per fit period ``[len(rows), T, K]`` for the given fit rows.
+        """Posterior expected units per fit period ``[len(rows), T, K]`` for the given rows.
 
         Rows in ``replace`` use the replacement elasticity; the fit's ``x = log(p/p_ref)``
         is centred at the row's reference price, so the level there is kept.
@@ -1343,9 +1343,11 @@ class Refitter:
             for i, value in replace.items():
                 beta[i] = value
             params = DemandParams(params.alpha, beta, params.intensity_lift, params.intensity_shift)
+        # The posterior expected demand (the same rates the simulator's engine prices):
+        # E[λ] over the fit's Laplace posterior, not the plug-in λ(θ̂).
         with np.errstate(over="ignore", invalid="ignore"):
             rates = np.asarray(
-                fit.demand_rates(full_prices, intensity=full_int, hours=hours, params=params)
+                fit.posterior_rates(full_prices, intensity=full_int, hours=hours, params=params)
             )
         return rates[list(rows)].astype(np.float64)
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pricing.engine import EnginePolicy, overrule_conflicts, price_grid, trust_region
-from pricing.guardrails import GuardrailSpec
+from pricing.engine import EnginePolicy, overrule_conflicts
+from pricing.guardrails import GuardrailSpec, price_grid, trust_region
 from pricing.policy import solve_surfaces
 from pricing.scenario import parse_scenario
 from pricing.simulate import OraclePolicy, build_world, fluid_bound, run_policy, simulate
