@@ -347,7 +347,7 @@ def run_demo(
             fixed_left=stock,
         )
     pos_key, operator_key = uuid.uuid4().hex, uuid.uuid4().hex
-    redis = RedisServer(data_dir=workdir / "redis", appendonly=False)
+    redis = RedisServer(data_dir=workdir / "redis", appendonly=False, die_with_parent=True)
     try:
         redis.start()
         settings = Settings(
