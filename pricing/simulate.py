@@ -15,7 +15,9 @@ which sees the event log, its sales and stock-outs, never the truth.
 The report per policy: revenue, units, sell-through, stock-outs, the objective as a percent
 of the full-information policy's (``pct_of_oracle``, per seed on the same shoppers, then
 averaged) and of the fluid upper bound (``pct_of_bound``,
-:func:`pricing.baselines.fluid_bound`), each with a 95 % t-interval over seeds.
+:func:`pricing.baselines.fluid_bound`), each with a 95 % t-interval over seeds. The bound
+holds for the expected objective: a single lucky seed may land above it, a mean over seeds
+of any policy does not (up to sampling error).
 """
 
 from __future__ import annotations
@@ -228,6 +230,12 @@ class SimulationReport:
     bound: float
     policies: dict[str, PolicySummary]
     runs: dict[str, list[PolicyRun]] = field(repr=False)
+    row_keys: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    """``(sku, market)`` of each row of the runs' price and sales paths."""
+    inventory: tuple[int, ...] = field(default=(), repr=False)
+    """Units each row starts with."""
+    event_periods: tuple[int, ...] = field(default=(), repr=False)
+    """Open periods where an event became visible (the first period excluded)."""
 
     def to_dict(self) -> dict[str, Any]:
         """``{"scenario", "seeds", "rows", "hours", "bound", "policies": {name: {...}}}``."""
@@ -333,4 +341,7 @@ def simulate(
         bound=bound,
         policies=summaries,
         runs=runs,
+        row_keys=tuple(zip(world.sku.tolist(), world.market.tolist(), strict=True)),
+        inventory=tuple(int(n) for n in world.inventory),
+        event_periods=tuple(int(t) for t in np.flatnonzero(world.new_event[1:]) + 1),
     )

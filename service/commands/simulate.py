@@ -28,6 +28,7 @@ A bad scenario file exits with status 2 and a message naming the file and the fi
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -39,8 +40,10 @@ if TYPE_CHECKING:
 __all__ = ["plot_report", "register"]
 
 
-def plot_report(report: SimulationReport, path: Path) -> Path:
-    """Save a figure: revenue per policy with its interval, and seed 0's mean served price."""
+def plot_report(report: SimulationReport, path: Path, *, rows: int = 3) -> Path:
+    """Save a figure: revenue per policy with its interval, then for the ``rows`` SKU-markets
+    with the most stock each policy's served price and units left on seed 0, with the hours
+    an event became visible marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -48,23 +51,37 @@ def plot_report(report: SimulationReport, path: Path) -> Path:
     import numpy as np
 
     names = list(report.policies)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    stock = np.asarray(report.inventory) if report.inventory else np.ones(report.rows)
+    shown = [int(r) for r in np.argsort(-stock, kind="stable")[: max(1, rows)]]
+    fig, axes = plt.subplots(1 + len(shown), 1, figsize=(11, 3.2 * (1 + len(shown))), squeeze=False)
+    ax = axes[0, 0]
     rev = np.array([report.policies[n].revenue for n in names])
     lo = rev - np.array([report.policies[n].revenue_ci[0] for n in names])
     hi = np.array([report.policies[n].revenue_ci[1] for n in names]) - rev
-    ax1.bar(names, rev, yerr=[lo, hi], capsize=6, color="tab:blue", alpha=0.8)
-    ax1.set_ylabel("revenue (mean over seeds, 95% CI)")
-    ax1.set_title(f"{report.scenario}: {report.seeds} seed(s)")
-    for name in names:
-        run = report.runs[name][0]
-        weights = np.maximum(run.price_path, 0)
-        ax2.plot(weights.mean(axis=0), label=name)
-    ax2.set_xlabel("open hour")
-    ax2.set_ylabel("mean served price (seed 0)")
-    ax2.legend()
+    ax.bar(names, rev, yerr=[lo, hi], capsize=6, color="tab:blue", alpha=0.8)
+    ax.set_ylabel("revenue (mean, 95% CI)")
+    ax.set_title(f"{report.scenario}: {report.seeds} seed(s), upper bound {report.bound:,.0f}")
+    for ax, row in zip(axes[1:, 0], shown, strict=True):
+        units = ax.twinx()
+        for i, name in enumerate(names):
+            run = report.runs[name][0]
+            colour = f"C{i}"
+            ax.step(np.arange(run.price_path.shape[1]), run.price_path[row], where="post",
+                    color=colour, label=name)  # fmt: skip
+            left = stock[row] - np.cumsum(run.sales_path[row])
+            units.plot(left, color=colour, linestyle=":", alpha=0.7)
+        for t in report.event_periods:
+            ax.axvline(t, color="grey", linestyle="--", linewidth=0.8)
+        key = report.row_keys[row] if report.row_keys else (str(row), "")
+        ax.set_title(f"{key[0]} in {key[1]} (seed 0): price (solid), units left (dotted), "
+                     "events (dashed)")  # fmt: skip
+        ax.set_ylabel("served price")
+        units.set_ylabel("units left")
+        ax.set_xlabel("open hour")
+    axes[1, 0].legend(loc="upper right", fontsize=8) if len(axes) > 1 else None
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
@@ -99,7 +116,8 @@ def _table(report: SimulationReport) -> None:
             f"{s.sell_through:.1%}",
             f"{s.stockouts:.1f}",
         )
-    Console().print(table)
+    # Wide enough for every column when the output is not a terminal (a pipe, a file, CI).
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 def register(app: typer.Typer) -> None:

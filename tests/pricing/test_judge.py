@@ -241,6 +241,10 @@ def test_data_overrule_a_prior_they_contradict():
 def test_report_carries_the_bound_and_every_policy_share_of_it():
     report = simulate(parse_scenario(drop()), seeds=2, policies=["fixed", "oracle"])
     assert report.bound > 0
-    for summary in report.policies.values():
+    for name, summary in report.policies.items():
+        objective = np.array([r.objective for r in report.runs[name]])
+        assert summary.pct_of_bound == pytest.approx(100 * objective.mean() / report.bound)
         lo, hi = summary.pct_of_bound_ci
-        assert 0 < summary.pct_of_bound <= 100.0 and lo <= summary.pct_of_bound <= hi
+        assert lo <= summary.pct_of_bound <= hi
+    # The bound holds for the expectation: the full-information policy's mean is below it.
+    assert report.policies["oracle"].objective <= report.bound
