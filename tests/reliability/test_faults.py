@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from reliability_harness import (
     CATALOG,
     FIGURES,
@@ -228,6 +229,17 @@ def test_service_sigkill_mid_batch_each_event_all_or_nothing(env: ReliabilityEnv
     FIGURES.add(sales_attempted=len(outcomes), sales_accepted=len(outcomes))
 
 
+def _answers_ping(url: str) -> bool:
+    """True when Redis answers a PING within 0.2 s."""
+    client = redis.Redis.from_url(url, socket_timeout=0.2, socket_connect_timeout=0.2)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
 @pytest.mark.parametrize("slowdown", ["sigstop", "debug_sleep"])
 def test_slow_redis_reads_fall_back_within_budget(env: ReliabilityEnv, slowdown: str) -> None:
     """A hung Redis (SIGSTOP, or ``DEBUG SLEEP`` blocking every client): reads keep
@@ -243,8 +255,12 @@ def test_slow_redis_reads_fall_back_within_budget(env: ReliabilityEnv, slowdown:
         if slowdown == "sigstop":
             faulty_redis.pause()
         else:
-            sleeper = faulty_redis.sleep(3.0)
-            time.sleep(0.1)  # let DEBUG SLEEP reach the server
+            sleeper = faulty_redis.sleep(6.0)
+            # Wait until the server is really blocked (a PING times out), however long the
+            # sleeper thread takes to be scheduled on a loaded machine.
+            assert wait_for(lambda: not _answers_ping(faulty_redis.url), timeout=5), (
+                "DEBUG SLEEP never blocked the server"
+            )
         refused_event = sale_event(sku)
         try:
             sale = client.post("/v1/events", json={"events": [refused_event]})
