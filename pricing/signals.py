@@ -5,35 +5,61 @@ markets, SKUs and creators are heating up. This module finds three archetypes th
 precede short-term revaluations of consumer microcaps:
 
 ``regional_spike``
-    One market (a city corridor, a DMA) spikes again and again while the others stay
-    flat, on weekends only or otherwise (:func:`detect_regional_spikes`).
+    One market (a city corridor, a DMA) spikes again and again, at the same local
+    hours of the same kind of day, while what every market shares (weekends,
+    holidays, TV spots, claims bursts) is taken out (:func:`detect_regional_spikes`).
 ``creator_led``
-    A SKU's demand follows one creator's announcements drop after drop: the lift is
-    *sticky* across announcements (:func:`detect_creator_led`).
+    A SKU's demand follows one creator's announcements post after post: the lift,
+    measured against the other SKUs sold in the same hours, recurs
+    (:func:`detect_creator_led`).
 ``edge_acceleration``
-    A market reprices and restocks within hours of a demand shock and converts price
-    look-ups into sales better than its peers (:func:`detect_edge_acceleration`).
+    A market reprices and restocks within hours of a demand shock (scheduled restocks
+    do not count) and converts price look-ups into sales clearly better than the
+    typical market (:func:`detect_edge_acceleration`).
 
 Every detection is a frozen :class:`Detection` with a score, its evidence (the events
-and hourly windows behind it, as :class:`Evidence`) and a time: the end of the last
-window that supports it, i.e. the earliest moment an analyst could have seen it.
+and hourly windows behind it, as :class:`Evidence`), a time (the end of the last
+window that supports it, i.e. the earliest moment an analyst could have seen it) and,
+in ``stats``, its p-value corrected for every subject and pattern tested
+(``p_adjusted``) and a Benjamini-Hochberg false-discovery estimate (``q_value``), so
+an analyst can choose a threshold. :func:`scan_signals` also says what could not be
+judged (no look-ups, too few weeks, too few posts) as :class:`NotJudged` notes,
+instead of a silent nothing.
+
+The nuisances real shops show are modelled, not assumed away:
+
+- *Baskets*: a sale row may carry several units. Counts are tested with the
+  quasi-Poisson dispersion of the rows, ``φ = Σ q² / Σ q`` per market (a unit
+  basket gives 1).
+- *Day-to-day over-dispersion*: each market's daily totals vary more than counting
+  noise; the extra variance ``σ² E²`` is estimated per market, shrunk to the pooled one.
+- *Lifts every market shares*: a market's expectation is its own baseline times
+  the lift the other markets show in the same hour (the leave-one-out common factor).
+- *Local time*: days and hours are each market's own (``timezones``), so a
+  Friday-evening spike on the west coast is a Friday, across daylight-saving switches.
+- *Multiple testing*: every market, pattern, creator and SKU tested is counted.
 
 All statistics are computed on one hourly array per SKU-market (:class:`SignalPanel`,
 built by :func:`build_signal_panel`) with vectorised numpy; only the few flagged
-episodes are walked in Python to write their evidence.
+subjects are walked in Python to write their evidence.
 
 Inputs
     ``events``: the service's event table, one row per event, with ``ts`` (zoned),
-    ``type`` (``sale``, ``return``, ``restock``, ``announcement``, ``claim``,
-    ``listing``), ``sku``, ``market`` (may be empty for announcements, which then
-    apply to every market selling the SKU), ``quantity`` (sale, return, restock),
-    ``unit_price`` (sale) and, for announcements, ``creator`` (who posted; without it
-    the announcing SKU stands in for the creator).
+    ``type`` (a kind of :data:`pricing.events.EVENT_KINDS`), ``sku``, ``market`` (may
+    be empty for announcements, which then apply to every market selling the SKU),
+    each kind's size field (``quantity`` for sales, returns and restocks),
+    ``unit_price`` (sale), ``event_id`` (optional; ``wave-...`` marks the service's
+    scheduled wave restocks) and, for announcements, ``creator`` (who posted; without
+    it the announcing SKU stands in for the creator).
     ``lookups`` (optional, needed by the edge detector): price look-ups per
     SKU-market-hour, columns ``hour, sku, market, lookups`` and optionally ``price``
     (the price served). The service records them with each served price.
+    ``timezones`` (optional): market -> IANA zone (the configs' ``markets.*.timezone``);
+    markets not named are taken in UTC.
 
-:func:`pricing.synthetic.simulate_event_stream` draws streams with planted archetypes.
+:func:`pricing.synthetic.simulate_event_stream` draws streams with planted archetypes;
+``tests/utils/shop_streams.py`` draws harder, shop-like ones for the benchmark
+(``benchmarks/bench_signal_recall.py``).
 
 Example::
 
@@ -45,11 +71,15 @@ Example::
 
 References:
     MacKinlay, A. C. (1997). Event studies in economics and finance. *Journal of
-    Economic Literature* 35(1), 13–39 (abnormal returns against a pre-event baseline,
-    the creator lift).
+    Economic Literature* 35(1), 13–39 (abnormal returns, placebo windows, the
+    creator lift).
     Kulldorff, M. (1997). A spatial scan statistic. *Communications in Statistics —
     Theory and Methods* 26(6), 1481–1496 (excess counts in one region against the
     expectation from the others, the regional spike).
+    McCullagh, P. & Nelder, J. A. (1989). *Generalized Linear Models*, 2nd ed., §4.5
+    (quasi-Poisson dispersion).
+    Benjamini, Y. & Hochberg, Y. (1995). Controlling the false discovery rate. *JRSS B*
+    57(1), 289–300 (the q-values).
 """
 
 from __future__ import annotations
@@ -57,9 +87,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
+from scipy import special, stats
 
 from pricing.events import EVENT_KINDS, STIMULUS_KINDS, STOCK_KINDS
 from pricing.exceptions import InputError
@@ -68,14 +100,17 @@ __all__ = [
     "ARCHETYPES",
     "Detection",
     "Evidence",
+    "NotJudged",
     "SignalPanel",
     "SignalParams",
+    "SignalReport",
     "build_signal_panel",
     "detect_creator_led",
     "detect_edge_acceleration",
     "detect_regional_spikes",
     "detect_signals",
     "detections_frame",
+    "scan_signals",
 ]
 
 Archetype = Literal["regional_spike", "creator_led", "edge_acceleration"]
@@ -86,59 +121,87 @@ _STIMULUS_TYPES = STIMULUS_KINDS
 _NUMERIC_COLUMNS = ("unit_price", *dict.fromkeys(k.size_field for k in EVENT_KINDS.values()))
 """Numeric event columns: a sale's price and every kind's size field."""
 _HOUR = pd.Timedelta(hours=1)
+_NULL_DRAWS = 20_000
+"""Placebo means drawn for a creator's p-value (its resolution is 1 / this)."""
+_WAVE_PREFIX = "wave-"
+"""Event ids of the restocks the service's ``release: waves`` arms write (service.waves)."""
+_DAY_SETS: tuple[tuple[str, tuple[int, ...]], ...] = (
+    ("Sat-Sun", (5, 6)),
+    ("Mon-Fri", (0, 1, 2, 3, 4)),
+    ("Mon", (0,)),
+    ("Tue", (1,)),
+    ("Wed", (2,)),
+    ("Thu", (3,)),
+    ("Fri", (4,)),
+    ("Sat", (5,)),
+    ("Sun", (6,)),
+)
+"""The kinds of day a regional spike may recur on (local weekdays, Monday = 0)."""
 
 
 class SignalParams(NamedTuple):
     """Thresholds of the three detectors (defaults suit hourly drop data).
 
     Regional spikes:
-        spike_window_hours: length of the trailing window the counts are summed over.
-        spike_z: z-score an hour must reach to count as a spike.
-        spike_min_excess: units above expectation an hour must also exceed.
-        spike_merge_gap_hours: spike hours this close belong to one episode.
-        spike_min_concentration: share of all markets' excess the market must hold.
-        spike_min_days: distinct days with a concentrated episode for a detection.
-        baseline_floor: smallest hourly baseline (units) used in a z-score.
+        spike_block_hours: lengths of the local-hour blocks scanned (a block starts
+            at any local hour and stays within the day).
+        spike_alpha: family-wise error over every market, kind of day and block tested.
+        spike_min_excess: orders above expectation a day's block needs to support
+            (units over the basket dispersion φ).
+        spike_min_lift: ratio to expectation a day's block needs to support.
+        spike_min_concentration: share of the market's lift over its own baseline that
+            the lift every market shares must leave unexplained.
+        spike_min_days: distinct supporting days for a detection.
+        spike_min_weeks: weeks of data needed to judge a recurring spike at all.
+        common_pseudo_units: units added to both sides of the common-factor ratio, so
+            a few units at night do not make a lift.
     Creator-led sells:
-        lift_pre_hours, lift_post_hours: event-study windows; the pre window is whole
-            days (a multiple of 24 h), a post window of 24 h keeps the daily profile
-            out of the lift.
-        lift_z: z-score an announcement's lift must reach to count as significant.
-        creator_min_announcements: announcements needed for a detection.
-        creator_min_stickiness: share of announcements with a significant lift.
-        creator_min_lift: smallest mean lift (ratio, e.g. 1.5 = +50 %).
-        creator_min_clean: announcements with an unconfounded window needed (at least 2).
+        lift_post_hours: the window after a post over which its lift is summed.
+        placebo_step_hours: spacing of the placebo windows (hours without a post).
+        lift_z: a post's lift, in placebo standard deviations, that counts as a lift.
+        creator_alpha: family-wise error over every (creator, SKU) pair tested.
+        creator_min_announcements: posts needed to judge a pair.
+        creator_min_stickiness: share of the posts that must lift (``z ≥ lift_z``).
+        creator_min_lift: smallest shrunk mean lift (ratio, 1.3 = +30 %).
+        creator_min_clean: posts with an unconfounded window needed (at least 2).
+        creator_prior_sd: prior spread of creators' log-lifts, for the shrinkage.
     Edge acceleration:
         shock_quiet_hours: a stimulus is a new shock after this many quiet hours.
         reprice_pct: smallest hourly price move counted as a reaction (percent).
         max_reaction_hours: reactions are censored at this delay.
         edge_fast_hours: largest median reaction of an edge market (hours).
         edge_min_shocks: shocks a market must have seen.
-        edge_conversion_z: two-proportion z of conversion against the peers.
-        edge_min_conversion_ratio: smallest conversion ratio against the peers.
+        edge_alpha: family-wise error over the markets tested.
+        edge_min_conversion_ratio: smallest conversion ratio against the median market.
+        schedule_min_days: a restock at one local hour on this many days (and on 30 %
+            of the days) is scheduled, not a reaction.
     """
 
-    spike_window_hours: int = 3
-    spike_z: float = 4.0
+    spike_block_hours: tuple[int, ...] = (2, 3, 4, 6, 8)
+    spike_alpha: float = 0.005
     spike_min_excess: float = 3.0
-    spike_merge_gap_hours: int = 2
+    spike_min_lift: float = 1.5
     spike_min_concentration: float = 0.5
     spike_min_days: int = 3
-    baseline_floor: float = 0.5
-    lift_pre_hours: int = 72
-    lift_post_hours: int = 24
-    lift_z: float = 3.0
+    spike_min_weeks: float = 2.0
+    common_pseudo_units: float = 5.0
+    lift_post_hours: int = 8
+    placebo_step_hours: int = 6
+    lift_z: float = 1.0
+    creator_alpha: float = 0.03
     creator_min_announcements: int = 3
-    creator_min_stickiness: float = 0.75
-    creator_min_lift: float = 1.5
+    creator_min_stickiness: float = 0.5
+    creator_min_lift: float = 1.25
     creator_min_clean: int = 2
+    creator_prior_sd: float = 0.5
     shock_quiet_hours: int = 12
     reprice_pct: float = 5.0
     max_reaction_hours: int = 48
     edge_fast_hours: float = 6.0
     edge_min_shocks: int = 3
-    edge_conversion_z: float = 3.0
-    edge_min_conversion_ratio: float = 1.1
+    edge_alpha: float = 0.01
+    edge_min_conversion_ratio: float = 1.2
+    schedule_min_days: int = 3
 
 
 @dataclass(frozen=True)
@@ -148,7 +211,8 @@ class Evidence:
     Attributes:
         kind: ``spike_episode``, ``announcement`` or ``shock_reaction``.
         start, end: the window (UTC, end exclusive).
-        value: the window's headline statistic (peak z, log-lift, reaction hours).
+        value: the window's headline statistic (z against expectation, log-lift,
+            reaction hours).
         detail: the rest (units, expectation, concentration, event ids, ...).
     """
 
@@ -179,7 +243,9 @@ class Detection:
         detected_at: end of the last window supporting the detection (UTC).
         market, sku, creator: the subject (``None`` where it does not apply).
         evidence: the windows and events behind the detection, oldest first.
-        stats: the summary statistics the thresholds were applied to.
+        stats: the summary statistics the thresholds were applied to, with
+            ``p_value``, ``p_adjusted`` (for every subject and pattern tested) and
+            ``q_value`` (Benjamini-Hochberg over the subjects tested).
     """
 
     archetype: Archetype
@@ -216,6 +282,46 @@ class Detection:
         )
 
 
+@dataclass(frozen=True)
+class NotJudged:
+    """Something a detector could not judge, and what it would need.
+
+    Attributes:
+        archetype: the detector.
+        reason: what was missing, in words (``"no price look-ups: ..."``).
+        needs: what would make it judgeable (``"2 weeks of data"``, ``"3 posts"``).
+        market, sku, creator: the subject, where the note is about one.
+    """
+
+    archetype: Archetype
+    reason: str
+    needs: str
+    market: str | None = None
+    sku: str | None = None
+    creator: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "archetype": self.archetype,
+            "reason": self.reason,
+            "needs": self.needs,
+            "market": self.market,
+            "sku": self.sku,
+            "creator": self.creator,
+        }
+
+    def __str__(self) -> str:
+        return f"{self.archetype} not judged: {self.reason} (needs {self.needs})"
+
+
+class SignalReport(NamedTuple):
+    """What :func:`scan_signals` found, and what it could not judge."""
+
+    detections: tuple[Detection, ...]
+    not_judged: tuple[NotJudged, ...]
+
+
 class SignalPanel(NamedTuple):
     """Hourly arrays per SKU-market, the common input of the detectors.
 
@@ -228,6 +334,14 @@ class SignalPanel(NamedTuple):
         price: ``[N, T]`` price in force (look-up price, else sale price, carried
             forward; NaN before the first observation).
         has_lookups: whether look-ups were given.
+        units_sq: ``[N, T]`` sum of each sale row's squared quantity (the basket
+            dispersion ``Σ q² / Σ q``).
+        wave_restocks: ``[N, T]`` units of the service's scheduled wave restocks
+            (included in ``restocks``).
+        markets: ``[M]`` the markets, sorted (the order of the local arrays).
+        local_hour, local_weekday, local_day: ``[M, T]`` each market's local hour
+            of day, weekday (Monday = 0) and day (days since 1970-01-01, local).
+        timezones: market -> the zone used.
     """
 
     keys: pd.DataFrame
@@ -240,6 +354,13 @@ class SignalPanel(NamedTuple):
     lookups: np.ndarray
     price: np.ndarray
     has_lookups: bool
+    units_sq: np.ndarray
+    wave_restocks: np.ndarray
+    markets: tuple[str, ...]
+    local_hour: np.ndarray
+    local_weekday: np.ndarray
+    local_day: np.ndarray
+    timezones: Mapping[str, str]
 
 
 # --------------------------------------------------------------------------- inputs
@@ -282,6 +403,8 @@ def _validate_events(events: pd.DataFrame) -> pd.DataFrame:
         ev[col] = pd.to_numeric(ev[col], errors="coerce").astype(float)
     if "creator" not in ev:
         ev["creator"] = None
+    if "event_id" not in ev:
+        ev["event_id"] = None
     qty_types = ev["type"].isin(STOCK_KINDS)
     q = ev.loc[qty_types, "quantity"].to_numpy()
     bad = ~np.isfinite(q) | (q < 0)
@@ -325,12 +448,28 @@ def _validate_lookups(lookups: pd.DataFrame) -> pd.DataFrame:
     return lk
 
 
+def _validate_timezones(timezones: Mapping[str, str] | None) -> dict[str, str]:
+    if timezones is None:
+        return {}
+    if not isinstance(timezones, Mapping):
+        raise InputError(f"timezones must map market -> IANA zone, got {type(timezones).__name__}")
+    for market, zone in timezones.items():
+        try:
+            ZoneInfo(str(zone))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InputError(
+                f"timezones[{market!r}] must be an IANA zone like 'America/New_York', got {zone!r}"
+            ) from None
+    return {str(m): str(z) for m, z in timezones.items()}
+
+
 def build_signal_panel(
     events: pd.DataFrame,
     lookups: pd.DataFrame | None = None,
     *,
     start: pd.Timestamp | str | None = None,
     end: pd.Timestamp | str | None = None,
+    timezones: Mapping[str, str] | None = None,
 ) -> SignalPanel:
     """Aggregate events (and look-ups) into hourly arrays per SKU-market.
 
@@ -342,14 +481,17 @@ def build_signal_panel(
         events: the event table (see the module docstring).
         lookups: optional price look-ups per SKU-market-hour.
         start, end: the hourly grid (UTC, end exclusive); default the data's span.
+        timezones: market -> IANA zone; markets not named are taken in UTC.
 
     Returns:
         A :class:`SignalPanel`.
 
     Raises:
         InputError: a missing column, unknown type, naive timestamp, negative or
-            non-finite quantity, a sale without a price, or an empty table.
+            non-finite quantity, a sale without a price, an empty table, or an unknown
+            time zone.
     """
+    zones = _validate_timezones(timezones)
     ev = _validate_events(events)
     lk = _validate_lookups(lookups) if lookups is not None else None
     if ev.empty and (lk is None or lk.empty):
@@ -402,9 +544,13 @@ def build_signal_panel(
     qty = ev["quantity"].fillna(0.0).to_numpy()
     is_sale = type_col.eq("sale").to_numpy()
     units = accumulate(is_sale, qty)
+    units_sq = accumulate(is_sale, qty * qty)
     revenue = accumulate(is_sale, qty * ev["unit_price"].fillna(0.0).to_numpy())
     returns = accumulate(type_col.eq("return").to_numpy(), qty)
-    restocks = accumulate(type_col.eq("restock").to_numpy(), qty)
+    is_restock = type_col.eq("restock").to_numpy()
+    restocks = accumulate(is_restock, qty)
+    wave = ev["event_id"].astype(str).str.startswith(_WAVE_PREFIX).to_numpy()
+    wave_restocks = accumulate(is_restock & wave, qty)
     stimuli = accumulate(type_col.isin(_STIMULUS_TYPES).to_numpy(), None)
 
     # Market-less announcements reach every market that sells the SKU.
@@ -437,6 +583,18 @@ def build_signal_panel(
             served = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan).reshape(N, T)
             price = np.where(np.isfinite(served), served, price)
     price = _carry_forward(price)
+    markets = tuple(sorted(str(m) for m in keys["market"].unique()))
+    used = {m: zones.get(m, "UTC") for m in markets}
+    local_hour = np.zeros((len(markets), T), dtype=np.int64)
+    local_weekday = np.zeros_like(local_hour)
+    local_day = np.zeros_like(local_hour)
+    for zone in set(used.values()):
+        rows = [i for i, m in enumerate(markets) if used[m] == zone]
+        local = grid.tz_convert(zone)
+        local_hour[rows] = local.hour.to_numpy()
+        local_weekday[rows] = local.day_of_week.to_numpy()
+        naive = local.tz_localize(None).normalize()
+        local_day[rows] = ((naive - pd.Timestamp("1970-01-01")) // pd.Timedelta(days=1)).to_numpy()
     return SignalPanel(
         keys=keys,
         hours=grid,
@@ -448,6 +606,13 @@ def build_signal_panel(
         lookups=look,
         price=price,
         has_lookups=lk is not None and not lk.empty,
+        units_sq=units_sq,
+        wave_restocks=wave_restocks,
+        markets=markets,
+        local_hour=local_hour,
+        local_weekday=local_weekday,
+        local_day=local_day,
+        timezones=used,
     )
 
 
@@ -471,141 +636,440 @@ def _by_market(panel: SignalPanel, x: np.ndarray) -> tuple[list[str], np.ndarray
     return [str(m) for m in markets], out
 
 
+# --------------------------------------------------------------------------- shared
+
+
+def _gamma_tail(count: np.ndarray, mean: np.ndarray, dispersion: np.ndarray) -> np.ndarray:
+    """Quasi-Poisson upper tail ``P(Y ≥ count)`` for ``Var Y = dispersion · mean``.
+
+    The counts are scaled by the dispersion and the Poisson tail is read off the
+    regularised incomplete gamma function, ``P(Poisson(μ) ≥ k) = P(k, μ)``, which
+    interpolates between whole counts (McCullagh & Nelder 1989, §4.5).
+    """
+    a = np.asarray(count, float) / dispersion
+    mu = np.asarray(mean, float) / dispersion
+    out = np.where(a > mu, special.gammainc(np.maximum(a, 1e-12), np.maximum(mu, 1e-12)), 1.0)
+    return np.asarray(out, float)
+
+
+def _bh(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg q-values of ``p`` (1995), same order."""
+    p = np.asarray(p, float)
+    if p.size == 0:
+        return p
+    order = np.argsort(p)
+    ranked = p[order] * p.size / np.arange(1, p.size + 1)
+    q = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty_like(p)
+    out[order] = np.minimum(q, 1.0)
+    return out
+
+
+def _local_profile(
+    x: np.ndarray,
+    panel: SignalPanel,
+    floor: np.ndarray,
+    weekdays: np.ndarray | None = None,
+    *,
+    seen: np.ndarray,
+) -> np.ndarray:
+    """``[M, 24]`` mean level by local hour of a 3-hour centred average of ``x``, over
+    the days whose local weekday is in ``weekdays`` (all days by default) and the
+    hours ``seen``, floored per market.
+
+    A mean, not a median: with baskets and busy days the counts are right-skewed, and
+    a median of them sits well below the mean, which makes ordinary hours look like
+    spikes in small markets.
+    """
+    M, T = x.shape
+    smooth = x.copy()
+    smooth[:, 1:-1] = (x[:, :-2] + x[:, 1:-1] + x[:, 2:]) / 3.0
+    use = seen.copy() if weekdays is None else seen & np.isin(panel.local_weekday, weekdays)
+    cell = (np.arange(M)[:, None] * 24 + panel.local_hour)[use]
+    sums = np.bincount(cell, weights=smooth[use], minlength=M * 24)
+    counts = np.bincount(cell, minlength=M * 24)
+    prof = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0).reshape(M, 24)
+    return np.maximum(prof, floor[:, None])
+
+
+def _robust_profile(
+    x: np.ndarray, panel: SignalPanel, floor: np.ndarray, *, seen: np.ndarray
+) -> np.ndarray:
+    """``[M, 24]`` level by local hour that a spike on up to three weekdays does not
+    move: the median over the 7 local weekdays of each weekday's mean (of a 3-hour
+    centred average), floored per market.
+
+    It feeds the shared factor only: a large market's weekend spike must not raise
+    its baseline on every day, which would make every weekday look like a national
+    dip and every other market's weekdays like spikes.
+    """
+    M, T = x.shape
+    smooth = x.copy()
+    smooth[:, 1:-1] = (x[:, :-2] + x[:, 1:-1] + x[:, 2:]) / 3.0
+    cell = ((np.arange(M)[:, None] * 7 + panel.local_weekday) * 24 + panel.local_hour)[seen]
+    sums = np.bincount(cell, weights=smooth[seen], minlength=M * 168)
+    counts = np.bincount(cell, minlength=M * 168)
+    means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).reshape(M, 7, 24)
+    filled = np.where(np.isnan(means).all(1, keepdims=True), 0.0, means)
+    with np.errstate(all="ignore"):
+        prof = np.nan_to_num(np.nanmedian(filled, axis=1))
+    return np.maximum(prof, floor[:, None])
+
+
+def _extra_variance(r: np.ndarray, e: np.ndarray, v0: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Per-market ``σ²`` of ``Var(r) = v0 + σ² e²`` (rows are markets).
+
+    The moment estimate ``Σ ((r − e)² − v0) / Σ e²`` over the cells ``ok``, with the
+    squared residuals capped at their 99th percentile (the few cells a spike lifts
+    must not make the noise), averaged with the estimate pooled over markets and
+    floored at 0.005. Moments, not medians: claims bursts, TV spots and baskets give
+    heavy tails, which a median-based estimate would miss.
+    """
+
+    def solve(rr: np.ndarray, ee: np.ndarray, vv: np.ndarray) -> float:
+        if rr.size < 4 or not (ee > 0).any():
+            return 0.05
+        r2 = (rr - ee) ** 2
+        r2 = np.minimum(r2, np.quantile(r2, 0.99))
+        return float(max(0.0, (r2 - vv).sum() / (ee * ee).sum()))
+
+    pooled = solve(r[ok], e[ok], v0[ok])
+    own = np.array([solve(r[m][ok[m]], e[m][ok[m]], v0[m][ok[m]]) for m in range(r.shape[0])])
+    return np.maximum(0.5 * (own + pooled), 0.005)
+
+
 # --------------------------------------------------------------------------- spikes
 
 
 def detect_regional_spikes(
     panel: SignalPanel, params: SignalParams = SignalParams()
 ) -> list[Detection]:
-    """Markets that spike again and again on their own.
+    """Markets that spike again and again on their own, at the same local hours.
 
-    Let ``R_mt`` be market m's units (all SKUs) in the trailing ``w`` hours ending at
-    hour t (``w = spike_window_hours``: a spike that lasts hours stands out of hourly
-    Poisson noise) and ``b_mh`` its baseline at hour of day h: the median over days of
-    ``R`` at that hour, floored at ``w · baseline_floor`` (the median ignores the
-    spikes as long as they occur on fewer than half the days). Surges every market
-    shares are removed with a leave-one-out common factor that never lowers the
-    expectation::
+    See :func:`_regional_spikes` for the statistics; this returns its detections.
+    """
+    return _regional_spikes(panel, params)[0]
 
-        f_mt = max(1, (Σ_{m'≠m} R_m't + 1) / (Σ_{m'≠m} b_m'h(t) + 1))
-        E_mt = b_mh(t) · f_mt,        z_mt = Φ⁻¹(1 − P(Y ≥ R_mt | Y ~ Poisson(E_mt)))
 
-    (the exact Poisson tail as a z-score: the normal approximation ``(R − E)/√E``
-    is badly anti-conservative at night, when ``E`` is a handful of units).
+def _regional_spikes(
+    panel: SignalPanel, params: SignalParams
+) -> tuple[list[Detection], list[NotJudged]]:
+    """Markets whose units exceed what the lift every market shares predicts, on the
+    same local hours of the same kind of day, week after week (Kulldorff 1997).
 
-    An hour spikes when ``z ≥ spike_z`` and ``R − E ≥ spike_min_excess``; spike hours at
-    most ``spike_merge_gap_hours`` apart form an episode. The episode's concentration
-    is the market's share of all markets' excess over their baselines in those hours,
-    ``c = Σ_t (R_mt − b_mt)⁺ / Σ_t Σ_m' (R_m't − b_m't)⁺``; an episode is concentrated
-    when ``c ≥ spike_min_concentration``. A market is detected when concentrated
-    episodes fall on at least ``spike_min_days`` distinct days.
+    Per market m and hour t (units ``R_mt`` over all SKUs, local hour ``h``)::
 
-    Score: the concentration-weighted number of spike days, ``Σ_days max_e c_e`` (a
-    market spiking alone on 4 days scores ≈ 4). ``stats["pattern"]`` is ``weekend``
-    when at least 80 % of the episodes start on a Saturday or Sunday (UTC),
-    ``weekday`` when at most 20 % do, else ``mixed``.
+        F_t   = (Σ_m R_mt + κ) / (Σ_m b_mh(t) + κ)        shared lift, median 1
+        f_mt  = the same without m and without the other market furthest above
+                its expectation at t                        (leave-out factor)
+        E_mt  = p_mh(t) · f_mt                              expectation
 
-    Args:
-        panel: from :func:`build_signal_panel`.
-        params: thresholds.
+    ``b`` is a spike-proof level by local hour (:func:`_robust_profile`), ``p`` the
+    mean of ``R / f`` by local hour over the days *outside* the pattern tested
+    (:func:`_local_profile`), κ = ``common_pseudo_units``. A weekend, a holiday, a
+    TV spot or a claims burst lifts every market at once, so it enters f, not the
+    excess; a spike in the largest market does not enter the others' f. Each day's
+    block expectation is then scaled by that day's own level, read from its hours
+    outside the block, so a busy day for the market is not a spike.
+
+    A *pattern* is a kind of local day (:data:`_DAY_SETS`: weekends, weekdays, each
+    weekday) and a block of local hours (``spike_block_hours`` long). Its count
+    ``R_p`` sums the block over the pattern's days; its variance carries the
+    baskets (``φ_m = Σ q² / Σ q`` over the market's sale rows, a quasi-Poisson
+    dispersion), the block's shape noise (``σ²_m``, :func:`_extra_variance`), the
+    error of the expectation (a mean over the other days) and an empirical null
+    (Efron 2004): how far that kind of day and block strays from expectation across
+    all markets. The p-value is the quasi-Poisson tail (:func:`_gamma_tail`);
+    ``p_adjusted`` multiplies it by the markets × patterns tested. Gaps (a
+    market-hour without any event or look-up where three were expected) are left out.
+
+    A pattern is a regional spike when ``p_adjusted ≤ spike_alpha``, it still passes
+    without its strongest day (at ``spike_alpha`` over markets × kinds of day), its
+    concentration ``c = Σ (R − E) / Σ (R − p · f̄)`` (the share of the market's lift
+    over its own baseline that the shared lift leaves unexplained) is at least
+    ``spike_min_concentration``, and at least ``spike_min_days`` of its days each
+    show ``spike_min_excess`` orders above expectation and ``R ≥ spike_min_lift · E``.
+    The most significant such pattern is reported per market.
+
+    Score: the concentration-weighted number of supporting days (a market spiking
+    alone on 4 days scores ≈ 4). ``stats["pattern"]`` is ``weekend`` or ``weekday``
+    by the kind of local day; ``stats["days"]`` and ``stats["local_hours"]`` name it.
 
     Returns:
-        One detection per market, strongest first.
+        ``(detections, notes)``: one detection per market, strongest first, and what
+        could not be judged (fewer than ``spike_min_weeks`` weeks of data).
+
+    References:
+        Efron, B. (2004). Large-scale simultaneous hypothesis testing: the choice of
+        a null hypothesis. *JASA* 99(465), 96–104.
     """
-    markets, R1 = _by_market(panel, panel.units)
-    M, T = R1.shape
-    w = params.spike_window_hours
-    if T < 48 or w > T:
-        return []
-    # Trailing w-hour sums: a spike that lasts hours stands out of hourly Poisson noise.
-    C = np.concatenate([np.zeros((M, 1)), np.cumsum(R1, axis=1)], axis=1)
-    R = np.full((M, T), np.nan)
-    R[:, w - 1 :] = C[:, w:] - C[:, : T - w + 1]
-    hod = panel.hours.hour.to_numpy()
-    floor = params.baseline_floor * w
-    base = np.full((M, 24), floor)
-    for h in range(24):
-        cols = R[:, (hod == h) & np.isfinite(R[0])]
-        if cols.shape[1]:
-            base[:, h] = np.maximum(np.median(cols, axis=1), floor)
-    B = base[:, hod]
+    markets, R = _by_market(panel, panel.units)
+    _, R2 = _by_market(panel, panel.units_sq)
+    M, T = R.shape
+    days_of_data = T / 24.0
+    if days_of_data < 7 * params.spike_min_weeks:
+        return [], [
+            NotJudged(
+                "regional_spike",
+                f"{days_of_data:.1f} days of data: too few to tell a recurring spike from noise",
+                f"{params.spike_min_weeks:g} weeks of data",
+            )
+        ]
+    notes: list[NotJudged] = []
+    total = R.sum(1)
+    phi = np.where(total > 0, R2.sum(1) / np.maximum(total, 1e-12), 1.0)
+    phi = np.maximum(phi, 1.0)
+    kappa = params.common_pseudo_units
+    floor = np.maximum(0.01 * total / T, 1e-3)
+    mi = np.arange(M)[:, None]
+    _, activity = _by_market(
+        panel, panel.units + panel.returns + panel.restocks + panel.stimuli + panel.lookups
+    )
+    f = np.ones_like(R)
+    seen = np.ones_like(R, dtype=bool)
+    others_R = np.full_like(R, np.inf)
+    # A market-hour without any event or look-up where 3 or more were expected is a
+    # recorder gap, not a quiet hour, and so is an hour without any in every market:
+    # gaps are left out of baselines, factors and tests.
+    usual = _local_profile(activity, panel, np.zeros(M), seen=np.ones_like(R, dtype=bool))
+    expected_activity = usual[mi, panel.local_hour]
+    seen = (activity > 0) | (expected_activity < 3.0)
+    seen &= (activity.sum(0) > 0) | (expected_activity.sum(0) < 3.0)
+    # One shared factor F (normalised to a median of 1, so it and the profiles
+    # cannot drift apart in scale), then each market's leave-out version of it.
+    Rs = np.where(seen, R, 0.0)
+    F = np.ones(T)
+    for _ in range(3):
+        Bt = _robust_profile(R / F[None, :], panel, floor, seen=seen)[mi, panel.local_hour]
+        Bs = np.where(seen, Bt, 0.0)
+        F = (Rs.sum(0) + kappa) / (Bs.sum(0) + kappa)
+        busy = Bs.sum(0) > kappa
+        F = F / (np.median(F[busy]) if busy.any() else 1.0)
+    f = np.ones_like(R)
+    if M > 2:
+        # Leave out the market itself and, of the others, the one furthest above its
+        # expectation: a spike in the largest market is not a lift every market
+        # shares, while a national lift still shows in all the rest.
+        dev = np.where(seen, (R - Bt * F) / np.sqrt(phi[:, None] * Bt * F + 1.0), -np.inf)
+        order = np.argsort(-dev, axis=0)
+        top1, top2 = order[0], order[1]
+        cols = np.arange(T)
+        out_row = np.where(np.arange(M)[:, None] == top1[None, :], top2[None, :], top1[None, :])
+        others_R = Rs.sum(0) - Rs - Rs[out_row, cols]
+        others_B = Bs.sum(0) - Bs - Bs[out_row, cols]
+    elif M == 2:
+        others_R, others_B = Rs[::-1], Bs[::-1]
     if M > 1:
-        f = np.maximum(
-            1.0, (np.nansum(R, 0, keepdims=True) - R + 1.0) / (B.sum(0, keepdims=True) - B + 1.0)
+        f = (others_R + kappa) / (others_B + kappa)
+        for m in range(M):
+            busy = others_B[m] > kappa
+            if busy.any():
+                f[m] /= np.median(f[m][busy])
+    R = np.where(seen, R, 0.0)
+    # Noise of the shared factor: relative variance φ̄ / (units behind it).
+    phi_all = float(R2.sum() / max(R.sum(), 1e-12)) if R.sum() > 0 else 1.0
+
+    # Local (day, hour) grids per market, then block sums over hours.
+    d0 = int(panel.local_day.min())
+    n_days = int(panel.local_day.max()) - d0 + 1
+    cell = (mi * n_days + (panel.local_day - d0)) * 24 + panel.local_hour
+
+    def grid(x: np.ndarray) -> np.ndarray:
+        return np.bincount(cell.ravel(), weights=x.ravel(), minlength=M * n_days * 24).reshape(
+            M, n_days, 24
         )
-    else:
-        f = np.ones_like(R)
-    E = B * f
-    z = np.where(np.isfinite(R), _poisson_z(np.nan_to_num(R), E), -np.inf)
-    spike = (z >= params.spike_z) & (params.spike_min_excess <= R - E)
-    excess = np.nan_to_num(np.clip(R - B, 0.0, None))
-    total_excess = excess.sum(0)
+
+    weekday = (np.arange(d0, d0 + n_days) + 3) % 7  # 1970-01-01 was a Thursday
+    blocks = [(h, L) for L in params.spike_block_hours for h in range(0, 25 - L)]
+    n_tests = M * len(_DAY_SETS) * len(blocks)
+
+    def block(x: np.ndarray) -> np.ndarray:  # [M, D, 24] -> [M, D, nb]
+        c = np.concatenate([np.zeros(x.shape[:2] + (1,)), np.cumsum(x, axis=2)], axis=2)
+        return np.stack([c[:, :, h + L] - c[:, :, h] for h, L in blocks], axis=2)
+
+    masks = np.stack([np.isin(weekday, s) for _, s in _DAY_SETS])  # [K, D]
+    Rb = block(grid(R))
+    K = len(_DAY_SETS)
+    Rday = Rb[:, :, -1] if blocks[-1] == (0, 24) else grid(R).sum(2)
+
+    def expectation(own: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Block expectation on each day given the rest of that day, the base
+        variance of the block's count, and the expectation with no day level."""
+        E = np.where(seen, own * f, 0.0)
+        W = E * E * phi_all / (others_R + kappa)
+        Eg = grid(E)
+        e_raw = block(Eg)
+        # The day's own level from its hours outside the block: a busy day for the
+        # market (day-to-day over-dispersion) is not a spike in one block.
+        e_out = Eg.sum(2)[:, :, None] - e_raw
+        level = (Rday[:, :, None] - Rb + kappa) / (e_out + kappa)
+        e = e_raw * level
+        v0 = block(grid(phi[:, None] * E + W)) * level**2 + e * e * phi[:, None, None] / (
+            e_out + kappa
+        )
+        return e, v0, e_raw
+
+    # Hour-of-day shape noise left once each day's level is known (σ²_w).
+    e_all, v_all, e_raw_all = expectation(
+        _local_profile(R / f, panel, floor, seen=seen)[mi, panel.local_hour]
+    )
+    four = np.array([L == 4 for _, L in blocks])
+    sigma2 = _extra_variance(
+        Rb[:, :, four].reshape(M, -1),
+        e_all[:, :, four].reshape(M, -1),
+        np.maximum(v_all[:, :, four].reshape(M, -1), 1e-9),
+        (e_raw_all[:, :, four] >= 3.0).reshape(M, -1),
+    )
+    Eb, Bb, Vb = (np.empty((K, *Rb.shape)) for _ in range(3))
+    base_var = np.empty((K, M, len(blocks)))  # relative variance of the expectation
+    for k, (_, wdays) in enumerate(_DAY_SETS):
+        # The pattern's days are predicted from the other days only, so the spike
+        # being tested does not raise its own expectation.
+        outside = np.setdiff1d(np.arange(7), wdays)
+        own = _local_profile(R / f, panel, floor, outside, seen=seen)[mi, panel.local_hour]
+        e, v0, e_raw = expectation(own)
+        # The market's own baseline at its usual level of the shared factor: what it
+        # would sell in these hours with no lift at all.
+        fbar = np.where(seen, own * f, 0.0).sum(1) / np.maximum(
+            np.where(seen, own, 0.0).sum(1), 1e-12
+        )
+        Eb[k], Bb[k] = e, block(grid(np.where(seen, own * fbar[:, None], 0.0)))
+        # Shape noise twice: in the block, and in the rest of the day that sets its level.
+        Vb[k] = v0 + 2.0 * sigma2[:, None, None] * e * e
+        # The expectation's shape is a mean over the other days: its error is shared
+        # by every day of the pattern, so it enters the pattern's variance once.
+        n_out = np.maximum(np.isin(weekday, outside).sum(), 1)
+        base_var[k] = (sigma2[:, None] + phi[:, None] / np.maximum(e_raw.mean(1), 1e-3)) / n_out
+    # Excess counted in orders (units / φ): one big basket cannot make a spike day.
+    support = (Rb - Eb >= params.spike_min_excess * phi[None, :, None, None]) & (
+        Rb >= params.spike_min_lift * Eb
+    )
+    support &= masks[:, None, :, None]
+    in_k = masks[:, None, :, None].astype(float)
+    Rp = np.einsum("kd,mdb->mkb", masks.astype(float), Rb)
+    Ep, Bp, Vp = ((x * in_k).sum(2).transpose(1, 0, 2) for x in (Eb, Bb, Vb))
+    Vp = Vp + base_var.transpose(1, 0, 2) * Ep**2
+    # Empirical null (Efron 2004): how far a kind of day and block strays from its
+    # expectation across all markets and blocks, beyond the modelled noise. Markets
+    # differ in their weekly rhythm more than counting noise says; one market's
+    # spike barely moves the median over markets x blocks.
+    with np.errstate(all="ignore"):
+        ell2 = np.log((Rp + 1.0) / (Ep + 1.0)) ** 2
+        rel = Vp / np.maximum(Ep, 1.0) ** 2
+    tau2 = np.zeros(K)
+    for k in range(K):
+        ok_cells = Ep[:, k, :] >= 5.0
+        if ok_cells.sum() >= 8:
+            tau2[k] = max(
+                0.0,
+                float(np.median(ell2[:, k, :][ok_cells])) / 0.455
+                - float(np.median(rel[:, k, :][ok_cells])),
+            )
+    Vp = Vp + tau2[None, :, None] * Ep**2
+    days_sup = support.sum(2).transpose(1, 0, 2)
+    p = _gamma_tail(Rp, Ep, np.maximum(Vp / np.maximum(Ep, 1e-12), 1.0))
+    # Recurrence: without its strongest day the pattern must still pass.
+    top = np.argmax(np.where(masks[:, None, :, None], Rb[None] - Eb, -np.inf), axis=2)  # [K,M,nb]
+    take = lambda x: np.take_along_axis(x, top[:, :, None, :], axis=2)[:, :, 0].transpose(1, 0, 2)  # noqa: E731
+    R_top = np.take_along_axis(np.broadcast_to(Rb, Eb.shape), top[:, :, None, :], axis=2)[:, :, 0]
+    Rd, Ed = Rp - R_top.transpose(1, 0, 2), Ep - take(Eb)
+    Vd = Vp - take(Vb) - (base_var.transpose(1, 0, 2) + tau2[None, :, None]) * (Ep**2 - Ed**2)
+    p_drop = _gamma_tail(Rd, Ed, np.maximum(Vd / np.maximum(Ed, 1e-12), 1.0))
+    with np.errstate(all="ignore"):
+        conc = np.clip(np.where(Rp > Bp, (Rp - Ep) / (Rp - Bp), 0.0), 0.0, 1.0)
+    ok = (
+        (p * n_tests <= params.spike_alpha)
+        & (p_drop * M * len(_DAY_SETS) <= params.spike_alpha)
+        & (conc >= params.spike_min_concentration)
+        & (days_sup >= params.spike_min_days)
+    )
+    best_p = np.where(ok, p, np.inf).reshape(M, -1).min(1)
+    market_p = np.minimum(p.reshape(M, -1).min(1) * n_tests, 1.0)
+    q_all = _bh(market_p)
     sku_rows = pd.factorize(panel.keys["market"], sort=True)[0]
 
     out: list[Detection] = []
-    for m in np.flatnonzero(spike.any(1)):
-        hours = np.flatnonzero(spike[m])
-        splits = np.flatnonzero(np.diff(hours) > params.spike_merge_gap_hours + 1) + 1
+    for m in np.flatnonzero(np.isfinite(best_p)):
+        k, b = np.unravel_index(np.argmin(np.where(ok[m], p[m], np.inf)), p[m].shape)
+        h0, L = blocks[b]
+        label, wdays = _DAY_SETS[k]
+        rows = np.flatnonzero(sku_rows == m)
         episodes = []
-        for ep in np.split(hours, splits):
-            span = np.arange(ep[0], ep[-1] + 1)
-            denom = total_excess[span].sum()
-            conc = float(excess[m, span].sum() / denom) if denom > 0 else 0.0
-            hours_in = np.arange(max(0, ep[0] - w + 1), ep[-1] + 1)
-            if conc < params.spike_min_concentration:
+        for d in np.flatnonzero(masks[k]):
+            if not support[k, m, d, b]:
                 continue
-            rows = np.flatnonzero(sku_rows == m)
-            contrib = panel.units[rows][:, hours_in].sum(1)
+            t = np.flatnonzero(
+                (panel.local_day[m] == d0 + d)
+                & (panel.local_hour[m] >= h0)
+                & (panel.local_hour[m] < h0 + L)
+            )
+            if t.size == 0:
+                continue
+            r, e, bb = Rb[m, d, b], Eb[k, m, d, b], Bb[k, m, d, b]
+            contrib = panel.units[rows][:, t].sum(1)
             top = [
                 str(panel.keys["sku"].iloc[rows[i]])
                 for i in np.argsort(-contrib)[:3]
                 if contrib[i] > 0
             ]
-            start = panel.hours[hours_in[0]]
+            start = panel.hours[t[0]]
             episodes.append(
                 Evidence(
                     kind="spike_episode",
                     start=start,
-                    end=panel.hours[ep[-1]] + _HOUR,
-                    value=float(z[m, span].max()),
+                    end=panel.hours[t[-1]] + _HOUR,
+                    value=float((r - e) / np.sqrt(max(Vb[k, m, d, b], 1e-12))),
                     detail={
-                        "units": float(R1[m, hours_in].sum()),
-                        "peak_window_units": float(R[m, span].max()),
-                        "peak_window_expected": float(E[m, span][np.argmax(z[m, span])]),
-                        "concentration": conc,
+                        "units": float(r),
+                        "expected_units": float(e),
+                        "baseline_units": float(bb),
+                        "lift": float(r / max(e, 1e-12)),
+                        "concentration": float(np.clip((r - e) / (r - bb), 0, 1))
+                        if r > bb
+                        else 0.0,
                         "top_skus": top,
-                        "weekday": int(start.day_of_week),
+                        "weekday": int(weekday[d]),
+                        "local_start": start.tz_convert(panel.timezones[markets[m]]).isoformat(),
                     },
                 )
             )
-        days: dict[object, float] = {}
-        for e in episodes:
-            d = e.start.date()
-            days[d] = max(days.get(d, 0.0), float(e.detail["concentration"]))
-        if len(days) < params.spike_min_days:
+        if len(episodes) < params.spike_min_days:
             continue
-        weekend = float(np.mean([e.start.day_of_week >= 5 for e in episodes]))
-        pattern = "weekend" if weekend >= 0.8 else "weekday" if weekend <= 0.2 else "mixed"
+        weekend = float(np.mean([e.detail["weekday"] >= 5 for e in episodes]))
+        pattern = "weekend" if set(wdays) <= {5, 6} else "weekday" if max(wdays) <= 4 else "mixed"
         out.append(
             Detection(
                 archetype="regional_spike",
-                score=float(sum(days.values())),
+                score=float(sum(e.detail["concentration"] for e in episodes)),
                 detected_at=episodes[-1].end,
                 market=markets[m],
                 evidence=tuple(episodes),
                 stats={
-                    "spike_days": float(len(days)),
+                    "spike_days": float(len(episodes)),
+                    "pattern_days": float(masks[k].sum()),
                     "episodes": float(len(episodes)),
-                    "mean_concentration": float(
-                        np.mean([e.detail["concentration"] for e in episodes])
-                    ),
-                    "max_z": float(max(e.value for e in episodes)),
+                    "days": label,
+                    "local_hours": f"{h0:02d}:00-{h0 + L:02d}:00",
+                    "timezone": panel.timezones[markets[m]],
+                    "units": float(Rp[m, k, b]),
+                    "expected_units": float(Ep[m, k, b]),
+                    "lift": float(Rp[m, k, b] / max(Ep[m, k, b], 1e-12)),
+                    "mean_concentration": float(conc[m, k, b]),
+                    "max_z": float((Rp[m, k, b] - Ep[m, k, b]) / np.sqrt(Vp[m, k, b])),
+                    "basket_dispersion": float(phi[m]),
+                    "block_overdispersion": float(sigma2[m]),
+                    "pattern_overdispersion": float(tau2[k]),
                     "weekend_share": weekend,
                     "pattern": pattern,
+                    "p_value": float(p[m, k, b]),
+                    "p_adjusted": float(min(1.0, p[m, k, b] * n_tests)),
+                    "p_adjusted_without_top_day": float(min(1.0, p_drop[m, k, b] * M * K)),
+                    "q_value": float(q_all[m]),
+                    "tests": float(n_tests),
                 },
             )
         )
-    return sorted(out, key=lambda d: -d.score)
+    return sorted(out, key=lambda d: -d.score), notes
 
 
 # --------------------------------------------------------------------------- creators
@@ -616,58 +1080,63 @@ def detect_creator_led(
     panel: SignalPanel,
     params: SignalParams = SignalParams(),
 ) -> list[Detection]:
-    """(creator, SKU) pairs whose announcements lift demand again and again.
+    """(creator, SKU) pairs whose announcements lift demand post after post.
 
-    An event study per announcement a of SKU s at hour t_a (MacKinlay 1997), on the
-    SKU's units summed over the announcement's market (all markets when it names none)::
+    See :func:`_creator_led` for the statistics; this returns its detections.
+    """
+    return _creator_led(events, panel, params)[0]
 
-        u_ad   = Σ of U over day d = 1..D before t_a   (D = P / 24 whole days)
-        e_a    = median_d(u_ad) · Q / 24               (expected post-window units)
-        post_a = Σ_{t_a ≤ t < t_a + Q} U_t
-        ℓ_a    = log((post_a + ½) / (e_a + ½))          (log-lift)
-        z_a    = (post_a − e_a) / √(e_a (1 + (π/2) Q / (24 D)) + 1)
 
-    (the median of the day sums keeps one hot day, a shock just before the
-    announcement, out of the baseline; π/2 is the median's variance inflation)
-    with P = ``lift_pre_hours`` and Q = ``lift_post_hours``. Posts by one creator about
-    one SKU less than Q hours apart count once (the first); announcements whose windows
-    leave the data are skipped. An announcement is *confounded* when another creator
-    announced the same SKU inside (t_a − Q, t_a + Q): the two lifts overlap and cannot
-    be told apart (MacKinlay 1997, clustering of event dates).
+def _creator_led(
+    events: pd.DataFrame, panel: SignalPanel, params: SignalParams
+) -> tuple[list[Detection], list[NotJudged]]:
+    """(creator, SKU) pairs whose posts lift the SKU's sales against the other SKUs.
 
-    Per (creator, SKU), the stickiness is the share of announcements with
-    ``z_a ≥ lift_z``. A pair is detected when it has at least
-    ``creator_min_announcements`` announcements of which ``creator_min_clean`` are
-    unconfounded, the stickiness over all of them *and* over the unconfounded ones is
-    ≥ ``creator_min_stickiness``, and the mean lift of the unconfounded ones,
-    ``exp(mean ℓ)``, is ≥ ``creator_min_lift``. A creator who only ever posts while
-    another's lift is running is thereby never credited with it.
+    An event study per post a of SKU s at hour t_a (MacKinlay 1997) over the post's
+    markets (all markets when it names none). The reference is what the *other* SKUs
+    sell in the same markets and hours, so weekdays, local hours, holidays, missing
+    hours and lifts shared by every SKU cancel::
 
-    Score: stickiness × mean log-lift (announcements that each triple demand score
-    ≈ 1.1). ``stats["lift_trend"]`` is the least-squares slope of the unconfounded ℓ
-    over the announcement order (negative: the creator's pull is fading).
+        ρ_s   = Σ U_t / Σ O_t            over hours outside every post window of s
+        ℓ_a   = log((Σ_{t_a ≤ t < t_a+Q} U_t + ½) / (ρ_s Σ O_t + ½))       log-lift
 
-    Args:
-        events: the event table (announcements carry ``creator``).
-        panel: from :func:`build_signal_panel` on the same events.
-        params: thresholds.
+    with U the SKU's units, O the other SKUs' units (the SKU's own units a week
+    earlier when it is sold alone) and Q = ``lift_post_hours``. The same log-lift over
+    *placebo* windows (starting every ``placebo_step_hours`` without a post of s
+    nearby) gives the null: its median μ₀ and standard deviation σ₀ carry the
+    baskets, the day-to-day noise and the SKU's claims bursts. A post lifts when
+    ``z_a = (ℓ_a − μ₀)/σ₀ ≥ lift_z``.
+
+    Per (creator, SKU), the effect is estimated across its unconfounded posts (no
+    other creator posted the SKU within Q hours): ``m̂ = mean(ℓ_a) − μ₀``, standard
+    error ``σ₀/√n``, ``z = m̂ / se`` and the shrunk lift ``exp(m̂ τ²/(τ² + se²))``
+    (τ = ``creator_prior_sd``), so one flop lowers the estimate instead of erasing the
+    record. A pair is detected when it has ``creator_min_announcements`` posts,
+    ``creator_min_clean`` of them clean, ``p_adjusted = P(Z ≥ z) ·`` pairs tested
+    ``≤ creator_alpha``, a shrunk lift ≥ ``creator_min_lift`` and a share of lifting
+    posts (``stickiness``) ≥ ``creator_min_stickiness``. Posts by one creator about
+    one SKU less than Q hours apart count once (the first).
+
+    Score: stickiness × shrunk log-lift. ``stats["lift_trend"]`` is the
+    least-squares slope of ℓ over the posts (negative: the creator's pull is fading).
+    ``detected_at`` is the end of the last post window that lifted.
 
     Returns:
-        One detection per (creator, SKU), strongest first.
+        ``(detections, notes)``: one detection per (creator, SKU), strongest first;
+        notes for pairs whose posts lifted but are too few to judge.
     """
     ev = _validate_events(events)
     ann = ev[ev["type"].eq("announcement")].copy()
     if ann.empty:
-        return []
-    creator = ann["creator"].where(ann["creator"].notna(), ann["sku"]).astype(str)
-    ann["creator"] = creator
+        return [], []
+    ann["creator"] = ann["creator"].where(ann["creator"].notna(), ann["sku"]).astype(str)
     lo = panel.hours[0]
     T = len(panel.hours)
-    P, Q = params.lift_pre_hours, params.lift_post_hours
-    if P < 24 or P % 24 or Q < 1:
+    Q, step = int(params.lift_post_hours), int(params.placebo_step_hours)
+    if Q < 1 or step < 1:
         raise InputError(
-            f"lift_pre_hours must be a whole number of days (24, 48, 72, ...) and lift_post_hours >= 1, "
-            f"got lift_pre_hours={P} lift_post_hours={Q}"
+            f"lift_post_hours and placebo_step_hours must be >= 1, got "
+            f"lift_post_hours={Q} placebo_step_hours={step}"
         )
     ann["t"] = ((ann["ts"].dt.floor("h") - lo) // _HOUR).astype(np.int64)
     # One post recorded once per market (the service stores market-scoped events) is one
@@ -680,81 +1149,226 @@ def detect_creator_led(
     )
     first["markets"] = reach.to_numpy()
     ann = first.sort_values("ts", kind="stable")
+    all_t = ann["t"].to_numpy()
+    all_sku = ann["sku"].astype(str).to_numpy()
+    all_who = ann["creator"].to_numpy()
+    other_stimuli = ev[ev["type"].isin(_STIMULUS_TYPES) & ~ev["type"].eq("announcement")]
+    shock_t = {
+        str(k): np.unique(v)
+        for k, v in pd.Series(
+            ((other_stimuli["ts"].dt.floor("h") - lo) // _HOUR).to_numpy(dtype=np.int64)
+        )
+        .groupby(other_stimuli["sku"].astype(str).to_numpy())
+        .apply(np.asarray)
+        .items()
+    }
     # Posts by one creator about one SKU within Q hours are one campaign: keep the first.
     gap = ann.groupby(["creator", "sku"], sort=False)["t"].diff()
     ann = ann[gap.isna() | (gap >= Q)]
-    ann = ann[(ann["t"] - P >= 0) & (ann["t"] + Q <= T)]
+    ann = ann[(ann["t"] >= 0) & (ann["t"] + Q <= T)]
     if ann.empty:
-        return []
-    # Cumulative units per (sku[, market]) row; an announcement's series is the sum of
-    # its rows, so windows come from differences of cumulative sums.
-    C = np.concatenate(
-        [np.zeros((panel.units.shape[0], 1)), np.cumsum(panel.units, axis=1)], axis=1
-    )
-    rows_by_sku = panel.keys.groupby("sku").indices
-    row_index = pd.MultiIndex.from_frame(panel.keys)
-    pre = np.zeros(len(ann))
-    post = np.zeros(len(ann))
+        return [], []
+
+    markets = list(panel.markets)
+    m_index = {m: i for i, m in enumerate(markets)}
+    sku_names = sorted(panel.keys["sku"].astype(str).unique())
+    s_index = {k: i for i, k in enumerate(sku_names)}
+    S = len(sku_names)
+    units_sm = np.zeros((S, len(markets), T))
+    units_sm[
+        panel.keys["sku"].astype(str).map(s_index).to_numpy(),
+        panel.keys["market"].astype(str).map(m_index).to_numpy(),
+    ] = panel.units
+    # Each SKU's stimuli (anyone's posts, claims, listings): a window starting at t is
+    # touched by a stimulus at u when u is in (t − Q, t + Q); the hours [u, u + Q)
+    # carry its lift.
+    touched_post = np.zeros((S, T), dtype=bool)
+    touched_claim = np.zeros((S, T), dtype=bool)
+    lifted = np.zeros((S, T), dtype=bool)
+    for k, i_s in s_index.items():
+        for touched, times in (
+            (touched_post, all_t[all_sku == k]),
+            (touched_claim, shock_t.get(k, np.array([], dtype=np.int64))),
+        ):
+            for u in times:
+                touched[i_s, max(int(u) - Q + 1, 0) : min(int(u) + Q, T)] = True
+                lifted[i_s, max(int(u), 0) : min(int(u) + Q, T)] = True
+    touched_any = touched_post | touched_claim
+    starts = np.arange(0, T - Q + 1, step)
     t = ann["t"].to_numpy()
-    for i, (sku, markets) in enumerate(zip(ann["sku"].astype(str), ann["markets"], strict=True)):
-        if markets is None:
-            rows = rows_by_sku.get(sku, np.array([], dtype=int))
-        else:
-            r = row_index.get_indexer([(sku, m) for m in markets])
-            rows = r[r >= 0]
-        if rows.size == 0:
-            pre[i] = post[i] = np.nan
+    post_ll = np.full(len(ann), np.nan)
+    post_units = np.full(len(ann), np.nan)
+    post_expected = np.full(len(ann), np.nan)
+    null_mu = np.full(len(ann), np.nan)
+    null_sd = np.full(len(ann), np.nan)
+    notes: list[NotJudged] = []
+    placebo: list[np.ndarray | None] = [None] * len(ann)
+    cache: dict[tuple[str, tuple[str, ...] | None], Any] = {}
+
+    def windows(i_s: int, at: np.ndarray, cum: np.ndarray, theta: np.ndarray):
+        """The SKU's units in the Q-hour windows starting at ``at`` and what the other
+        SKUs untouched by a stimulus predict for it (its usual share of them)."""
+        W = cum[:, at + Q] - cum[:, at]
+        if S == 1:  # sold alone: the same hours a day earlier
+            ok = at >= 24
+            prev = np.where(
+                ok, cum[0, np.maximum(at - 24 + Q, 0)] - cum[0, np.maximum(at - 24, 0)], np.nan
+            )
+            return W[0], prev
+        # Other SKUs untouched by a stimulus, pooled, when there are two or more; else
+        # the median of what each other SKU implies (robust to one in a burst).
+        others = np.arange(S) != i_s
+        clean = ~touched_any[:, at] & others[:, None]
+        num = (W * clean).sum(0)
+        den = (theta[:, None] * clean).sum(0)
+        with np.errstate(all="ignore"):
+            implied = np.where(theta[others, None] > 0, W[others] / theta[others, None], np.nan)
+            level = np.where(
+                clean.sum(0) >= 2,
+                num / np.where(den > 0, den, np.nan),
+                np.nanmedian(implied, axis=0),
+            )
+        return W[i_s], theta[i_s] * level
+
+    def reference(sku: str, mkts: tuple[str, ...] | None):
+        key = (sku, mkts)
+        if key in cache:
+            return cache[key]
+        mset = (
+            np.arange(len(markets))
+            if mkts is None
+            else np.array([m_index[m] for m in mkts if m in m_index], dtype=int)
+        )
+        i_s = s_index.get(sku)
+        if i_s is None or mset.size == 0:
+            cache[key] = None
+            return None
+        U = units_sm[:, mset, :].sum(1)
+        total = U.sum(0)
+        # Each SKU's usual share of the sales, from the hours its stimuli leave alone.
+        theta = np.array(
+            [U[j][~lifted[j]].sum() / max(total[~lifted[j]].sum(), 1e-12) for j in range(S)]
+        )
+        cum = np.concatenate([np.zeros((S, 1)), np.cumsum(U, axis=1)], axis=1)
+        # Placebo windows: every window away from the SKU's posts. Those a claims burst
+        # or listing touches carry its lift, measured on them and taken out (of them
+        # and of posts it touches), so a post that meets a burst is not a record.
+        at = starts[~touched_post[i_s, starts]]
+        own, expected = windows(i_s, at, cum, theta)
+        ok = np.isfinite(expected)
+        ll = np.log((own[ok] + 0.5) / (expected[ok] + 0.5))
+        by_claim = touched_claim[i_s, at[ok]]
+        claim_ll = 0.0
+        if by_claim.sum() >= 3 and (~by_claim).sum() >= 3:
+            claim_ll = float(np.median(ll[by_claim]) - np.median(ll[~by_claim]))
+        ll = ll - claim_ll * by_claim
+        if ll.size < 8:
+            cache[key] = None
+            return None
+        # A robust scale for one post's z (claims and busy days give heavy tails);
+        # the creator's p-values use the whole placebo distribution.
+        mu = float(np.median(ll))
+        sd = float(max(1.4826 * np.median(np.abs(ll - mu)), 0.05))
+        cache[key] = (i_s, cum, theta, mu, sd, ll - mu, claim_ll)
+        return cache[key]
+
+    for i, (sku, mkts, ta) in enumerate(
+        zip(ann["sku"].astype(str), ann["markets"], t, strict=True)
+    ):
+        ref = reference(sku, mkts)
+        if ref is None:
             continue
-        c = C[rows].sum(0)
-        days = c[t[i] - P + 24 : t[i] + 1 : 24] - c[t[i] - P : t[i] - 23 : 24]
-        pre[i] = float(np.median(days)) if days.size else np.nan
-        post[i] = c[t[i] + Q] - c[t[i]]
-    D = P // 24
-    expected = pre * Q / 24.0
-    loglift = np.log((post + 0.5) / (expected + 0.5))
-    # Var(median of D Poisson day sums) ≈ (π/2) · mean / D for moderate counts.
-    zlift = (post - expected) / np.sqrt(expected * (1.0 + (np.pi / 2.0) * Q / (24.0 * D)) + 1.0)
-    ann["pre"], ann["post"], ann["expected"], ann["loglift"], ann["z"] = (
-        pre,
-        post,
-        expected,
-        loglift,
-        zlift,
-    )
+        i_s, cum, theta, mu, sd, null_ll, claim_ll = ref
+        own, expected = windows(i_s, np.array([ta]), cum, theta)
+        if not np.isfinite(expected[0]):
+            continue
+        placebo[i] = null_ll
+        post_units[i] = float(own[0])
+        post_expected[i] = float(expected[0]) * (
+            np.exp(claim_ll) if touched_claim[i_s, ta] else 1.0
+        )
+        post_ll[i] = np.log((post_units[i] + 0.5) / (post_expected[i] + 0.5))
+        null_mu[i], null_sd[i] = mu, sd
+    ann["post"], ann["expected"], ann["loglift"] = post_units, post_expected, post_ll - null_mu
+    ann["z"] = (post_ll - null_mu) / null_sd
+    ann["null_sd"] = null_sd
+    ann["placebo"] = placebo
     # Clean windows: no other creator announced the same SKU within Q hours either side,
     # else the two lifts overlap and cannot be attributed (MacKinlay 1997, clustering
-    # of event dates). Older ones only raise the baseline, which is conservative.
-    all_ann = ev[ev["type"].eq("announcement")]
-    all_t = ((all_ann["ts"].dt.floor("h") - lo) // _HOUR).to_numpy(dtype=np.int64)
-    all_c = (
-        all_ann["creator"].where(all_ann["creator"].notna(), all_ann["sku"]).astype(str).to_numpy()
-    )
-    by_sku = (
-        pd.Series(np.arange(len(all_ann))).groupby(all_ann["sku"].astype(str).to_numpy()).indices
-    )
+    # of event dates).
     confounded = np.zeros(len(ann), dtype=bool)
     for i, (sku, who) in enumerate(zip(ann["sku"].astype(str), ann["creator"], strict=True)):
-        j = by_sku.get(sku, np.array([], dtype=int))
-        near = (all_t[j] > t[i] - Q) & (all_t[j] < t[i] + Q) & (all_c[j] != who)
+        near = (all_sku == sku) & (all_t > t[i] - Q) & (all_t < t[i] + Q) & (all_who != who)
         confounded[i] = bool(near.any())
     ann["confounded"] = confounded
-    ann = ann[np.isfinite(ann["loglift"])]
+    unjudged_skus = sorted(set(ann.loc[~np.isfinite(ann["z"]), "sku"].astype(str)))
+    for sku in unjudged_skus:
+        notes.append(
+            NotJudged(
+                "creator_led",
+                f"SKU {sku}: too few quiet hours or reference sales to measure a post's lift",
+                "more history without posts, or other SKUs sold in the same markets",
+                sku=sku,
+            )
+        )
+    ann = ann[np.isfinite(ann["z"])]
+
+    pairs = []
+    for (who, sku), g in ann.sort_values("ts").groupby(["creator", "sku"], sort=True):
+        clean = g[~g["confounded"]]
+        if len(g) < params.creator_min_announcements or len(clean) < max(
+            2, params.creator_min_clean
+        ):
+            if len(g) and float(g["z"].mean()) >= 2.0 * params.lift_z:
+                notes.append(
+                    NotJudged(
+                        "creator_led",
+                        f"{who} on {sku}: {len(g)} post(s) ({len(clean)} clean) lifted sales, "
+                        "too few to call a record",
+                        f"{params.creator_min_announcements} posts, "
+                        f"{max(2, params.creator_min_clean)} of them clean",
+                        sku=str(sku),
+                        creator=str(who),
+                    )
+                )
+            continue
+        sd = float(clean["null_sd"].mean())
+        n = len(clean)
+        m_hat = float(clean["loglift"].mean())
+        se = sd / np.sqrt(n)
+        # The null of a mean of n posts: means of n placebo windows drawn at random
+        # (claims bursts make the placebo log-lifts heavy-tailed; a normal tail with
+        # n = 3 would call a post that met a burst a record).
+        null = np.concatenate(list({id(x): x for x in clean["placebo"]}.values()))
+        rng = np.random.default_rng(n)
+        draws = rng.choice(null, size=(_NULL_DRAWS, n)).mean(1)
+        p_emp = (1.0 + float((draws >= m_hat).sum())) / (_NULL_DRAWS + 1.0)
+        # Recurrence: the record must stand without its best post (one big lift
+        # followed by posts that move nothing is not a creator-led SKU).
+        rest = np.sort(clean["loglift"].to_numpy())[:-1]
+        rest_draws = rng.choice(null, size=(_NULL_DRAWS, rest.size)).mean(1)
+        p_rest = (1.0 + float((rest_draws >= rest.mean()).sum())) / (_NULL_DRAWS + 1.0)
+        pairs.append((str(who), str(sku), g, clean, m_hat, se, m_hat / se, p_emp, p_rest))
+    n_pairs = len(pairs)
+    pvals = np.array([pr[7] for pr in pairs])
+    qvals = _bh(np.minimum(pvals * max(n_pairs, 1), 1.0))
+    tau2 = params.creator_prior_sd**2
 
     out: list[Detection] = []
-    for (who, sku), g in ann.sort_values("ts").groupby(["creator", "sku"], sort=True):
-        n = len(g)
-        clean = g[~g["confounded"]]
-        n_clean = len(clean)
-        if n < params.creator_min_announcements or n_clean < max(2, params.creator_min_clean):
-            continue
+    for (who, sku, g, clean, m_hat, se, z, _, p_rest), pv, qv in zip(
+        pairs, pvals, qvals, strict=True
+    ):
+        shrunk = m_hat * tau2 / (tau2 + se * se)
         stickiness = float((g["z"].to_numpy() >= params.lift_z).mean())
         clean_stickiness = float((clean["z"].to_numpy() >= params.lift_z).mean())
-        mean_ll = float(clean["loglift"].mean())
         if (
-            min(stickiness, clean_stickiness) < params.creator_min_stickiness
-            or np.exp(mean_ll) < params.creator_min_lift
+            pv * n_pairs > params.creator_alpha
+            or p_rest > params.creator_alpha
+            or np.exp(shrunk) < params.creator_min_lift
+            or stickiness < params.creator_min_stickiness
         ):
             continue
+        n_clean = len(clean)
         trend = float(np.polyfit(np.arange(n_clean), clean["loglift"].to_numpy(), 1)[0])
         evidence = tuple(
             Evidence(
@@ -766,48 +1380,49 @@ def detect_creator_led(
                     "event_id": getattr(row, "event_id", None),
                     "reach": row.reach,
                     "markets": list(row.markets) if row.markets is not None else None,
-                    "pre_units": float(row.pre),
                     "post_units": float(row.post),
                     "expected_units": float(row.expected),
+                    "lift": float(np.exp(row.loglift)),
                     "z": float(row.z),
+                    "lifted": bool(row.z >= params.lift_z),
                     "confounded": bool(row.confounded),
                 },
             )
             for row in g.itertuples(index=False)
         )
+        lifted = [e for e in evidence if e.detail["lifted"]]
         out.append(
             Detection(
                 archetype="creator_led",
-                score=stickiness * mean_ll,
-                detected_at=evidence[-1].end,
-                sku=str(sku),
-                creator=str(who),
+                score=stickiness * shrunk,
+                detected_at=(lifted or evidence)[-1].end,
+                sku=sku,
+                creator=who,
                 evidence=evidence,
                 stats={
-                    "announcements": float(n),
+                    "announcements": float(len(g)),
                     "clean_announcements": float(n_clean),
                     "stickiness": stickiness,
                     "clean_stickiness": clean_stickiness,
-                    "mean_lift": float(np.exp(mean_ll)),
-                    "mean_loglift": mean_ll,
-                    "loglift_se": float(clean["loglift"].std(ddof=1) / np.sqrt(n_clean)),
+                    "mean_lift": float(np.exp(m_hat)),
+                    "shrunk_lift": float(np.exp(shrunk)),
+                    "mean_loglift": m_hat,
+                    "loglift_se": float(se),
+                    "placebo_sd": float(clean["null_sd"].mean()),
+                    "z": float(z),
                     "lift_trend": trend,
+                    "p_value": float(pv),
+                    "p_adjusted": float(min(1.0, pv * n_pairs)),
+                    "p_without_best_post": float(p_rest),
+                    "q_value": float(qv),
+                    "tests": float(n_pairs),
                 },
             )
         )
-    return sorted(out, key=lambda d: -d.score)
+    return sorted(out, key=lambda d: -d.score), notes
 
 
 # --------------------------------------------------------------------------- edge
-
-
-def _poisson_z(count: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """z-score of the upper Poisson tail, ``Φ⁻¹(P(Y ≥ count))`` negated, capped at ±40."""
-    from scipy import stats
-
-    tail = stats.poisson.sf(np.ceil(count) - 1.0, mean)
-    z: np.ndarray = np.clip(stats.norm.isf(np.clip(tail, 1e-300, 1.0)), -40.0, 40.0)
-    return z
 
 
 def _next_true(flag: np.ndarray) -> np.ndarray:
@@ -817,40 +1432,79 @@ def _next_true(flag: np.ndarray) -> np.ndarray:
     return np.minimum.accumulate(idx[:, ::-1], axis=1)[:, ::-1]
 
 
+def _scheduled_restocks(panel: SignalPanel, params: SignalParams) -> np.ndarray:
+    """``[N, T]`` restock hours that are scheduled, not reactions.
+
+    Scheduled: written by the service's wave releases (``event_id`` ``wave-...``), or
+    at a local hour of day at which the SKU-market restocks on at least
+    ``schedule_min_days`` days and 30 % of the days (a fixed daily schedule keeps its
+    local hour across a daylight-saving switch).
+    """
+    N, T = panel.restocks.shape
+    m_of_row = np.searchsorted(
+        np.asarray(panel.markets), panel.keys["market"].astype(str).to_numpy()
+    )
+    lh = panel.local_hour[m_of_row]
+    day = panel.local_day[m_of_row]
+    other = (panel.restocks - panel.wave_restocks) > 0
+    n_days = len(np.unique(panel.local_day))
+    n, tt = np.nonzero(other)
+    cell = n * 24 + lh[n, tt]
+    pairs = np.unique(np.stack([cell, day[n, tt]]), axis=1)
+    counts = np.bincount(pairs[0], minlength=N * 24).reshape(N, 24)
+    recurring = counts >= max(params.schedule_min_days, 0.3 * n_days)
+    return (panel.wave_restocks > 0) | (other & recurring[np.arange(N)[:, None], lh])
+
+
 def detect_edge_acceleration(
     panel: SignalPanel, params: SignalParams = SignalParams()
 ) -> list[Detection]:
-    """Markets that react within hours of a shock and convert better than their peers.
+    """Markets that react within hours of a shock and convert better than the others.
+
+    See :func:`_edge_acceleration` for the statistics; this returns its detections
+    (none without look-ups: :func:`scan_signals` says so).
+    """
+    return _edge_acceleration(panel, params)[0]
+
+
+def _edge_acceleration(
+    panel: SignalPanel, params: SignalParams
+) -> tuple[list[Detection], list[NotJudged]]:
+    """Markets that react within hours of a shock and convert clearly better.
 
     Shocks: a SKU-market's stimulus hours (announcements, claims, listings) preceded
     by ``shock_quiet_hours`` without one. Reaction: hours from the shock to the first
     hour at or after it whose price moves by at least ``reprice_pct`` against the
-    hour before, or that receives a restock; censored at ``max_reaction_hours``. A
-    market's reaction time is the median over its shocks; its peers' is the median
+    hour before, or that receives a *reactive* restock (scheduled ones,
+    :func:`_scheduled_restocks`, do not count); censored at ``max_reaction_hours``.
+    A market's reaction time is the median over its shocks; its peers' the median
     over every other market's shocks.
 
-    Conversion is sales per price look-up, ``c_m = Σ units / Σ look-ups`` over the
-    market's SKUs, compared with the pooled peers by a two-proportion z-test::
+    Conversion is units per price look-up, ``c_m = Σ units / Σ look-ups``. It is
+    compared with the *median* market's, not with pooled peers (which the largest
+    market dominates), on the log scale with a standard error from the day-to-day
+    spread of each market's daily conversion (baskets and busy days included)::
 
-        z = (c_m − c_o) / √(c̄ (1 − c̄) (1/L_m + 1/L_o)),   c̄ = (Y_m + Y_o)/(L_m + L_o)
+        z = log(c_m / median_{m'≠m} c_m') / √(se_m² + median_{m'≠m} se_m'²)
 
-    A market is detected when it has at least ``edge_min_shocks`` shocks, a median
-    reaction ≤ ``edge_fast_hours`` and below its peers', ``z ≥ edge_conversion_z`` and
-    ``c_m / c_o ≥ edge_min_conversion_ratio``. Look-ups are required: without them no
-    market is detected (conversion is unknown).
+    A market is detected when it has ``edge_min_shocks`` shocks, a median reaction
+    ≤ ``edge_fast_hours`` and below its peers', ``c_m / median ≥
+    edge_min_conversion_ratio`` (the effect-size floor: with tens of thousands of
+    look-ups any gap is "significant") and ``p_adjusted = P(Z ≥ z) · M ≤ edge_alpha``.
 
-    Score: ``log(c_m / c_o) + log(peer reaction / max(1, own reaction))``, the log of
-    "converts x times better and reacts y times faster".
-
-    Args:
-        panel: from :func:`build_signal_panel` with look-ups.
-        params: thresholds.
+    Score: ``log(conversion ratio) + log(peer reaction / max(1, own reaction))``.
 
     Returns:
-        One detection per market, strongest first.
+        ``(detections, notes)``; without look-ups no detection and a note.
     """
     if not panel.has_lookups:
-        return []
+        return [], [
+            NotJudged(
+                "edge_acceleration",
+                "no price look-ups: conversion is unknown, so edge acceleration was not judged",
+                "the served-price look-ups (hour, sku, market, lookups)",
+            )
+        ]
     N, T = panel.units.shape
     stim = panel.stimuli > 0
     cs = np.concatenate([np.zeros((N, 1)), np.cumsum(stim, axis=1)], axis=1)
@@ -860,38 +1514,63 @@ def detect_edge_acceleration(
     onset = stim & (prior == 0)
     logp = np.log(panel.price)
     step = np.zeros_like(stim)
-    step[:, 1:] = np.abs(np.diff(logp, axis=1)) >= np.log1p(params.reprice_pct / 100.0)
-    react = step | (panel.restocks > 0)
+    with np.errstate(invalid="ignore"):
+        step[:, 1:] = np.abs(np.diff(logp, axis=1)) >= np.log1p(params.reprice_pct / 100.0)
+    scheduled = _scheduled_restocks(panel, params)
+    react = step | ((panel.restocks > 0) & ~scheduled)
     nxt = _next_true(react)
     n_idx, t_on = np.nonzero(onset)
     reaction = np.minimum(nxt[n_idx, t_on] - t_on, params.max_reaction_hours).astype(float)
     codes, markets = pd.factorize(panel.keys["market"], sort=True)
     M = len(markets)
     shock_market = codes[n_idx]
-    units = np.bincount(codes, weights=panel.units.sum(1), minlength=M)
-    looks = np.bincount(codes, weights=panel.lookups.sum(1), minlength=M)
+    # Daily conversion per market (local days): its spread is the standard error.
+    m_of_row = codes
+    day = panel.local_day[m_of_row]
+    d0 = int(day.min())
+    nd = int(day.max()) - d0 + 1
+    cell = (m_of_row[:, None] * nd + (day - d0)).ravel()
+    du = np.bincount(cell, weights=panel.units.ravel(), minlength=M * nd).reshape(M, nd)
+    dl = np.bincount(cell, weights=panel.lookups.ravel(), minlength=M * nd).reshape(M, nd)
+    units, looks = du.sum(1), dl.sum(1)
+    conv = np.where(looks > 0, units / np.maximum(looks, 1e-12), np.nan)
+    se = np.full(M, np.nan)
+    for m in range(M):
+        ok = dl[m] >= 20
+        if ok.sum() >= 3:
+            lc = np.log((du[m, ok] + 0.5) / (dl[m, ok] + 0.5))
+            se[m] = float(np.std(lc, ddof=1) / np.sqrt(ok.sum()))
+    judged = np.isfinite(conv) & np.isfinite(se)
+    n_tested = int(judged.sum())
+    pv = np.ones(M)
+    zc = np.full(M, np.nan)
+    peer_c = np.full(M, np.nan)
+    for m in np.flatnonzero(judged):
+        others = judged & (np.arange(M) != m)
+        if not others.any():
+            continue
+        peer_c[m] = float(np.median(conv[others]))
+        zc[m] = float(
+            np.log(conv[m] / peer_c[m]) / np.sqrt(se[m] ** 2 + np.median(se[others] ** 2))
+        )
+        pv[m] = float(stats.norm.sf(zc[m]))
+    p_adj = np.minimum(pv * max(n_tested, 1), 1.0)
+    qv = _bh(p_adj)
 
     out: list[Detection] = []
     for m in range(M):
         mine = shock_market == m
-        if mine.sum() < params.edge_min_shocks or looks[m] <= 0:
+        if mine.sum() < params.edge_min_shocks or not np.isfinite(zc[m]):
             continue
         own = float(np.median(reaction[mine]))
         peers_r = reaction[~mine]
         peer = float(np.median(peers_r)) if peers_r.size else float("nan")
-        y_o, l_o = units.sum() - units[m], looks.sum() - looks[m]
-        if l_o <= 0:
-            continue
-        c_m, c_o = units[m] / looks[m], y_o / l_o
-        cbar = (units[m] + y_o) / (looks[m] + l_o)
-        se = np.sqrt(max(cbar * (1 - cbar), 1e-12) * (1 / looks[m] + 1 / l_o))
-        zc = (c_m - c_o) / se
-        ratio = c_m / c_o if c_o > 0 else float("inf")
+        ratio = float(conv[m] / peer_c[m]) if peer_c[m] > 0 else float("inf")
         if not (
             own <= params.edge_fast_hours
             and (not np.isfinite(peer) or own < peer)
-            and zc >= params.edge_conversion_z
             and ratio >= params.edge_min_conversion_ratio
+            and p_adj[m] <= params.edge_alpha
         ):
             continue
         sel = np.flatnonzero(mine)
@@ -920,17 +1599,91 @@ def detect_edge_acceleration(
                     "shocks": float(mine.sum()),
                     "median_reaction_hours": own,
                     "peer_median_reaction_hours": peer,
-                    "conversion": float(c_m),
-                    "peer_conversion": float(c_o),
-                    "conversion_ratio": float(ratio),
-                    "conversion_z": float(zc),
+                    "conversion": float(conv[m]),
+                    "peer_conversion": float(peer_c[m]),
+                    "conversion_ratio": ratio,
+                    "conversion_z": float(zc[m]),
+                    "conversion_rank": float(1 + np.sum(conv[judged] > conv[m])),
+                    "scheduled_restocks_ignored": float(scheduled.sum()),
+                    "p_value": float(pv[m]),
+                    "p_adjusted": float(p_adj[m]),
+                    "q_value": float(qv[m]),
+                    "tests": float(n_tested),
                 },
             )
         )
-    return sorted(out, key=lambda d: -d.score)
+    return sorted(out, key=lambda d: -d.score), []
 
 
 # --------------------------------------------------------------------------- all
+
+
+def scan_signals(
+    events: pd.DataFrame,
+    lookups: pd.DataFrame | None = None,
+    *,
+    params: SignalParams = SignalParams(),
+    archetypes: Iterable[Archetype] = ARCHETYPES,
+    since: pd.Timestamp | str | None = None,
+    market: str | None = None,
+    timezones: Mapping[str, str] | None = None,
+) -> SignalReport:
+    """Run the detectors: their detections and what they could not judge.
+
+    Args:
+        events: the event table (see the module docstring).
+        lookups: optional price look-ups (the edge detector needs them).
+        params: thresholds.
+        archetypes: which detectors to run.
+        since: keep detections whose ``detected_at`` is at or after this time (the
+            statistics still use the whole history, which the baselines need).
+        market: keep detections about this market (creator detections are kept when
+            one of their announcements names the market or none), and notes about it
+            or about no market in particular.
+        timezones: market -> IANA zone (days and hours are taken there).
+
+    Returns:
+        A :class:`SignalReport`: detections ordered by archetype then score, and notes
+        (:class:`NotJudged`) on what could not be judged.
+
+    Raises:
+        InputError: malformed events, look-ups or time zones, or an unknown archetype.
+
+    Example::
+
+        >>> from pricing.synthetic import simulate_event_stream
+        >>> s = simulate_event_stream(key=3)
+        >>> [str(n) for n in scan_signals(s.events).not_judged][:1]  # no look-ups given
+        ['edge_acceleration not judged: no price look-ups: ...']
+    """
+    wanted = tuple(archetypes)
+    unknown = sorted(set(wanted) - set(ARCHETYPES))
+    if unknown:
+        raise InputError(f"unknown archetype(s) {unknown}, allowed {list(ARCHETYPES)}")
+    panel = build_signal_panel(events, lookups, timezones=timezones)
+    found: list[Detection] = []
+    notes: list[NotJudged] = []
+    if "regional_spike" in wanted:
+        d, n = _regional_spikes(panel, params)
+        found += d
+        notes += n
+    if "creator_led" in wanted:
+        d, n = _creator_led(events, panel, params)
+        found += d
+        notes += n
+    if "edge_acceleration" in wanted:
+        d, n = _edge_acceleration(panel, params)
+        found += d
+        notes += n
+    if since is not None:
+        cut = pd.Timestamp(since)
+        if cut.tzinfo is None:
+            raise InputError(f"since must carry a time zone, got {since!r}")
+        found = [d for d in found if d.detected_at >= cut]
+    if market is not None:
+        found = [d for d in found if _about_market(d, market)]
+        notes = [n for n in notes if n.market in (None, market)]
+    return SignalReport(detections=tuple(found), not_judged=tuple(notes))
 
 
 def detect_signals(
@@ -941,45 +1694,20 @@ def detect_signals(
     archetypes: Iterable[Archetype] = ARCHETYPES,
     since: pd.Timestamp | str | None = None,
     market: str | None = None,
+    timezones: Mapping[str, str] | None = None,
 ) -> list[Detection]:
-    """Run the detectors and return their detections, strongest first per archetype.
-
-    Args:
-        events: the event table (see the module docstring).
-        lookups: optional price look-ups (the edge detector needs them).
-        params: thresholds.
-        archetypes: which detectors to run.
-        since: keep detections whose ``detected_at`` is at or after this time (the
-            statistics still use the whole history, which the baselines need).
-        market: keep detections about this market (creator detections are kept when
-            one of their announcements names the market or none).
-
-    Returns:
-        The detections, ordered by archetype then score.
-
-    Raises:
-        InputError: malformed events or look-ups, or an unknown archetype.
-    """
-    wanted = tuple(archetypes)
-    unknown = sorted(set(wanted) - set(ARCHETYPES))
-    if unknown:
-        raise InputError(f"unknown archetype(s) {unknown}, allowed {list(ARCHETYPES)}")
-    panel = build_signal_panel(events, lookups)
-    found: list[Detection] = []
-    if "regional_spike" in wanted:
-        found += detect_regional_spikes(panel, params)
-    if "creator_led" in wanted:
-        found += detect_creator_led(events, panel, params)
-    if "edge_acceleration" in wanted:
-        found += detect_edge_acceleration(panel, params)
-    if since is not None:
-        cut = pd.Timestamp(since)
-        if cut.tzinfo is None:
-            raise InputError(f"since must carry a time zone, got {since!r}")
-        found = [d for d in found if d.detected_at >= cut]
-    if market is not None:
-        found = [d for d in found if _about_market(d, market)]
-    return found
+    """The detections of :func:`scan_signals` (same arguments), strongest first per
+    archetype; use :func:`scan_signals` to also hear what could not be judged."""
+    report = scan_signals(
+        events,
+        lookups,
+        params=params,
+        archetypes=archetypes,
+        since=since,
+        market=market,
+        timezones=timezones,
+    )
+    return list(report.detections)
 
 
 def _about_market(d: Detection, market: str) -> bool:
