@@ -1204,6 +1204,7 @@ def _creator_led(
     notes: list[NotJudged] = []
     placebo: list[np.ndarray | None] = [None] * len(ann)
     cache: dict[tuple[str, tuple[str, ...] | None], Any] = {}
+    by_reach: dict[tuple[str, ...] | None, tuple[np.ndarray, np.ndarray]] = {}
 
     def windows(i_s: int, at: np.ndarray, cum: np.ndarray, theta: np.ndarray):
         """The SKU's units in the Q-hour windows starting at ``at`` and what the other
@@ -1221,13 +1222,16 @@ def _creator_led(
         clean = ~touched_any[:, at] & others[:, None]
         num = (W * clean).sum(0)
         den = (theta[:, None] * clean).sum(0)
-        with np.errstate(all="ignore"):
-            implied = np.where(theta[others, None] > 0, W[others] / theta[others, None], np.nan)
-            level = np.where(
-                clean.sum(0) >= 2,
-                num / np.where(den > 0, den, np.nan),
-                np.nanmedian(implied, axis=0),
-            )
+        level = np.full(at.size, np.nan)
+        pooled = (clean.sum(0) >= 2) & (den > 0)
+        level[pooled] = num[pooled] / den[pooled]
+        few = np.flatnonzero(~pooled)
+        if few.size:
+            with np.errstate(all="ignore"):
+                implied = np.where(
+                    theta[others, None] > 0, W[others][:, few] / theta[others, None], np.nan
+                )
+                level[few] = np.nanmedian(implied, axis=0)
         return W[i_s], theta[i_s] * level
 
     def reference(sku: str, mkts: tuple[str, ...] | None):
@@ -1243,13 +1247,14 @@ def _creator_led(
         if i_s is None or mset.size == 0:
             cache[key] = None
             return None
-        U = units_sm[:, mset, :].sum(1)
-        total = U.sum(0)
-        # Each SKU's usual share of the sales, from the hours its stimuli leave alone.
-        theta = np.array(
-            [U[j][~lifted[j]].sum() / max(total[~lifted[j]].sum(), 1e-12) for j in range(S)]
-        )
-        cum = np.concatenate([np.zeros((S, 1)), np.cumsum(U, axis=1)], axis=1)
+        if mkts not in by_reach:
+            U = units_sm[:, mset, :].sum(1)
+            # Each SKU's usual share of the sales, from the hours its stimuli leave alone.
+            quiet = ~lifted
+            theta = (U * quiet).sum(1) / np.maximum((U.sum(0)[None, :] * quiet).sum(1), 1e-12)
+            cum = np.concatenate([np.zeros((S, 1)), np.cumsum(U, axis=1)], axis=1)
+            by_reach[mkts] = (cum, theta)
+        cum, theta = by_reach[mkts]
         # Placebo windows: every window away from the SKU's posts. Those a claims burst
         # or listing touches carry its lift, measured on them and taken out (of them
         # and of posts it touches), so a post that meets a burst is not a record.
