@@ -31,7 +31,9 @@ so each ``f_j`` is concave and handing out units one at a time to the slot with 
 largest marginal value is optimal for the separable objective (Gross 1956; Ibaraki &
 Katoh 1988, ch. 4). :func:`allocate` checks concavity on the curves it is given and falls
 back to an exact dynamic programme over slots (a small knapsack, ``O(J N²)``) where it
-fails: transfer costs on top of a non-concave empirical curve, a curve from another model.
+fails. It does fail in practice: on ``objective: profit`` drops the engine's DP prices with
+the cost per *sale* (``pricing_cost``), so the policy's expected sales jump where its
+price switches and the value of *placed* units (cost paid per unit placed) has bumps.
 
 Windows are planned as separate slots: units left unsold when a window closes are
 valued at salvage (the operator re-plans the next window with them), so the plan is a
@@ -535,7 +537,7 @@ class StockPlan:
         rows: one dict per slot: ``sku``, ``market``, ``window``, ``units``,
             ``expected_sold``, ``sell_through``, ``expected_revenue``, ``expected_profit``,
             ``marginal_value`` (of the last unit placed), ``next_unit_value``,
-            ``opening_price``.
+            ``opening_price``; in the order of the slots given.
         skus: one dict per SKU: ``total``, ``placed``, ``held_back``, ``holdback_value``,
             ``expected_profit`` (the objective), ``method``.
         curves: ``(sku, market, window)`` -> ``[N+1]`` slot value curve (for figures).
@@ -636,7 +638,7 @@ def plan_stock(
         on_hand=per_slot("on_hand"),
         returns_rate=per_slot("returns_rate"),
     )
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = [{} for _ in slots]  # in the order of ``slots``
     skus: dict[str, dict[str, Any]] = {}
     for sku in dict.fromkeys(s.sku for s in slots):
         idx = np.array([j for j, s in enumerate(slots) if s.sku == sku])
@@ -655,7 +657,7 @@ def plan_stock(
             n = int(alloc.units[pos])
             s = slots[int(j)]
             sold = float(curves.sold[j, n])
-            rows.append(
+            rows[int(j)].update(
                 {
                     "sku": s.sku,
                     "market": s.market,

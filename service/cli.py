@@ -60,6 +60,7 @@ def _register_commands() -> None:
         demo,
         experiment,
         loadtest,
+        plan_stock,
         refit,
         serve,
         signals,
@@ -76,6 +77,7 @@ def _register_commands() -> None:
         signals,
         experiment,
         deadletters,
+        plan_stock,
     ):
         module.register(app)
 

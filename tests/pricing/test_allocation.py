@@ -103,6 +103,17 @@ def test_exact_dp_equals_brute_force_on_arbitrary_curves(seed: int) -> None:
     assert got.objective == pytest.approx(_brute_force(value, total, 0.7))
 
 
+def test_curves_of_a_profit_priced_policy_are_planned_optimally() -> None:
+    # The engine prices with the cost per sale while the plan pays it per unit placed:
+    # whichever method allocate picks, it must match brute force.
+    curves = value_curves(
+        _rates([1.0, 2.5, 5.0]), _ladders(3), 7, unit_cost=5.0, pricing_cost=5.0, salvage=2.0
+    )
+    for total in (3, 7, 12):
+        got = allocate(curves.value, total, holdback_value=2.0)
+        assert got.objective == pytest.approx(_brute_force(curves.value, total, 2.0), abs=1e-6)
+
+
 def test_more_units_go_where_demand_is_higher() -> None:
     curves = value_curves(_rates([0.5, 1.0, 2.0, 4.0]), _ladders(4), N, unit_cost=3.0)
     units = allocate(curves.value, N).units
