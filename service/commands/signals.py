@@ -267,6 +267,13 @@ def register(app: typer.Typer) -> None:
         _print_table(
             frame, title=f"{table} {since_ts:%Y-%m-%d %H:%M} → {until_ts:%Y-%m-%d %H:%M} UTC"
         )
+        for note in feed["not_judged"]:
+            subject = " ".join(f"{k}={note[k]}" for k in ("market", "sku", "creator") if note[k])
+            typer.echo(
+                f"not judged: {note['archetype']} {subject} {note['reason']} "
+                f"(needs {note['needs']})".replace("  ", " "),
+                err=True,
+            )
 
 
 def _print_table(frame: Any, *, title: str) -> None:

@@ -10,6 +10,11 @@ One answer carries, for the hours ``[since, until]``:
   last ``history_hours`` of events (the baselines need weeks) and of the served-price
   look-ups (:mod:`service.served`, for conversion), keeping those that became visible
   at or after ``since``.
+- ``not_judged``: what the detectors could not judge and what they would need (no
+  look-ups, too few weeks of history, too few posts by a creator).
+
+Days and hours are taken in each market's time zone from the live config
+(``markets.*.timezone``).
 
 ``market`` narrows all three to one market. The same feed is what
 ``dropprice signals`` prints and exports (:func:`build_feed`, :func:`load_events`).
@@ -20,7 +25,7 @@ answer for the same hours, market and history for ``DROPPRICE_INTENSITY_CACHE_S`
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -31,7 +36,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, 
 
 from pricing.intensity import EVENT_TYPES as INDEX_TYPES
 from pricing.intensity import build_intensity_index, market_rollup
-from pricing.signals import detect_signals
+from pricing.signals import scan_signals
 from service.codec import split_poisoned
 from service.deps import PosCaller, RuntimeDep
 from service.schemas import ErrorBody
@@ -108,6 +113,17 @@ class DetectionOut(_Out):
     evidence: list[EvidenceOut]
 
 
+class NotJudgedOut(_Out):
+    """Something a detector could not judge (no look-ups, too few weeks or posts)."""
+
+    archetype: str
+    reason: str
+    needs: str
+    market: str | None
+    sku: str | None
+    creator: str | None
+
+
 class SignalsOut(_Out):
     since: str
     until: str
@@ -118,6 +134,10 @@ class SignalsOut(_Out):
     index: list[IndexRow]
     markets: list[MarketRow]
     detections: list[DetectionOut]
+    not_judged: list[NotJudgedOut] = Field(
+        default_factory=list,
+        description="What the detectors could not judge and what they would need.",
+    )
     computed_at: str
 
 
@@ -182,8 +202,10 @@ def build_feed(
     window_hours: int = 72,
     history_hours: int = DEFAULT_HISTORY_HOURS,
     lookups: pd.DataFrame | None = None,
+    timezones: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The feed as plain data: ``index``, ``markets`` and ``detections`` records.
+    """The feed as plain data: ``index``, ``markets``, ``detections`` and
+    ``not_judged`` records.
 
     Args:
         events: events from at least ``since − history_hours`` (see :func:`load_events`).
@@ -192,9 +214,12 @@ def build_feed(
         window_hours: the index's rolling window (24–72).
         history_hours: hours of events before ``until`` the detectors read.
         lookups: optional price look-ups (``hour, sku, market, lookups, price``).
+        timezones: market -> IANA zone (the configs' ``markets.*.timezone``): the
+            detectors take days and hours there.
 
     Returns:
-        ``{"index": [...], "markets": [...], "detections": [...], "events_used": n}``.
+        ``{"index": [...], "markets": [...], "detections": [...], "not_judged": [...],
+        "events_used": n}``.
     """
     start = pd.Timestamp(since).tz_convert("UTC").floor("h")
     end = pd.Timestamp(until).tz_convert("UTC").floor("h")
@@ -233,17 +258,20 @@ def build_feed(
     history = events[events["ts"] >= end - pd.Timedelta(hours=history_hours)]
     history = history[history["ts"] < end + pd.Timedelta(hours=1)]
     detections: list[dict[str, Any]] = []
+    not_judged: list[dict[str, Any]] = []
     if lookups is not None and len(lookups):
         hours = pd.to_datetime(lookups["hour"], utc=True)
         lookups = lookups[(hours >= end - pd.Timedelta(hours=history_hours)) & (hours <= end)]
         lookups = lookups if len(lookups) else None
     if len(history):
-        found = detect_signals(history, lookups, since=start, market=market)
-        detections = [d.to_dict() for d in found]
+        report = scan_signals(history, lookups, since=start, market=market, timezones=timezones)
+        detections = [d.to_dict() for d in report.detections]
+        not_judged = [n.to_dict() for n in report.not_judged]
     return {
         "index": index_rows,
         "markets": market_rows,
         "detections": detections,
+        "not_judged": not_judged,
         "events_used": int(len(history)),
     }
 
@@ -334,6 +362,7 @@ def get_signals(
         window_hours=window,
         history_hours=history_hours,
         lookups=load_store_lookups(runtime.store),
+        timezones={m: c.timezone for m, c in runtime.config.defaults.markets.items() if c.timezone},
     )
     out = SignalsOut(
         since=_iso(pd.Timestamp(since_ts).floor("h")),
@@ -345,6 +374,7 @@ def get_signals(
         index=[IndexRow(**r) for r in feed["index"]],
         markets=[MarketRow(**r) for r in feed["markets"]],
         detections=[DetectionOut(**d) for d in feed["detections"]],
+        not_judged=[NotJudgedOut(**n) for n in feed["not_judged"]],
         computed_at=_iso(now),
     )
     if len(_CACHE) >= _CACHE_SIZE:
