@@ -32,3 +32,6 @@ from pricing.signals import Detection, SignalParams, detect_signals  # noqa: E40
 
 __all__ += ["Detection", "ExperimentReport", "SignalParams", "detect_signals", "experiment_report"]
 __all__ += ["DemandParams", "ElasticityFit", "fit_elasticity"]
+from pricing.allocation import StockPlan, allocate, plan_stock, value_curves  # noqa: E402
+
+__all__ += ["StockPlan", "allocate", "plan_stock", "value_curves"]

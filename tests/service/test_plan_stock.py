@@ -114,3 +114,45 @@ def test_a_bad_total_is_refused(redis_url: str, value: str, message: str) -> Non
     result = _run(redis_url, DROP, "--total", value)
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+class _StubFit:
+    """The surface of an ElasticityFit the planner reads: a fit for Asbury Park only,
+    hourly periods, 40 tees an hour at list: six times the cold-start guess."""
+
+    keys = [("SHR-TEE-001", "asbury-park")]
+    has_intensity = False
+    period_hours = 1.0
+
+    def posterior_rates(self, prices: Any, intensity: Any = None, hours: Any = None) -> Any:
+        import numpy as np
+
+        return np.broadcast_to(40.0 * (prices / 28.99)[:, None, :] ** -2.0,
+                               (prices.shape[0], len(hours), prices.shape[1]))  # fmt: skip
+
+
+def test_fitted_rows_use_the_fit_and_the_rest_the_priors() -> None:
+    import numpy as np
+
+    from pricing.allocation import plan_stock
+    from service.commands.plan_stock import build_slots
+    from service.config.loader import load_config_dir
+
+    bundle = load_config_dir(CONFIGS)
+    drop = bundle.drop(DROP)
+    assert drop is not None
+    slots, sources = build_slots(
+        bundle, drop, _StubFit(), transfer_cost={}, returns_rate=0.0, announcements=[]
+    )
+    fitted = [s for s, src in zip(slots, sources, strict=True) if src == "fit"]
+    assert {(s.sku, s.market) for s in fitted} == {("SHR-TEE-001", "asbury-park")}
+    # Hourly fit, 30-minute periods: half the fit's hourly rate per period.
+    k = int(np.argmin(np.abs(fitted[0].prices - 28.99)))
+    assert fitted[0].rates[:, k] == pytest.approx(20.0 * (28.99 / fitted[0].prices[k]) ** 2)
+    tees = [s for s in slots if s.sku == "SHR-TEE-001"]
+    plan = plan_stock(tees, {"SHR-TEE-001": 270})
+    units = {
+        m: sum(r["units"] for r in plan.rows if r["market"] == m)
+        for m in ("asbury-park", "ocean-grove")
+    }
+    assert units["asbury-park"] > 2 * units["ocean-grove"]  # the fit says Asbury is busier
