@@ -912,7 +912,17 @@ class Refitter:
             d["pairs"] = int(panel[["sku", "market"]].drop_duplicates().shape[0])
         if panel.empty:
             record.state = "no_change"
-            record.reasons.append("no sales of a configured SKU in the retained events")
+            configured = merged[merged["sku"].isin({p[0] for p in pairs})]
+            sold = configured[configured["type"] == "sale"]
+            if not sold.empty and bool((sold["ts"] >= cut).all()):
+                # Say why rather than "no sales": the hour under way is still selling.
+                record.reasons.append(
+                    f"{len(sold)} sale(s) of a configured SKU, all in the hour under way "
+                    f"(since {cut.isoformat()}); the panel stops at the start of that hour, "
+                    "so they are fitted once it has ended"
+                )
+            else:
+                record.reasons.append("no sales of a configured SKU in the retained events")
             self._commit_history(lock_value, merged)
             self.store.ack(REFIT_GROUP, entries)
             return

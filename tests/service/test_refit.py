@@ -241,3 +241,23 @@ def test_open_window_keeps_live_surfaces_unless_the_drop_allows_it(
     # The surface starts at the period under way and runs to the window's end.
     assert surface[1].period_start == drop.window_start + timedelta(hours=1)
     assert surface[1].price.shape[1] == 5
+
+
+def test_sales_only_in_the_hour_under_way_are_named_as_such(
+    store: PriceStore, tmp_path: Path
+) -> None:
+    """The panel stops at the start of the hour under way: a re-fit that sees only this
+    hour's sales says so, instead of "no sales of a configured SKU"."""
+    from datetime import UTC, datetime
+
+    drop = write_configs(tmp_path / "configs", N_SKUS)
+    now = datetime(2026, 12, 4, 15, 40, tzinfo=UTC)
+    seed_store(store, drop)
+    events = day_of_events(drop, now=now + timedelta(hours=1), hours=1, announcements=False)
+    assert events and all(e["ts"] >= "2026-12-04T15:00" for e in events)
+    store.record_events(as_records(events, drop.list_price))
+    refitter = Refitter(store, load_config_dir(drop.config_dir), device="cpu", clock=lambda: now)
+    record = refitter.run(force=True)
+    assert record.state == "no_change"
+    assert any("hour under way" in r for r in record.reasons), record.reasons
+    assert not any(r.startswith("no sales") for r in record.reasons)
