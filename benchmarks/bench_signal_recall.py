@@ -65,6 +65,8 @@ def main() -> None:
     t0 = time.perf_counter()
 
     print(f"recall, every nuisance on ({args.plants} streams per archetype and strength):")
+    hit_p: list[float] = []  # p_adjusted of the planted subjects found
+    control_p: list[float] = []  # smallest p_adjusted in each control stream that fired
     for arch in ARCHETYPES:
         hits, n, extra = Counter(), Counter(), Counter()
         for strength in ("moderate", "strong"):
@@ -75,7 +77,9 @@ def main() -> None:
                 p = plant_of(arch, strength, seed=i)
                 found = detect(draw_shop_stream(seed=seed, plant=(p,)))
                 n[strength] += 1
-                hits[strength] += any(is_hit(d, p) for d in found)
+                hit = [d for d in found if is_hit(d, p)]
+                hits[strength] += bool(hit)
+                hit_p += [float(d.stats.get("p_adjusted", 0.0)) for d in hit]
                 extra[strength] += sum(not is_hit(d, p) for d in found)
         total = hits["moderate"] + hits["strong"]
         print(
@@ -97,12 +101,24 @@ def main() -> None:
             )
             fired += bool(found)
             kinds.update(d.archetype for d in found)
+            if found:
+                control_p.append(min(float(d.stats.get("p_adjusted", 0.0)) for d in found))
         worst[name] = fired
         fired_total += fired
         n_total += reps
         detail = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or "none"
         print(f"  {name:20s} {fired:3d}/{reps:<3d} {fired / reps:5.0%}   detections: {detail}")
     print(f"  {'any control':20s} {fired_total:3d}/{n_total:<3d} {fired_total / n_total:5.0%}")
+    if _ZONED:
+        print("calibration: a threshold on p_adjusted, controls firing and plants kept")
+        n_hits = len(hit_p)
+        for cut in (1e-4, 1e-3, 5e-3, 1e-2, 3e-2, 5e-2):
+            fp = sum(p <= cut for p in control_p)
+            kept = sum(p <= cut for p in hit_p)
+            print(
+                f"  p_adjusted <= {cut:<7g} controls {fp:3d}/{n_total:<3d} {fp / n_total:5.1%}"
+                f"   planted found {kept:3d}/{n_hits}"
+            )
     print(f"time zones passed to the detectors: {_ZONED}; took {time.perf_counter() - t0:.0f} s")
 
 

@@ -1372,6 +1372,24 @@ def _creator_led(
             or np.exp(shrunk) < params.creator_min_lift
             or stickiness < params.creator_min_stickiness
         ):
+            if (
+                np.exp(shrunk) >= params.creator_min_lift
+                and stickiness >= params.creator_min_stickiness
+                and pv * n_pairs <= 0.5
+            ):
+                # Lifting, but not yet told apart from noise: say how many posts would be.
+                z_needed = float(stats.norm.isf(params.creator_alpha / max(n_pairs, 1)))
+                more = int(np.ceil(len(clean) * (z_needed / max(z, 1e-6)) ** 2)) - len(clean)
+                notes.append(
+                    NotJudged(
+                        "creator_led",
+                        f"{who} on {sku}: {len(g)} posts lift sales x{np.exp(m_hat):.2f} on "
+                        "average, not yet told apart from noise (nothing found)",
+                        f"about {max(more, 1)} more clean post{'s' if more > 1 else ''}",
+                        sku=sku,
+                        creator=who,
+                    )
+                )
             continue
         n_clean = len(clean)
         trend = float(np.polyfit(np.arange(n_clean), clean["loglift"].to_numpy(), 1)[0])
