@@ -15,6 +15,7 @@ import pytest
 
 from pricing.exceptions import InputError
 from pricing.signals import (
+    ARCHETYPES,
     SignalParams,
     _scheduled_restocks,
     build_signal_panel,
@@ -30,6 +31,7 @@ from tests.utils.shop_streams import (
     Spike,
     draw_shop_stream,
     only,
+    plant_of,
 )
 
 
@@ -175,3 +177,24 @@ def test_an_unknown_time_zone_is_refused_naming_the_market():
     stream = draw_shop_stream(seed=0, weeks=1)
     with pytest.raises(InputError, match="timezones\\['nyc'\\]"):
         build_signal_panel(stream.events, timezones={"nyc": "Eastern"})
+
+
+@pytest.mark.parametrize("archetype", ["regional_spike", "creator_led", "edge_acceleration"])
+def test_recall_on_a_small_draw_of_the_benchmark(archetype):
+    # The benchmark's first three moderate and three strong plants of each archetype
+    # (its seeds), every nuisance on: at least 5 of 6 found (issue 20 asks 80 %).
+    # The full draw is in benchmarks/RESULTS.md.
+    found = 0
+    for strength in ("moderate", "strong"):
+        for i in range(3):
+            seed = (
+                10_000 + 100 * ARCHETYPES.index(archetype) + i + (50 if strength == "strong" else 0)
+            )
+            plant = plant_of(archetype, strength, seed=i)
+            stream = draw_shop_stream(seed=seed, plant=(plant,))
+            subject = (plant.creator, plant.sku) if isinstance(plant, Creator) else plant.market
+            found += any(
+                (d.creator, d.sku) == subject if isinstance(plant, Creator) else d.market == subject
+                for d in _found(stream, archetype)
+            )
+    assert found >= 5
