@@ -31,8 +31,11 @@ The nuisances real shops show are modelled, not assumed away:
 - *Baskets*: a sale row may carry several units. Counts are tested with the
   quasi-Poisson dispersion of the rows, ``φ = Σ q² / Σ q`` per market (a unit
   basket gives 1).
-- *Day-to-day over-dispersion*: each market's daily totals vary more than counting
-  noise; the extra variance ``σ² E²`` is estimated per market, shrunk to the pooled one.
+- *Day-to-day over-dispersion*: a market's busy or slow day is read from its own
+  hours outside the block tested; the noise left (``σ² E²``) is estimated per market,
+  and an empirical null across markets covers differences in weekly rhythm.
+- *Recorder gaps*: a market-hour without any event or look-up where several were
+  expected is left out, not read as a quiet hour.
 - *Lifts every market shares*: a market's expectation is its own baseline times
   the lift the other markets show in the same hour (the leave-one-out common factor).
 - *Local time*: days and hours are each market's own (``timezones``), so a
@@ -1097,25 +1100,31 @@ def _creator_led(
     sell in the same markets and hours, so weekdays, local hours, holidays, missing
     hours and lifts shared by every SKU cancel::
 
-        ρ_s   = Σ U_t / Σ O_t            over hours outside every post window of s
-        ℓ_a   = log((Σ_{t_a ≤ t < t_a+Q} U_t + ½) / (ρ_s Σ O_t + ½))       log-lift
+        θ_j   = SKU j's share of all units, over the hours its stimuli leave alone
+        L_w   = Σ_{j ∈ C} U_j(w) / Σ_{j ∈ C} θ_j      implied total in window w
+        ℓ_a   = log((U_s(w_a) + ½) / (θ_s L_{w_a} + ½))                 log-lift
 
-    with U the SKU's units, O the other SKUs' units (the SKU's own units a week
-    earlier when it is sold alone) and Q = ``lift_post_hours``. The same log-lift over
-    *placebo* windows (starting every ``placebo_step_hours`` without a post of s
-    nearby) gives the null: its median μ₀ and standard deviation σ₀ carry the
-    baskets, the day-to-day noise and the SKU's claims bursts. A post lifts when
-    ``z_a = (ℓ_a − μ₀)/σ₀ ≥ lift_z``.
+    with ``U_j(w)`` SKU j's units in the Q-hour window w (Q = ``lift_post_hours``) and
+    C the other SKUs no post, claim or listing touched near w (with fewer than two,
+    the median of what each other SKU implies; a SKU sold alone is compared with the
+    same hours a day earlier). The same log-lift over *placebo* windows (starting
+    every ``placebo_step_hours``, away from the SKU's posts) gives the null; windows
+    a claims burst touched have the burst's median lift taken out, and so do posts it
+    touches. A post lifts when ``z_a = (ℓ_a − μ₀)/σ₀ ≥ lift_z`` (μ₀ the placebo
+    median, σ₀ its robust spread).
 
     Per (creator, SKU), the effect is estimated across its unconfounded posts (no
-    other creator posted the SKU within Q hours): ``m̂ = mean(ℓ_a) − μ₀``, standard
-    error ``σ₀/√n``, ``z = m̂ / se`` and the shrunk lift ``exp(m̂ τ²/(τ² + se²))``
-    (τ = ``creator_prior_sd``), so one flop lowers the estimate instead of erasing the
-    record. A pair is detected when it has ``creator_min_announcements`` posts,
-    ``creator_min_clean`` of them clean, ``p_adjusted = P(Z ≥ z) ·`` pairs tested
-    ``≤ creator_alpha``, a shrunk lift ≥ ``creator_min_lift`` and a share of lifting
-    posts (``stickiness``) ≥ ``creator_min_stickiness``. Posts by one creator about
-    one SKU less than Q hours apart count once (the first).
+    other creator posted the SKU within Q hours): ``m̂ = mean(ℓ_a) − μ₀`` and the
+    shrunk lift ``exp(m̂ τ²/(τ² + se²))`` (``se = σ₀/√n``, τ = ``creator_prior_sd``),
+    so one flop lowers the estimate instead of erasing the record. Its p-value is
+    empirical: the share of means of n placebo windows drawn at random that reach
+    m̂ (claims make the placebo heavy-tailed). A pair is detected when it has
+    ``creator_min_announcements`` posts, ``creator_min_clean`` of them clean,
+    ``p_adjusted`` (times the pairs tested) ≤ ``creator_alpha``, the same test
+    without its best post ≤ ``creator_alpha`` (one big lift then nothing is not a
+    record), a shrunk lift ≥ ``creator_min_lift`` and a share of lifting posts
+    (``stickiness``) ≥ ``creator_min_stickiness``. Posts by one creator about one
+    SKU less than Q hours apart count once (the first).
 
     Score: stickiness × shrunk log-lift. ``stats["lift_trend"]`` is the
     least-squares slope of ℓ over the posts (negative: the creator's pull is fading).
@@ -1123,7 +1132,8 @@ def _creator_led(
 
     Returns:
         ``(detections, notes)``: one detection per (creator, SKU), strongest first;
-        notes for pairs whose posts lifted but are too few to judge.
+        notes for pairs whose posts lifted but are too few, or not yet beyond noise
+        (with about how many more posts would tell).
     """
     ev = _validate_events(events)
     ann = ev[ev["type"].eq("announcement")].copy()
