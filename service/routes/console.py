@@ -46,6 +46,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.auth import Caller
+from service.config.whatif import GUARDRAIL_NAMES
 from service.deps import OperatorCaller, RuntimeDep, api_key_header
 from service.exceptions import PublishSuperseded, StoreUnavailable, UnknownMarket, UnknownSku
 from service.runtime import ServiceRuntime
@@ -66,19 +67,6 @@ _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
-GUARDRAIL_NAMES = {
-    0: None,
-    1: "floor",
-    2: "ceiling",
-    3: "cost",
-    4: "ladder",
-    5: "price_ending",
-    6: "max_change_pct",
-    7: "max_changes_per_window",
-    8: "no_touch_minutes",
-    9: "held",
-}
-"""Names of :mod:`pricing.guardrails` codes, as explain spells them."""
 _SORTS = (
     "sku",
     "drop",
