@@ -156,9 +156,6 @@ class EnginePolicy(SurfacePolicy):
         self.fit_rows: np.ndarray | None = None
         self.use_intensity = False
         self.observed = 0  # drop hours observed
-        self.seen_hours = np.zeros(24, dtype=bool)  # hours of the day the data cover
-        if history is not None and not history.empty:
-            self.seen_hours[((history["period"] - START) // pd.Timedelta(hours=1)) % 24] = True
         self.last_fit = -1
         # Neutral guess of the demand level: on average, the rate that just sells the stock
         # at list (the median of a log-normal with that mean).
@@ -203,20 +200,18 @@ class EnginePolicy(SurfacePolicy):
         self.solve(period, stock, self._rates(period))
 
     def _rates(self, period: int) -> np.ndarray:
-        """``[R, T, K]`` posterior expected demand from ``period`` on.
-
-        The fit's (:meth:`~pricing.model.ElasticityFit.posterior_rates`) for hours of the
-        day the data have seen. For hours they have not, the demand level is at least the
-        prior's (the neutral level, compared at the list price; the fit's price response is
-        kept): a drop that opened at midnight has seen only the night, and the fit's level
-        is the night's; a rush seen in its first hour keeps the fit's higher level.
-        """
+        """``[R, T, K]`` posterior expected demand (:meth:`~pricing.model.ElasticityFit.posterior_rates`) from ``period`` on."""
         w = self.world
         hours = w.hours[period:] % 24
         forecast = self._forecast(period)
-        prior = self._prior_rates(forecast)
         if self.fit is None:
-            return prior
+            mean = np.where(np.isfinite(w.prior_mean), w.prior_mean, FALLBACK_PRIOR[0])
+            sd = np.where(np.isfinite(w.prior_sd), w.prior_sd, FALLBACK_PRIOR[1])
+            x = np.log(self.ladder / w.list_price[:, None])[:, None, :]  # [R, 1, K]
+            log_rate = self.neutral[:, None, None] + mean[:, None, None] * x
+            var = _LEVEL_SD**2 + (sd[:, None, None] * x) ** 2
+            lift = _LIFT_PRIOR * forecast[:, :, None]
+            return np.exp(log_rate + 0.5 * var + lift)
         assert self.fit_rows is not None
         order = np.empty_like(self.fit_rows)
         order[self.fit_rows] = np.arange(self.fit_rows.size)
@@ -232,28 +227,7 @@ class EnginePolicy(SurfacePolicy):
             rates = (
                 rates * np.exp(_LIFT_PRIOR * (forecast - self.fit_intensity[:, None]))[:, :, None]
             )
-        unseen = ~self.seen_hours[hours]
-        if unseen.any():
-            # Raise the level (not the price response) of unseen hours to the prior's,
-            # compared at the grid price nearest the list price.
-            near = np.abs(np.log(self.ladder / w.list_price[:, None])).argmin(axis=1)
-            rows = np.arange(near.size)
-            ratio = prior[rows, :, near] / np.maximum(rates[rows, :, near], 1e-12)  # [R, T]
-            lift = np.where(unseen[None, :], np.maximum(ratio, 1.0), 1.0)
-            rates = rates * lift[:, :, None]
         return rates
-
-    def _prior_rates(self, forecast: np.ndarray) -> np.ndarray:
-        """``[R, T, K]`` expected demand under the prior: the neutral level (log-normal, sd
-        ``_LEVEL_SD``), the category elasticity and the default lift of events."""
-        w = self.world
-        mean = np.where(np.isfinite(w.prior_mean), w.prior_mean, FALLBACK_PRIOR[0])
-        sd = np.where(np.isfinite(w.prior_sd), w.prior_sd, FALLBACK_PRIOR[1])
-        x = np.log(self.ladder / w.list_price[:, None])[:, None, :]  # [R, 1, K]
-        log_rate = self.neutral[:, None, None] + mean[:, None, None] * x
-        var = _LEVEL_SD**2 + (sd[:, None, None] * x) ** 2
-        lift = _LIFT_PRIOR * forecast[:, :, None]
-        return np.exp(log_rate + 0.5 * var + lift)
 
     def _forecast(self, period: int) -> np.ndarray:
         """``[R, P - period]`` the engine's own exogenous index, decaying from its value now."""
@@ -344,7 +318,6 @@ class EnginePolicy(SurfacePolicy):
     def observe(self, period: int, price: np.ndarray, sold: np.ndarray, stock: np.ndarray) -> None:
         w = self.world
         self.observed += 1
-        self.seen_hours[int(w.hours[period]) % 24] = True
         self.seen_low = np.minimum(self.seen_low, price)
         self.seen_high = np.maximum(self.seen_high, price)
         was_open = stock + sold > 0  # a row with nothing to sell tells nothing
