@@ -1237,6 +1237,41 @@ class ElasticityFit:
             raise InputError(f"hours must be integers in [0, 23], got {h!r}")
         return self.daily_profile[h]
 
+    def _covariate_term(
+        self, covariates: Mapping[str, Any] | None, shape: tuple[int, ...], where: str
+    ) -> np.ndarray | float:
+        """``θ'z`` broadcast to ``shape``: 0 when ``covariates`` is ``None``.
+
+        A mapping must name every fitted covariate (an omitted one would silently be
+        predicted at 0, e.g. a promotion taken as off) and no other.
+        """
+        if covariates is None:
+            return 0.0
+        fitted = list(self.covariate_effects)
+        unknown = [name for name in covariates if name not in self.covariate_effects]
+        if unknown:
+            raise InputError(f"{where}: unknown covariate(s) {unknown}; fitted covariates {fitted}")
+        missing = [name for name in fitted if name not in covariates]
+        if missing:
+            raise InputError(
+                f"{where}: covariate(s) {missing} missing; pass every fitted covariate "
+                f"{fitted}, or covariates=None to predict with all of them at 0"
+            )
+        z = np.zeros(shape)
+        for name in fitted:
+            value = np.asarray(covariates[name], dtype=float)
+            try:
+                value = np.broadcast_to(value, shape)
+            except ValueError:
+                raise InputError(
+                    f"{where}: covariates[{name!r}] has shape {value.shape}, which does not "
+                    f"broadcast to {shape}"
+                ) from None
+            if not np.all(np.isfinite(value)):
+                raise InputError(f"{where}: covariates[{name!r}] must be finite")
+            z = z + self.covariate_effects[name][0] * value
+        return z
+
     def expected_demand(
         self,
         sku: Any,
@@ -1244,7 +1279,7 @@ class ElasticityFit:
         intensity: float = 0.0,
         market: Any = None,
         period: Any = None,
-        covariates: Mapping[str, float] | None = None,
+        covariates: Mapping[str, float | Sequence[float] | np.ndarray] | None = None,
     ) -> float | np.ndarray:
         """Expected units per period for one SKU(-market) at ``price``.
 
@@ -1254,14 +1289,24 @@ class ElasticityFit:
             intensity: micro-event intensity I.
             period: a timestamp (its hour picks the daily-profile value) or an hour
                 0-23; ``None`` averages over the day.
-            covariates: values of covariates (0 when omitted).
+            covariates: ``{name: value}`` for every fitted covariate; a value is a
+                scalar or an array broadcastable with ``price`` (one value per price).
+                ``None`` predicts with every covariate at 0 (e.g. no promotion); a
+                mapping that omits a fitted covariate, or names an unknown one, is an
+                :class:`InputError`.
 
         Returns:
-            λ = exp(α + s(h) + γ I + (β + δ I) log(p/p_ref) + θ'z), a float for a scalar price.
+            λ = exp(α + s(h) + γ I + (β + δ I) log(p/p_ref) + θ'z), a float for a scalar
+            price and scalar covariates.
+
+        Raises:
+            InputError: an unknown row, a non-positive price, or covariates as above.
 
         Example:
             >>> fit.expected_demand("sku-1", [9.0, 10.0])  # doctest: +SKIP
             array([4.1, 3.5])
+            >>> fit.expected_demand("sku-1", 10.0, covariates={"promo": [0, 1]})  # doctest: +SKIP
+            array([3.5, 4.9])
         """
         i = self._row(sku, market)
         p = np.asarray(price, dtype=float)
@@ -1272,13 +1317,17 @@ class ElasticityFit:
         else:
             hour = period if isinstance(period, int | np.integer) else pd.Timestamp(period).hour
             prof = self._profile_at(np.asarray(int(hour)))
-        z = 0.0
-        for name, value in (covariates or {}).items():
-            if name not in self.covariate_effects:
-                raise InputError(
-                    f"unknown covariate {name!r}; fitted covariates {list(self.covariate_effects)}"
-                )
-            z += self.covariate_effects[name][0] * float(value)
+        try:
+            shape = np.broadcast_shapes(
+                p.shape, *(np.shape(v) for v in (covariates or {}).values())
+            )
+        except ValueError:
+            shapes = {k: np.shape(v) for k, v in (covariates or {}).items()}
+            raise InputError(
+                f"expected_demand: covariate shapes {shapes} do not broadcast with the "
+                f"price's shape {p.shape}"
+            ) from None
+        z = self._covariate_term(covariates, shape, "expected_demand")
         pr = self.params
         x = np.log(p) - self.log_pref[i]
         eta = pr.alpha[i] + prof + pr.intensity_lift[i] * intensity
@@ -1293,6 +1342,7 @@ class ElasticityFit:
         hours: np.ndarray | None = None,
         *,
         params: DemandParams | None = None,
+        covariates: Mapping[str, np.ndarray] | None = None,
     ) -> np.ndarray:
         """Expected units per period for every row, period and candidate price.
 
@@ -1303,13 +1353,25 @@ class ElasticityFit:
                 (the day's average).
             params: parameters to use instead of the MAP (e.g. one draw of
                 :meth:`sample_params`, arrays ``[S]``; or ``[n, S]`` for ``n`` draws).
+            covariates: ``{name: array}`` for every fitted covariate, each broadcastable
+                to ``[S, T]`` (a scalar, ``[S, 1]`` per row, ``[T]`` per period or
+                ``[S, T]`` per cell), applied with the fitted shared effects ``θ``.
+                **``None`` predicts with every covariate at 0** (no promotion, no
+                display, ...): the rates of a fit with covariates then describe the
+                periods where all of them are off. A mapping that omits a fitted
+                covariate or names an unknown one is an :class:`InputError`.
 
         Returns:
             ``[S, T, K]`` (``[n, S, T, K]`` for ``[n, S]`` params) rates, where
-            ``T`` is ``intensity.shape[1]``, else ``len(hours)``, else 1.
+            ``T`` is ``intensity.shape[1]``, else ``len(hours)``, else the covariates'
+            period axis, else 1.
 
         Raises:
-            InputError: on shapes that do not match the fit or non-positive prices.
+            InputError: on shapes that do not match the fit, non-positive prices, or
+                covariates as above.
+
+        Example:
+            >>> on = fit.demand_rates(prices, covariates={"promo": np.ones((S, 24))})  # doctest: +SKIP
         """
         s = len(self.keys)
         prices = np.asarray(prices, dtype=float)
@@ -1323,18 +1385,24 @@ class ElasticityFit:
                 raise InputError(f"intensity must have shape [S={s}, T], got {inten.shape}")
             n_t = inten.shape[1]
         else:
-            n_t = len(hours) if hours is not None else 1
+            if hours is not None:
+                n_t = len(hours)
+            else:  # the covariates' period axis, when they have one
+                lengths = {np.shape(v)[-1] for v in (covariates or {}).values() if np.ndim(v) >= 1}
+                lengths.discard(1)
+                n_t = lengths.pop() if len(lengths) == 1 else 1
             inten = np.zeros((s, n_t))
         if hours is not None and len(hours) != n_t:
             raise InputError(f"hours must have length T={n_t}, got {len(hours)}")
         prof = np.broadcast_to(
             self._profile_at(None if hours is None else np.asarray(hours)), (n_t,)
         )
+        z = self._covariate_term(covariates, (s, n_t), "demand_rates")
         p = self.params if params is None else params
         x = np.log(prices) - self.log_pref[:, None]  # [S, K]
         a, b = np.asarray(p.alpha)[..., None], np.asarray(p.elasticity)[..., None]
         g, d = np.asarray(p.intensity_lift)[..., None], np.asarray(p.intensity_shift)[..., None]
-        eta = a + prof + g * inten  # [..., S, T]
+        eta = a + prof + g * inten + z  # [..., S, T]
         slope = b + d * inten  # [..., S, T]
         return np.exp(eta[..., None] + slope[..., None] * x[:, None, :])
 
@@ -1346,6 +1414,7 @@ class ElasticityFit:
         *,
         params: DemandParams | None = None,
         max_log_var: float = 1.0,
+        covariates: Mapping[str, np.ndarray] | None = None,
     ) -> np.ndarray:
         """Expected units ``[S, T, K]`` averaged over the Laplace posterior.
 
@@ -1360,14 +1429,19 @@ class ElasticityFit:
         ``max_log_var`` so a weakly identified row cannot inflate its demand without bound.
 
         Args:
-            prices, intensity, hours, params: as :meth:`demand_rates` (``params`` ``[S]``).
+            prices, intensity, hours, params, covariates: as :meth:`demand_rates`
+                (``params`` ``[S]``; ``covariates=None`` predicts with every covariate at
+                0). The shared effects ``θ`` enter at their estimates: their uncertainty,
+                pooled over every row, is not added to a row's variance.
             max_log_var: cap on ``a'Σa``.
 
         Returns:
             ``[S, T, K]`` rates.
         """
         mean = np.asarray(
-            self.demand_rates(prices, intensity=intensity, hours=hours, params=params)
+            self.demand_rates(
+                prices, intensity=intensity, hours=hours, params=params, covariates=covariates
+            )
         )
         x = (np.log(np.asarray(prices, dtype=float)) - self.log_pref[:, None])[:, None, :]
         cov = np.nan_to_num(self.param_cov, nan=0.0, posinf=0.0, neginf=0.0)
