@@ -14,7 +14,8 @@ intensity the 24-72 h micro-event index (:func:`pricing.intensity.build_intensit
          joined onto the panel
 fit      :func:`pricing.model.fit_elasticity` on every (SKU, market) at once,
          warm-started from the live version's fit, with the category priors of
-         ``categories.yaml``; then the parameter checks (below)
+         ``categories.yaml``; then the parameter checks (below) and the
+         held-out check (below)
 solve    per drop: the SKU's ladder (guardrail ladder, else a grid between floor
          and ceiling), units left now, the periods left in the current or next
          window, demand rates from the fit and the intensity forecast;
@@ -48,6 +49,20 @@ observed prices) and changes only the slope:
 .. math:: \\lambda'(p) = \\lambda(p)\\,(p / p_{ref})^{\\beta' - \\beta}
 
 A row whose demand is still not finite is left out (it keeps its live surface).
+
+Held-out check (end of the ``fit`` stage): the panel's most recent
+:data:`VALIDATION_FRACTION` of hours is held out; the model is refitted on the earlier
+hours (warm-started from the new fit, so a few Newton steps) and predicts each held-out
+hour at its observed price, hour of day and intensity; the naive predictive is each
+(SKU, market)'s mean units per hour over the earlier hours. Both are scored by mean
+Poisson deviance over the held-out hours that did not end sold out
+(:func:`pricing.validation.holdout_score`). When the model's deviance exceeds the naive
+one by more than the margin (``validation_margin``, 10 % by default), nothing is
+published: every SKU keeps its live surface, the re-fit ends ``no_change`` with the
+reason, and both deviances are in the fit stage's detail and the record's ``summary``
+(``validation``; a published version carries them in its ``fit`` meta). A panel with
+fewer than :data:`VALIDATION_MIN_CELLS` scorable held-out hours is not judged (said in
+the same place). The check is deterministic: same panel, same scores.
 
 Crash safety and fencing
 ------------------------
@@ -143,6 +158,10 @@ STAGES = ("panel", "intensity", "fit", "solve", "validate", "publish")
 """Stages of a re-fit, in order."""
 LADDER_SIZE = 16
 """Grid prices per SKU when its guardrails give no ladder."""
+VALIDATION_FRACTION = 0.15
+"""Share of the panel's most recent hours held out by the re-fit's held-out check."""
+VALIDATION_MIN_CELLS = 50
+"""Fewest scorable held-out (SKU, market, hour) cells for the held-out check to judge."""
 
 REFIT_SECONDS = Histogram(
     "dropprice_refit_duration_seconds",
@@ -160,6 +179,17 @@ REFITS = Counter(
     "dropprice_refits",
     "Re-fits by outcome (published, held, no_change, locked, failed).",
     ["outcome"],
+)
+REFIT_VALIDATIONS = Counter(
+    "dropprice_refit_validations",
+    "Held-out checks of re-fits by outcome (passed, rejected, skipped).",
+    ["outcome"],
+)
+REFIT_HOLDOUT_DEVIANCE = Histogram(
+    "dropprice_refit_holdout_deviance",
+    "Mean Poisson deviance per held-out hour of a re-fit's check, model and naive mean.",
+    ["predictor"],
+    buckets=(0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 100),
 )
 REFIT_DEAD_LETTERED = Counter(
     "dropprice_refit_dead_lettered",
@@ -728,6 +758,9 @@ class Refitter:
         history_hours: events kept for the panel (older ones are dropped).
         clock: time source.
         owner: name written into the lock (host:pid by default).
+        validation_margin: the held-out check rejects a fit whose held-out deviance
+            exceeds the naive mean's by more than this fraction; ``None`` turns the
+            check off.
     """
 
     def __init__(
@@ -742,8 +775,10 @@ class Refitter:
         history_hours: int = 7 * 24,
         clock: Callable[[], datetime] = _now,
         owner: str | None = None,
+        validation_margin: float | None = 0.10,
     ) -> None:
         self.store = store
+        self.validation_margin = validation_margin
         self.bundle = bundle
         self.config_version = config_version
         self.device = device
@@ -974,6 +1009,8 @@ class Refitter:
             d["warm_start"] = previous is not None
             replace = self._check_elasticities(fit, previous, record)
             d["elasticities_replaced"] = len(replace)
+            validation = self._holdout_check(panel, fit, devices)
+            d["validation"] = validation
 
         # ------------------------------------------------------------ solve
         with self._stage(record, "solve", lock_value) as d, jax.default_device(devices[0]):
@@ -1001,6 +1038,9 @@ class Refitter:
         # ------------------------------------------------------------ validate
         with self._stage(record, "validate", lock_value) as d:
             publish, held = self._validate(solved, inventory_now, now, record)
+            if validation["outcome"] == "rejected":
+                record.reasons.append(validation["reason"])
+                publish, held = [], []
             d["publish"] = len(publish)
             d["held"] = len(held)
 
@@ -1031,6 +1071,7 @@ class Refitter:
             if held:
                 self.state.client.zadd(self.state.key("approvals"), {record.id: now.timestamp()})
             summary = _fit_summary(fit, replace)
+            summary["validation"] = validation
             record.summary = summary
             if publish:
                 version = self._publish(
@@ -1052,7 +1093,7 @@ class Refitter:
                 d["version"] = version
             else:
                 record.state = "held" if held else "no_change"
-                if not held:
+                if not held and validation["outcome"] != "rejected":
                     record.reasons.append("no surface passed validation")
             self.store.ack(REFIT_GROUP, entries)
             self._prune_fits()
@@ -1149,6 +1190,76 @@ class Refitter:
         with ThreadPoolExecutor(max_workers=len(devices)) as pool:
             fits = list(pool.map(fit_block, blocks, devices))
         return _merge_fits(fits)
+
+    def _holdout_check(
+        self, panel: pd.DataFrame, fit: Any, devices: Sequence[Any]
+    ) -> dict[str, Any]:
+        """Score a refit on the earlier hours against the naive mean on the latest ones.
+
+        Returns the fit-stage detail: ``outcome`` (``passed``, ``rejected``, ``skipped``),
+        the scores (:meth:`pricing.validation.HoldoutScore.to_dict`), the hours held out
+        and, when rejected or skipped, the ``reason``.
+        """
+        from pricing.validation import holdout_score, holdout_split
+
+        out: dict[str, Any] = {"margin": self.validation_margin}
+        if self.validation_margin is None:
+            out.update(outcome="skipped", reason="held-out check turned off")
+            REFIT_VALIDATIONS.labels("skipped").inc()
+            return out
+        n_periods = int(panel["period"].nunique())
+        if n_periods < 2:
+            out.update(
+                outcome="skipped", reason=f"{n_periods} hour(s) in the panel: none to hold out"
+            )
+            REFIT_VALIDATIONS.labels("skipped").inc()
+            return out
+        train, test = holdout_split(panel, fraction=VALIDATION_FRACTION)
+        out["holdout_from"] = pd.Timestamp(test["period"].min()).isoformat()
+        out["holdout_hours"] = int(test["period"].nunique())
+        scorable = (~test["sold_out"].to_numpy(bool)).sum()
+        if train.empty or scorable < VALIDATION_MIN_CELLS:
+            out.update(
+                outcome="skipped",
+                reason=f"{int(scorable)} scorable held-out hour(s), the check needs "
+                f"{VALIDATION_MIN_CELLS}",
+            )
+            REFIT_VALIDATIONS.labels("skipped").inc()
+            return out
+        early = self._fit(train, fit, devices)
+        score = holdout_score(
+            early,
+            train,
+            test,
+            market="market",
+            intensity="intensity",
+            sold_out="sold_out",
+        )
+        out.update(score.to_dict())
+        if score.n_cells < VALIDATION_MIN_CELLS:
+            out.update(
+                outcome="skipped",
+                reason=f"{score.n_cells} held-out hour(s) could be scored, the check needs "
+                f"{VALIDATION_MIN_CELLS}",
+            )
+        elif score.worse_than_naive(self.validation_margin):
+            out.update(
+                outcome="rejected",
+                reason=(
+                    f"held-out check: the new fit's mean Poisson deviance "
+                    f"{score.model_deviance:.4g} on the last {out['holdout_hours']} hour(s) "
+                    f"is worse than the naive per-SKU mean's {score.naive_deviance:.4g} by "
+                    f"more than {self.validation_margin:.0%}; nothing published, the live "
+                    "surfaces stay"
+                ),
+            )
+        else:
+            out["outcome"] = "passed"
+        REFIT_VALIDATIONS.labels(out["outcome"]).inc()
+        if score.n_cells:
+            REFIT_HOLDOUT_DEVIANCE.labels("model").observe(score.model_deviance)
+            REFIT_HOLDOUT_DEVIANCE.labels("naive").observe(score.naive_deviance)
+        return out
 
     def _check_elasticities(self, fit: Any, previous: Any, record: RefitRecord) -> dict[int, float]:
         """Rows whose elasticity is rejected -> the elasticity used instead."""
