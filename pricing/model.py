@@ -721,6 +721,7 @@ class _Prepared:
     market_of_row: np.ndarray | None
     category_of_row: np.ndarray
     log_pref: np.ndarray
+    log_price_range: np.ndarray
     n_obs: np.ndarray
     n_censored: np.ndarray
     data: _Data
@@ -848,6 +849,16 @@ def _prepare(
     logp = np.log(price_v)
     log_pref = np.bincount(row_of_obs, weights=logp, minlength=n_rows) / n_obs
     x = logp - log_pref[row_of_obs]
+    # Each row's lowest and highest log price (runs of the row-sorted order: O(N)).
+    logp_sorted = logp if order is None else logp[order]
+    run_starts = np.searchsorted(sorted_rows, np.arange(n_rows))
+    log_price_range = np.stack(
+        [
+            np.minimum.reduceat(logp_sorted, run_starts),
+            np.maximum.reduceat(logp_sorted, run_starts),
+        ],
+        axis=1,
+    )
 
     # Censored cells with zero sold carry no information (P(D >= 0) = 1).
     informative = ~(cens & (qty == 0))
@@ -1021,6 +1032,7 @@ def _prepare(
         market_of_row=market_of_row,
         category_of_row=category_of_row,
         log_pref=log_pref,
+        log_price_range=log_price_range,
         n_obs=n_obs,
         n_censored=np.bincount(row_of_obs[cens_inf], minlength=n_rows),
         data=data,
@@ -1104,6 +1116,9 @@ class ElasticityFit:
         period_hours: period length in hours for datetime periods, else ``None``.
         dtype: ``"float32"`` or ``"float64"``.
         loss: negative log posterior at the solution.
+        log_price_range: ``[S, 2]`` lowest and highest log price each row was observed
+            at (``None`` for fits saved before it was recorded); the prediction methods'
+            ``extrapolation=`` bound reads it.
     """
 
     keys: list[tuple[Any, Any]]
@@ -1125,6 +1140,7 @@ class ElasticityFit:
     dtype: str
     loss: float
     shared_converged: bool = True
+    log_price_range: np.ndarray | None = None
     _index: dict[tuple[Any, Any], int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -1237,6 +1253,30 @@ class ElasticityFit:
             raise InputError(f"hours must be integers in [0, 23], got {h!r}")
         return self.daily_profile[h]
 
+    def _log_relative_price(
+        self, log_price: np.ndarray, rows: np.ndarray | slice, extrapolation: float | None
+    ) -> np.ndarray:
+        """``x = log(p / p_ref)``, bounded to the observed range widened by ``extrapolation``.
+
+        ``log_price`` broadcasts against ``rows`` on its trailing axis (``[K, S]`` with all
+        rows, any shape for one row index). With ``lo, hi`` a row's observed ``x`` range and
+        ``w = extrapolation``, ``x`` is clamped to ``[lo − w (hi − lo), hi + w (hi − lo)]``.
+        """
+        x = log_price - self.log_pref[rows]
+        if extrapolation is None:
+            return x
+        if not (math.isfinite(extrapolation) and extrapolation >= 0):
+            raise InputError(f"extrapolation must be a finite number >= 0, got {extrapolation!r}")
+        if self.log_price_range is None:
+            raise InputError(
+                "extrapolation= needs the rows' observed price ranges, which this fit does not "
+                "record (saved by an older version); refit it"
+            )
+        lo = self.log_price_range[rows, 0] - self.log_pref[rows]
+        hi = self.log_price_range[rows, 1] - self.log_pref[rows]
+        span = hi - lo
+        return np.clip(x, lo - extrapolation * span, hi + extrapolation * span)
+
     def _covariate_term(
         self, covariates: Mapping[str, Any] | None, shape: tuple[int, ...], where: str
     ) -> np.ndarray | float:
@@ -1280,6 +1320,8 @@ class ElasticityFit:
         market: Any = None,
         period: Any = None,
         covariates: Mapping[str, float | Sequence[float] | np.ndarray] | None = None,
+        *,
+        extrapolation: float | None = None,
     ) -> float | np.ndarray:
         """Expected units per period for one SKU(-market) at ``price``.
 
@@ -1294,6 +1336,8 @@ class ElasticityFit:
                 ``None`` predicts with every covariate at 0 (e.g. no promotion); a
                 mapping that omits a fitted covariate, or names an unknown one, is an
                 :class:`InputError`.
+            extrapolation: as :meth:`demand_rates` (``None``: the curve is carried to any
+                price).
 
         Returns:
             λ = exp(α + s(h) + γ I + (β + δ I) log(p/p_ref) + θ'z), a float for a scalar
@@ -1329,7 +1373,7 @@ class ElasticityFit:
             ) from None
         z = self._covariate_term(covariates, shape, "expected_demand")
         pr = self.params
-        x = np.log(p) - self.log_pref[i]
+        x = self._log_relative_price(np.log(p), i, extrapolation)
         eta = pr.alpha[i] + prof + pr.intensity_lift[i] * intensity
         eta = eta + (pr.elasticity[i] + pr.intensity_shift[i] * intensity) * x + z
         out = np.exp(eta)
@@ -1343,6 +1387,7 @@ class ElasticityFit:
         *,
         params: DemandParams | None = None,
         covariates: Mapping[str, np.ndarray] | None = None,
+        extrapolation: float | None = None,
     ) -> np.ndarray:
         """Expected units per period for every row, period and candidate price.
 
@@ -1360,6 +1405,15 @@ class ElasticityFit:
                 display, ...): the rates of a fit with covariates then describe the
                 periods where all of them are off. A mapping that omits a fitted
                 covariate or names an unknown one is an :class:`InputError`.
+            extrapolation: ``None`` (the default) carries the fitted log-linear curve to
+                any price. A number ``w >= 0`` bounds the curve beyond the data: with
+                ``lo, hi`` the lowest and highest ``x = log(p / p_ref)`` the row was fitted
+                on, ``x`` is clamped to ``[lo − w (hi − lo), hi + w (hi − lo)]``, so a price
+                further out is predicted the demand of the nearest bound (flat beyond it).
+                ``w = 0.5`` lets the curve run half the observed range past each end; a
+                row fitted at one price (``hi = lo``) is flat at its level. An elasticity
+                of -11.5 fitted on -13 %..+5 % then predicts at -82 % what it predicts at
+                -21 % (about 11x the level at ``p_ref``) instead of about 10⁸ times it.
 
         Returns:
             ``[S, T, K]`` (``[n, S, T, K]`` for ``[n, S]`` params) rates, where
@@ -1399,7 +1453,7 @@ class ElasticityFit:
         )
         z = self._covariate_term(covariates, (s, n_t), "demand_rates")
         p = self.params if params is None else params
-        x = np.log(prices) - self.log_pref[:, None]  # [S, K]
+        x = self._log_relative_price(np.log(prices).T, slice(None), extrapolation).T  # [S, K]
         a, b = np.asarray(p.alpha)[..., None], np.asarray(p.elasticity)[..., None]
         g, d = np.asarray(p.intensity_lift)[..., None], np.asarray(p.intensity_shift)[..., None]
         eta = a + prof + g * inten + z  # [..., S, T]
@@ -1415,6 +1469,7 @@ class ElasticityFit:
         params: DemandParams | None = None,
         max_log_var: float = 1.0,
         covariates: Mapping[str, np.ndarray] | None = None,
+        extrapolation: float | None = None,
     ) -> np.ndarray:
         """Expected units ``[S, T, K]`` averaged over the Laplace posterior.
 
@@ -1429,7 +1484,9 @@ class ElasticityFit:
         ``max_log_var`` so a weakly identified row cannot inflate its demand without bound.
 
         Args:
-            prices, intensity, hours, params, covariates: as :meth:`demand_rates`
+            prices, intensity, hours, params, covariates, extrapolation: as
+                :meth:`demand_rates` (with ``extrapolation``, the variance is taken at the
+                clamped ``x`` too)
                 (``params`` ``[S]``; ``covariates=None`` predicts with every covariate at
                 0). The shared effects ``θ`` enter at their estimates: their uncertainty,
                 pooled over every row, is not added to a row's variance.
@@ -1440,10 +1497,16 @@ class ElasticityFit:
         """
         mean = np.asarray(
             self.demand_rates(
-                prices, intensity=intensity, hours=hours, params=params, covariates=covariates
+                prices,
+                intensity=intensity,
+                hours=hours,
+                params=params,
+                covariates=covariates,
+                extrapolation=extrapolation,
             )
         )
-        x = (np.log(np.asarray(prices, dtype=float)) - self.log_pref[:, None])[:, None, :]
+        log_p = np.log(np.asarray(prices, dtype=float))
+        x = self._log_relative_price(log_p.T, slice(None), extrapolation).T[:, None, :]
         cov = np.nan_to_num(self.param_cov, nan=0.0, posinf=0.0, neginf=0.0)
         if self.has_intensity and intensity is not None and cov.shape[1] >= 4:
             i = np.asarray(intensity, dtype=float)[:, :, None]  # [S, T, 1]
@@ -1516,6 +1579,7 @@ class ElasticityFit:
             grad_norm=self.grad_norm,
             prior_mean=self.prior_mean,
             prior_sd=self.prior_sd,
+            **({} if self.log_price_range is None else {"log_price_range": self.log_price_range}),
         )
         meta = {
             "format_version": _FORMAT_VERSION,
@@ -1578,6 +1642,7 @@ class ElasticityFit:
             dtype=meta["dtype"],
             loss=float(meta["loss"]),
             shared_converged=bool(meta["shared_converged"]),
+            log_price_range=arrays.get("log_price_range"),
         )
 
 
@@ -1721,6 +1786,7 @@ def _result(
         ),
         param_cov=param_cov,
         log_pref=prep.log_pref,
+        log_price_range=prep.log_price_range,
         daily_profile=shared[:_N_HOURS] if st.profile else None,
         covariate_effects=cov_effects,
         n_obs=prep.n_obs,

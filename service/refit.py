@@ -1835,6 +1835,9 @@ def _merge_fits(fits: Sequence[Any]) -> Any:
         dtype=first.dtype,
         loss=float(sum(f.loss for f in fits)),
         shared_converged=all(f.shared_converged for f in fits),
+        log_price_range=(
+            cat("log_price_range") if all(f.log_price_range is not None for f in fits) else None
+        ),
     )
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pricing import ElasticityFit, fit_elasticity
@@ -85,3 +87,57 @@ def test_omitted_or_unknown_covariate_is_an_error(promo_fit: ElasticityFit) -> N
         fit.expected_demand(fit.keys[0][0], 10.0, covariates={})
     with pytest.raises(InputError, match="unknown covariate"):
         fit.expected_demand(fit.keys[0][0], 10.0, covariates={"promo": 1, "feature": 0})
+
+
+# ---------------------------------------------------------------- extrapolation
+
+
+@pytest.fixture(scope="module")
+def steep_fit() -> ElasticityFit:
+    """The issue's shape: elasticity about -11.5 fitted on prices from -13 % to +5 %."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for k in range(4):
+        for t in range(200):
+            rel = rng.uniform(0.87, 1.05)
+            rows.append((f"sku-{k}", t, round(10.0 * rel, 4), rng.poisson(3.0 * rel**-11.5)))
+    panel = pd.DataFrame(rows, columns=["sku", "period", "price", "quantity"])
+    return fit_elasticity(panel, pooling=False)
+
+
+def test_fit_records_each_rows_price_range(steep_fit: ElasticityFit, tmp_path: Path) -> None:
+    lo, hi = np.exp(steep_fit.log_price_range).T
+    assert np.all((lo >= 8.7) & (lo < 8.8) & (hi <= 10.5) & (hi > 10.4))
+    back = ElasticityFit.load(steep_fit.save(tmp_path / "fit"))
+    np.testing.assert_array_equal(back.log_price_range, steep_fit.log_price_range)
+
+
+def test_extrapolation_bound_keeps_a_deep_markdown_finite(steep_fit: ElasticityFit) -> None:
+    fit = steep_fit
+    assert np.all((fit.params.elasticity < -10) & (fit.params.elasticity > -13))
+    pref = np.exp(fit.log_pref)[:, None]
+    level = fit.demand_rates(pref)[:, 0, 0]
+    deep = pref * 0.18  # 82 % off
+    carried = fit.demand_rates(deep)[:, 0, 0]
+    assert np.all(carried > 1e6 * level)  # the default carries the curve (unchanged)
+    bounded = fit.demand_rates(deep, extrapolation=0.5)[:, 0, 0]
+    # The bound: demand at the lowest price seen minus half the observed log range.
+    lo, hi = fit.log_price_range.T
+    edge = np.exp(lo - 0.5 * (hi - lo))[:, None]
+    np.testing.assert_allclose(bounded, fit.demand_rates(edge)[:, 0, 0], rtol=1e-9)
+    # Stated bound: at most 20x the level at p_ref (the carried curve gives ~10^8 x).
+    assert np.all(bounded < 20 * level) and np.all(bounded > level)
+    # Inside the widened range nothing changes; beyond it the curve is flat.
+    inside = pref * np.array([[0.9, 1.0, 1.04]])
+    np.testing.assert_allclose(
+        fit.demand_rates(inside, extrapolation=0.5), fit.demand_rates(inside), rtol=1e-12
+    )
+    flat = fit.demand_rates(pref * np.array([[0.5, 0.18, 0.05]]), extrapolation=0.5)
+    np.testing.assert_allclose(flat / flat[..., :1], 1.0, rtol=1e-9)
+    # The other prediction methods take the same bound.
+    post = fit.posterior_rates(deep, extrapolation=0.5)[:, 0, 0]
+    assert np.all(post < 20 * level * np.exp(0.5))
+    one = fit.expected_demand(fit.keys[0][0], float(deep[0, 0]), extrapolation=0.5)
+    assert one == pytest.approx(float(bounded[0]), rel=1e-9)
+    with pytest.raises(InputError, match="extrapolation must be"):
+        fit.demand_rates(deep, extrapolation=-1.0)
