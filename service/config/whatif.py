@@ -343,9 +343,11 @@ def _rates(
     elasticity = np.array(p.elasticity, dtype=float, copy=True)
     elasticity[i] = beta
     params = DemandParams(p.alpha, elasticity, p.intensity_lift, p.intensity_shift)
+    # The re-fit's own rates (posterior expected demand), so a preview with no change
+    # reproduces the published surface.
     with np.errstate(over="ignore", invalid="ignore"):
         rates = np.asarray(
-            fit.demand_rates(full_prices, intensity=full_int, hours=hours, params=params)
+            fit.posterior_rates(full_prices, intensity=full_int, hours=hours, params=params)
         )
     return np.asarray(rates[i], dtype=np.float64) * scale
 
