@@ -112,7 +112,7 @@ class SurfacePolicy:
         if self.needs_solve(period):
             self.solve(period, stock)
         assert self.surface is not None
-        return self.surface[self.rows, stock, period - self.solved_at]
+        return np.asarray(self.surface[self.rows, stock, period - self.solved_at])
 
     def observe(self, period: int, price: np.ndarray, sold: np.ndarray, stock: np.ndarray) -> None:
         return None
@@ -191,7 +191,7 @@ class ThompsonPolicy:
         capacity = stock / (w.hours.size - period)
         x = lp_price_mix(w.ladder, theta, capacity)  # [R, K]
         k = w.ladder.shape[1]
-        u = self.rng.random(x.shape[0])
+        u = np.asarray(self.rng.random(x.shape[0]))
         cum = np.cumsum(x, axis=1)
         pick = (u[:, None] < cum).argmax(axis=1)
         none = u >= cum[:, -1]  # "no sale": offer the top price

@@ -211,7 +211,7 @@ class EnginePolicy(SurfacePolicy):
             log_rate = self.neutral[:, None, None] + mean[:, None, None] * x
             var = _LEVEL_SD**2 + (sd[:, None, None] * x) ** 2
             lift = _LIFT_PRIOR * forecast[:, :, None]
-            return np.exp(log_rate + 0.5 * var + lift)
+            return np.asarray(np.exp(log_rate + 0.5 * var + lift))
         assert self.fit_rows is not None
         order = np.empty_like(self.fit_rows)
         order[self.fit_rows] = np.arange(self.fit_rows.size)
@@ -227,7 +227,7 @@ class EnginePolicy(SurfacePolicy):
             rates = (
                 rates * np.exp(_LIFT_PRIOR * (forecast - self.fit_intensity[:, None]))[:, :, None]
             )
-        return rates
+        return np.asarray(rates)
 
     def _forecast(self, period: int) -> np.ndarray:
         """``[R, P - period]`` the engine's own exogenous index, decaying from its value now."""

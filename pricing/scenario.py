@@ -110,7 +110,7 @@ def profile_values(profile: Profile) -> np.ndarray:
     raw = np.asarray(named[profile] if isinstance(profile, str) else profile, dtype=np.float64)
     if raw.size != 24:
         raise ValueError(f"daily_profile: give 24 hourly values, got {raw.size}")
-    return raw / raw.mean()
+    return np.asarray(raw / raw.mean())
 
 
 def _check_range(name: str, r: Range, lo: float = -math.inf, hi: float = math.inf) -> None:

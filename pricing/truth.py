@@ -103,7 +103,9 @@ class Truth(NamedTuple):
     def _level(self, rows: np.ndarray, inten: np.ndarray, hod: np.ndarray) -> np.ndarray:
         """``b · s(h) · e^{γ I}``, broadcast over ``inten``/``hod``."""
         prof = np.take_along_axis(self.log_profile[rows], hod % 24, axis=1)
-        return np.exp(self.log_base[rows, None] + prof + self.intensity_lift[rows, None] * inten)
+        return np.asarray(
+            np.exp(self.log_base[rows, None] + prof + self.intensity_lift[rows, None] * inten)
+        )
 
     def _shape_factor(self, rows: np.ndarray, x: np.ndarray, slope: np.ndarray) -> np.ndarray:
         """Demand relative to the list price at ``x = p/L`` with elasticity ``slope``."""
@@ -143,7 +145,7 @@ class Truth(NamedTuple):
             factor = np.where(
                 grouped[:, None, None], self._choice_factor(x, slope, intensity), factor
             )
-        return level * factor
+        return np.asarray(level * factor)
 
     def calm_rates(self, price: np.ndarray, hour_of_day: int) -> np.ndarray:
         """Expected units ``[R]`` at ``price`` in an ordinary hour (intensity 0, every variant
@@ -162,7 +164,7 @@ class Truth(NamedTuple):
             m = self.group == g
             outside = base[m].sum()
             share[m] = lift[m] / (outside + lift[m].sum(axis=0, keepdims=True))
-        return share
+        return np.asarray(share)
 
     def _choice_factor(self, x: np.ndarray, slope: np.ndarray, intensity: np.ndarray) -> np.ndarray:
         """Own-price response of a choice row with the others at list: ``[R, T, K]``."""
@@ -170,7 +172,7 @@ class Truth(NamedTuple):
         k = slope / (1.0 - share)
         v = np.exp(k * (x - 1.0))
         # λ_j ∝ v_j / (1 − s_j + s_j v_j): the others keep their attraction.
-        return v / (1.0 - share + share * v)
+        return np.asarray(v / (1.0 - share + share * v))
 
     def rates(
         self, price: np.ndarray, period: int, stock: np.ndarray, state: TruthState
@@ -195,7 +197,7 @@ class Truth(NamedTuple):
             waits = price > state.lowest * (1 + 1e-9)
             strategic = self.strategic_share * lam
             lam = np.where(waits, lam - strategic, lam + (1.0 - self.patience) * state.waiting)
-        return np.maximum(lam, 0.0)
+        return np.asarray(np.maximum(lam, 0.0))
 
     def _choice_rates(
         self,
@@ -238,8 +240,8 @@ class Truth(NamedTuple):
         """Demand ``F⁻¹(u; λ)``: Poisson, or negative binomial with size ``dispersion``."""
         if np.isfinite(self.dispersion):
             k = self.dispersion
-            return stats.nbinom.ppf(u, k, k / (k + np.maximum(lam, 1e-12)))
-        return stats.poisson.ppf(u, lam)
+            return np.asarray(stats.nbinom.ppf(u, k, k / (k + np.maximum(lam, 1e-12))))
+        return np.asarray(stats.poisson.ppf(u, lam))
 
     def after_sales(
         self,
