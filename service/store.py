@@ -1014,12 +1014,16 @@ class PriceStore:
         out = []
         for (name, score), raw in zip(scored, records, strict=True):
             h = _decode_hash(raw)
+            is_live = _text(name) == live_name
+            status = h.get("status", "unknown")
+            if status == "live" and not is_live:
+                status = "replaced"  # was live; a later publish or rollback took over
             out.append(
                 VersionInfo(
                     version=_text(name),
                     published_at=datetime.fromtimestamp(score / 1000, UTC),
-                    status=h.get("status", "unknown"),
-                    live=_text(name) == live_name,
+                    status=status,
+                    live=is_live,
                     pairs=tuple((s, m) for s, m in json.loads(h.get("pairs", "[]"))),
                     meta=json.loads(h.get("meta", "{}")),
                 )

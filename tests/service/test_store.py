@@ -142,6 +142,12 @@ def test_publish_switches_keeps_last_k_and_rolls_back(store: PriceStore) -> None
     versions = store.list_versions()
     assert [v.version for v in versions] == ["v4", "v3", "v2"]  # keep=3, v1 evicted
     assert versions[0].live and versions[0].meta == {"n": 4}
+    # Live and status agree: only the live version says "live".
+    assert [(v.live, v.status) for v in versions] == [
+        (True, "live"),
+        (False, "replaced"),
+        (False, "replaced"),
+    ]
     assert store.live_version() == "v4"
     assert store.get_surface(SKU, MARKET, "v1") is None
     with pytest.raises(ValueError, match="exists already"):
