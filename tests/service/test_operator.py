@@ -118,7 +118,14 @@ def test_cli_apply_goes_live_without_restart(
         )
     )
     assert new["price"] == 12.5 and new["inventory"] == 7 and new["source"] == "base"
-    got = client.get("/v1/config", headers=OPERATOR).json()
+    # Prices and the config record reach the app through separate notifications: wait for
+    # the record too rather than read it once.
+    got = _until(
+        lambda: (
+            c if (c := client.get("/v1/config", headers=OPERATOR).json())["version"] == 2 else None
+        )
+    )
+    assert got is not None, "the app never reported config version 2"
     assert (got["version"], got["source"], got["actor"]) == (2, "redis", "alice")
     skus = [s["sku"] for s in got["config"]["drops"][0]["skus"]]
     assert "NEW-1" in skus
