@@ -7,17 +7,19 @@ on the guardrails, the window's length, the stock and the data:
    operator's category prior for the elasticity and a neutral level for demand (on average
    the rate that just sells the stock at list over the open hours, log-normal with sd 1);
    after, the Laplace posterior of :func:`pricing.model.fit_elasticity` (with that level as
-   its prior, ``level_priors``). The DP (:func:`pricing.policy.solve_surfaces`)
-   prices the posterior **expected** demand, ``E[λ] = exp(a'θ̂ + ½ a'Σa)``
-   (:meth:`~pricing.model.ElasticityFit.posterior_rates`): the expected revenue of a price averages over what the data
-   still allow, so a drop whose demand is uncertain is priced for the rush it may be, and
-   scarce stock is not sold off cheaply to learn. One posterior draw per re-solve
-   (Thompson sampling with inventory, Ferreira, Simchi-Levi & Wang 2018) and the plug-in
-   ``λ(θ̂)`` were both measured on the scenario suite and did worse on every scenario.
+   its prior, ``level_priors``). The DP (:func:`pricing.policy.solve_surfaces`) prices
+   the posterior **expected** demand, ``E[λ] = exp(a'θ̂ + ½ a'Σa)``
+   (:meth:`~pricing.model.ElasticityFit.posterior_rates`): the expected revenue of a price
+   averages over what the data still allow, so a drop whose demand is uncertain is priced
+   for the rush it may be, and scarce stock is not sold off cheaply to learn. One posterior
+   draw per re-solve (Thompson sampling with inventory, Ferreira, Simchi-Levi & Wang 2018)
+   and the plug-in ``λ(θ̂)`` were both measured on the scenario suite and did worse on the
+   scenarios tried (``benchmarks/RESULTS.md``).
 2. **A category prior the data contradict is overruled** row by row
    (:func:`overrule_conflicts`): the data's own fit (empirical Bayes over the drop) replaces
    it where the two lie more than two combined standard deviations apart.
-3. **The price grid comes from the guardrails and the data** (:func:`trust_region`):
+3. **The price grid comes from the guardrails and the data**
+   (:func:`pricing.guardrails.trust_region`):
    inside the static bounds, within 1.5x of the prices the row has been seen at. Where the
    optimum sits at the edge, the next re-solve reaches 1.5x further; the model is never
    trusted far from its data (a log-linear curve carried to a 70 % markdown).
