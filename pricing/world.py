@@ -268,8 +268,8 @@ def _log_entry(ts: pd.Timestamp, kind: str, sku: str, market: str, size: float) 
 def shop_history(world: World, hours: int, rng: np.random.Generator) -> pd.DataFrame:
     """The ``hours`` of ordinary sales before the drop, as a shop's records show them.
 
-    Mostly at the list price, with a markdown day now and then; the shelf is restocked each
-    morning to a little over a day's expected demand, so busy days sell out and their last
+    Mostly at the list price, with a markdown day now and then; the shelf is restocked at
+    midnight to a little over a day's expected demand, so busy days sell out and their last
     hours are censored. Demand is the truth at intensity 0 (shape, dispersion and daily
     profile included), drawn with ``rng``.
 
