@@ -72,15 +72,22 @@ def test_rush_passes_with_a_verdict_and_reports(
         assert routes[route]["p99"] is not None
     assert "PASS" in proc.stdout and "p99 ms" in proc.stdout
     assert "GET /v1/prices/[sku]" in proc.stdout  # printed as is, not eaten as markup
-    # The service counted exactly the requests the terminals sent, route by route.
+    # The service counted the requests the terminals sent, route by route. When the run
+    # stops, a terminal may have one request in flight, counted on one side and not the
+    # other (a stopped terminal never records its answer): the two counts agree to within
+    # one request per terminal.
     server = {r["route"]: r["requests"] for r in verdict["server"]}
-    assert server["GET /v1/prices/{sku}"] == routes["GET /v1/prices/[sku]"]["requests"], server
-    assert server["POST /v1/prices:batch"] == routes["POST /v1/prices:batch"]["requests"], server
+    terminals = 8  # --users
     sales = (
         routes["POST /v1/events"]["requests"]
         + routes.get("POST /v1/events [replay]", {"requests": 0})["requests"]
     )
-    assert server["POST /v1/events"] == sales, (server, routes)
+    for served, sent in (
+        (server["GET /v1/prices/{sku}"], routes["GET /v1/prices/[sku]"]["requests"]),
+        (server["POST /v1/prices:batch"], routes["POST /v1/prices:batch"]["requests"]),
+        (server["POST /v1/events"], sales),
+    ):
+        assert abs(served - sent) <= terminals, (server, routes)
     # The rush spiked: from its baseline of 8 / 4 = 2 terminals towards the peak of 8
     # (locust samples the user count once a second, so the exact top may fall between).
     assert 2 < verdict["peak"]["users"] <= 8, verdict["peak"]
