@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -417,7 +418,7 @@ def load_paths(paths: Iterable[Path | str], *, base: ConfigBundle | None = None)
     seen_named: dict[str, str] = {}
     for path in src.drops:
         parsed = _read(path, "drop", src.root)
-        issues.extend(parsed.issues)
+        issues.extend(_blame_drop_markets(path, parsed, defaults))
         display = _display(path, src.root)
         if not isinstance(parsed.model, DropConfig):
             continue
@@ -458,6 +459,50 @@ def load_paths(paths: Iterable[Path | str], *, base: ConfigBundle | None = None)
         )
     ok = not issues
     return LoadResult(bundle if ok else None, tuple(issues), files)
+
+
+def _blame_drop_markets(path: Path, parsed: _Parsed, defaults: Defaults) -> list[ConfigIssue]:
+    """The drop file's issues, with a misspelled name under ``markets:`` flagged by name.
+
+    A drop whose ``markets`` list misspells a market fails on its own with every
+    SKU's (correct) inventory key reported as unknown. When ``defaults.yaml`` lists
+    markets, the misspelled entry is reported on ``markets[k]`` instead, and the
+    inventory keys that name a known market are not blamed.
+    """
+    known = defaults.markets
+    if parsed.model is not None or not known:
+        return parsed.issues
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return parsed.issues
+    listed = data.get("markets") if isinstance(data, dict) else None
+    if not isinstance(listed, list):
+        return parsed.issues
+    display = parsed.issues[0].file if parsed.issues else str(path)
+    unknown = [(k, m) for k, m in enumerate(listed) if isinstance(m, str) and m not in known]
+    if not unknown:
+        return parsed.issues
+    out: list[ConfigIssue] = []
+    for k, market in unknown:
+        close = difflib.get_close_matches(market, list(known), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        out.append(
+            ConfigIssue(
+                display,
+                parsed.lines.line_of(("markets", k)),
+                format_path(("markets", k)),
+                f"unknown market {market!r}{hint}, allowed {sorted(known)} "
+                "(defaults.yaml markets)",
+            )
+        )
+    inventory_key = re.compile(r"skus\[\d+\]\.inventory\.(.+)")
+    for issue in parsed.issues:
+        hit = inventory_key.fullmatch(issue.path)
+        if hit and hit.group(1) in known and "(the drop's markets)" in issue.message:
+            continue  # the key is right; the drop's markets list is not
+        out.append(issue)
+    return out
 
 
 def load_config_dir(config_dir: Path | str) -> ConfigBundle:

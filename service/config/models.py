@@ -153,7 +153,13 @@ def guardrail_problems(g: Guardrails) -> list[Problem]:
                         )
                     )
                     break
-            if not any(compare_money(lo, p) <= 0 and compare_money(p, hi) <= 0 for p in g.ladder):
+            # A block that leaves its ceiling unset inherits one: the ladder is checked
+            # against the merged bounds (checks.merge_problems), where a floor above the
+            # inherited ceiling is reported as such.
+            inherits_ceiling = g.ceiling is None and "ceiling" not in g.model_fields_set
+            if not inherits_ceiling and not any(
+                compare_money(lo, p) <= 0 and compare_money(p, hi) <= 0 for p in g.ladder
+            ):
                 out.append(
                     (
                         ("ladder",),
