@@ -45,8 +45,9 @@ experiment_app = typer.Typer(help="Drop experiments: arms over markets and their
 
 def plot_report(report: ExperimentReport, path: Path) -> Path:
     """Save a figure: each metric's difference to control with its interval, per arm."""
-    import matplotlib
+    from service.extras import require
 
+    matplotlib = require("matplotlib", "plots", "--plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
@@ -83,6 +84,9 @@ def _read_table(path: Path) -> Any:
     if not path.exists():
         raise typer.BadParameter(f"{path} does not exist")
     if path.suffix.lower() == ".parquet":
+        from service.extras import require
+
+        require("pyarrow", "parquet", "reading .parquet files")
         return pd.read_parquet(path)
     return pd.read_csv(path)
 

@@ -865,6 +865,9 @@ def loadtest(
         )
     duration_s = parse_duration(duration)
     slos = parse_slos(slo)
+    from service.extras import require_installed
+
+    require_installed("locust", "loadtest", "dropprice loadtest")
     locust_path = find_locustfile(locustfile)
     _import_loadtests()
     from loadtests.books import check_books, fetch_inventory, read_ledger, read_stream_sales

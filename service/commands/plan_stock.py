@@ -293,8 +293,9 @@ def _print_table(plan: StockPlan, drop: DropConfig, header: str) -> None:
 
 def _plot(plan: StockPlan, path: Path, drop: DropConfig) -> None:
     """One panel per SKU: the marginal value of each slot's n-th unit, planned units marked."""
-    import matplotlib
+    from service.extras import require
 
+    matplotlib = require("matplotlib", "plots", "--plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np

@@ -71,6 +71,9 @@ def read_events_file(path: Path, *, time_column: str = "ts") -> Any:
         raise typer.BadParameter(f"events file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
+        from service.extras import require
+
+        require("pyarrow", "parquet", "reading .parquet files")
         frame = pd.read_parquet(path)
     elif suffix in (".csv", ".gz"):
         frame = pd.read_csv(path)
@@ -116,6 +119,9 @@ def _markets_frame(feed: dict[str, Any]) -> Any:
 def _write(frame: Any, path: Path, fmt: str) -> Path:
     out = path.with_suffix(f".{fmt}")
     if fmt == "parquet":
+        from service.extras import require
+
+        require("pyarrow", "parquet", "--format parquet")
         frame.to_parquet(out, index=False)
     else:
         frame.to_csv(out, index=False)

@@ -44,8 +44,9 @@ def plot_report(report: SimulationReport, path: Path, *, rows: int = 3) -> Path:
     """Save a figure: revenue per policy with its interval, then for the ``rows`` SKU-markets
     with the most stock each policy's served price and units left on seed 0, with the hours
     an event became visible marked."""
-    import matplotlib
+    from service.extras import require
 
+    matplotlib = require("matplotlib", "plots", "--plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
