@@ -177,7 +177,7 @@ def test_units_are_held_back_for_a_busier_later_window() -> None:
 
 
 def test_policy_evaluation_reproduces_the_dp_value() -> None:
-    from pricing.allocation import _evaluate_policy
+    from pricing.allocation.curves import _evaluate_policy
 
     rates, ladders = _rates([0.4, 1.0, 6.0]), _ladders(3)
     sol = solve_surfaces(rates, ladders, N, unit_cost=2.0, salvage=1.0)

@@ -1,0 +1,196 @@
+"""The stock plan of a drop: every SKU's units over its markets and windows.
+
+:func:`plan_stock` values every slot with one DP solve (:func:`~pricing.allocation.curves.value_curves`)
+and hands each SKU's units out with :func:`~pricing.allocation.marginal.allocate`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pricing.allocation.curves import value_curves
+from pricing.allocation.marginal import CONCAVITY_TOL, allocate
+from pricing.exceptions import InputError
+
+__all__ = ["SlotDemand", "StockPlan", "plan_stock"]
+
+
+@dataclass(frozen=True)
+class SlotDemand:
+    """One slot to plan: a SKU in a market for one window, with its demand and costs.
+
+    Attributes:
+        sku, market, window: the slot's key (``window`` counts from 0).
+        rates: ``[T, K]`` expected demand per period at each ladder price.
+        prices: ``[K]`` the ladder the engine prices from.
+        unit_cost, salvage, pricing_cost, transfer_cost, returns_rate: as
+            :func:`value_curves`.
+        on_hand: units the market already holds for this slot.
+    """
+
+    sku: str
+    market: str
+    window: int
+    rates: np.ndarray
+    prices: np.ndarray
+    unit_cost: float = 0.0
+    salvage: float = 0.0
+    pricing_cost: float = 0.0
+    transfer_cost: float = 0.0
+    on_hand: int = 0
+    returns_rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class StockPlan:
+    """Units per SKU x market x window and their expected outcome (see :func:`plan_stock`).
+
+    Attributes:
+        rows: one dict per slot: ``sku``, ``market``, ``window``, ``units``,
+            ``expected_sold``, ``sell_through``, ``expected_revenue``, ``expected_profit``,
+            ``marginal_value`` (of the last unit placed), ``next_unit_value``,
+            ``opening_price``; in the order of the slots given.
+        skus: one dict per SKU: ``total``, ``placed``, ``held_back``, ``holdback_value``,
+            ``expected_profit`` (the objective), ``method``.
+        curves: ``(sku, market, window)`` -> ``[N+1]`` slot value curve (for figures).
+    """
+
+    rows: list[dict[str, Any]]
+    skus: dict[str, dict[str, Any]]
+    curves: dict[tuple[str, str, int], np.ndarray] = field(repr=False)
+
+    @property
+    def expected_profit(self) -> float:
+        """Sum of the SKUs' objectives."""
+        return float(sum(s["expected_profit"] for s in self.skus.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready plan (``nan`` becomes ``None``)."""
+
+        def clean(x: Any) -> Any:
+            return None if isinstance(x, float) and not math.isfinite(x) else x
+
+        return {
+            "expected_profit": round(self.expected_profit, 2),
+            "skus": {k: {f: clean(v) for f, v in s.items()} for k, s in self.skus.items()},
+            "rows": [{k: clean(v) for k, v in r.items()} for r in self.rows],
+        }
+
+    def __str__(self) -> str:
+        head = f"StockPlan: {len(self.skus)} SKUs, {len(self.rows)} slots, "
+        head += f"expected profit {self.expected_profit:,.2f}"
+        lines = [head]
+        for r in self.rows[:20]:
+            lines.append(
+                f"  {r['sku']:<14} {r['market']:<20} w{r['window']} {r['units']:>6} units  "
+                f"profit {r['expected_profit']:>10,.2f}  last unit {r['marginal_value']}"
+            )
+        return "\n".join(lines)
+
+
+def plan_stock(
+    slots: Sequence[SlotDemand],
+    totals: Mapping[str, int],
+    *,
+    holdback_value: Mapping[str, float] | float = 0.0,
+    tol: float = CONCAVITY_TOL,
+) -> StockPlan:
+    """Plan every SKU's stock over its slots: one DP solve for all slots, then :func:`allocate`.
+
+    Slots of one SKU compete for its ``totals[sku]`` units; SKUs are independent. Slots
+    with different horizons or ladder sizes are padded (zero demand after a short window,
+    the last ladder step repeated).
+
+    Args:
+        slots: the slots to plan.
+        totals: units available per SKU (every SKU of ``slots``).
+        holdback_value: value of a unit not placed, per SKU or one for all.
+        tol: concavity slack.
+
+    Returns:
+        :class:`StockPlan`.
+
+    Raises:
+        InputError: a SKU without a total, a negative total, or malformed demand.
+    """
+    if not slots:
+        raise InputError("plan_stock needs at least one slot")
+    missing = sorted({s.sku for s in slots} - set(totals))
+    if missing:
+        raise InputError(f"totals has no units for SKU(s) {missing}")
+    bad = {k: v for k, v in totals.items() if not (isinstance(v, int) and v >= 0)}
+    if bad:
+        raise InputError(f"totals must be whole numbers of units >= 0, got {bad}")
+    t_len = max(np.asarray(s.rates).shape[0] for s in slots)
+    k_len = max(np.asarray(s.prices).shape[0] for s in slots)
+    rates = np.zeros((len(slots), t_len, k_len))
+    prices = np.zeros((len(slots), k_len))
+    for j, s in enumerate(slots):
+        r, p = np.asarray(s.rates, dtype=float), np.asarray(s.prices, dtype=float)
+        if r.ndim != 2 or p.ndim != 1 or r.shape[1] != p.shape[0]:
+            raise InputError(
+                f"{s.sku}/{s.market}/w{s.window}: rates must be [T, K] and prices [K], "
+                f"got {r.shape} and {p.shape}"
+            )
+        rates[j, : r.shape[0]] = np.pad(r, ((0, 0), (0, k_len - p.size)), mode="edge")
+        prices[j] = np.pad(p, (0, k_len - p.size), mode="edge")
+    caps = np.array([totals[s.sku] for s in slots], dtype=np.int64)
+
+    def per_slot(name: str) -> np.ndarray:
+        return np.array([float(getattr(s, name)) for s in slots])
+
+    curves = value_curves(
+        rates,
+        prices,
+        caps,
+        salvage=per_slot("salvage"),
+        unit_cost=per_slot("unit_cost"),
+        pricing_cost=per_slot("pricing_cost"),
+        transfer_cost=per_slot("transfer_cost"),
+        on_hand=per_slot("on_hand"),
+        returns_rate=per_slot("returns_rate"),
+    )
+    rows: list[dict[str, Any]] = [{} for _ in slots]  # in the order of ``slots``
+    skus: dict[str, dict[str, Any]] = {}
+    for sku in dict.fromkeys(s.sku for s in slots):
+        idx = np.array([j for j, s in enumerate(slots) if s.sku == sku])
+        total = int(totals[sku])
+        b = float(holdback_value[sku] if isinstance(holdback_value, Mapping) else holdback_value)
+        alloc = allocate(curves.value[idx, : total + 1], total, holdback_value=b, tol=tol)
+        skus[sku] = {
+            "total": total,
+            "placed": int(alloc.units.sum()),
+            "held_back": alloc.held_back,
+            "holdback_value": b,
+            "expected_profit": alloc.objective,
+            "method": alloc.method,
+        }
+        for pos, j in enumerate(idx):
+            n = int(alloc.units[pos])
+            s = slots[int(j)]
+            sold = float(curves.sold[j, n])
+            rows[int(j)].update(
+                {
+                    "sku": s.sku,
+                    "market": s.market,
+                    "window": s.window,
+                    "units": n,
+                    "expected_sold": sold,
+                    "sell_through": sold / n if n else float("nan"),
+                    "expected_revenue": float(curves.revenue[j, n]),
+                    "expected_profit": float(curves.value[j, n]),
+                    "marginal_value": float(alloc.marginal[pos]),
+                    "next_unit_value": float(alloc.next_marginal[pos]),
+                    "opening_price": float(curves.price[j, n]),
+                }
+            )
+    keyed = {
+        (s.sku, s.market, s.window): curves.value[j, : totals[s.sku] + 1]
+        for j, s in enumerate(slots)
+    }
+    return StockPlan(rows=rows, skus=skus, curves=keyed)
