@@ -88,7 +88,11 @@ class PolicyRun(NamedTuple):
 
 
 def run_policy(
-    world: World, policy: Policy, uniforms: np.ndarray, returns: np.ndarray | None = None
+    world: World,
+    policy: Policy,
+    uniforms: np.ndarray,
+    returns: np.ndarray | None = None,
+    releases: np.ndarray | None = None,
 ) -> PolicyRun:
     """Run one policy through every open hour of ``world`` on the demand draws ``uniforms``.
 
@@ -97,6 +101,8 @@ def run_policy(
         policy: the policy (fresh: policies keep state).
         uniforms: ``[R, P]`` uniforms in (0, 1) (common random numbers across policies).
         returns: ``[R, P]`` uniforms for the returns of each period's sales (default 0.5).
+        releases: ``[R, P]`` units put on the shelf as period ``t`` opens, on top of
+            ``world.inventory`` at the start (stock released in waves; default none).
 
     Returns:
         :class:`PolicyRun`. Revenue is net of refunds; returned units go back on the shelf
@@ -119,7 +125,7 @@ def run_policy(
             state = initial_served_state(r)
             shoppers = truth.open_window(shoppers)
         back = shoppers.returns_due[:, t]
-        stock = stock + back
+        stock = stock + back + (0 if releases is None else releases[:, t].astype(np.int64))
         returned += back
         refunds += float(shoppers.refunds_due[:, t].sum())
         proposal = policy.propose(t, stock)
@@ -145,7 +151,8 @@ def run_policy(
         revenue=revenue,
         objective=objective,
         units=units,
-        sell_through=units / float(world.inventory.sum()),
+        sell_through=units
+        / float(world.inventory.sum() + (0 if releases is None else releases.sum())),
         stockouts=int(np.sum(soldout_at < p_len - 1)),
         price_path=prices,
         sales_path=sales,
