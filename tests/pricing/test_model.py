@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from pricing import ElasticityFit, fit_elasticity
 from pricing._panel_sim import simulate_demand_panel
 from pricing.exceptions import InputError
-from pricing.model import _cell_terms, _Data, _log_survival, _log_survival_counts, _Static
+from pricing.model.likelihood import (
+    _cell_terms,
+    _Data,
+    _log_survival,
+    _log_survival_counts,
+    _Static,
+)
 
 
 @pytest.fixture
@@ -332,6 +338,13 @@ def test_predictions_save_load_and_reporting(tmp_path, x64: None) -> None:  # ty
         sku, 12.0, 1.0, period=3
     )
     assert not any(p.suffix == ".pkl" for p in (tmp_path / "fit").iterdir())
+    blob = fit.to_bytes()
+    for stored in (blob, b"DIR" + blob):  # as bytes, and as earlier re-fits stored them
+        again = ElasticityFit.from_bytes(stored)
+        pd.testing.assert_frame_equal(again.table, fit.table)
+        np.testing.assert_array_equal(again.log_price_range, fit.log_price_range)
+    with pytest.raises(InputError, match="not a saved fit"):
+        ElasticityFit.from_bytes(b"garbage")
 
     summary = fit.to_dict()
     json.dumps(summary)
