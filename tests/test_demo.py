@@ -103,6 +103,51 @@ def test_demo_refits_publish_versions(summary: dict[str, Any]) -> None:
     )
 
 
+@pytest.mark.timeout(300)
+def test_demo_prices_follow_the_units_left_within_a_window(summary: dict[str, Any]) -> None:
+    moving = []
+    for s in summary["skus"]:
+        for w in s["windows"]:
+            assert w["distinct_prices"] == len(w["prices"]) >= 1
+            # Every price served says which guardrail bound it (None: the optimum).
+            assert all("bound_by" in p for p in w["prices"])
+            if w["distinct_prices"] < 2:
+                continue
+            moving.append((s["sku"], w["window"]))
+            # Fewer units left, a price at least as high: each higher price was served
+            # only once the units left had fallen below those of every lower price.
+            by_price = sorted(w["prices"], key=lambda p: p["price"])
+            for low, high in zip(by_price, by_price[1:], strict=False):
+                assert high["units_left_range"][1] <= low["units_left_range"][0], (s["sku"], w)
+            assert w["units_left_end"] < w["units_left_start"]
+    assert moving, [(s["sku"], s["windows"]) for s in summary["skus"]]
+    # prices_moved means a price moved within a window, not only between re-fits.
+    assert summary["prices_moved"] is True
+
+
+@pytest.mark.timeout(300)
+def test_demo_reports_its_rules_intensity_and_verdicts(summary: dict[str, Any]) -> None:
+    drop = _drop_config()
+    loosened = {r["field"]: r for r in summary["loosened_rules"]}
+    # The demo changes only what seconds-long windows cannot keep, and says so.
+    assert set(loosened) == {"windows", "period_minutes", "guardrails.no_touch_minutes"}
+    assert loosened["period_minutes"]["was"] == drop["period_minutes"]
+    assert loosened["guardrails.no_touch_minutes"]["was"] == drop["guardrails"]["no_touch_minutes"]
+    assert all(r["why"] for r in summary["loosened_rules"])
+    for s in summary["skus"]:
+        assert s["verdict"].startswith("earns ")
+        fixed = s["fixed_price"]["revenue"]
+        assert ("LESS" in s["verdict"]) == (s["revenue"] < fixed), s["verdict"]
+        intensity = s["intensity"]
+        assert intensity["unit"].startswith("multiple of")
+        assert intensity["relative"] == pytest.approx(intensity["index"] / intensity["usual"])
+        assert 0.05 < intensity["relative"] < 20, intensity
+    # Any change held by the approval band was approved by a named operator.
+    for approval in summary["approvals"]:
+        assert approval["status"] == "approved"
+        assert approval["decided_by"].startswith("demo operator")
+
+
 def test_demo_without_its_drop_config_says_what_is_missing(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "service.cli", "demo", "--json", "--config-dir", str(tmp_path)],

@@ -64,7 +64,10 @@ def demo(
     try:
         # Unwound by SIGTERM/SIGHUP too, so the demo's private redis-server is stopped.
         with exit_on_signals(signal.SIGTERM, signal.SIGHUP):
-            summary = _run_live(options) if live else run_demo(options)
+            if live:
+                summary = _run_live(options)
+            else:
+                summary = run_demo(options, on_update=_RulesOnce(err=as_json))
     except (FileNotFoundError, DropPriceError) as exc:
         detail = "\n".join(exc.errors) if hasattr(exc, "errors") else str(exc)
         typer.echo(f"demo cannot start: {detail}", err=True)
@@ -76,6 +79,26 @@ def demo(
     if not summary["books_balanced"]:
         typer.echo("the books do not balance: see units_left and units_sold", err=True)
         raise typer.Exit(1)
+
+
+class _RulesOnce:
+    """Print the drop's rules the demo changed, once, as soon as they are known."""
+
+    def __init__(self, *, err: bool) -> None:
+        self.err = err
+        self.done = False
+
+    def __call__(self, state: Any) -> None:
+        if self.done or not state.loosened:
+            return
+        self.done = True
+        typer.echo(_rules_text(state.loosened), err=self.err)
+
+
+def _rules_text(loosened: list[Any]) -> str:
+    lines = ["The demo keeps the drop's rules as written, except:"]
+    lines += [f"  - {rule}" for rule in loosened]
+    return "\n".join(lines)
 
 
 def _run_live(options: Any) -> dict[str, Any]:
@@ -98,12 +121,14 @@ def _table(state: Any) -> Any:
 
     table = Table(
         title=f"{state.drop_id} @ {state.market}: {state.phase}",
-        caption="price served now (list), units left, micro-event intensity, fitted elasticity",
+        caption="price served now and the guardrail holding it; units left; intensity as a "
+        "multiple of its last-24-hour mean (1.0 = a usual hour); fitted elasticity",
     )
     for col in (
         "SKU",
         "price",
         "list",
+        "held by",
         "units left",
         "sold",
         "revenue",
@@ -111,27 +136,40 @@ def _table(state: Any) -> Any:
         "elasticity",
         "source",
     ):
-        table.add_column(col, justify="left" if col in ("SKU", "source") else "right")
+        table.add_column(col, justify="left" if col in ("SKU", "source", "held by") else "right")
     for s in state.skus.values():
         arrow = ""
-        if len(s.prices_served) > 1 and s.prices_served[-1] != s.prices_served[-2]:
-            arrow = " ↑" if s.prices_served[-1] > s.prices_served[-2] else " ↓"
+        if s.previous_price is not None and s.price != s.previous_price:
+            arrow = " ↑" if s.price > s.previous_price else " ↓"
         elasticity = _fmt(s.elasticity, ".2f")
         if s.elasticity is not None and s.elasticity_se:
             elasticity += f" ±{1.96 * s.elasticity_se:.2f}"
+        rel = s.intensity_relative
         table.add_row(
             s.sku,
             f"{s.price:.2f}{arrow}",
             f"{s.list_price:.2f}",
+            _held_by(s),
             _fmt(s.units_left, "d"),
             str(s.units_sold),
             f"{s.revenue:,.2f}",
-            _fmt(s.intensity, ".2f"),
+            "-" if rel is None else f"{rel:.2f}x",
             elasticity,
             s.source + (f" {s.version}" if s.version else ""),
         )
+    rules = Text(_rules_text(state.loosened), style="yellow") if state.loosened else Text("")
     log = Text("\n".join(state.log[-4:]), style="dim")
-    return Group(table, log)
+    return Group(rules, table, log)
+
+
+def _held_by(s: Any) -> str:
+    """The guardrail binding the served price, with its value (``-``: the optimum)."""
+    if s.bound_by is None:
+        return "-" if s.source != "base" else "list price (no surface)"
+    value = s.guardrails.get(s.bound_by)
+    if isinstance(value, int | float):
+        return f"{s.bound_by} {value:g}"
+    return str(s.bound_by)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -167,6 +205,26 @@ def _print_summary(summary: dict[str, Any]) -> None:
     # Off a terminal rich assumes 80 columns, which truncates the SKU codes and figures.
     console = Console(width=None if sys.stdout.isatty() else 120)
     console.print(table)
+    for s in summary["skus"]:
+        for w in s["windows"]:
+            moves = ", ".join(
+                f"{p['price']:.2f}"
+                + (
+                    f" at {p['units_left_range'][1]}-{p['units_left_range'][0]} left"
+                    if p["units_left_range"]
+                    else ""
+                )
+                + (f" ({p['bound_by']})" if p["bound_by"] else "")
+                for p in sorted(w["prices"], key=lambda p: -(p["units_left_range"] or [0, 0])[1])
+            )
+            console.print(
+                f"{s['sku']} window {w['window']}: {w['distinct_prices']} price(s), "
+                f"units left {w['units_left_start']} -> {w['units_left_end']}: {moves}"
+            )
+    for s in summary["skus"]:
+        console.print(f"{s['sku']}: {s['verdict']}")
+    if not summary["prices_moved"]:
+        console.print("no SKU's price moved within a window (see the guardrails above)")
     published = [r for r in summary["refits"] if r["state"] == "published"]
     console.print(
         f"revenue {summary['revenue']:,.2f} vs {fixed:,.2f} at the list price "
