@@ -369,6 +369,7 @@ def rollback(
 ) -> None:
     """Switch the live prices back to a kept version (default: the one before the live one)."""
     from service.audit import record_audit
+    from service.rollback import rollback_whole
     from service.store import PriceStore, connect
 
     store = PriceStore(connect(redis_url, timeout=30.0))
@@ -376,7 +377,7 @@ def rollback(
     try:
         before = store.live_version()
         try:
-            result = store.rollback(to)
+            _, result = rollback_whole(store, to)  # refuses, listing what would stay
         except ValueError as exc:
             typer.echo(f"cannot roll back: {exc}", err=True)
             raise typer.Exit(2) from exc

@@ -681,17 +681,22 @@ def post_rollback(
     infos = store.list_versions()
     live = next((v.version for v in infos if v.live), None)
     target = _version_out(_rollback_target(infos, live, body.to))
+    from service.rollback import plan_rollback, rollback_whole
+
+    plan = plan_rollback(store, target.version)
     if not body.confirm:
         return RollbackOut(
             done=False,
             live_before=live,
             restores=target,
-            message=f"would serve {target.version} again ({target.surfaces} surfaces, published "
+            message=plan.refusal()
+            if plan.stays
+            else f"would serve {target.version} again ({target.surfaces} surfaces, published "
             f"{target.published_at:%Y-%m-%d %H:%M} UTC) instead of {live}",
         )
     _require_admin(caller)
     try:
-        result = store.rollback(target.version)
+        _, result = rollback_whole(store, target.version)  # whole, or refused naming what stays
     except (ValueError, PublishSuperseded) as exc:
         raise HTTPException(409, detail={"error": "rollback_refused", "detail": str(exc)}) from exc
     from service.audit import record_audit
