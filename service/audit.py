@@ -22,7 +22,7 @@ Other modules record with :func:`record_audit` and read with :func:`read_audit`;
 entry are written by one atomic script (:mod:`service.config.versions`).
 
 Example:
-    >>> record_audit(client, "surface.publish", "worker-1", {"version": "v12"})  # doctest: +SKIP
+    >>> record_audit(store, "surface.publish", "worker-1", {"version": "v12"})  # doctest: +SKIP
     '1764460800000-0'
 """
 
@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from service import keys
+from service.store import client_of
 
 __all__ = ["AuditRecord", "parse_since", "read_audit", "record_audit"]
 
@@ -89,11 +90,11 @@ def audit_fields(kind: str, actor: str, detail: Mapping[str, Any]) -> dict[str, 
     return {"kind": kind, "actor": actor.strip(), "at": now_iso(), "detail": encoded}
 
 
-def record_audit(client: Any, kind: str, actor: str, detail: Mapping[str, Any]) -> str:
+def record_audit(store: Any, kind: str, actor: str, detail: Mapping[str, Any]) -> str:
     """Append one record to the audit log and return its entry id.
 
     Args:
-        client: a redis-py client (single node or cluster; see ``service.store.connect``).
+        store: the :class:`~service.store.PriceStore` (or its redis-py client).
         kind: dotted lower case, e.g. ``surface.publish``.
         actor: who did it.
         detail: JSON object describing what changed.
@@ -106,7 +107,7 @@ def record_audit(client: Any, kind: str, actor: str, detail: Mapping[str, Any]) 
         redis.RedisError: Redis is unreachable.
     """
     fields = audit_fields(kind, actor, detail)
-    return _text(client.xadd(keys.audit_log(), fields))
+    return _text(client_of(store).xadd(keys.audit_log(), fields))
 
 
 def parse_since(since: str | datetime | None) -> str:
@@ -140,7 +141,7 @@ def parse_since(since: str | datetime | None) -> str:
 
 
 def read_audit(
-    client: Any,
+    store: Any,
     *,
     since: str | datetime | None = None,
     kind: str | None = None,
@@ -149,6 +150,7 @@ def read_audit(
     """Records after ``since`` (oldest first), optionally of one kind or kind prefix.
 
     Args:
+        store: the :class:`~service.store.PriceStore` (or its redis-py client).
         since: see :func:`parse_since`; ``None`` reads from the beginning.
         kind: ``config`` matches ``config.apply`` and ``config.rollback``.
         limit: most records returned (1..10000).
@@ -160,6 +162,7 @@ def read_audit(
         raise ValueError(f"limit must be in 1..10000, got {limit}")
     start = parse_since(since)
     out: list[AuditRecord] = []
+    client = client_of(store)
     while len(out) < limit:
         batch = client.xrange(keys.audit_log(), min=start, max="+", count=max(limit, 100))
         if not batch:

@@ -98,7 +98,18 @@ __all__ = [
     "config_versions",
     # re-fit worker state (the {_refit} hash slot)
     "REFIT_TAG",
-    "refit",
+    "approval",
+    "approval_surfaces",
+    "approvals",
+    "refit_fence",
+    "refit_fit",
+    "refit_fits",
+    "refit_history",
+    "refit_last",
+    "refit_lock",
+    "refit_record",
+    "refit_records",
+    "refit_requests",
 ]
 
 PREFIX = "dp"
@@ -261,16 +272,66 @@ def dead_letter_total() -> str:
 
 # -- re-fit worker state -----------------------------------------------------------------
 # Global keys sharing the ``{_refit}`` hash tag (never a SKU: identifiers start with a
-# letter or digit), so the fenced writes of a re-fit are single-slot scripts on a cluster.
-# Layout under ``dp:{_refit}:``: ``lock`` (string ``"<token> <owner>"``, TTL), ``fence``
-# (counter handing out tokens), ``last`` (ISO start of the last re-fit), ``requests``
-# (list of queued re-fit ids), ``record:<id>`` (JSON re-fit record), ``records`` (zset),
-# ``history`` (parquet of retained events), ``fit:<id>`` (saved fit), ``fits`` (zset),
-# ``approval:<id>`` (JSON), ``approval:<id>:surfaces`` (npz), ``approvals`` (zset of
-# pending ones). See :mod:`service.refit`.
+# letter or digit), so the fenced writes of a re-fit are single-slot scripts on a cluster
+# (:mod:`service.store.refit_state`).
 REFIT_TAG = f"{PREFIX}:{{_refit}}"
 
 
-def refit(*parts: str) -> str:
-    """A re-fit state key: ``refit("record", rid)`` -> ``dp:{_refit}:record:<rid>``."""
-    return ":".join((REFIT_TAG, *parts))
+def refit_lock() -> str:
+    """The re-fit lock: ``"<token> <owner>"`` with a TTL (string)."""
+    return f"{REFIT_TAG}:lock"
+
+
+def refit_fence() -> str:
+    """Counter handing out the lock's fencing tokens (``INCR``; only ever increases)."""
+    return f"{REFIT_TAG}:fence"
+
+
+def refit_last() -> str:
+    """ISO 8601 start of the last re-fit (string; the scheduler's cadence)."""
+    return f"{REFIT_TAG}:last"
+
+
+def refit_requests() -> str:
+    """Re-fit ids queued by operators for the worker (list)."""
+    return f"{REFIT_TAG}:requests"
+
+
+def refit_record(refit_id: str) -> str:
+    """One re-fit record (JSON string, expires after 30 days)."""
+    return f"{REFIT_TAG}:record:{refit_id}"
+
+
+def refit_records() -> str:
+    """Sorted set of re-fit ids scored by creation time (the newest 500 kept)."""
+    return f"{REFIT_TAG}:records"
+
+
+def refit_history() -> str:
+    """The retained event history the panel is built from (parquet bytes)."""
+    return f"{REFIT_TAG}:history"
+
+
+def refit_fit(fit_id: str) -> str:
+    """One saved elasticity fit (bytes, :func:`pricing.fit_io.fit_to_bytes`)."""
+    return f"{REFIT_TAG}:fit:{fit_id}"
+
+
+def refit_fits() -> str:
+    """Sorted set of saved fit ids scored by save time (s)."""
+    return f"{REFIT_TAG}:fits"
+
+
+def approval(approval_id: str) -> str:
+    """One approval of held surfaces (JSON string)."""
+    return f"{REFIT_TAG}:approval:{approval_id}"
+
+
+def approval_surfaces(approval_id: str) -> str:
+    """The surfaces an approval holds (npz bytes)."""
+    return f"{REFIT_TAG}:approval:{approval_id}:surfaces"
+
+
+def approvals() -> str:
+    """Sorted set of pending approval ids scored by creation time (s)."""
+    return f"{REFIT_TAG}:approvals"

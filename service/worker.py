@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from service.config.models import ConfigBundle, DropConfig
+from service.config.models import ConfigBundle
+from service.drops import frozen_skus, open_drops
 
 if TYPE_CHECKING:
     from service.refit import RefitRecord, Refitter
@@ -37,19 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["Decision", "Scheduler", "frozen_skus", "open_drops", "run_worker"]
 
 log = logging.getLogger("dropprice.worker")
-
-
-def open_drops(bundle: ConfigBundle, now: datetime) -> list[DropConfig]:
-    """Drops with a window open at ``now`` (``start <= now < end``)."""
-    return [d for d in bundle.drops if any(w.start <= now < w.end for w in d.windows)]
-
-
-def frozen_skus(bundle: ConfigBundle, now: datetime) -> frozenset[str]:
-    """SKUs a re-fit at ``now`` must not touch: those of open drops without
-    ``refit_during_window``."""
-    return frozenset(
-        s.sku for d in open_drops(bundle, now) if not d.refit_during_window for s in d.skus
-    )
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def _announcements(values: list[str], start: datetime) -> list[tuple[float, floa
 
 def _load_fit(store: Any) -> tuple[Any, str | None]:
     """The live surface version's saved fit and its id, or ``(None, None)``."""
-    from service.refit import RefitState
+    from service.store.refit_state import RefitState
 
     live = store.live_version()
     if live is None:
@@ -107,7 +107,7 @@ def _load_fit(store: Any) -> tuple[Any, str | None]:
     if not fit_id:
         return None, None
     try:
-        fit = RefitState(store.client).load_fit(str(fit_id))
+        fit = RefitState(store).load_fit(str(fit_id))
     except Exception:  # an unreadable fit plans on priors, like a cold start
         return None, None
     return fit, (str(fit_id) if fit is not None else None)
@@ -131,7 +131,7 @@ def build_slots(
 
     from pricing.allocation import SlotDemand, planned_intensity
     from pricing.events import EVENT_KINDS
-    from service.refit import Horizon, guardrail_spec, sku_ladder
+    from service.drops import Horizon, guardrail_spec, sku_ladder
 
     half_life = EVENT_KINDS["announcement"].half_life_hours or ANNOUNCEMENT_HALF_LIFE
     period = timedelta(minutes=drop.period_minutes)

@@ -7,8 +7,8 @@ version's meta), the live config and the units left now. Nothing is written.
 
 **Preview** re-runs the re-fit's solve stage for one row with candidate changes
 (guardrail fields, an elasticity or category prior, list price, cost, salvage,
-units): the same horizon (:func:`service.refit.drop_horizon`), guardrail spec and
-price ladder (:func:`service.refit.guardrail_spec`, :func:`service.refit.sku_ladder`),
+units): the same horizon (:func:`service.drops.drop_horizon`), guardrail spec and
+price ladder (:func:`service.drops.guardrail_spec`, :func:`service.drops.sku_ladder`),
 demand rates from the live fit and the intensity path the surface was solved with
 (``explain.intensity_forecast`` when the record carries it, else the centred index
 at solve time held over the horizon; see ``_horizon_inputs``), then
@@ -163,7 +163,7 @@ def _load_fit(client: Any, fit_id: str) -> Any | None:
         if fit_id in _FITS:
             _FITS.move_to_end(fit_id)
             return _FITS[fit_id]
-    from service.refit import RefitState
+    from service.store.refit_state import RefitState
 
     fit = RefitState(client).load_fit(fit_id)
     if fit is None:
@@ -182,7 +182,7 @@ def _reference_time(client: Any, surface: SurfaceRecord, published_at: datetime 
             return datetime.fromisoformat(str(explain[key]))
     refit_id = explain.get("refit_id")
     if refit_id:
-        from service.refit import RefitState
+        from service.store.refit_state import RefitState
 
         record = RefitState(client).get_record(str(refit_id))
         if record is not None and record.started_at:
@@ -471,7 +471,7 @@ def preview(
     """
     from pricing.guardrails import apply_guardrails
     from pricing.policy import solve_surfaces
-    from service.refit import drop_horizon, guardrail_spec, sku_ladder
+    from service.drops import drop_horizon, guardrail_spec, sku_ladder
 
     now = now or datetime.now(UTC)
     if row.fit is None or row.fit_row is None:

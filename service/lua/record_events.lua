@@ -26,6 +26,8 @@
 -- returnable} per event, in order (returnable: units sold net of returns, given with
 -- 'return_exceeds_sales').
 
+-- @include cell.lua
+
 local ttl, maxlen, channel = ARGV[1], ARGV[2], ARGV[3]
 
 local function record(k_seen, k_inv, k_events, k_live, k_sold, kind, qty, quoted,
@@ -64,14 +66,11 @@ local function record(k_seen, k_inv, k_events, k_live, k_sold, kind, qty, quoted
         local header = prefix .. version .. ':' .. market
         local h = redis.call('HMGET', header, 'rows', 'cols', 'period_start_ms', 'period_ms')
         if h[1] then
-          local rows, cols = tonumber(h[1]), tonumber(h[2])
+          local cols = tonumber(h[2])
           local now = redis.call('TIME')
           local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-          local t = math.floor((now_ms - tonumber(h[3])) / tonumber(h[4]))
-          if t < 0 then t = 0 end
-          if t > cols - 1 then t = cols - 1 end
-          local n = units
-          if n > rows - 1 then n = rows - 1 end
+          local n, t = surface_cell(units, now_ms, tonumber(h[1]), cols, tonumber(h[3]),
+                                    tonumber(h[4]))
           local offset = (n * cols + t) * 8
           local cell = redis.call('GETRANGE', header .. ':p', offset, offset + 7)
           if string.len(cell) == 8 then

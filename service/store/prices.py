@@ -81,11 +81,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeAlias
 
 import numpy as np
@@ -98,6 +96,8 @@ from redis.retry import Retry
 
 from service import keys
 from service.exceptions import FenceLost, PublishSuperseded, StoreUnavailable
+from service.store import scripts
+from service.store.cells import CellGrid, cell, epoch_ms
 
 __all__ = [
     "DeadLetter",
@@ -179,6 +179,12 @@ class ClusterClient(redis.RedisCluster):
         super().close()
 
 
+def client_of(target: Any) -> Any:
+    """The redis-py client behind a :class:`PriceStore`, or ``target`` itself when it is
+    a client: functions of the Redis layer take either, so callers pass the store."""
+    return target.client if isinstance(target, PriceStore) else target
+
+
 def is_cluster(client: Any) -> bool:
     """Whether ``client`` talks to a Redis Cluster."""
     return isinstance(client, redis.RedisCluster)
@@ -222,10 +228,11 @@ class SurfaceRecord(NamedTuple):
     explain: Mapping[str, Any] | None = None
 
     def price_at(self, units_left: int, now: datetime) -> float:
-        """The cell served with ``units_left`` units at time ``now`` (clamped)."""
+        """The cell served with ``units_left`` units at time ``now`` (clamped,
+        :func:`service.store.cells.cell`)."""
         rows, cols = self.price.shape
-        t = math.floor((now - self.period_start).total_seconds() / self.period_seconds)
-        return float(self.price[min(max(units_left, 0), rows - 1), min(max(t, 0), cols - 1)])
+        grid = CellGrid(rows, cols, epoch_ms(self.period_start), self.period_seconds * 1000)
+        return float(self.price[cell(units_left, epoch_ms(now), grid)])
 
 
 class EventRecord(NamedTuple):
@@ -320,10 +327,6 @@ _EVENTS_PER_CALL = 200
 """Events per script call: bounds how long one call holds Redis (about 2 ms)."""
 
 
-def _script_source(name: str) -> str:
-    return (Path(__file__).parent / "lua" / f"{name}.lua").read_text()
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -372,12 +375,12 @@ class PriceStore:
         self.dedupe_ttl_ms = dedupe_ttl_s * 1000
         self.stream_maxlen = stream_maxlen
         self.keep_versions = keep_versions
-        self._record_events: Script = client.register_script(_script_source("record_events"))
-        self._set_inventory: Script = client.register_script(_script_source("set_inventory"))
-        self._swap_live: Script = client.register_script(_script_source("swap_live"))
-        self._evict: Script = client.register_script(_script_source("evict_surface"))
-        self._register_version: Script = client.register_script(_script_source("register_version"))
-        self._set_live_version: Script = client.register_script(_script_source("set_live_version"))
+        self._record_events: Script = scripts.register(client, "record_events")
+        self._set_inventory: Script = scripts.register(client, "set_inventory")
+        self._swap_live: Script = scripts.register(client, "swap_live")
+        self._evict: Script = scripts.register(client, "evict_surface")
+        self._register_version: Script = scripts.register(client, "register_version")
+        self._set_live_version: Script = scripts.register(client, "set_live_version")
 
     def close(self) -> None:
         """Close the client's connections."""
@@ -774,7 +777,7 @@ class PriceStore:
             meta: JSON-serialisable facts about the version (fit summary, author).
             keep: versions kept for rollback (default ``keep_versions``, at least 2).
             fence: ``(lock key, token)``: publish only while the lock key (in the
-                ``{_refit}`` hash slot, e.g. ``keys.refit("lock")``) holds a value
+                ``{_refit}`` hash slot, e.g. ``keys.refit_lock()``) holds a value
                 whose first word is ``token`` (``"<token> <owner>"``).
 
         Returns:
@@ -1076,6 +1079,41 @@ class PriceStore:
         if not header or cells is None:
             return None
         return version, _decode_surface(_decode_hash(header), cells, codes)
+
+    def live_prices(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        units_left: Mapping[tuple[str, str], int],
+        now: datetime,
+    ) -> dict[tuple[str, str], float]:
+        """The price each pair's live surface serves at ``now`` with its units left
+        (:func:`service.store.cells.cell`; a pair not in ``units_left`` reads the last
+        row), in two pipelined passes. Pairs without a live surface are left out."""
+        with unavailable_as_domain_error("reading live prices"):
+            pipe = self.client.pipeline(transaction=False)
+            for sku, market in pairs:
+                pipe.hget(keys.live(sku), market)
+            versions = pipe.execute()
+            have = [(p, _text(v)) for p, v in zip(pairs, versions, strict=True) if v is not None]
+            pipe = self.client.pipeline(transaction=False)
+            for (sku, market), v in have:
+                pipe.hmget(
+                    keys.surface(sku, v, market), "rows", "cols", "period_start_ms", "period_ms"
+                )
+                pipe.get(keys.surface_prices(sku, v, market))
+            raw = pipe.execute()
+        out: dict[tuple[str, str], float] = {}
+        now_ms = epoch_ms(now)
+        for idx, (pair, _) in enumerate(have):
+            header, cells = raw[2 * idx], raw[2 * idx + 1]
+            if header[0] is None or cells is None:
+                continue
+            grid = CellGrid(*(int(_text(x)) for x in header))
+            n, t = cell(units_left.get(pair, grid.rows - 1), now_ms, grid)
+            out[pair] = float(
+                np.frombuffer(cells, dtype="<f8", count=1, offset=8 * (n * grid.cols + t))[0]
+            )
+        return out
 
     # ------------------------------------------------------------------ quotes
     def quote_secret(self) -> bytes:

@@ -74,7 +74,7 @@ def test_refit_learns_the_direction_of_each_elasticity(store: PriceStore, tmp_pa
             assert drop.elasticity[sku] == INELASTIC
             assert price > drop.list_price[sku], (sku, price)
     # The stored record says the same as the returned one.
-    again = RefitState(store.client).get_record(record.id)
+    again = RefitState(store).get_record(record.id)
     assert again is not None and again.version == record.version
     assert again.timings.keys() == record.timings.keys()
 
@@ -171,7 +171,7 @@ class _StealLock:
 
     def stage_started(self, name: str) -> None:
         if name == self.stage:
-            self.state.client.delete(self.state.key("lock"))
+            self.state.expire_lock()
             assert self.state.acquire("thief", 60) is not None
 
     def stage_finished(self, name: str, seconds: float, detail: Mapping[str, Any]) -> None:
@@ -187,7 +187,7 @@ def test_a_worker_that_lost_its_lock_never_publishes(
 ) -> None:
     drop = write_configs(tmp_path / "configs", N_SKUS)
     _post_day(store, drop)
-    state = RefitState(store.client)
+    state = RefitState(store)
     refitter = Refitter(
         store, load_config_dir(drop.config_dir), device="cpu", reporter=_StealLock(state, stage)
     )

@@ -116,9 +116,9 @@ def test_worker_killed_mid_refit_keeps_the_old_version_and_loses_no_event(
     assert second.events_read == len(day2)
     assert store.live_version() == second.version
     assert _pending(store, drop) == 0
-    ids = _history_ids(RefitState(store.client))
+    ids = _history_ids(RefitState(store))
     assert sorted(ids) == sorted(e["event_id"] for e in day1 + day2)  # none lost, none twice
-    history = RefitState(store.client).load_history()
+    history = RefitState(store).load_history()
     assert history is not None
     sold = history.loc[history["type"] == "sale", "quantity"].sum()
     assert sold == sum(e["quantity"] for e in day1 + day2)
@@ -146,6 +146,6 @@ def test_two_workers_started_together_publish_exactly_one_version(
     assert len(versions) == 1
     assert versions[0].version == next(f["version"] for f in finals if f["state"] == "published")
     assert _pending(store, drop) == 0
-    assert sorted(_history_ids(RefitState(store.client))) == sorted(
+    assert sorted(_history_ids(RefitState(store))) == sorted(
         e["event_id"] for e in events if e["type"] == "sale"
     )

@@ -32,7 +32,8 @@ SCRIPT = textwrap.dedent(
     import json, sys
     import numpy as np
     from service.config.loader import load_config_dir
-    from service.refit import Refitter, _solve_sharded, select_devices
+    from pricing.sharding import solve_sharded
+    from service.refit import Refitter, select_devices
     from service.store import PriceStore, connect
 
     url, config_dir = sys.argv[1], sys.argv[2]
@@ -43,8 +44,8 @@ SCRIPT = textwrap.dedent(
     prices = np.sort(rng.uniform(5.0, 20.0, (s, 4)), axis=1)
     inv = rng.integers(1, 12, s)
     zeros = np.zeros(s)
-    two = _solve_sharded(rates, prices, inv, zeros, zeros, devices)
-    one = _solve_sharded(rates, prices, inv, zeros, zeros, devices[:1])
+    two = solve_sharded(rates, prices, inv, zeros, zeros, devices)
+    one = solve_sharded(rates, prices, inv, zeros, zeros, devices[:1])
     same = all(np.allclose(one[i, : inv[i] + 1], two[i, : inv[i] + 1]) for i in range(s))
     store = PriceStore(connect(url, timeout=30.0))
     record = Refitter(store, load_config_dir(config_dir), device="cpu").run()

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from service.config.models import DropConfig, DropWindow, Guardrails, SkuConfig
-from service.refit import drop_horizon, events_frame, grid_ladders, guardrail_spec, sku_ladder
+from service.codec import events_frame
+from service.drops import drop_horizon, grid_ladders, guardrail_spec, sku_ladder
 from service.store import StreamEvent
 
 T0 = datetime(2027, 1, 1, 18, tzinfo=UTC)
@@ -105,7 +106,7 @@ def test_the_fit_regressor_is_the_stimulus_part_of_the_index() -> None:
 
     from pricing.events import EVENT_KINDS, STIMULUS_KINDS
     from pricing.intensity import build_intensity_index
-    from service.refit import _exogenous_index
+    from service.refit.exogenous import exogenous_index
 
     ts = pd.Timestamp(T0)
     sizes = {"quantity": 4.0, "reach": 900.0, "count": 3.0, "weight": 2.0}
@@ -115,7 +116,7 @@ def test_the_fit_regressor_is_the_stimulus_part_of_the_index() -> None:
         for v in [sizes[EVENT_KINDS[k].size_field]]
     ]
     index = build_intensity_index(pd.DataFrame(rows), end=ts + pd.Timedelta(hours=3))
-    exogenous = _exogenous_index(index)
+    exogenous = exogenous_index(index)
     assert exogenous is not None
     # Sales and the velocity spike count the demand being fitted: never in the regressor.
     expected = index[list(STIMULUS_KINDS)].sum(axis=1)

@@ -87,7 +87,7 @@ def test_a_fit_worse_than_the_naive_mean_keeps_the_live_surfaces(
     assert any("held-out check" in r and "naive" in r for r in record.reasons), record.reasons
     fit_detail = next(s.detail for s in record.stages if s.name == "fit")
     assert fit_detail["validation"] == check
-    again = RefitState(store.client).get_record(record.id)
+    again = RefitState(store).get_record(record.id)
     assert again is not None and again.summary["validation"] == check
     # The same panel with the check turned off publishes: the check is what held it back.
     off = Refitter(store, load_config_dir(drop.config_dir), device="cpu", validation_margin=None)

@@ -164,10 +164,10 @@ def test_publish_switches_keeps_last_k_and_rolls_back(store: PriceStore) -> None
 
 def _take_lock(store: PriceStore, owner: str) -> int:
     """Take the re-fit lock the way a worker does (after any previous holder's expiry)."""
-    from service.refit import RefitState
+    from service.store.refit_state import RefitState
 
-    state = RefitState(store.client)
-    store.client.delete(keys.refit("lock"))  # the previous holder's TTL ran out
+    state = RefitState(store)
+    state.expire_lock()  # the previous holder's TTL ran out
     taken = state.acquire(owner, ttl_s=60)
     assert taken is not None
     return taken[0]
@@ -176,13 +176,13 @@ def _take_lock(store: PriceStore, owner: str) -> int:
 def test_a_publish_with_a_stale_fencing_token_is_refused(store: PriceStore) -> None:
     pairs = {(SKU, MARKET): surface(3, base=10), ("PIN-1", MARKET): surface(3, base=20)}
     old_token = _take_lock(store, "worker-a")
-    store.publish_surfaces("v1", pairs, fence=(keys.refit("lock"), old_token))
+    store.publish_surfaces("v1", pairs, fence=(keys.refit_lock(), old_token))
     assert store.live_version() == "v1"
     new_token = _take_lock(store, "worker-b")
     assert new_token > old_token
     newer = {k: v._replace(price=v.price + 5) for k, v in pairs.items()}
     with pytest.raises(FenceLost, match=f"no longer holds token {old_token}"):
-        store.publish_surfaces("v2", newer, fence=(keys.refit("lock"), old_token))
+        store.publish_surfaces("v2", newer, fence=(keys.refit_lock(), old_token))
     # Nothing of v2 exists: no record, no surface, every pointer still on v1.
     assert store.live_version() == "v1"
     assert [v.version for v in store.list_versions()] == ["v1"]
@@ -190,11 +190,11 @@ def test_a_publish_with_a_stale_fencing_token_is_refused(store: PriceStore) -> N
     assert store.get_surface(SKU, MARKET, "v2") is None
     assert store.live_pointers([SKU, "PIN-1"]) == {SKU: {MARKET: "v1"}, "PIN-1": {MARKET: "v1"}}
     # The holder of the lock publishes, and no lock at all refuses too.
-    store.publish_surfaces("v2", newer, fence=(keys.refit("lock"), new_token))
+    store.publish_surfaces("v2", newer, fence=(keys.refit_lock(), new_token))
     assert store.live_version() == "v2"
-    store.client.delete(keys.refit("lock"))
+    store.client.delete(keys.refit_lock())
     with pytest.raises(FenceLost, match="holds 'nothing'"):
-        store.publish_surfaces("v3", newer, fence=(keys.refit("lock"), new_token))
+        store.publish_surfaces("v3", newer, fence=(keys.refit_lock(), new_token))
     with pytest.raises(ValueError, match="hash slot"):
         store.publish_surfaces("v3", newer, fence=("dp:lock", new_token))
     assert store.live_version() == "v2"
@@ -223,7 +223,7 @@ def test_a_slow_stale_publisher_never_goes_back_over_a_newer_version(
     def publish_a() -> None:
         try:
             stale = {k: v._replace(price=v.price + 1) for k, v in pairs.items()}
-            slow.publish_surfaces("v-a", stale, fence=(keys.refit("lock"), token_a))
+            slow.publish_surfaces("v-a", stale, fence=(keys.refit_lock(), token_a))
             outcome.append(None)
         except BaseException as exc:
             outcome.append(exc)
@@ -235,7 +235,7 @@ def test_a_slow_stale_publisher_never_goes_back_over_a_newer_version(
         # A's lock expires; B takes it and publishes a newer version of one SKU.
         token_b = _take_lock(store, "worker-b")
         newer = {(SKU, MARKET): pairs[(SKU, MARKET)]._replace(price=pairs[(SKU, MARKET)].price + 9)}
-        store.publish_surfaces("v-b", newer, fence=(keys.refit("lock"), token_b))
+        store.publish_surfaces("v-b", newer, fence=(keys.refit_lock(), token_b))
     finally:
         resume.set()
         thread.join(30)

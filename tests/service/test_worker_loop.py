@@ -30,7 +30,7 @@ def test_worker_runs_requests_then_the_schedule(redis_url: str, tmp_path: Path) 
     store.record_events(as_records(day_of_events(drop, rate=20.0), drop.list_price))
     for s in drop.skus:
         store.set_inventory(s, MARKET, drop.inventory)
-    state = RefitState(store.client)
+    state = RefitState(store)
     queued = state.request(requested_by="ops")
     bundle = load_config_dir(drop.config_dir)
     records: list[RefitRecord] = []

@@ -1,0 +1,151 @@
+"""The drop calendar: which window a surface prices, its periods, and each SKU's prices.
+
+A drop sells in windows (``DropConfig.windows``) cut into periods of
+``period_minutes``, aligned on the window start. A re-fit computed at ``now`` prices the
+window open at ``now`` (from the current period to its end) or else the next one; a
+preview, explain and the stock planner price the same horizon with the same guardrail
+spec and price ladder, so they agree with what the re-fit publishes.
+
+- :func:`drop_horizon`: the window and periods a surface computed at ``now`` covers;
+- :func:`guardrail_spec`: a SKU's :class:`pricing.guardrails.GuardrailSpec` over it;
+- :func:`sku_ladder`, :func:`grid_ladders`: the prices the DP chooses from;
+- :func:`open_drops`, :func:`frozen_skus`: drops selling now, and the SKUs a re-fit
+  leaves alone while their window is open.
+
+Example:
+    >>> horizon = drop_horizon(drop, now)  # doctest: +SKIP
+    >>> horizon.periods, horizon.last_window  # doctest: +SKIP
+    (4, False)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from service.config.models import ConfigBundle, DropConfig, DropWindow, Guardrails, SkuConfig
+
+__all__ = [
+    "LADDER_SIZE",
+    "Horizon",
+    "drop_horizon",
+    "frozen_skus",
+    "grid_ladders",
+    "guardrail_spec",
+    "open_drops",
+    "sku_ladder",
+]
+
+LADDER_SIZE = 16
+"""Grid prices per SKU when its guardrails give no ladder."""
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """The periods a surface covers: ``periods`` of ``period`` from ``start``."""
+
+    start: datetime
+    periods: int
+    period: timedelta
+    window: DropWindow
+    last_window: bool
+
+
+def drop_horizon(drop: DropConfig, now: datetime) -> Horizon | None:
+    """The window a surface computed at ``now`` prices: the open one (from the current
+    period to its end) or else the next one (whole); ``None`` when all have closed.
+
+    Periods are aligned on the window start (``period_minutes`` each); a last
+    partial period counts as a period.
+    """
+    period = timedelta(minutes=drop.period_minutes)
+    for i, w in enumerate(drop.windows):
+        if now >= w.end:
+            continue
+        start = w.start
+        if now > w.start:
+            start = w.start + period * math.floor((now - w.start) / period)
+        periods = max(1, math.ceil((w.end - start) / period))
+        return Horizon(start, periods, period, w, i == len(drop.windows) - 1)
+    return None
+
+
+def guardrail_spec(rails: Guardrails, sku: SkuConfig, drop: DropConfig, horizon: Horizon) -> Any:
+    """:class:`pricing.guardrails.GuardrailSpec` for one SKU over one horizon.
+
+    The no-touch minutes count from the window's opening, so a surface that starts
+    later in an open window holds only the no-touch periods it still covers.
+    """
+    from pricing.guardrails import GuardrailSpec
+
+    no_touch_end = horizon.window.start + timedelta(minutes=rails.no_touch_minutes)
+    no_touch = max(0, math.ceil((no_touch_end - horizon.start) / horizon.period))
+    return GuardrailSpec(
+        floor=rails.floor,
+        ceiling=rails.ceiling,
+        ladder=tuple(rails.ladder) if rails.ladder is not None else None,
+        price_ending=rails.price_ending,
+        max_change_pct=rails.max_change_pct,
+        max_changes_per_window=rails.max_changes_per_window,
+        no_touch_periods=min(no_touch, horizon.periods),
+        allow_below_cost=rails.allow_below_cost,
+        unit_cost=sku.unit_cost,
+    )
+
+
+def sku_ladder(spec: Any, rails: Guardrails, sku: SkuConfig, size: int = LADDER_SIZE) -> np.ndarray:
+    """The prices the DP chooses from: the guardrail ladder, else a geometric grid
+    between floor and ceiling (0.5x and 2x the list price where unset)."""
+    from pricing.guardrails import candidate_ladder
+
+    lo = rails.floor if rails.floor is not None else 0.5 * sku.list_price
+    hi = rails.ceiling if rails.ceiling is not None else 2.0 * sku.list_price
+    spread = (lo / sku.list_price, max(hi, lo) / sku.list_price)
+    return np.asarray(candidate_ladder(spec, sku.list_price, size=size, spread=spread))
+
+
+def grid_ladders(
+    specs: Sequence[Any],
+    rails: Sequence[Guardrails],
+    skus: Sequence[SkuConfig],
+    size: int = LADDER_SIZE,
+) -> np.ndarray:
+    """:func:`sku_ladder` for many SKUs without a guardrail ladder at once: ``[n, size]``.
+
+    The same geometric grid between floor and ceiling (0.5x and 2x the list price
+    where unset) as :func:`pricing.guardrails.candidate_ladder`, snapped to each
+    spec's bounds and price ending with one
+    :func:`~pricing.guardrails.stack_guardrails` table. Rows may repeat a price (the
+    solver allows it).
+    """
+    list_price = np.array([s.list_price for s in skus], dtype=float)
+    lo = np.array([r.floor if r.floor is not None else 0.5 * s.list_price
+                   for r, s in zip(rails, skus, strict=True)])  # fmt: skip
+    hi = np.array([r.ceiling if r.ceiling is not None else 2.0 * s.list_price
+                   for r, s in zip(rails, skus, strict=True)])  # fmt: skip
+    hi = np.maximum(hi, lo)
+    frac = np.linspace(0.0, 1.0, size)[None, :]
+    grid = list_price[:, None] * np.exp(
+        np.log(lo / list_price)[:, None] * (1 - frac) + np.log(hi / list_price)[:, None] * frac
+    )
+    from pricing.guardrails import stack_guardrails
+
+    return np.asarray(stack_guardrails(list(specs), len(specs)).snap(np.round(grid, 2)))
+
+
+def open_drops(bundle: ConfigBundle, now: datetime) -> list[DropConfig]:
+    """Drops with a window open at ``now`` (``start <= now < end``)."""
+    return [d for d in bundle.drops if any(w.start <= now < w.end for w in d.windows)]
+
+
+def frozen_skus(bundle: ConfigBundle, now: datetime) -> frozenset[str]:
+    """SKUs a re-fit at ``now`` must not touch: those of open drops without
+    ``refit_during_window``."""
+    return frozenset(
+        s.sku for d in open_drops(bundle, now) if not d.refit_during_window for s in d.skus
+    )

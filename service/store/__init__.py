@@ -1,0 +1,51 @@
+"""All Redis access of dropprice: one package, one key module, one folder of scripts.
+
+- :mod:`service.store.prices`: :class:`PriceStore` (catalogue, inventory, events,
+  dead letters, surface versions) and :func:`connect`;
+- :mod:`service.store.refit_state`: :class:`RefitState`, what the re-fit keeps
+  besides the surfaces (lock and fence, records, history, fits, approvals);
+- :mod:`service.store.cells`: :func:`cell`, the surface cell at (units left, now);
+- :mod:`service.keys`: every key and channel, one named builder each
+  (``docs/redis-layout.md`` documents them, a test keeps the two in step);
+- ``service/lua/``: every Lua script the store runs (:func:`service.store.scripts.load`).
+
+Nothing outside this package touches a Redis client's commands directly.
+"""
+
+from service.store.prices import (
+    ClusterClient,
+    DeadLetter,
+    EventKind,
+    EventOutcome,
+    EventRecord,
+    PriceStore,
+    PublishResult,
+    RedisClient,
+    SkuMeta,
+    StreamEvent,
+    SurfaceRecord,
+    VersionInfo,
+    client_of,
+    connect,
+    is_cluster,
+    unavailable_as_domain_error,
+)
+
+__all__ = [
+    "ClusterClient",
+    "DeadLetter",
+    "EventKind",
+    "EventOutcome",
+    "EventRecord",
+    "PriceStore",
+    "PublishResult",
+    "RedisClient",
+    "SkuMeta",
+    "StreamEvent",
+    "SurfaceRecord",
+    "VersionInfo",
+    "client_of",
+    "connect",
+    "is_cluster",
+    "unavailable_as_domain_error",
+]
