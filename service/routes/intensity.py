@@ -12,63 +12,33 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-import numpy as np
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from pricing.intensity import EVENT_TYPES, build_intensity_index
-from service.codec import split_poisoned
+from service.codec import readable_events
 from service.deps import PosCaller, RuntimeDep
 from service.exceptions import UnknownMarket, UnknownSku
 from service.schemas import ErrorBody, IntensityOut, IntensityPoint
 from service.store import StreamEvent
 
-__all__ = ["HOURS_SHOWN", "events_frame", "router"]
+__all__ = ["HOURS_SHOWN", "market_events", "router"]
 
 router = APIRouter(tags=["intensity"])
 
 HOURS_SHOWN = 72
 _IDENT = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
-_NUMERIC = ("quantity", "unit_price", "reach", "count", "weight")
 
 
-def events_frame(entries: list[StreamEvent], market: str) -> pd.DataFrame:
-    """Stream entries of one market as the events table ``pricing.intensity`` reads.
-
-    Entries that cannot be decoded (:func:`service.codec.split_poisoned`) are left out;
-    the frame's ``attrs["poisoned"]`` says how many.
-    """
-    entries, poisoned = split_poisoned(entries)
-    kept = [
-        e
-        for e in entries
-        if e.fields.get("type") in EVENT_TYPES and e.fields.get("market") == market
-    ]
-    rows = [e.fields for e in kept]
-    frame = pd.DataFrame(
-        {
-            "ts": pd.to_datetime(
-                [r.get("ts") or _appended(e) for r, e in zip(rows, kept, strict=True)],
-                utc=True,
-                format="ISO8601",
-            ),
-            "type": [r["type"] for r in rows],
-            "sku": [r["sku"] for r in rows],
-            "market": [r["market"] for r in rows],
-            **{
-                col: np.array([float(r[col]) if r.get(col) else np.nan for r in rows], dtype=float)
-                for col in _NUMERIC
-            },
-        }
-    )
-    frame.attrs["poisoned"] = len(poisoned)
-    return frame
-
-
-def _appended(entry: StreamEvent) -> str:
-    """When Redis appended an entry (its id's milliseconds), for one without a ``ts``."""
-    ms = int(entry.entry_id.split("-", 1)[0])
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+def market_events(entries: list[StreamEvent], market: str) -> pd.DataFrame:
+    """The indexed events of one market, decoded by the one stream decoder
+    (:func:`service.codec.readable_events`: entries that cannot be decoded are left
+    out, and the frame's ``attrs["poisoned"]`` says how many)."""
+    frame = readable_events(entries)
+    kept = frame[frame["type"].isin(EVENT_TYPES) & (frame["market"] == market)]
+    kept = kept.reset_index(drop=True)
+    kept.attrs["poisoned"] = frame.attrs["poisoned"]
+    return kept
 
 
 @router.get(
@@ -102,7 +72,7 @@ def get_intensity(
     entries = runtime.store.recent_events(
         sku, since=start.to_pydatetime() - timedelta(hours=window)
     )
-    frame = events_frame(entries, market)
+    frame = market_events(entries, market)
     if frame.attrs.get("poisoned"):
         runtime.metrics.poisoned_skipped.labels("/v1/skus/{sku}/intensity").inc(
             frame.attrs["poisoned"]

@@ -29,7 +29,6 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-import numpy as np
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
@@ -37,8 +36,9 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, 
 from pricing.intensity import EVENT_TYPES as INDEX_TYPES
 from pricing.intensity import build_intensity_index, market_rollup
 from pricing.signals import scan_signals
-from service.codec import split_poisoned
+from service.codec import readable_events
 from service.deps import PosCaller, RuntimeDep
+from service.panel import dedupe_events
 from service.schemas import ErrorBody
 from service.store import PriceStore, StreamEvent
 
@@ -63,8 +63,6 @@ _IDENT = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 _CACHE: dict[tuple[Any, ...], tuple[float, SignalsOut]] = {}
 """Answers reused for ``DROPPRICE_INTENSITY_CACHE_S`` (same hours, market, history)."""
 _CACHE_SIZE = 64
-_NUMERIC = ("quantity", "unit_price", "reach", "count", "weight")
-_COLUMNS = ("event_id", "ts", "type", "sku", "market", *_NUMERIC, "creator")
 
 
 class _Out(BaseModel):
@@ -147,29 +145,15 @@ def _iso(ts: pd.Timestamp | datetime) -> str:
 
 
 def events_from_entries(entries: Iterable[StreamEvent]) -> pd.DataFrame:
-    """Stream entries as the events table of :mod:`pricing.signals` (UTC, numeric sizes).
-
-    Entries that cannot be decoded (:func:`service.codec.split_poisoned`) are left out;
-    the frame's ``attrs["poisoned"]`` says how many.
+    """Stream entries as the events table of :mod:`pricing.signals`, by the one stream
+    decoder (:func:`service.codec.readable_events`), first of each ``(event_id, sku)``
+    kept, oldest first. Entries that cannot be decoded are left out; the frame's
+    ``attrs["poisoned"]`` says how many.
     """
-    good, poisoned = split_poisoned(list(entries))
-    rows = [dict(e.fields) for e in good]
-    for row, e in zip(rows, good, strict=True):
-        if not row.get("ts"):  # the time Redis appended it (the entry id's ms)
-            ms = int(e.entry_id.split("-", 1)[0])
-            row["ts"] = datetime.fromtimestamp(ms / 1000, UTC).isoformat()
-    frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=list(_COLUMNS))
-    for col in _COLUMNS:
-        if col not in frame.columns:
-            frame[col] = np.nan if col in _NUMERIC else None
-    frame = frame[list(_COLUMNS)].copy()
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
-    for col in _NUMERIC:
-        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
-    if "event_id" in frame and len(frame):
-        frame = frame.drop_duplicates(["event_id", "sku"], keep="first")
-    frame = frame.sort_values("ts", kind="stable").reset_index(drop=True)
-    frame.attrs["poisoned"] = len(poisoned)
+    frame = readable_events(list(entries))
+    poisoned = frame.attrs["poisoned"]
+    frame = dedupe_events(frame).sort_values("ts", kind="stable").reset_index(drop=True)
+    frame.attrs["poisoned"] = poisoned
     return frame
 
 
