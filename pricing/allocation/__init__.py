@@ -47,6 +47,7 @@ References:
 """
 
 from pricing.allocation.curves import ValueCurves, planned_intensity, prior_rates, value_curves
+from pricing.allocation.failover import Failover, estimate_diversion, failover_table
 from pricing.allocation.marginal import (
     CONCAVITY_TOL,
     Allocation,
@@ -60,12 +61,15 @@ from pricing.allocation.plan import SlotDemand, StockPlan, plan_stock
 __all__ = [
     "CONCAVITY_TOL",
     "Allocation",
+    "Failover",
     "SlotDemand",
     "StockPlan",
     "ValueCurves",
     "allocate",
     "allocate_exact",
     "allocate_greedy",
+    "estimate_diversion",
+    "failover_table",
     "is_concave",
     "plan_stock",
     "planned_intensity",

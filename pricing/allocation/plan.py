@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from pricing.allocation.curves import value_curves
+from pricing.allocation.failover import Failover
 from pricing.allocation.marginal import CONCAVITY_TOL, allocate
 from pricing.exceptions import InputError
 
@@ -54,15 +55,19 @@ class StockPlan:
         rows: one dict per slot: ``sku``, ``market``, ``window``, ``units``,
             ``expected_sold``, ``sell_through``, ``expected_revenue``, ``expected_profit``,
             ``marginal_value`` (of the last unit placed), ``next_unit_value``,
-            ``opening_price``; in the order of the slots given.
+            ``opening_price``, and where the SKU has a failover in that market
+            ``failover_sku``, ``failover_share``, ``failover_source``
+            (:class:`~pricing.allocation.failover.Failover`); in the order of the slots given.
         skus: one dict per SKU: ``total``, ``placed``, ``held_back``, ``holdback_value``,
             ``expected_profit`` (the objective), ``method``.
         curves: ``(sku, market, window)`` -> ``[N+1]`` slot value curve (for figures).
+        failover: where each variant's shoppers go when it sells out, per market.
     """
 
     rows: list[dict[str, Any]]
     skus: dict[str, dict[str, Any]]
     curves: dict[tuple[str, str, int], np.ndarray] = field(repr=False)
+    failover: tuple[Failover, ...] = ()
 
     @property
     def expected_profit(self) -> float:
@@ -79,6 +84,7 @@ class StockPlan:
             "expected_profit": round(self.expected_profit, 2),
             "skus": {k: {f: clean(v) for f, v in s.items()} for k, s in self.skus.items()},
             "rows": [{k: clean(v) for k, v in r.items()} for r in self.rows],
+            "failover": [f._asdict() for f in self.failover],
         }
 
     def __str__(self) -> str:
@@ -99,6 +105,7 @@ def plan_stock(
     *,
     holdback_value: Mapping[str, float] | float = 0.0,
     tol: float = CONCAVITY_TOL,
+    failover: Sequence[Failover] = (),
 ) -> StockPlan:
     """Plan every SKU's stock over its slots: one DP solve for all slots, then :func:`allocate`.
 
@@ -111,6 +118,8 @@ def plan_stock(
         totals: units available per SKU (every SKU of ``slots``).
         holdback_value: value of a unit not placed, per SKU or one for all.
         tol: concavity slack.
+        failover: each variant's failover SKU per market
+            (:func:`~pricing.allocation.failover.failover_table`), named on its rows.
 
     Returns:
         :class:`StockPlan`.
@@ -193,4 +202,9 @@ def plan_stock(
         (s.sku, s.market, s.window): curves.value[j, : totals[s.sku] + 1]
         for j, s in enumerate(slots)
     }
-    return StockPlan(rows=rows, skus=skus, curves=keyed)
+    named = {(f.sku, f.market): f for f in failover}
+    for row in rows:
+        f = named.get((row["sku"], row["market"]))
+        if f is not None:
+            row.update(failover_sku=f.absorbed_by, failover_share=f.share, failover_source=f.source)
+    return StockPlan(rows=rows, skus=skus, curves=keyed, failover=tuple(failover))

@@ -288,6 +288,11 @@ def _print_table(plan: StockPlan, drop: DropConfig, header: str) -> None:
             f"(salvage {s['holdback_value']:.2f} each), expected profit "
             f"{s['expected_profit']:,.2f} ({s['method']} allocation)"
         )
+    for f in plan.failover:
+        console.print(
+            f"if {f.sku} sells out in {f.market}: {f.share:.0%} of its shoppers expected to "
+            f"buy {f.absorbed_by} ({'declared in the drop config' if f.source == 'config' else 'estimated from stock-outs'})"
+        )
     console.print(f"expected profit of the plan: {plan.expected_profit:,.2f}")
 
 
@@ -368,6 +373,7 @@ def plan_stock(
     """Plan units per SKU x market x window that maximise the drop's expected profit."""
     from pricing.allocation import plan_stock as plan
     from service.commands.refit import _connect, _live_config
+    from service.failover import drop_failover
 
     store = _connect(redis_url)
     try:
@@ -407,7 +413,8 @@ def plan_stock(
     # The stock's cost is sunk: units compete on revenue plus salvage, a unit held back is
     # worth its salvage; the cost of the units each row holds is netted out afterwards.
     holdback = {s.sku: s.salvage_value for s in drop.skus}
-    result = plan(slots, totals, holdback_value=holdback)
+    failover = [f for market in drop.markets for f in drop_failover(drop, market)]
+    result = plan(slots, totals, holdback_value=holdback, failover=failover)
     cost = {s.sku: s.unit_cost for s in drop.skus}
     for row, source in zip(result.rows, sources, strict=True):
         row["demand"] = source

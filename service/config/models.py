@@ -429,6 +429,21 @@ class Arm(_Frozen):
         return self
 
 
+class FailoverPair(_Frozen):
+    """A declared failover: when ``sku`` sells out, ``share`` of its shoppers buy ``to``.
+
+    For variants with no stock-out in the sales yet (the planner estimates the share
+    from stock-outs where it can, :mod:`pricing.allocation.failover`).
+    """
+
+    sku: Identifier
+    """The variant that may sell out."""
+    to: Identifier
+    """The variant that absorbs its demand (another SKU of this drop)."""
+    share: float = Field(gt=0.0, le=1.0)
+    """Share of ``sku``'s demand expected to move to ``to`` while it is sold out."""
+
+
 class DropConfig(_Frozen):
     """``drops/<id>.yaml``: one drop."""
 
@@ -454,6 +469,8 @@ class DropConfig(_Frozen):
     """Allow re-fits while a window is open."""
     arms: tuple[Arm, ...] = ()
     """Optional experiment arms splitting the markets."""
+    failover: tuple[FailoverPair, ...] = ()
+    """Declared failover SKUs between the drop's variants."""
 
     _sku_index: dict[str, SkuConfig] = PrivateAttr(default_factory=dict)
 
@@ -527,6 +544,20 @@ class DropConfig(_Frozen):
                     )
                 else:
                     owner[market] = arm.name
+        for fi, pair in enumerate(self.failover):
+            for field in ("sku", "to"):
+                if getattr(pair, field) not in seen:
+                    problems.append(
+                        (
+                            ("failover", fi, field),
+                            f"unknown SKU {getattr(pair, field)!r}, allowed {sorted(seen)} "
+                            "(the drop's SKUs)",
+                        )
+                    )
+            if pair.sku == pair.to:
+                problems.append(
+                    (("failover", fi, "to"), f"{pair.sku!r} cannot fail over to itself")
+                )
         _raise_if(problems)
         return self
 

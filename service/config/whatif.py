@@ -598,9 +598,11 @@ def explain(
     Returns:
         A JSON-ready dict: the served price, the surface cell it came from and the
         guardrail that bound it, the elasticity with its 95 % interval, intensity,
-        units and time left, and the unconstrained optimum at this cell.
+        units and time left, the SKU that absorbs its demand if it sells out
+        (``failover``, or ``None``), and the unconstrained optimum at this cell.
     """
     from pricing.intensity import IntensityParams, forecast_intensity
+    from service.failover import failover_of
 
     now = now or datetime.now(UTC)
     surface = row.surface
@@ -696,6 +698,7 @@ def explain(
             "half_life_hours": half_life,
         },
         "units_left": row.units_left,
+        "failover": failover_of(row.drop, row.sku, row.market),
         "time_left": time_left,
         "optimum": optimum,
         "guardrails": row.rails.model_dump(mode="json"),

@@ -230,3 +230,92 @@ def test_prior_rates_fall_with_price_and_rise_with_intensity() -> None:
     assert rates[0, 0, 1] == pytest.approx(1.0)  # the level at list price
     assert np.all(np.diff(rates[0, 0]) < 0)
     assert rates[0, 1, 1] == pytest.approx(np.exp(0.5))
+
+
+# ------------------------------------------------------------------ failover SKUs
+
+
+def _choice_drop(seeds: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The shipped three-colourway scenario (a choice truth with spill) at list prices:
+    sales, the truth's expected units with every variant in stock, in-stock flags, and the
+    truth's diversion share from the scarce colourway to each other one in each period."""
+    from pathlib import Path
+
+    from pricing.baselines import FixedPolicy
+    from pricing.scenario import load_scenario
+    from pricing.simulate import run_policy
+    from pricing.world import build_world
+
+    path = Path(__file__).resolve().parents[2] / "configs/scenarios/truth-choice-variants.yaml"
+    world = build_world(load_scenario(path))
+    truth = world.truth
+    p_len = world.hours.size
+    expected = truth.expected_rates(world.list_price[:, None], 0, world.intensity)[:, :, 0]
+    # Multinomial logit at list prices: attraction b_j e^{γ_j I}, outside weight Σ b_j.
+    base = np.exp(truth.log_base)
+    pull = base[:, None] * np.exp(truth.intensity_lift[:, None] * world.intensity)
+    diversion = pull / (base.sum() + pull.sum(axis=0) - pull[0])  # [j, t] from variant 0
+    sales, stocked = [], []
+    for seed in range(seeds):
+        u = np.clip(np.random.default_rng([seed, 1]).random((3, p_len)), 1e-12, 1 - 1e-12)
+        run = run_policy(world, FixedPolicy(world), u)
+        sales.append(run.sales_path)
+        stocked.append(world.inventory[:, None] - np.cumsum(run.sales_path, axis=1) > 0)
+    tile = (1, seeds)
+    return np.hstack(sales), np.tile(expected, tile), np.hstack(stocked), np.tile(diversion, tile)
+
+
+def test_the_share_a_sold_out_variant_spills_is_recovered_from_its_stock_outs() -> None:
+    from pricing.allocation import estimate_diversion, failover_table
+
+    sales, expected, in_stock, diversion = _choice_drop(seeds=20)
+    shares = estimate_diversion(sales, expected, in_stock)
+    # The truth's share over the hours the black jacket was out, weighted by its demand.
+    out = ~in_stock[0]
+    weight = expected[0] * out
+    truth = (diversion * weight).sum(axis=1) / weight.sum()
+    assert out.sum() > 100  # it sells out early on most seeds
+    assert shares[0, 1:] == pytest.approx(truth[1:], abs=0.04)
+    table = failover_table(["JACKET-BLACK", "JACKET-OLIVE", "JACKET-SAND"], "shop", shares=shares)
+    black = next(f for f in table if f.sku == "JACKET-BLACK")
+    assert (black.absorbed_by, black.source) == ("JACKET-OLIVE", "sales")  # the bigger pull
+    assert black.share == pytest.approx(truth[1], abs=0.04)
+
+
+def test_a_variant_that_never_sold_out_has_no_estimate_and_keeps_a_declared_failover() -> None:
+    from pricing.allocation import estimate_diversion, failover_table
+
+    q = np.array([[1, 0, 0, 0, 0], [2, 3, 3, 3, 3], [1, 1, 1, 1, 1]])
+    e = np.ones((3, 5)) * np.array([[2.0], [2.0], [1.0]])
+    in_stock = np.array([[True, False, False, False, False], [True] * 5, [True] * 5])
+    shares = estimate_diversion(q, e, in_stock)
+    assert shares[0, 1] == pytest.approx(0.5)
+    assert shares[0, 2] == pytest.approx(0.0)
+    assert np.isnan(shares[1, 0]) and np.isnan(shares[2, 1])
+    table = failover_table(
+        ["A", "B", "C"], "north", shares=shares, declared=[("C", "B", 0.3), ("B", "X", 0.9)]
+    )
+    assert [(f.sku, f.absorbed_by, f.share, f.source) for f in table] == [
+        ("A", "B", 0.5, "sales"),
+        ("C", "B", 0.3, "config"),
+    ]
+    with pytest.raises(InputError, match="one shape"):
+        estimate_diversion(q, e[:, :4], in_stock)
+
+
+def test_the_plan_names_each_variants_failover_on_its_rows() -> None:
+    from pricing.allocation import Failover
+
+    slots = [
+        SlotDemand(sku, "shop", 0, _rates(scale)[0], LADDER, unit_cost=3.0)
+        for sku, scale in (("BLACK", 3.0), ("OLIVE", 1.0))
+    ]
+    plan = plan_stock(
+        slots,
+        {"BLACK": 4, "OLIVE": 6},
+        failover=[Failover("BLACK", "shop", "OLIVE", 0.4, "config")],
+    )
+    black = next(r for r in plan.rows if r["sku"] == "BLACK")
+    assert (black["failover_sku"], black["failover_share"]) == ("OLIVE", 0.4)
+    assert "failover_sku" not in next(r for r in plan.rows if r["sku"] == "OLIVE")
+    assert plan.to_dict()["failover"][0]["absorbed_by"] == "OLIVE"
