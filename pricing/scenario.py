@@ -48,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from pricing.events import STIMULUS_KINDS
 from pricing.exceptions import ScenarioError
-from pricing.guardrails import GuardrailSpec
+from pricing.guardrails import GuardrailRules, GuardrailSpec
 
 __all__ = [
     "Catalogue",
@@ -137,25 +137,12 @@ class DemandTruth(_Frozen):
     """This SKU's own hour-of-day profile (default: the scenario's)."""
 
 
-class GuardrailsSpec(_Frozen):
-    """Guardrails of a SKU (fields as in :class:`pricing.guardrails.GuardrailSpec`)."""
+class GuardrailsSpec(GuardrailRules):
+    """Guardrails of a SKU: the shared declaration (:class:`pricing.guardrails.GuardrailRules`,
+    the same fields and checks as an operator config) with the no-touch time in periods."""
 
-    floor: float | None = Field(default=None, ge=0)
-    """Lowest price served."""
-    ceiling: float | None = Field(default=None, ge=0)
-    """Highest price served."""
-    ladder: tuple[Positive, ...] | None = None
-    """Explicit allowed prices."""
-    price_ending: float | None = Field(default=None, ge=0, lt=1)
-    """Cents every price ends with (e.g. 0.99)."""
-    max_change_pct: float | None = Field(default=None, gt=0, le=100)
-    """Largest move between consecutive served prices, percent."""
-    max_changes_per_window: int | None = Field(default=None, ge=0)
-    """Cap on price changes per window."""
-    no_touch_periods: int = Field(default=0, ge=0)
+    no_touch_periods: int = Field(default=0, ge=0, strict=True)
     """Periods after a window opens that hold the opening price."""
-    allow_below_cost: bool = False
-    """Allow prices under the unit cost."""
 
     def merged(self, override: GuardrailsSpec | None) -> GuardrailsSpec:
         """These guardrails with the fields set in ``override`` replacing ours."""
@@ -167,7 +154,9 @@ class GuardrailsSpec(_Frozen):
 
     def to_spec(self, unit_cost: float) -> GuardrailSpec:
         """The pricing-core spec for a SKU with this unit cost."""
-        return GuardrailSpec(**self.model_dump(), unit_cost=unit_cost)
+        return GuardrailSpec.from_rules(
+            self, unit_cost=unit_cost, no_touch_periods=self.no_touch_periods
+        )
 
 
 class ScenarioSku(_Frozen):

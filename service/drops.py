@@ -85,16 +85,8 @@ def guardrail_spec(rails: Guardrails, sku: SkuConfig, drop: DropConfig, horizon:
 
     no_touch_end = horizon.window.start + timedelta(minutes=rails.no_touch_minutes)
     no_touch = max(0, math.ceil((no_touch_end - horizon.start) / horizon.period))
-    return GuardrailSpec(
-        floor=rails.floor,
-        ceiling=rails.ceiling,
-        ladder=tuple(rails.ladder) if rails.ladder is not None else None,
-        price_ending=rails.price_ending,
-        max_change_pct=rails.max_change_pct,
-        max_changes_per_window=rails.max_changes_per_window,
-        no_touch_periods=min(no_touch, horizon.periods),
-        allow_below_cost=rails.allow_below_cost,
-        unit_cost=sku.unit_cost,
+    return GuardrailSpec.from_rules(
+        rails, no_touch_periods=min(no_touch, horizon.periods), unit_cost=sku.unit_cost
     )
 
 

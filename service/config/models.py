@@ -23,9 +23,8 @@ Guardrails merge field by field, most specific last:
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
@@ -40,7 +39,8 @@ from pydantic import (
     model_validator,
 )
 
-from pricing.money import compare_money, to_minor
+from pricing.guardrails import FieldIssues, GuardrailRules, Problem, guardrail_problems
+from pricing.guardrails.rules import Money
 
 __all__ = [
     "Arm",
@@ -61,43 +61,12 @@ Identifier = Annotated[
     str,
     Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"),
 ]
-Money = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False, strict=True)]
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
-
-Problem = tuple[tuple[str | int, ...], str]
-"""A (relative field path, message) pair found by a validator."""
-
-
-class FieldIssues(ValueError):
-    """One or more problems a model validator found, each tied to a field path.
-
-    The path is relative to the model that raised it; the config loader appends it
-    to pydantic's location so the message lands on the offending field.
-
-    Fix: the message says what was received and what is allowed.
-    """
-
-    def __init__(self, issues: Sequence[Problem]) -> None:
-        self.issues: tuple[Problem, ...] = tuple(issues)
-        super().__init__(
-            "; ".join(f"{_rel(path)}: {msg}" if path else msg for path, msg in self.issues)
-        )
-
-
-def _rel(path: Sequence[str | int]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def _raise_if(problems: list[Problem]) -> None:
     if problems:
         raise FieldIssues(problems)
-
-
-def _fmt(x: float) -> str:
-    return f"{x:g}" if abs(x) < 1e15 else repr(x)
 
 
 class _Frozen(BaseModel):
@@ -106,109 +75,20 @@ class _Frozen(BaseModel):
     )
 
 
-def _price_with_ending(lo: float, hi: float, ending: float) -> float | None:
-    """Smallest price ``k + ending`` (k = 0, 1, 2, ...) inside ``[lo, hi]``, if any.
-
-    Worked in cents (:mod:`pricing.money`), so ``lo = 19.99`` admits ``19.99`` itself.
-    """
-    lo_c, end_c = to_minor(lo), to_minor(ending)
-    k = max(0, -((end_c - lo_c) // 100))  # ceil((lo - ending) / 1.00) in whole cents
-    price = (k * 100 + end_c) / 100
-    return price if compare_money(price, hi) <= 0 else None
-
-
-def guardrail_problems(g: Guardrails) -> list[Problem]:
-    """Every inconsistency inside one (possibly merged) set of guardrails.
-
-    Rules: ``floor <= ceiling``; a ladder is non-empty, strictly ascending and has at
-    least one step inside ``[floor, ceiling]``; with a ``price_ending`` (and no ladder)
-    some price ending in it lies inside ``[floor, ceiling]``. Amounts compare at the cent
-    (:func:`pricing.money.compare_money`): a guardrail block does not know its currency.
-
-    Returns:
-        (field path, message) pairs, empty when the guardrails are consistent.
-    """
-    out: list[Problem] = []
-    lo = g.floor if g.floor is not None else 0.0
-    hi = g.ceiling if g.ceiling is not None else math.inf
-    if g.floor is not None and g.ceiling is not None and compare_money(g.floor, g.ceiling) > 0:
-        out.append(
-            (
-                ("floor",),
-                f"floor {_fmt(g.floor)} is above ceiling {_fmt(g.ceiling)}: "
-                "the floor must be at most the ceiling",
-            )
-        )
-        return out
-    if g.ladder is not None:
-        if len(g.ladder) == 0:
-            out.append((("ladder",), "ladder must list at least one price, got an empty list"))
-        else:
-            for i, (a, b) in enumerate(zip(g.ladder, g.ladder[1:], strict=False)):
-                if compare_money(b, a) <= 0:
-                    out.append(
-                        (
-                            ("ladder", i + 1),
-                            f"ladder must be strictly ascending, got {_fmt(b)} after {_fmt(a)}",
-                        )
-                    )
-                    break
-            # A block that leaves its ceiling unset inherits one: the ladder is checked
-            # against the merged bounds (checks.merge_problems), where a floor above the
-            # inherited ceiling is reported as such.
-            inherits_ceiling = g.ceiling is None and "ceiling" not in g.model_fields_set
-            if not inherits_ceiling and not any(
-                compare_money(lo, p) <= 0 and compare_money(p, hi) <= 0 for p in g.ladder
-            ):
-                out.append(
-                    (
-                        ("ladder",),
-                        f"no ladder price lies between floor {_fmt(lo)} and ceiling "
-                        f"{_fmt(hi)}, got ladder {[_fmt(p) for p in g.ladder]}",
-                    )
-                )
-    elif g.price_ending is not None and _price_with_ending(lo, hi, g.price_ending) is None:
-        out.append(
-            (
-                ("price_ending",),
-                f"no price ending in {g.price_ending:.2f} lies between floor {_fmt(lo)} and "
-                f"ceiling {_fmt(hi)}: widen the bounds or drop the ending",
-            )
-        )
-    return out
-
-
-class Guardrails(_Frozen):
+class Guardrails(GuardrailRules):
     """Bounds that always win over the optimiser, applied after the optimum.
 
-    Any field left out inherits from the less specific level
-    (defaults -> drop -> arm -> SKU). When a ``ladder`` is set it decides the
-    allowed prices and ``price_ending`` is ignored.
+    The fields and their checks are the shared declaration
+    (:class:`pricing.guardrails.GuardrailRules`, the same one scenarios and the pricing
+    core use); an operator config adds the no-touch time in minutes and the approval
+    band. Any field left out inherits from the less specific level
+    (defaults -> drop -> arm -> SKU).
     """
 
-    floor: Money | None = None
-    """Lowest price ever served; ``None`` means no floor (cost still applies)."""
-    ceiling: Money | None = None
-    """Highest price ever served; ``None`` means no ceiling."""
-    ladder: tuple[Money, ...] | None = None
-    """Explicit allowed prices (ascending). When set, served prices are ladder steps."""
-    price_ending: float | None = Field(default=None, ge=0, lt=1, strict=True)
-    """Cents every price ends with, e.g. ``0.99`` (prices round down to ``x.99``)."""
-    max_change_pct: float | None = Field(default=None, gt=0, le=100, strict=True)
-    """Largest move between consecutive periods, in percent of the previous price."""
-    max_changes_per_window: int | None = Field(default=None, ge=0, le=10_000, strict=True)
-    """Cap on the number of price changes inside one drop window."""
     no_touch_minutes: int = Field(default=0, ge=0, le=24 * 60, strict=True)
     """Minutes after a window opens during which the opening price is held."""
-    allow_below_cost: bool = Field(default=False, strict=True)
-    """Allow prices under the unit cost (e.g. for clearance)."""
     approval_band_pct: float | None = Field(default=None, gt=0, le=1000, strict=True)
     """A re-fit moving a live price by more than this percent waits for an operator."""
-
-    @model_validator(mode="after")
-    def _check_bounds(self) -> Guardrails:
-        _raise_if(guardrail_problems(self))
-        return self
 
     def merged(self, override: Guardrails | None) -> Guardrails:
         """Return these guardrails with every field set in ``override`` replacing ours.

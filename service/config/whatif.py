@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from pricing.guardrails import bound_by
 from pricing.money import compare_money
 from service.config.models import ConfigBundle, DropConfig, Guardrails, SkuConfig
 from service.exceptions import DropPriceError, UnknownMarket, UnknownSku
@@ -65,20 +66,6 @@ __all__ = [
     "posterior_elasticity",
     "preview",
 ]
-
-GUARDRAIL_NAMES = {
-    0: None,
-    1: "floor",
-    2: "ceiling",
-    3: "cost",
-    4: "ladder",
-    5: "price_ending",
-    6: "max_change_pct",
-    7: "max_changes_per_window",
-    8: "no_touch_minutes",
-    9: "held",
-}
-""":class:`pricing.guardrails.GuardrailCode` -> the config field operators know."""
 
 MAX_PREVIEW_UNITS = 100_000
 """Largest stock a preview re-solves (the DP grows with the units left)."""
@@ -556,7 +543,7 @@ def preview(
         },
         "candidate": {
             "price_now": float(surface[n_now, t_now]),
-            "bound_by": GUARDRAIL_NAMES.get(code),
+            "bound_by": bound_by(code),
             "optimum_now": float(optimum[0, n_now, t_now]),
             "elasticity": beta,
             "elasticity_source": beta_source,
@@ -647,7 +634,7 @@ def explain(
 
     optimum: dict[str, Any] = {"served": float(surface.price[n, t])}
     reasons: list[str] = list(row.notes)
-    bound_by = GUARDRAIL_NAMES.get(code)
+    bound = bound_by(code)
     if row.fit is not None and row.fit_row is not None and beta is not None:
         from pricing.policy import solve_surfaces
 
@@ -662,18 +649,18 @@ def explain(
         free = float(np.asarray(sol.price)[0, n, t])
         optimum["unconstrained"] = round(free, 4)
         rails = row.rails
-        if bound_by is None:
+        if bound is None:
             # The DP's ladder already lies inside the bounds: say which one it hit.
             if rails.ceiling is not None and compare_money(free, rails.ceiling) > 0:
-                bound_by = "ceiling"
+                bound = "ceiling"
             elif rails.floor is not None and compare_money(free, rails.floor) < 0:
-                bound_by = "floor"
+                bound = "floor"
             elif not rails.allow_below_cost and compare_money(free, row.sku_config.unit_cost) < 0:
-                bound_by = "cost"
+                bound = "cost"
     else:
         reasons.append("no fit stored with the live version: the unconstrained optimum is unknown")
-    if bound_by is not None:
-        reasons.append(f"the {bound_by} guardrail bound the price at this cell")
+    if bound is not None:
+        reasons.append(f"the {bound} guardrail bound the price at this cell")
     else:
         reasons.append("the optimum passed every guardrail unchanged")
     return {
@@ -688,7 +675,7 @@ def explain(
             "price": float(surface.price[n, t]),
             "guardrail_code": code,
         },
-        "bound_by": bound_by,
+        "bound_by": bound,
         "elasticity": elasticity,
         "intensity": {
             "at_publish": row.intensity_at_publish,

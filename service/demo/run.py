@@ -260,7 +260,7 @@ class _BoundBy:
         self.surfaces: dict[tuple[str, str, str], Any] = {}
 
     def __call__(self, s: SkuState) -> str | None:
-        from service.config.whatif import GUARDRAIL_NAMES
+        from pricing.guardrails import bound_by
 
         if s.version is None or s.units_left is None or s.source == "base":
             return None
@@ -275,7 +275,7 @@ class _BoundBy:
         row = min(int(s.units_left), codes.shape[0] - 1)
         elapsed = (datetime.now(UTC) - surface.period_start).total_seconds()
         col = min(max(int(elapsed // surface.period_seconds), 0), codes.shape[1] - 1)
-        return GUARDRAIL_NAMES.get(int(codes[row, col]))
+        return bound_by(int(codes[row, col]))
 
 
 def _open_drop(

@@ -45,8 +45,8 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from pricing.guardrails import GUARDRAIL_FIELDS, bound_by
 from service.auth import Caller
-from service.config.whatif import GUARDRAIL_NAMES
 from service.deps import OperatorCaller, RuntimeDep, api_key_header
 from service.exceptions import PublishSuperseded, StoreUnavailable, UnknownMarket, UnknownSku
 from service.runtime import ServiceRuntime
@@ -255,7 +255,7 @@ def _row(runtime: ServiceRuntime, sku: str, market: str, now: datetime) -> Board
         start = found[1].inventory.get(market)
     units = book.units(sku, market)
     live = None if market in entry.fixed_markets else book.surface(sku, market)
-    bound_by = beta = interval = intensity = None
+    bound = beta = interval = intensity = None
     intensity_source = None
     if live is not None:
         version, rec = live
@@ -265,7 +265,7 @@ def _row(runtime: ServiceRuntime, sku: str, market: str, now: datetime) -> Board
         t = min(max(t, 0), cols - 1)
         price = rec.price_at(units or 0, now)
         if rec.guardrail_codes is not None:
-            bound_by = GUARDRAIL_NAMES.get(int(rec.guardrail_codes[n, t]))
+            bound = bound_by(int(rec.guardrail_codes[n, t]))
         el = dict(rec.elasticity or {})
         beta, se = el.get("beta"), el.get("beta_se")
         if beta is not None and se is not None:
@@ -293,7 +293,7 @@ def _row(runtime: ServiceRuntime, sku: str, market: str, now: datetime) -> Board
         units_left=units,
         start_stock=start,
         sell_through=sell,
-        bound_by=bound_by,
+        bound_by=bound,
         elasticity=beta,
         interval95=interval,
         intensity=intensity,
@@ -465,7 +465,7 @@ def get_sku(
             guardrail_codes=rec.guardrail_codes.tolist()
             if rec.guardrail_codes is not None
             else None,
-            guardrail_names=GUARDRAIL_NAMES,
+            guardrail_names=GUARDRAIL_FIELDS,
             cell={
                 "units_left": min(max(units or 0, 0), rows - 1),
                 "period": min(max(t, 0), cols - 1),

@@ -11,6 +11,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from pricing.guardrails import MIN_PRICE
 from pricing.money import compare_money
 from service.config.checks import bundle_problems
 from service.config.diff import diff_bundles
@@ -41,13 +42,18 @@ def test_floor_and_ceiling_valid_iff_ordered(floor: float, ceiling: float) -> No
     try:
         g = Guardrails(floor=floor, ceiling=ceiling)
     except ValidationError as exc:
-        assert compare_money(floor, ceiling) > 0
         issues = validation_issues(exc, model=Guardrails)
-        assert [i.path for i in issues] == ["floor"]
-        assert f"floor {floor:g} is above ceiling {ceiling:g}" in issues[0].message
+        if compare_money(floor, ceiling) > 0:
+            assert [i.path for i in issues] == ["floor"]
+            assert f"floor {floor:g} is above ceiling {ceiling:g}" in issues[0].message
+        else:  # no price of at least one cent fits under the ceiling
+            assert compare_money(MIN_PRICE, ceiling) > 0
+            assert [i.path for i in issues] == ["ceiling"]
+            assert "at least the lowest price 0.01, got" in issues[0].message
     else:
         assert g.floor is not None and g.ceiling is not None
         assert compare_money(g.floor, g.ceiling) <= 0
+        assert compare_money(MIN_PRICE, g.ceiling) <= 0
 
 
 @pytest.mark.parametrize(
@@ -69,6 +75,8 @@ def test_guardrail_numeric_bounds(
         math.isfinite(value)
         and (value > lo if lo_open else value >= lo)
         and (value < hi if hi_open else value <= hi)
+        # no price of at least one cent fits under a ceiling below it
+        and (field != "ceiling" or compare_money(MIN_PRICE, value) <= 0)
     )
     drop, issues, _ = parse_drop({**_drop(), "guardrails": {field: value}})
     assert (drop is not None) == allowed, issues
