@@ -1,0 +1,188 @@
+"""The shape of the code: small modules, ``pricing/`` below ``service/``, no import cycle,
+a CLI that never reaches into the HTTP routes.
+
+Read from the source (AST), so a violation is found without importing anything.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("pricing", "service")
+MAX_LINES = 600
+
+
+def _modules(package: str) -> Iterator[tuple[str, Path]]:
+    """``(dotted module name, path)`` of every Python module under ``package``."""
+    for path in sorted((ROOT / package).rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        yield ".".join(parts), path
+
+
+def _is_package(path: Path) -> bool:
+    return path.name == "__init__.py"
+
+
+def _imports(module: str, path: Path, *, module_level: bool) -> set[str]:
+    """Dotted names ``module`` imports (absolute, and relative ones resolved).
+
+    ``from a.b import c`` yields ``a.b`` and ``a.b.c`` (which of them are modules is for the
+    caller to decide: see :func:`_edges`). With ``module_level`` only the statements run
+    on import count (not those inside functions, nor under ``if TYPE_CHECKING:``).
+    """
+    return {
+        name
+        for target, names in _import_statements(module, path, module_level)
+        for name in (target, *names)
+    }
+
+
+def _import_statements(
+    module: str, path: Path, module_level: bool
+) -> list[tuple[str, tuple[str, ...]]]:
+    """``(imported module, (module.name, ...))`` per import; names only for ``from`` imports."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nodes: list[ast.AST] = []
+    if module_level:
+        stack: list[ast.AST] = list(tree.body)
+        while stack:
+            node = stack.pop()
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                stack.extend(node.orelse)
+                continue
+            if isinstance(node, (ast.If, ast.Try)):
+                stack.extend(node.body)
+                stack.extend(node.orelse)
+                if isinstance(node, ast.Try):
+                    for handler in node.handlers:
+                        stack.extend(handler.body)
+                    stack.extend(node.finalbody)
+                continue
+            nodes.append(node)
+    else:
+        nodes = list(ast.walk(tree))
+    package = module if _is_package(path) else module.rpartition(".")[0]
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            out += [(alias.name, ()) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            out.append((target, tuple(f"{target}.{alias.name}" for alias in node.names)))
+    return out
+
+
+def _edges(module: str, path: Path, modules: set[str]) -> set[str]:
+    """The modules of ``modules`` that ``module`` imports when it is imported.
+
+    ``from pkg import sub`` where every name is a submodule depends on the submodules,
+    not on ``pkg``'s own body (which Python is already running when a child does it).
+    """
+    out: set[str] = set()
+    for target, names in _import_statements(module, path, True):
+        subs = {n for n in names if n in modules}
+        if not names or len(subs) < len(names):
+            out.add(target)
+        out |= subs
+    return {m for m in out if m in modules and m != module}
+
+
+def _graph() -> dict[str, set[str]]:
+    """Module-level imports among the modules of ``pricing`` and ``service``."""
+    paths = {name: path for pkg in PACKAGES for name, path in _modules(pkg)}
+    return {name: _edges(name, path, set(paths)) for name, path in paths.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_module_over_600_lines() -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): n
+        for pkg in PACKAGES
+        for _, path in _modules(pkg)
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    listing = "\n".join(f"  {p}: {n} lines" for p, n in sorted(offenders.items()))
+    assert not offenders, (
+        f"{len(offenders)} module(s) over {MAX_LINES} lines; split each by idea "
+        f"(a package re-exporting its public names):\n{listing}"
+    )
+
+
+def test_pricing_imports_nothing_from_service() -> None:
+    found = sorted(
+        f"{path.relative_to(ROOT)} imports {target}"
+        for name, path in _modules("pricing")
+        for target in _imports(name, path, module_level=False)
+        if target == "service" or target.startswith("service.")
+    )
+    assert not found, "pricing/ must not import service/:\n" + "\n".join(found)
+
+
+def test_no_import_cycle_among_pricing_and_service_modules() -> None:
+    cycles = _cycles(_graph())
+    listing = "\n".join("  " + " <-> ".join(c) for c in cycles)
+    assert not cycles, f"{len(cycles)} import cycle(s) at module level:\n{listing}"
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(graph) == [["a", "b", "c"]]
+
+
+def test_cli_commands_never_import_routes() -> None:
+    found = sorted(
+        {
+            f"{path.relative_to(ROOT)} imports {'.'.join(target.split('.')[:3])}"
+            for name, path in _modules("service")
+            if name.startswith("service.commands")
+            for target in _imports(name, path, module_level=False)
+            if target == "service.routes" or target.startswith("service.routes.")
+        }
+    )
+    assert not found, (
+        "the CLI must call service or pricing modules, never the HTTP routes:\n" + "\n".join(found)
+    )
