@@ -148,7 +148,7 @@ def report(
     if events_file is None:  # the events come from Redis: the one given, else serve's
         redis_url = resolve_or_exit(redis_url, data_dir)
     if redis_url and (events_file is None or lookups is None):
-        from service.routes.signals import load_events
+        from service.signal_feed import load_events
         from service.served import load_lookups
         from service.store import PriceStore, connect
 

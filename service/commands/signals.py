@@ -212,7 +212,7 @@ def register(app: typer.Typer) -> None:
         Detections: regional spikes, creator-led sells and edge acceleration, each with
         its score, evidence windows and time.
         """
-        from service.routes.signals import MAX_SPAN_HOURS, build_feed, load_events
+        from service.signal_feed import MAX_SPAN_HOURS, build_feed, load_events
 
         if as_csv and as_json:
             raise typer.BadParameter("choose one of --csv and --json")
@@ -236,7 +236,7 @@ def register(app: typer.Typer) -> None:
         if events_file is not None:
             events = read_events_file(events_file)
         else:
-            from service.routes.signals import load_store_lookups
+            from service.signal_feed import load_store_lookups
             from service.store import PriceStore, connect
 
             store = PriceStore(connect(resolve_or_exit(redis_url, data_dir), timeout=5.0))

@@ -17,7 +17,7 @@ Days and hours are taken in each market's time zone from the live config
 (``markets.*.timezone``).
 
 ``market`` narrows all three to one market. The same feed is what
-``dropprice signals`` prints and exports (:func:`build_feed`, :func:`load_events`).
+``dropprice signals`` prints and exports (:mod:`service.signal_feed`).
 It answers to any key (``pos`` and up), like the intensity endpoint, and reuses an
 answer for the same hours, market and history for ``DROPPRICE_INTENSITY_CACHE_S``.
 """
@@ -25,7 +25,6 @@ answer for the same hours, market and history for ``DROPPRICE_INTENSITY_CACHE_S`
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -33,14 +32,17 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from pricing.intensity import EVENT_TYPES as INDEX_TYPES
-from pricing.intensity import build_intensity_index, market_rollup
-from pricing.signals import scan_signals
-from service.codec import readable_events
 from service.deps import PosCaller, RuntimeDep
-from service.panel import dedupe_events
 from service.schemas import ErrorBody
-from service.store import PriceStore, StreamEvent
+from service.signal_feed import (
+    DEFAULT_HISTORY_HOURS,
+    MAX_SPAN_HOURS,
+    build_feed,
+    events_from_entries,
+    iso_hour,
+    load_events,
+    load_store_lookups,
+)
 
 __all__ = [
     "DEFAULT_HISTORY_HOURS",
@@ -55,10 +57,6 @@ __all__ = [
 
 router = APIRouter(tags=["signals"])
 
-MAX_SPAN_HOURS = 7 * 24
-"""Longest ``[since, until]`` span one answer covers (the index is hourly per SKU-market)."""
-DEFAULT_HISTORY_HOURS = 21 * 24
-"""Hours of events the detectors read by default (three weeks of baselines)."""
 _IDENT = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 _CACHE: dict[tuple[Any, ...], tuple[float, SignalsOut]] = {}
 """Answers reused for ``DROPPRICE_INTENSITY_CACHE_S`` (same hours, market, history)."""
@@ -137,127 +135,6 @@ class SignalsOut(_Out):
         description="What the detectors could not judge and what they would need.",
     )
     computed_at: str
-
-
-def _iso(ts: pd.Timestamp | datetime) -> str:
-    text: str = pd.Timestamp(ts).tz_convert("UTC").isoformat()
-    return text.replace("+00:00", "Z")
-
-
-def events_from_entries(entries: Iterable[StreamEvent]) -> pd.DataFrame:
-    """Stream entries as the events table of :mod:`pricing.signals`, by the one stream
-    decoder (:func:`service.codec.readable_events`), first of each ``(event_id, sku)``
-    kept, oldest first. Entries that cannot be decoded are left out; the frame's
-    ``attrs["poisoned"]`` says how many.
-    """
-    frame = readable_events(list(entries))
-    poisoned = frame.attrs["poisoned"]
-    frame = dedupe_events(frame).sort_values("ts", kind="stable").reset_index(drop=True)
-    frame.attrs["poisoned"] = poisoned
-    return frame
-
-
-def load_events(
-    store: PriceStore, *, since: datetime | None, skus: Iterable[str] | None = None
-) -> pd.DataFrame:
-    """Every SKU's events recorded at or after ``since`` (all kept ones when ``None``),
-    one stream read per SKU."""
-    names = list(skus) if skus is not None else store.skus()
-    entries: list[StreamEvent] = []
-    for sku in names:
-        entries.extend(store.recent_events(sku, since=since))
-    return events_from_entries(entries)
-
-
-def load_store_lookups(store: PriceStore) -> pd.DataFrame:
-    """The served-price look-ups of every catalogued SKU-market (:mod:`service.served`)."""
-    from service.served import load_lookups
-
-    pairs = [(sku, m) for sku, meta in store.catalog().items() for m in meta.markets]
-    return load_lookups(store.client, pairs)
-
-
-def build_feed(
-    events: pd.DataFrame,
-    *,
-    since: datetime,
-    until: datetime,
-    market: str | None = None,
-    window_hours: int = 72,
-    history_hours: int = DEFAULT_HISTORY_HOURS,
-    lookups: pd.DataFrame | None = None,
-    timezones: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """The feed as plain data: ``index``, ``markets``, ``detections`` and
-    ``not_judged`` records.
-
-    Args:
-        events: events from at least ``since − history_hours`` (see :func:`load_events`).
-        since, until: the hours shown (zoned; floored to the hour, both included).
-        market: keep only this market.
-        window_hours: the index's rolling window (24–72).
-        history_hours: hours of events before ``until`` the detectors read.
-        lookups: optional price look-ups (``hour, sku, market, lookups, price``).
-        timezones: market -> IANA zone (the configs' ``markets.*.timezone``): the
-            detectors take days and hours there.
-
-    Returns:
-        ``{"index": [...], "markets": [...], "detections": [...], "not_judged": [...],
-        "events_used": n}``.
-    """
-    start = pd.Timestamp(since).tz_convert("UTC").floor("h")
-    end = pd.Timestamp(until).tz_convert("UTC").floor("h")
-    index_rows: list[dict[str, Any]] = []
-    market_rows: list[dict[str, Any]] = []
-    usable = events[events["type"].isin(INDEX_TYPES) & events["market"].notna()]
-    usable = usable[usable["ts"] >= start - pd.Timedelta(hours=window_hours)]
-    if market is not None:
-        usable = usable[usable["market"] == market]
-    components = [*INDEX_TYPES, "spike"]
-    if len(usable):
-        index = build_intensity_index(usable, window_hours=window_hours, start=start, end=end)
-        index = index[(index["hour"] >= start) & (index["hour"] <= end)]
-        comps = [c for c in components if c in index.columns]
-        for r in index.itertuples(index=False):
-            index_rows.append(
-                {
-                    "sku": str(r.sku),
-                    "market": str(r.market),
-                    "hour": _iso(r.hour),
-                    "intensity": float(r.intensity),
-                    "components": {c: float(getattr(r, c)) for c in comps},
-                }
-            )
-        for r in market_rollup(index).itertuples(index=False):
-            market_rows.append(
-                {
-                    "market": str(r.market),
-                    "hour": _iso(r.hour),
-                    "intensity": float(r.intensity),
-                    "intensity_mean": float(r.intensity_mean),
-                    "intensity_max": float(r.intensity_max),
-                    "n_skus": int(r.n_skus),
-                }
-            )
-    history = events[events["ts"] >= end - pd.Timedelta(hours=history_hours)]
-    history = history[history["ts"] < end + pd.Timedelta(hours=1)]
-    detections: list[dict[str, Any]] = []
-    not_judged: list[dict[str, Any]] = []
-    if lookups is not None and len(lookups):
-        hours = pd.to_datetime(lookups["hour"], utc=True)
-        lookups = lookups[(hours >= end - pd.Timedelta(hours=history_hours)) & (hours <= end)]
-        lookups = lookups if len(lookups) else None
-    if len(history):
-        report = scan_signals(history, lookups, since=start, market=market, timezones=timezones)
-        detections = [d.to_dict() for d in report.detections]
-        not_judged = [n.to_dict() for n in report.not_judged]
-    return {
-        "index": index_rows,
-        "markets": market_rows,
-        "detections": detections,
-        "not_judged": not_judged,
-        "events_used": int(len(history)),
-    }
 
 
 _EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
@@ -349,8 +226,8 @@ def get_signals(
         timezones={m: c.timezone for m, c in runtime.config.defaults.markets.items() if c.timezone},
     )
     out = SignalsOut(
-        since=_iso(pd.Timestamp(since_ts).floor("h")),
-        until=_iso(pd.Timestamp(until_ts).floor("h")),
+        since=iso_hour(pd.Timestamp(since_ts).floor("h")),
+        until=iso_hour(pd.Timestamp(until_ts).floor("h")),
         market=market,
         window_hours=window,
         history_hours=history_hours,
@@ -359,7 +236,7 @@ def get_signals(
         markets=[MarketRow(**r) for r in feed["markets"]],
         detections=[DetectionOut(**d) for d in feed["detections"]],
         not_judged=[NotJudgedOut(**n) for n in feed["not_judged"]],
-        computed_at=_iso(now),
+        computed_at=iso_hour(now),
     )
     if len(_CACHE) >= _CACHE_SIZE:
         _CACHE.pop(next(iter(_CACHE)))
