@@ -1,7 +1,10 @@
 """All Redis access of dropprice: one package, one key module, one folder of scripts.
 
-- :mod:`service.store.prices`: :class:`PriceStore` (catalogue, inventory, events,
-  dead letters, surface versions) and :func:`connect`;
+- :mod:`service.store.prices`: :class:`PriceStore` (catalogue, inventory), with its
+  parts :mod:`~service.store.events` (event streams, dead letters) and
+  :mod:`~service.store.versions` (publishing and reading surface versions);
+- :mod:`service.store.client`: :func:`connect` and the domain error for an
+  unreachable Redis; :mod:`service.store.records`: the values read and written;
 - :mod:`service.store.refit_state`: :class:`RefitState`, what the re-fit keeps
   besides the surfaces (lock and fence, records, history, fits, approvals);
 - :mod:`service.store.cells`: :func:`cell`, the surface cell at (units left, now);
@@ -12,23 +15,24 @@
 Nothing outside this package touches a Redis client's commands directly.
 """
 
-from service.store.prices import (
+from service.store.client import (
     ClusterClient,
+    RedisClient,
+    connect,
+    is_cluster,
+    unavailable_as_domain_error,
+)
+from service.store.prices import PriceStore, client_of
+from service.store.records import (
     DeadLetter,
     EventKind,
     EventOutcome,
     EventRecord,
-    PriceStore,
     PublishResult,
-    RedisClient,
     SkuMeta,
     StreamEvent,
     SurfaceRecord,
     VersionInfo,
-    client_of,
-    connect,
-    is_cluster,
-    unavailable_as_domain_error,
 )
 
 __all__ = [

@@ -36,7 +36,8 @@ import pandas as pd
 from service import keys
 from service.exceptions import FenceLost
 from service.store import scripts
-from service.store.prices import PriceStore, SurfaceRecord
+from service.store.prices import PriceStore
+from service.store.records import SurfaceRecord
 
 __all__ = [
     "Approval",

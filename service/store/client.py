@@ -1,0 +1,122 @@
+"""Connecting to Redis (one node or a cluster) and turning its failures into domain errors."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any, TypeAlias
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from service.exceptions import StoreUnavailable
+
+__all__ = [
+    "ClusterClient",
+    "RedisClient",
+    "connect",
+    "is_cluster",
+    "unavailable_as_domain_error",
+]
+
+RedisClient: TypeAlias = "redis.Redis | redis.RedisCluster"
+
+_UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.RedisClusterException,
+)
+
+
+def connect(url: str, *, timeout: float = 0.25, cluster: bool | None = None) -> Any:
+    """Open a redis-py client for ``url``.
+
+    Args:
+        url: ``redis://host:port/db`` for one server, ``redis+cluster://host:port`` for
+            a Redis Cluster (any node; the rest are discovered). ``rediss://`` and
+            ``rediss+cluster://`` use TLS.
+        timeout: socket connect and read timeout in seconds: the time budget of one
+            Redis call (the service's ``DROPPRICE_REDIS_TIMEOUT_MS``).
+        cluster: force cluster mode for a plain ``redis://`` URL (``--cluster``).
+
+    Returns:
+        ``redis.Redis`` or ``redis.RedisCluster`` (typed ``Any`` because the two
+        share no base class); one failed attempt is retried once, without backoff.
+
+    Raises:
+        ValueError: the URL scheme is not one of the above.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in {"redis", "rediss", "redis+cluster", "rediss+cluster"}:
+        raise ValueError(
+            f"Redis URL must start with redis://, rediss://, redis+cluster:// or "
+            f"rediss+cluster://, got {url!r}"
+        )
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 1),
+        "health_check_interval": 0,
+    }
+    if scheme.endswith("+cluster") or cluster:
+        base = scheme.removesuffix("+cluster")
+        return ClusterClient.from_url(f"{base}://{rest}", **options)
+    return redis.Redis.from_url(url, **options)
+
+
+class ClusterClient(redis.RedisCluster):
+    """``redis.RedisCluster`` whose :meth:`close` also closes every node's pool.
+
+    ``RedisCluster.close`` (redis-py 8.1) leaves the node pools' sockets open, which
+    leaks a socket per node and surfaces later as ``ResourceWarning: unclosed socket``.
+    """
+
+    def close(self) -> None:
+        for node in self.get_nodes():  # type: ignore[no-untyped-call]
+            if node.redis_connection is not None:
+                node.redis_connection.connection_pool.disconnect()
+        super().close()
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether ``client`` talks to a Redis Cluster."""
+    return isinstance(client, redis.RedisCluster)
+
+
+@contextlib.contextmanager
+def unavailable_as_domain_error(action: str) -> Iterator[None]:
+    """Turn redis-py connection failures into :class:`StoreUnavailable`."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable(f"Redis unavailable while {action}: {exc}") from exc
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _decode_hash(raw: Mapping[Any, Any]) -> dict[str, str]:
+    return {_lenient(k): _lenient(v) for k, v in raw.items()}
+
+
+def _lenient(value: Any) -> str:
+    """Text of a stream field; bytes that are not UTF-8 (only ever written by hand) are
+    kept readable rather than failing the whole read."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _float_or_none(value: Any) -> float | None:
+    text = _text(value) if value is not None else ""
+    return float(text) if text else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    text = _text(value) if value is not None else ""
+    return int(text) if text else None

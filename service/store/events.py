@@ -1,0 +1,315 @@
+"""The event streams of the Redis layer: recording events, reading them, dead letters.
+
+Events
+------
+Every accepted event is appended (by the same script that dedupes it and moves
+inventory) to the stream of its SKU, ``dp:{sku}:events``; an event naming several
+SKUs (an announcement) is one entry in each. Streams are per SKU so the sale
+script stays single-slot on a cluster. A consumer lists them with
+:meth:`PriceStore.event_streams` (the SKU index ``dp:index:skus``), creates its
+consumer group on each with :meth:`PriceStore.ensure_group` (the re-fit worker
+uses group ``refit``), reads with :meth:`PriceStore.read_events` (``XREADGROUP``
+stream by stream, pipelined per node) and acknowledges with
+:meth:`PriceStore.ack`. Entry fields: ``type``, ``event_id``, ``sku``,
+``market``, ``ts`` (ISO 8601 with zone), ``quantity``, ``unit_price`` (reported
+by the POS), ``charged_price`` (quote or surface price of a sale), ``units_left``,
+``version`` (live surface version), ``kind`` (inventory effect), plus the
+event's own fields (``reach``, ``quote_id``, ...). Streams are trimmed to about
+``stream_maxlen`` entries per SKU.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from redis.commands.core import Script
+
+from service import keys
+from service.store.client import (
+    _decode_hash,
+    _float_or_none,
+    _int_or_none,
+    _lenient,
+    _text,
+    unavailable_as_domain_error,
+)
+from service.store.records import DeadLetter, EventOutcome, EventRecord, StreamEvent
+
+__all__ = ["EventLog"]
+
+_DEAD_LETTERS_KEPT = 100_000
+"""Approximate entries kept in the dead-letter stream (the counter keeps the total)."""
+_EVENTS_PER_CALL = 200
+"""Events per script call: bounds how long one call holds Redis (about 2 ms)."""
+
+
+class EventLog:
+    """Event streams and dead letters (a part of :class:`~service.store.PriceStore`)."""
+
+    client: Any
+    cluster: bool
+    dedupe_ttl_ms: int
+    stream_maxlen: int
+    _record_events: Script
+
+    def record_events(self, events: Sequence[EventRecord]) -> list[EventOutcome]:
+        """Apply events atomically one by one (dedupe, price, inventory, stream).
+
+        Events go to Redis in groups (``record_events.lua``: on a cluster one group
+        per SKU, on a single node the batch in order, up to 200 events a call), and
+        the groups are pipelined: one round trip per node for the whole batch.
+        Each event is all-or-nothing; if Redis fails mid-batch
+        :class:`StoreUnavailable` is raised and a retry with the same event ids
+        applies exactly the events that had not been applied (the rest report
+        ``duplicate``).
+        """
+        if not events:
+            return []
+        groups: dict[str, list[int]] = {}
+        for i, ev in enumerate(events):
+            # One hash slot per script call on a cluster: group by SKU. A single node
+            # takes the batch in order, in chunks.
+            group = ev.sku if self.cluster else ""
+            groups.setdefault(group, []).append(i)
+        calls: list[tuple[Script, list[str], list[Any]]] = []
+        order: list[int] = []
+        for members in groups.values():
+            for lo in range(0, len(members), _EVENTS_PER_CALL):
+                chunk = members[lo : lo + _EVENTS_PER_CALL]
+                script_keys: list[str] = []
+                args: list[Any] = [self.dedupe_ttl_ms, self.stream_maxlen, keys.UPDATES_CHANNEL]
+                for i in chunk:
+                    ev = events[i]
+                    script_keys += [
+                        keys.seen(ev.sku, ev.event_id),
+                        keys.inventory(ev.sku, ev.market),
+                        keys.events(ev.sku),
+                        keys.live(ev.sku),
+                        keys.sold(ev.sku, ev.market),
+                    ]
+                    args += [
+                        ev.kind,
+                        int(ev.quantity),
+                        "" if ev.quoted_price is None else repr(float(ev.quoted_price)),
+                        "" if ev.list_price is None else repr(float(ev.list_price)),
+                        ev.market,
+                        keys.surface_prefix(ev.sku),
+                        ev.sku,
+                        len(ev.fields),
+                    ]
+                    for name, value in ev.fields.items():
+                        args += [name, value]
+                calls.append((self._record_events, script_keys, args))
+                order += chunk
+        with unavailable_as_domain_error("recording events"):
+            grouped = self._run_scripts(calls)
+        replies: list[Any] = [None] * len(events)
+        for i, reply in zip(order, (r for g in grouped for r in g), strict=True):
+            replies[i] = reply
+        out = []
+        for ev, reply in zip(events, replies, strict=True):
+            status, first, price, units, stream_id, version, returnable = (_text(x) for x in reply)
+            out.append(
+                EventOutcome(
+                    event_id=ev.event_id,
+                    sku=ev.sku,
+                    market=ev.market,
+                    status=status,
+                    first_status=first,
+                    unit_price=_float_or_none(price),
+                    units_left=_int_or_none(units),
+                    stream_id=stream_id or None,
+                    version=version or None,
+                    returnable=_int_or_none(returnable),
+                )
+            )
+        return out
+
+    def event_streams(self) -> dict[str, str]:
+        """``{sku: stream key}`` for every SKU in the index."""
+        return {sku: keys.events(sku) for sku in self.skus()}
+
+    def ensure_group(
+        self, group: str, *, start: str = "0", skus: Iterable[str] | None = None
+    ) -> None:
+        """Create consumer group ``group`` on every SKU stream (idempotent, pipelined).
+
+        Args:
+            skus: only these SKUs' streams (default: every SKU in the index).
+        """
+        names = list(skus) if skus is not None else self.skus()
+        with unavailable_as_domain_error(f"creating consumer group {group}"):
+            pipe = self.client.pipeline(transaction=False)
+            for sku in names:
+                pipe.xgroup_create(keys.events(sku), group, id=start, mkstream=True)
+            for reply in pipe.execute(raise_on_error=False):
+                if isinstance(reply, Exception) and "BUSYGROUP" not in str(reply):
+                    raise reply
+
+    def read_events(
+        self,
+        group: str,
+        consumer: str,
+        *,
+        count: int = 1000,
+        skus: Iterable[str] | None = None,
+        start: str = ">",
+        decode: bool = True,
+    ) -> list[StreamEvent]:
+        """Entries for ``consumer`` of ``group`` from every SKU stream (no blocking).
+
+        Streams are read with one pipelined ``XREADGROUP`` per pass, ``count`` entries a
+        stream, until every stream is drained. Call :meth:`ensure_group` first (new SKUs
+        need it too). Entries stay pending until :meth:`ack`.
+
+        Args:
+            start: ``">"`` for entries never delivered, ``"0"`` for this consumer's
+                pending ones (what a crashed reader had read but not acknowledged).
+            decode: decode field names and values to ``str``; ``False`` leaves the bytes
+                Redis returned (for column-wise decoding of large reads).
+        """
+        names = list(skus) if skus is not None else self.skus()
+        out: list[StreamEvent] = []
+        cursors = dict.fromkeys(names, start)
+        with unavailable_as_domain_error(f"reading events for group {group}"):
+            while cursors:
+                pipe = self.client.pipeline(transaction=False)
+                batch = list(cursors)
+                for sku in batch:
+                    pipe.xreadgroup(group, consumer, {keys.events(sku): cursors[sku]}, count=count)
+                replies = pipe.execute(raise_on_error=False)
+                cursors = {}
+                for sku, reply in zip(batch, replies, strict=True):
+                    if isinstance(reply, redis.ResponseError) and "NOGROUP" in str(reply):
+                        continue
+                    if isinstance(reply, Exception):
+                        raise reply
+                    for stream, entries in reply or []:
+                        name = _text(stream)
+                        out.extend(
+                            StreamEvent(name, sku, _text(i), _decode_hash(f) if decode else f)
+                            for i, f in entries
+                        )
+                        if len(entries) >= count:
+                            # ">" continues with the next new ones; an id after the last.
+                            cursors[sku] = start if start == ">" else _text(entries[-1][0])
+        return out
+
+    def ack(self, group: str, entries: Iterable[StreamEvent | Any]) -> int:
+        """Acknowledge read entries (anything with ``stream`` and ``entry_id``), one
+        pipelined ``XACK`` per stream; returns how many were pending."""
+        by_stream: dict[str, list[str]] = {}
+        for e in entries:
+            by_stream.setdefault(e.stream, []).append(e.entry_id)
+        if not by_stream:
+            return 0
+        with unavailable_as_domain_error(f"acknowledging events of group {group}"):
+            pipe = self.client.pipeline(transaction=False)
+            for stream, ids in by_stream.items():
+                pipe.xack(stream, group, *ids)
+            return sum(int(n) for n in pipe.execute())
+
+    # ------------------------------------------------------------ dead letters
+    def dead_letter(self, group: str, poisoned: Sequence[tuple[StreamEvent, str]]) -> int:
+        """Move entries ``group`` cannot decode to the dead-letter stream, then ack them.
+
+        Each goes to ``dp:{deadletter}:events`` with its source stream and entry id, the
+        SKU, the group, the reason and its fields (JSON, bytes decoded leniently), and
+        the lifetime counter ``dp:{deadletter}:total`` moves with it (one MULTI on a
+        single node, one pipeline to the ``{deadletter}`` slot on a cluster); only
+        then is the source entry acknowledged, so a crash in between dead-letters it
+        again rather than losing it.
+
+        Args:
+            group: the consumer group that read the entries (``refit``).
+            poisoned: ``(entry, reason)`` pairs (see :func:`service.codec.split_poisoned`).
+
+        Returns:
+            How many entries were dead-lettered.
+        """
+        if not poisoned:
+            return 0
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        with unavailable_as_domain_error("writing dead letters"):
+            pipe = self.client.pipeline(transaction=not self.cluster)
+            for entry, reason in poisoned:
+                body = {_lenient(k): _lenient(v) for k, v in entry.fields.items()}
+                pipe.xadd(
+                    keys.dead_letters(),
+                    {
+                        "stream": entry.stream,
+                        "entry_id": entry.entry_id,
+                        "sku": entry.sku,
+                        "group": group,
+                        "reason": reason,
+                        "at": at,
+                        "fields": json.dumps(body, sort_keys=True),
+                    },
+                    maxlen=_DEAD_LETTERS_KEPT,
+                    approximate=True,
+                )
+            pipe.incrby(keys.dead_letter_total(), len(poisoned))
+            pipe.execute()
+        self.ack(group, (entry for entry, _ in poisoned))
+        return len(poisoned)
+
+    def dead_letters(self, *, count: int = 100, after: str | None = None) -> list[DeadLetter]:
+        """Dead letters, oldest first: up to ``count`` with an id after ``after``."""
+        start = "-" if after is None else f"({after}"
+        with unavailable_as_domain_error("reading dead letters"):
+            entries = self.client.xrange(keys.dead_letters(), min=start, max="+", count=count)
+        out = []
+        for entry_id, raw in entries:
+            f = {_lenient(k): _lenient(v) for k, v in raw.items()}
+            try:
+                fields = json.loads(f.get("fields", "{}"))
+            except ValueError:
+                fields = {}
+            out.append(
+                DeadLetter(
+                    id=_text(entry_id),
+                    stream=f.get("stream", ""),
+                    entry_id=f.get("entry_id", ""),
+                    sku=f.get("sku", ""),
+                    group=f.get("group", ""),
+                    reason=f.get("reason", ""),
+                    at=f.get("at", ""),
+                    fields=fields if isinstance(fields, dict) else {},
+                )
+            )
+        return out
+
+    def drop_dead_letters(self, ids: Sequence[str] | None = None) -> int:
+        """Delete the dead letters with these ids (every one when ``ids`` is ``None``);
+        returns how many were deleted. The lifetime counter is left as it is."""
+        with unavailable_as_domain_error("dropping dead letters"):
+            if ids is None:
+                n = int(self.client.xlen(keys.dead_letters()))
+                self.client.delete(keys.dead_letters())
+                return n
+            return int(self.client.xdel(keys.dead_letters(), *ids)) if ids else 0
+
+    def dead_letter_counts(self) -> tuple[int, int]:
+        """``(kept now, ever dead-lettered)``."""
+        with unavailable_as_domain_error("counting dead letters"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.xlen(keys.dead_letters())
+            pipe.get(keys.dead_letter_total())
+            kept, total = pipe.execute()
+        return int(kept), int(_text(total)) if total is not None else 0
+
+    def recent_events(
+        self, sku: str, *, since: datetime | None = None, limit: int = 50_000
+    ) -> list[StreamEvent]:
+        """The SKU's stream entries appended at or after ``since`` (oldest first)."""
+        # Stream ids are ms since the epoch: an earlier ``since`` means from the start.
+        since_ms = None if since is None else int(since.timestamp() * 1000)
+        start = "-" if since_ms is None or since_ms <= 0 else f"{since_ms}-0"
+        stream = keys.events(sku)
+        with unavailable_as_domain_error(f"reading events of {sku}"):
+            entries = self.client.xrevrange(stream, max="+", min=start, count=limit)
+        return [StreamEvent(stream, sku, _text(i), _decode_hash(f)) for i, f in reversed(entries)]
