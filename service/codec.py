@@ -47,6 +47,7 @@ from pricing.events import EVENT_KINDS
 from service.store import StreamEvent
 
 __all__ = [
+    "CUSTOMER_FIELD",
     "EVENT_COLUMNS",
     "NUMERIC_FIELDS",
     "encode_fields",
@@ -206,9 +207,13 @@ def fields_as_text(fields: Mapping[Any, Any]) -> dict[str, str]:
 
 _SIZE_COLUMNS = tuple(dict.fromkeys(k.size_field for k in EVENT_KINDS.values()))
 _TABLE_NUMERIC = tuple(dict.fromkeys(("quantity", "unit_price", *_SIZE_COLUMNS)))
-EVENT_COLUMNS = ("event_id", "ts", "type", "sku", "market", *_TABLE_NUMERIC, "creator")
+CUSTOMER_FIELD = "customer_id"
+"""A sale's customer: in the stream always the pseudonym of :mod:`service.customers`."""
+EVENT_COLUMNS = (
+    "event_id", "ts", "type", "sku", "market", *_TABLE_NUMERIC, "creator", CUSTOMER_FIELD
+)  # fmt: skip
 """Columns of the events table :func:`events_frame` returns (numeric ones are floats)."""
-_TEXT_FIELDS = ("type", "event_id", "market", "ts", "creator")
+_TEXT_FIELDS = ("type", "event_id", "market", "ts", "creator", CUSTOMER_FIELD)
 
 
 def _field_column(entries: Sequence[StreamEvent], name: str, raw: bool) -> np.ndarray:
@@ -236,6 +241,7 @@ def _empty_table() -> pd.DataFrame:
             "market": pd.Series(dtype=str),
             **{c: pd.Series(dtype=float) for c in _TABLE_NUMERIC},
             "creator": pd.Series(dtype=object),
+            CUSTOMER_FIELD: pd.Series(dtype=object),
         }
     )
 

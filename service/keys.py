@@ -38,6 +38,8 @@ key                                   type      contents
 ``dp:{_refit}:publish:seq``           string    publish/rollback counter (``INCR``)
 ``dp:secret:quote``                   string    random key signing quote ids (when no
                                                 ``DROPPRICE_QUOTE_SECRET`` is set)
+``dp:secret:customer``                string    random key of the customer pseudonyms
+                                                (:mod:`service.customers`)
 ``dp:{ops}:config:live``              string    live operator config version number
 ``dp:{ops}:config:seq``               string    config version counter (``INCR``)
 ``dp:{ops}:config:v:<n>``             hash      config version: ``bundle`` (JSON), ``digest``,
@@ -74,6 +76,7 @@ __all__ = [
     "live_version_seq",
     "publish_seq",
     "quote_secret",
+    "customer_secret",
     "seen",
     "served",
     "sold",
@@ -218,6 +221,11 @@ def live_seq(sku: str) -> str:
 def quote_secret() -> str:
     """Shared random key signing quote ids when no secret is configured (string)."""
     return f"{PREFIX}:secret:quote"
+
+
+def customer_secret() -> str:
+    """Shared random key hashing customer references into pseudonyms (string)."""
+    return f"{PREFIX}:secret:customer"
 
 
 # -- operator config versions and audit log ------------------------------------------

@@ -130,6 +130,13 @@ class SaleEvent(_Event):
     quantity: Units
     unit_price: UnitPrice = Field(description="Unit price the terminal charged.")
     quote_id: str | None = Field(default=None, max_length=512)
+    customer_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Optional pseudonymous customer reference (a loyalty id, a hashed "
+        "e-mail). Replaced by a keyed hash as it arrives; never stored as sent.",
+    )
 
 
 class ReturnEvent(_Event):

@@ -47,7 +47,9 @@ def connect(url: str, *, timeout: float = 0.25, cluster: bool | None = None) -> 
 
     Returns:
         ``redis.Redis`` or ``redis.RedisCluster`` (typed ``Any`` because the two
-        share no base class); one failed attempt is retried once, without backoff.
+        share no base class). A connection error (a pooled socket Redis closed) is
+        retried once, without backoff; a timeout is not retried, so one call waits at
+        most ``timeout`` for a Redis that does not answer.
 
     Raises:
         ValueError: the URL scheme is not one of the above.
@@ -61,7 +63,10 @@ def connect(url: str, *, timeout: float = 0.25, cluster: bool | None = None) -> 
     options: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
-        "retry": Retry(NoBackoff(), 1),
+        # A broken pooled connection (Redis restarted) is retried once on a fresh one,
+        # which fails at once while Redis is down; a timeout is never retried, so a hung
+        # Redis costs one ``timeout``, not two: the budget bounds the time to a 503.
+        "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         "health_check_interval": 0,
     }
     if scheme.endswith("+cluster") or cluster:
