@@ -11,7 +11,8 @@ resync repairs anything missed). A read is then
     p = P_v[\\min(n, N),\\ \\mathrm{clip}(\\lfloor (now - t_0) / \\Delta \\rfloor, 0, T - 1)]
 
 with ``P_v`` the live surface ``[N+1, T]`` of version ``v``, ``n`` the units left,
-``t_0`` the start of period 0 and ``Delta`` the period length. With no surface the
+``t_0`` the start of period 0 and ``Delta`` the period length: the cell
+:func:`service.store.cells.cell` names, the same one the sale script charges. With no surface the
 catalog's list price is served (``source: base``), clamped to the SKU's floor and
 ceiling; while the process is out of touch with Redis every answer is marked
 ``source: stale`` (the last surfaces held, which are guardrailed already).
@@ -28,7 +29,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import math
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -42,6 +42,7 @@ from service.config.models import ConfigBundle
 from service.exceptions import UnknownMarket, UnknownSku
 from service.served import ServedPriceLog
 from service.store import SkuMeta, SurfaceRecord
+from service.store.cells import CellGrid, cell, epoch_ms
 
 __all__ = [
     "CatalogEntry",
@@ -174,10 +175,7 @@ class QuoteSigner:
 class _Live(NamedTuple):
     version: str
     price: npt.NDArray[np.float64]
-    start: float
-    period_s: float
-    rows: int
-    cols: int
+    grid: CellGrid
     currency: str
     record: SurfaceRecord
 
@@ -265,10 +263,12 @@ class PriceBook:
             self._surfaces[(sku, market)] = _Live(
                 version=version,
                 price=price,
-                start=rec.period_start.timestamp(),
-                period_s=float(rec.period_seconds),
-                rows=price.shape[0],
-                cols=price.shape[1],
+                grid=CellGrid(
+                    price.shape[0],
+                    price.shape[1],
+                    epoch_ms(rec.period_start),
+                    rec.period_seconds * 1000,
+                ),  # fmt: skip
                 currency=rec.currency,
                 record=rec,
             )
@@ -339,12 +339,7 @@ class PriceBook:
         if live is not None and market in entry.fixed_markets:
             live = None  # a fixed-price experiment arm: the list price, whatever is published
         if live is not None:
-            t = math.floor((now - live.start) / live.period_s)
-            t = 0 if t < 0 else (live.cols - 1 if t >= live.cols else t)
-            n = 0 if units is None or units < 0 else units
-            if n >= live.rows:
-                n = live.rows - 1
-            price = float(live.price.item(n, t))
+            price = float(live.price.item(*cell(units, epoch_ms(now), live.grid)))
             version: str | None = live.version
             currency = live.currency
             source: Source = "stale" if self.stale else "surface"

@@ -8,9 +8,9 @@ distinct cell in one pipeline), within one resync interval of the read. Drop exp
 carries the experiment arm and the probability with which that price was served, for
 off-policy evaluation later (Li et al. 2011).
 
-Redis layout: hash ``dp:{<sku>}:served:<market>`` (:func:`service.keys.served`), field
-``<hour ISO>|<arm>|<price>|<probability>`` -> look-ups; it expires 90 days after the
-last flush. The probability is 1 while prices are read off a published surface: the
+Redis layout: hash ``dp:{<sku>}:served:<market>`` (:func:`service.keys.served`, written
+and read by :mod:`service.store.served`), field ``<hour ISO>|<arm>|<price>|<probability>``
+-> look-ups; it expires 90 days after the last flush. The probability is 1 while prices are read off a published surface: the
 served price is then a deterministic function of (units left, period).
 
 References:
@@ -29,14 +29,13 @@ from typing import Any
 import pandas as pd
 import redis
 
-from service import keys
+from service.store.served import add_lookup_counts, lookup_counts
 
 __all__ = ["LOOKUP_COLUMNS", "ServedPriceLog", "load_lookups"]
 
 log = logging.getLogger("dropprice.served")
 
 LOOKUP_COLUMNS = ("hour", "sku", "market", "lookups", "price", "arm", "propensity")
-_TTL_S = 90 * 24 * 3600
 _Cell = tuple[str, str, int, float, str, float]  # sku, market, hour, price, arm, propensity
 
 
@@ -65,8 +64,9 @@ class ServedPriceLog:
         """Served prices counted and not yet written to Redis."""
         return len(self._active) + sum(self._unsent.values())
 
-    def flush(self, client: Any, *, final: bool = False) -> int:
-        """Add the counts to Redis; returns how many look-ups were written.
+    def flush(self, store: Any, *, final: bool = False) -> int:
+        """Add the counts to Redis (``store``: the :class:`~service.store.PriceStore` or
+        its client); returns how many look-ups were written.
 
         On a Redis error the counts are kept for the next flush and 0 is returned (a
         price read never depends on this). ``final`` is accepted for call sites that
@@ -82,16 +82,12 @@ class ServedPriceLog:
                 counts[cell] = counts.get(cell, 0) + 1
             if not counts:
                 return 0
-            touched: set[str] = set()
+            fields: dict[tuple[str, str, str], int] = {}
+            for (sku, market, hour, price, arm, prob), n in counts.items():
+                name = (sku, market, _field(hour, arm, price, prob))
+                fields[name] = fields.get(name, 0) + n
             try:
-                pipe = client.pipeline(transaction=False)
-                for (sku, market, hour, price, arm, prob), n in counts.items():
-                    key = keys.served(sku, market)
-                    pipe.hincrby(key, _field(hour, arm, price, prob), n)
-                    touched.add(key)
-                for key in touched:
-                    pipe.expire(key, _TTL_S)
-                pipe.execute()
+                add_lookup_counts(store, fields)
             except (redis.RedisError, OSError) as exc:
                 self._unsent = counts
                 log.warning(
@@ -106,21 +102,17 @@ def _field(hour: int, arm: str, price: float, propensity: float) -> str:
     return f"{iso}|{arm}|{price!r}|{propensity!r}"
 
 
-def load_lookups(client: Any, pairs: Iterable[tuple[str, str]]) -> pd.DataFrame:
-    """The recorded look-ups of ``(sku, market)`` pairs, one row per cell.
+def load_lookups(store: Any, pairs: Iterable[tuple[str, str]]) -> pd.DataFrame:
+    """The recorded look-ups of ``(sku, market)`` pairs, one row per cell (``store``: the
+    :class:`~service.store.PriceStore` or its client).
 
     Returns:
         Columns :data:`LOOKUP_COLUMNS` (``hour`` UTC, ``lookups`` int, ``arm`` ``""``
         for markets in no experiment arm).
     """
-    pairs = list(pairs)
-    pipe = client.pipeline(transaction=False)
-    for sku, market in pairs:
-        pipe.hgetall(keys.served(sku, market))
     rows: list[dict[str, Any]] = []
-    for (sku, market), raw in zip(pairs, pipe.execute(), strict=True):
-        for field, value in (raw or {}).items():
-            text = field.decode() if isinstance(field, bytes) else str(field)
+    for (sku, market), counts in lookup_counts(store, pairs).items():
+        for text, value in counts.items():
             hour, arm, price, prob = text.split("|")
             rows.append(
                 {

@@ -89,7 +89,7 @@ class LiveSync:
         if self._thread is not None:
             self._thread.join(timeout)
         self._close_pubsub()
-        self.book.served.flush(self.store.client, final=True)  # never raises
+        self.book.served.flush(self.store, final=True)  # never raises
 
     # ------------------------------------------------------------------- work
     def resync(self, *, full: bool = False) -> None:
@@ -122,7 +122,7 @@ class LiveSync:
         self.book.resync_units(counts, started)
         self.book.forget_surfaces(skus)
         self.book.last_sync = time.time()
-        self.book.served.flush(self.store.client)  # served-price look-ups (service.served)
+        self.book.served.flush(self.store)  # served-price look-ups (service.served)
         if self.after_resync is not None:
             self.after_resync()
         if self.metrics is not None:
@@ -143,15 +143,7 @@ class LiveSync:
                 self.book.set_surfaces(parts[1], self.store.live_surfaces(parts[1]))
 
     def _open_pubsub(self) -> Any:
-        client = self.store.client
-        if self.store.cluster:
-            with unavailable_as_domain_error("subscribing to updates"):
-                node = client.get_random_node()
-                client = client.get_redis_connection(node)
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
-        with unavailable_as_domain_error("subscribing to updates"):
-            pubsub.subscribe(keys.UPDATES_CHANNEL)
-        return pubsub
+        return self.store.subscribe(keys.UPDATES_CHANNEL)
 
     def _close_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None

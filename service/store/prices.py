@@ -79,6 +79,21 @@ class PriceStore(EventLog, SurfaceVersions):
         """Close the client's connections."""
         self.client.close()
 
+    def subscribe(self, channel: str) -> Any:
+        """A pub/sub connection subscribed to ``channel`` (on a cluster: one node's
+        connection, classic pub/sub being broadcast to every node).
+
+        Raises:
+            StoreUnavailable: Redis is unreachable.
+        """
+        client = self.client
+        with unavailable_as_domain_error(f"subscribing to {channel}"):
+            if self.cluster:
+                client = client.get_redis_connection(client.get_random_node())
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub.subscribe(channel)
+        return pubsub
+
     def ping(self) -> bool:
         """``True`` when Redis answers; raises :class:`StoreUnavailable` otherwise."""
         with unavailable_as_domain_error("pinging"):
