@@ -329,10 +329,10 @@ class RefitState:
 
     def load_fit(self, fit_id: str) -> Any:
         """The saved :class:`pricing.model.ElasticityFit` ``fit_id``, or ``None`` if gone."""
-        from pricing.fit_io import fit_from_bytes
+        from pricing.model import ElasticityFit
 
         blob = self.load_fit_blob(fit_id)
-        return None if blob is None else fit_from_bytes(blob)
+        return None if blob is None else ElasticityFit.from_bytes(blob)
 
     # approvals -------------------------------------------------------------
     def get_approval(self, approval_id: str) -> Approval | None:
