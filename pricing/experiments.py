@@ -46,6 +46,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
+from pricing.customers import RepeatReport
 from pricing.exceptions import InputError
 
 __all__ = [
@@ -194,6 +195,8 @@ class ExperimentReport:
         n_boot: bootstrap draws.
         propensity: mean logged probability of the served price per arm (NaN when
             look-ups carry none).
+        customers: each arm's 30-day repeat value of its new customers
+            (:func:`pricing.customers.repeat_value`), ``None`` when sales carry no customer.
     """
 
     drop_id: str
@@ -205,6 +208,7 @@ class ExperimentReport:
     level: float
     n_boot: int
     propensity: Mapping[str, float] = field(default_factory=dict)
+    customers: RepeatReport | None = None
 
     def difference(self, metric: str, arm: str | None = None) -> pd.Series:
         """The difference row of ``metric`` (for ``arm``; the only treatment arm if None)."""
@@ -242,6 +246,7 @@ class ExperimentReport:
             "propensity": {
                 k: (None if not np.isfinite(v) else v) for k, v in self.propensity.items()
             },
+            "customers": None if self.customers is None else self.customers.to_dict(),
         }
 
     def __str__(self) -> str:
@@ -274,6 +279,8 @@ class ExperimentReport:
                         f"    {v.sku:16s} {v.arm:12s} {v.returns_per_day:8.2f}/day "
                         f"({v.returns_rate:.1%} of {v.units:.0f} sold)"
                     )
+        if self.customers is not None:
+            lines.append(str(self.customers))
         return "\n".join(lines)
 
 

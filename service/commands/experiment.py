@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -37,6 +38,7 @@ from service.commands.redis_option import (
 
 if TYPE_CHECKING:
     from pricing.experiments import ExperimentReport
+    from service.config.models import DropConfig
 
 __all__ = ["plot_report", "register"]
 
@@ -76,6 +78,42 @@ def plot_report(report: ExperimentReport, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _with_customers(
+    rep: ExperimentReport,
+    events: Any,
+    drop: DropConfig,
+    *,
+    n_boot: int,
+    level: float,
+    seed: int,
+    now: datetime | None,
+) -> ExperimentReport:
+    """``rep`` with the 30-day repeat value of the drop's new customers, when its sales
+    carry customers (:func:`pricing.customers.repeat_value`)."""
+    import dataclasses
+
+    from pricing.customers import repeat_value
+
+    if "customer_id" not in events.columns or not events["customer_id"].notna().any():
+        return rep
+    market_arm = {m: a.name for a in drop.arms for m in a.markets}
+    market_arm.update({m: "control" for m in drop.markets if m not in market_arm})
+    if len(set(market_arm.values())) < 2:
+        return rep
+    value = repeat_value(
+        events,
+        drop_start=drop.windows[0].start,
+        drop_end=drop.windows[-1].end,
+        market_arm=market_arm,
+        control=rep.control,
+        now=now if now is None or now.tzinfo else now.replace(tzinfo=UTC),
+        n_boot=n_boot,
+        level=level,
+        key=seed,
+    )
+    return dataclasses.replace(rep, customers=value)
 
 
 def _read_table(path: Path) -> Any:
@@ -119,6 +157,14 @@ def report(
         Path | None, typer.Option("--plot", help="Save a figure of the differences here.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The report as JSON.")] = False,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            help="Report as of this time (ISO 8601, default now): the 30 days of repeat "
+            "purchases are counted up to it.",
+        ),
+    ] = None,
 ) -> None:
     """Per-arm revenue, units, sell-through, average price, conversion and returns,
     and each arm's difference to the control arm with a confidence interval."""
@@ -148,16 +194,16 @@ def report(
     if events_file is None:  # the events come from Redis: the one given, else serve's
         redis_url = resolve_or_exit(redis_url, data_dir)
     if redis_url and (events_file is None or lookups is None):
-        from service.signal_feed import load_events
         from service.served import load_lookups
+        from service.signal_feed import load_events
         from service.store import PriceStore, connect
 
         store = PriceStore(connect(redis_url, timeout=5.0))
         try:
             if events_file is None:
-                # Every kept event of the drop's SKUs (streams are capped): sales in the
-                # windows and the returns that trail them.
-                events = load_events(store, since=None, skus=skus)
+                # Every kept event (streams are capped): the drop's sales in the windows,
+                # the returns that trail them, and its customers' later purchases of any SKU.
+                events = load_events(store, since=None)
             if lookups is None:
                 pairs = [(s.sku, m) for s in drop.skus for m in s.inventory]
                 lookups = load_lookups(store.client, pairs)
@@ -165,10 +211,10 @@ def report(
             store.close()
     if events_file is not None:
         events = read_events_file(events_file)
-    events = events[events["sku"].isin(skus) & events["market"].isin(drop.markets)]
+    in_drop = events[events["sku"].isin(skus) & events["market"].isin(drop.markets)]
     try:
         rep = experiment_report(
-            events,
+            in_drop,
             lookups,
             arms=arms,
             inventory=inventory,
@@ -179,6 +225,7 @@ def report(
             key=seed,
             drop_id=drop_id,
         )
+        rep = _with_customers(rep, events, drop, n_boot=n_boot, level=level, seed=seed, now=as_of)
     except InputError as exc:
         typer.echo(f"cannot report on {drop_id}: {exc}", err=True)
         raise typer.Exit(1) from exc
