@@ -25,6 +25,8 @@ key                                   type      contents
 ``dp:{<sku>}:surface:<v>:<market>:p``  string    prices, float64 little-endian, row-major
                                                 ``[N+1, T]`` (row = units left)
 ``dp:{<sku>}:surface:<v>:<market>:g``  string    guardrail code per cell, int8 ``[N+1, T]``
+``dp:{<sku>}:sales:<market>``        hash      ``<sale event_id>`` -> units of that sale
+                                                net of returns naming it
 ``dp:{<sku>}:seen:<event_id>``        string    outcome of an event (idempotency), with TTL
 ``dp:{<sku>}:events``                 stream    accepted events of the SKU (re-fit input)
 ``dp:{<sku>}:served:<market>``        hash      ``<hour>|<arm>|<price>|<probability>`` ->
@@ -79,6 +81,7 @@ __all__ = [
     "customer_secret",
     "seen",
     "served",
+    "sales",
     "sold",
     "sku_index",
     "sku_meta",
@@ -164,6 +167,12 @@ def surface_guardrails(sku: str, version: str, market: str) -> str:
 def sold(sku: str, market: str) -> str:
     """Units of a SKU sold in a market net of returns (string integer; the sale script's)."""
     return f"{sku_tag(sku)}:sold:{market}"
+
+
+def sales(sku: str, market: str) -> str:
+    """Units each sale of a SKU in a market may still have returned (hash ``event_id`` ->
+    units net of returns against it; the sale script's)."""
+    return f"{sku_tag(sku)}:sales:{market}"
 
 
 def seen(sku: str, event_id: str) -> str:

@@ -147,6 +147,12 @@ class ReturnEvent(_Event):
     market: Identifier
     quantity: Units
     unit_price: UnitPrice | None = None
+    sale_event_id: EventId | None = Field(
+        default=None,
+        description="The sale returned: at most its units net of earlier returns "
+        "against it. Without it, at most the units sold net of returns of the SKU in the "
+        "market.",
+    )
 
 
 class RestockEvent(_Event):

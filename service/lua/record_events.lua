@@ -6,32 +6,39 @@
 -- outcome); a sale is refused 'sold_out' when fewer units are left (or
 -- 'no_inventory' without a counter), else charged the quoted price when one is
 -- given, else the live surface's cell at (units left before the sale, period now),
--- else the list price, and the counter is decremented and the units sold net of
--- returns incremented; a return is refused 'return_exceeds_sales' when it would
--- take back more units than were sold (net of earlier returns) of the SKU in the
--- market, else it increments the counter and decrements the units sold; a restock
+-- else the list price, and the counter is decremented, the units sold net of
+-- returns incremented and the sale's units recorded as returnable under its
+-- event_id; a return that names a sale (ref) is refused 'return_unknown_sale' when
+-- no sale of that event_id was recorded for the SKU in the market, and
+-- 'return_exceeds_sale' when it would take back more than that sale's units net of
+-- earlier returns against it; any return is refused 'return_exceeds_sales' when it
+-- would take back more units than were sold (net of earlier returns) of the SKU in
+-- the market; else it increments the counter and decrements the units sold (and
+-- the named sale's returnable units); a restock
 -- increments the counter (the route lets operator keys only send one); the event
 -- is appended to the SKU's stream, the new count is published on the update
 -- channel, and the outcome is remembered for the ttl.
 --
--- KEYS: five per event, in order:
+-- KEYS: six per event, in order:
 --   dp:{sku}:seen:<event_id>, dp:{sku}:inv:<market>, dp:{sku}:events, dp:{sku}:live,
---   dp:{sku}:sold:<market>
+--   dp:{sku}:sold:<market>, dp:{sku}:sales:<market>
 -- ARGV[1] idempotency ttl in ms, ARGV[2] approximate stream MAXLEN, ARGV[3] channel,
 -- then per event: kind (sale | return | restock | signal), quantity, quoted price or
--- '', list price or '', market, surface key prefix dp:{sku}:surface:, sku,
+-- '', list price or '', market, surface key prefix dp:{sku}:surface:, sku, ref (a
+-- sale: its own event_id; a return: the event_id of the sale it returns, or ''),
 -- n (number of stream fields), then n field, value pairs.
 --
 -- Returns one {status, first_status, unit_price, units_left, stream_id, version,
--- returnable} per event, in order (returnable: units sold net of returns, given with
--- 'return_exceeds_sales').
+-- returnable} per event, in order (returnable: the units a refused return could
+-- take back: of the SKU in the market with 'return_exceeds_sales', of the named
+-- sale with 'return_exceeds_sale').
 
 -- @include cell.lua
 
 local ttl, maxlen, channel = ARGV[1], ARGV[2], ARGV[3]
 
-local function record(k_seen, k_inv, k_events, k_live, k_sold, kind, qty, quoted,
-                      list_price, market, prefix, sku, first_field, n_fields)
+local function record(k_seen, k_inv, k_events, k_live, k_sold, k_sales, kind, qty, quoted,
+                      list_price, market, prefix, sku, ref, first_field, n_fields)
   local seen = redis.call('GET', k_seen)
   if seen then
     local parts = {}
@@ -82,14 +89,25 @@ local function record(k_seen, k_inv, k_events, k_live, k_sold, kind, qty, quoted
     end
     units = redis.call('DECRBY', k_inv, qty)
     redis.call('INCRBY', k_sold, qty)
+    redis.call('HSET', k_sales, ref, qty)
   elseif kind == 'return' then
+    local left = ''
+    if units >= 0 then left = tostring(units) end
+    if ref ~= '' then
+      local returnable = redis.call('HGET', k_sales, ref)
+      if not returnable then
+        return remember('return_unknown_sale', '', left, '')
+      end
+      if tonumber(returnable) < qty then
+        return remember('return_exceeds_sale', '', left, '', returnable)
+      end
+    end
     local sold = tonumber(redis.call('GET', k_sold) or '0')
     if sold < qty then
-      local left = ''
-      if units >= 0 then left = tostring(units) end
       return remember('return_exceeds_sales', '', left, '', tostring(sold))
     end
     redis.call('DECRBY', k_sold, qty)
+    if ref ~= '' then redis.call('HINCRBY', k_sales, ref, -qty) end
     units = redis.call('INCRBY', k_inv, qty)
   elseif kind == 'restock' then
     units = redis.call('INCRBY', k_inv, qty)
@@ -110,12 +128,12 @@ end
 
 local results = {}
 local a = 4
-for i = 0, #KEYS / 5 - 1 do
-  local n_fields = tonumber(ARGV[a + 7])
+for i = 0, #KEYS / 6 - 1 do
+  local n_fields = tonumber(ARGV[a + 8])
   results[#results + 1] = record(
-    KEYS[5 * i + 1], KEYS[5 * i + 2], KEYS[5 * i + 3], KEYS[5 * i + 4], KEYS[5 * i + 5],
-    ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5],
-    ARGV[a + 6], a + 8, n_fields)
-  a = a + 8 + 2 * n_fields
+    KEYS[6 * i + 1], KEYS[6 * i + 2], KEYS[6 * i + 3], KEYS[6 * i + 4], KEYS[6 * i + 5],
+    KEYS[6 * i + 6], ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3], ARGV[a + 4],
+    ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], a + 9, n_fields)
+  a = a + 9 + 2 * n_fields
 end
 return results

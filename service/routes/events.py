@@ -207,6 +207,18 @@ def _result(
     check: str | None = None
     if status == "sold_out":
         detail = f"only {first.units_left} unit(s) left of {first.sku} in {first.market}"
+    elif status == "rejected" and first.status == "return_unknown_sale":
+        detail = (
+            f"sale_event_id {getattr(ev, 'sale_event_id', None)!r} names no recorded sale "
+            f"of {first.sku} in {first.market}"
+        )
+    elif status == "rejected" and first.status == "return_exceeds_sale":
+        detail = (
+            f"a return takes back at most the units of the sale it names net of earlier "
+            f"returns against it: {first.returnable or 0} unit(s) of sale "
+            f"{getattr(ev, 'sale_event_id', None)!r}, got quantity "
+            f"{getattr(ev, 'quantity', None)}"
+        )
     elif status == "rejected" and first.status == "return_exceeds_sales":
         detail = (
             f"a return takes back at most the units sold net of returns: "

@@ -47,6 +47,16 @@ _EVENTS_PER_CALL = 200
 """Events per script call: bounds how long one call holds Redis (about 2 ms)."""
 
 
+def _sale_ref(event: EventRecord) -> str:
+    """The sale an event's returnable units are kept under: a sale's own ``event_id``;
+    for a return, the ``sale_event_id`` it names (``""``: none, the SKU-market cap)."""
+    if event.kind == "sale":
+        return event.event_id
+    if event.kind == "return":
+        return str(event.fields.get("sale_event_id") or "")
+    return ""
+
+
 class EventLog:
     """Event streams and dead letters (a part of :class:`~service.store.PriceStore`)."""
 
@@ -94,6 +104,7 @@ class EventLog:
                         keys.events(ev.sku),
                         keys.live(ev.sku),
                         keys.sold(ev.sku, ev.market),
+                        keys.sales(ev.sku, ev.market),
                     ]
                     args += [
                         ev.kind,
@@ -103,6 +114,7 @@ class EventLog:
                         ev.market,
                         keys.surface_prefix(ev.sku),
                         ev.sku,
+                        _sale_ref(ev),
                         len(ev.fields),
                     ]
                     for name, value in ev.fields.items():

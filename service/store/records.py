@@ -98,7 +98,9 @@ class EventOutcome(NamedTuple):
     stream_id: str | None
     version: str | None
     returnable: int | None = None
-    """For ``return_exceeds_sales``: the units sold net of returns a return may take back."""
+    """The units a refused return could take back: with ``return_exceeds_sales`` the
+    units sold net of returns of the SKU in the market, with ``return_exceeds_sale``
+    those of the sale it names."""
 
 
 class StreamEvent(NamedTuple):
