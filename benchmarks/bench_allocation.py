@@ -16,7 +16,9 @@ configured inventory summed over markets) is split three ways, per seed:
   market x window;
 - ``proportional``: in proportion to each market's past sales (and, across windows, to the
   past sales at the window's hours of the day);
-- ``equal``: the same number of units in every market and window.
+- ``equal``: the same number of units in every market and window;
+- ``true_demand`` (a reference, not a rule anyone can run): the planner on the truth's
+  expected demand, to tell a weak demand estimate from a weak plan.
 
 Each allocation is then priced through the drop by the engine at its defaults
 (:class:`pricing.engine.EnginePolicy`) against the simulator's truth (the scenario's
@@ -58,7 +60,8 @@ from pricing.world import World, build_world, shop_history  # noqa: E402
 PLAN_HISTORY_HOURS = 72  # past sales the plan reads where the scenario gives the engine none
 PRIOR_LIFT = 0.25  # log-demand lift per unit of the index when the fit has no intensity term
 MAX_LOG_VAR = 1.0  # the engine's cap on the posterior log variance
-RULES = ("planner", "proportional", "equal")
+RULES = ("planner", "proportional", "equal", "true_demand")
+"""``true_demand`` is a reference (the planner on the truth's demand), not a rule."""
 
 
 def window_periods(world: World) -> list[np.ndarray]:
@@ -141,6 +144,18 @@ def planner_split(
         order
     ]
     rates = rates * np.exp(PRIOR_LIFT * index)[:, :, None]
+    return _plan(world, rates, ladder)
+
+
+def true_demand_split(world: World) -> tuple[np.ndarray, float]:
+    """``[R, W]`` the planner's units on the truth's expected demand (a reference: what the
+    plan would earn if the demand were known, no production rule can see it)."""
+    rates = world.truth.expected_rates(world.ladder, 0, world.intensity)
+    return _plan(world, rates, world.ladder)
+
+
+def _plan(world: World, rates: np.ndarray, ladder: np.ndarray) -> tuple[np.ndarray, float]:
+    """Plan ``[R, W]`` units on ``rates`` ``[R, P, K]`` over ``ladder`` ``[R, K]``."""
     windows = window_periods(world)
     slots = [
         SlotDemand(
@@ -155,16 +170,13 @@ def planner_split(
         for r in range(world.inventory.size)
         for w, periods in enumerate(windows)
     ]
-    totals = {
-        s: int(world.inventory[world.sku == s].sum()) for s in dict.fromkeys(world.sku.tolist())
-    }
+    skus = dict.fromkeys(world.sku.tolist())
+    totals = {s: int(world.inventory[world.sku == s].sum()) for s in skus}
     salvage = {str(s): float(world.salvage[world.sku == s][0]) for s in totals}
     plan = plan_stock(slots, totals, holdback_value=salvage)
-    units = np.array([row["units"] for row in plan.rows]).reshape(
-        world.inventory.size, len(windows)
-    )
+    units = np.array([row["units"] for row in plan.rows])
     held = sum(s["held_back"] * salvage[k] for k, s in plan.skus.items())
-    return units, float(held)
+    return units.reshape(world.inventory.size, len(windows)), float(held)
 
 
 def run_allocation(
@@ -207,6 +219,7 @@ def bench(scenario: Scenario, seeds: list[int]) -> dict[str, Any]:
     e = scenario.engine
     profit: dict[str, list[float]] = {r: [] for r in RULES}
     placed: dict[str, np.ndarray] = {}
+    oracle = true_demand_split(world)
     for seed in seeds:
         engine_history = (
             shop_history(world, e.history_hours, np.random.default_rng([seed, 11]))
@@ -221,6 +234,7 @@ def bench(scenario: Scenario, seeds: list[int]) -> dict[str, Any]:
             "planner": (planner, held),
             "proportional": (proportional_split(world, past), 0.0),
             "equal": (equal_split(world), 0.0),
+            "true_demand": oracle,
         }
         for rule, (units, extra) in splits.items():
             profit[rule].append(
@@ -238,6 +252,7 @@ def bench(scenario: Scenario, seeds: list[int]) -> dict[str, Any]:
         "seeds": len(seeds),
         "profit": {r: interval(arr[r]) for r in RULES},
         "planner_minus": {r: interval(arr["planner"] - arr[r]) for r in RULES[1:]},
+        "true_demand_minus": {r: interval(arr["true_demand"] - arr[r]) for r in RULES[:3]},
         "per_seed": {r: arr[r].tolist() for r in RULES},
         "mean_units": {
             r: {f"{s}/{m}": np.round(u[i], 1).tolist() for i, (s, m) in enumerate(rows)}
@@ -277,6 +292,8 @@ def main() -> None:
                 verdict = "wins" if dlo > 0 else ("loses" if dhi < 0 else "no clear difference")
                 line += f"   planner - {rule}: {d:+,.0f} [{dlo:+,.0f}, {dhi:+,.0f}] {verdict}"
             print(line, flush=True)
+        for rule, (d, dlo, dhi) in out["true_demand_minus"].items():
+            print(f"  (reference) true_demand - {rule}: {d:+,.0f} [{dlo:+,.0f}, {dhi:+,.0f}]")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=1))
 
