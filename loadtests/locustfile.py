@@ -54,7 +54,6 @@ import itertools
 import json
 import os
 import random
-import sys
 import time
 import uuid
 from collections import Counter
@@ -64,13 +63,8 @@ from typing import Any
 
 from locust import FastHttpUser, events, task
 
-try:  # the repo root is on sys.path when locust runs from it; make it so from anywhere
-    from loadtests import shapes
-    from loadtests.drop import Manifest, zipf_weights
-except ImportError:  # pragma: no cover - depends on the caller's working directory
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from loadtests import shapes
-    from loadtests.drop import Manifest, zipf_weights
+from loadtests import shapes
+from loadtests.drop import Manifest, zipf_weights
 
 PRICE_FIELDS = frozenset(
     {
