@@ -7,59 +7,13 @@ global keys (the SKU index, the version registry) are read off the request path 
 never combined with per-SKU keys in one command; the version registry shares the
 ``{_refit}`` slot with the re-fit lock (a fenced publish checks both in one script).
 
-Key format (``{sku}`` is the literal hash tag; ``<x>`` a value):
+One builder per key: every key, its type and contents, the channels and the scripts
+are documented in ``docs/redis-layout.md`` (a test checks that every builder here is
+in that table and every key there has a builder here).
 
-====================================  ========  ===========================================
-key                                   type      contents
-====================================  ========  ===========================================
-``dp:{<sku>}:meta``                   hash      catalog entry: ``list_price``, ``currency``,
-                                                ``markets`` (JSON list), ``drop_id``, ``name``
-``dp:{<sku>}:inv:<market>``           string    units left (integer); the sale script's counter
-``dp:{<sku>}:sold:<market>``          string    units sold net of returns (integer); a return
-                                                may take back at most this many
-``dp:{<sku>}:live``                   hash      ``<market>`` -> live surface version
-``dp:{<sku>}:live:seq``               string    publish sequence number of that live pointer
-``dp:{<sku>}:surface:<v>:<market>``   hash      surface header: ``rows`` (N+1), ``cols`` (T),
-                                                ``period_start_ms``, ``period_ms``,
-                                                ``currency``, ``elasticity``/``explain`` (JSON)
-``dp:{<sku>}:surface:<v>:<market>:p``  string    prices, float64 little-endian, row-major
-                                                ``[N+1, T]`` (row = units left)
-``dp:{<sku>}:surface:<v>:<market>:g``  string    guardrail code per cell, int8 ``[N+1, T]``
-``dp:{<sku>}:sales:<market>``        hash      ``<sale event_id>`` -> units of that sale
-                                                net of returns naming it
-``dp:{<sku>}:seen:<event_id>``        string    outcome of an event (idempotency), with TTL
-``dp:{<sku>}:events``                 stream    accepted events of the SKU (re-fit input)
-``dp:{<sku>}:served:<market>``        hash      ``<hour>|<arm>|<price>|<probability>`` ->
-                                                price look-ups (:mod:`service.served`)
-``dp:index:skus``                     set       every SKU with a catalog entry
-``dp:{_refit}:versions``              zset      surface version -> publish time (ms)
-``dp:{_refit}:version:<v>``           hash      version record: ``status``, ``seq``, ``meta``
-                                                (JSON), ``pairs`` (JSON ``[[sku, market]]``)
-``dp:{_refit}:live``                  string    version most recently published/rolled back to
-``dp:{_refit}:live:seq``              string    sequence number of that publish/rollback
-``dp:{_refit}:publish:seq``           string    publish/rollback counter (``INCR``)
-``dp:secret:quote``                   string    random key signing quote ids (when no
-                                                ``DROPPRICE_QUOTE_SECRET`` is set)
-``dp:secret:customer``                string    random key of the customer pseudonyms
-                                                (:mod:`service.customers`)
-``dp:{ops}:config:live``              string    live operator config version number
-``dp:{ops}:config:seq``               string    config version counter (``INCR``)
-``dp:{ops}:config:v:<n>``             hash      config version: ``bundle`` (JSON), ``digest``,
-                                                ``actor``, ``at``, ``base``, ``summary``, ``kind``
-``dp:{ops}:config:versions``          zset      kept config versions
-``dp:{ops}:audit``                    stream    append-only audit log (:mod:`service.audit`)
-``dp:{deadletter}:events``            stream    stream entries a reader could not decode:
-                                                ``stream``, ``entry_id``, ``sku``, ``group``,
-                                                ``reason``, ``at``, ``fields`` (JSON)
-``dp:{deadletter}:total``             string    entries ever dead-lettered (``INCRBY``)
-====================================  ========  ===========================================
-
-Channel ``dp:chan:updates`` (classic pub/sub, broadcast to every node of a cluster)
-carries tab-separated notices that keep each service process's in-memory view current:
-``inv<TAB>sku<TAB>market<TAB>units`` after every inventory change and
-``live<TAB>sku`` after a surface version swap. Channel ``dp:chan:config`` carries the
-new config version number after every config apply or rollback
-(:mod:`service.config.live` reloads on it).
+Channel ``dp:chan:updates`` (:data:`UPDATES_CHANNEL`) keeps each service process's
+in-memory view current; ``dp:chan:config`` (:data:`CONFIG_CHANNEL`) announces a new
+live config version.
 
 SKU and market identifiers never contain ``{`` or ``}`` (see
 :data:`service.config.models.Identifier`), so the tag is always the whole SKU.

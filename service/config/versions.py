@@ -38,6 +38,7 @@ from service.config.loader import ConfigIssue, bundle_to_json
 from service.config.models import ConfigBundle
 from service.config.yamlio import format_path
 from service.exceptions import ConfigConflict, ConfigError
+from service.store import client_of, scripts
 
 __all__ = [
     "KEEP_CONFIG_VERSIONS",
@@ -49,30 +50,6 @@ __all__ = [
 
 KEEP_CONFIG_VERSIONS = 50
 MAX_AUDIT_CHANGES = 200
-
-_APPLY_LUA = """
--- KEYS: live, versions zset, new version hash, audit stream, evicted version hashes...
--- ARGV: expected live ('' = any), n, bundle, digest, actor, at, summary,
---       audit kind, audit detail, channel, evicted version numbers...
-local live = redis.call('GET', KEYS[1])
-if not live then live = '0' end
-if ARGV[1] ~= '' and ARGV[1] ~= live then
-  return {-1, live}
-end
-redis.call('HSET', KEYS[3], 'bundle', ARGV[3], 'digest', ARGV[4], 'actor', ARGV[5],
-           'at', ARGV[6], 'base', live, 'summary', ARGV[7], 'kind', ARGV[8])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[2])
-redis.call('SET', KEYS[1], ARGV[2])
-local id = redis.call('XADD', KEYS[4], '*', 'kind', ARGV[8], 'actor', ARGV[5],
-                      'at', ARGV[6], 'detail', ARGV[9])
-for i = 5, #KEYS do
-  redis.call('DEL', KEYS[i])
-  redis.call('ZREM', KEYS[2], ARGV[i + 6])
-end
-redis.call('PUBLISH', ARGV[10], ARGV[2])
-return {tonumber(ARGV[2]), id}
-"""
-
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -115,16 +92,17 @@ class ConfigStore:
     """Config versions, the live pointer and the catalog sync, over one redis-py client.
 
     Args:
-        client: single node or cluster (``service.store.connect``).
+        client: the :class:`~service.store.PriceStore` or its client (single node or
+            cluster, ``service.store.connect``).
         keep: versions kept (older ones are deleted on apply).
     """
 
     def __init__(self, client: Any, *, keep: int = KEEP_CONFIG_VERSIONS) -> None:
         if keep < 2:
             raise ValueError(f"keep must be at least 2, got {keep}")
-        self.client = client
+        self.client = client_of(client)
         self.keep = keep
-        self._apply = client.register_script(_APPLY_LUA)
+        self._apply = scripts.register(self.client, "config_apply")
 
     # ---------------------------------------------------------------- reading
     def live_version(self) -> int | None:
