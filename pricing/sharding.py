@@ -56,7 +56,7 @@ def merge_fits(fits: Sequence[ElasticityFit]) -> ElasticityFit:
     alphas = []
     for f in fits:
         alpha = np.asarray(f.params.alpha, dtype=float)
-        if has_profile:
+        if f.daily_profile is not None and has_profile:
             shift = np.log(np.mean(np.exp(f.daily_profile))) - np.log(np.mean(np.exp(mean_profile)))
             alpha = alpha + shift
         alphas.append(alpha)

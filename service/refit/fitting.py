@@ -141,7 +141,7 @@ def holdout_check(
             skipped = (
                 f"{scorable} scorable held-out hour(s), the check needs {VALIDATION_MIN_CELLS}"
             )
-    if skipped is not None:
+    if skipped is not None or margin is None:
         out.update(outcome="skipped", reason=skipped)
         REFIT_VALIDATIONS.labels("skipped").inc()
         return out

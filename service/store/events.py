@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.commands.core import Script
@@ -65,6 +65,14 @@ class EventLog:
     dedupe_ttl_ms: int
     stream_maxlen: int
     _record_events: Script
+
+    if TYPE_CHECKING:  # provided by the other parts of PriceStore
+
+        def skus(self) -> list[str]: ...
+
+        def _run_scripts(
+            self, calls: Sequence[tuple[Script, list[str], list[Any]]]
+        ) -> list[Any]: ...
 
     def record_events(self, events: Sequence[EventRecord]) -> list[EventOutcome]:
         """Apply events atomically one by one (dedupe, price, inventory, stream).
