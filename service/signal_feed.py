@@ -80,7 +80,7 @@ def load_store_lookups(store: PriceStore) -> pd.DataFrame:
     from service.served import load_lookups
 
     pairs = [(sku, m) for sku, meta in store.catalog().items() for m in meta.markets]
-    return load_lookups(store.client, pairs)
+    return load_lookups(store, pairs)
 
 
 def build_feed(

@@ -79,7 +79,7 @@ def drop(
     try:
         dropped = store.drop_dead_letters(None if drop_all else list(ids or []))
         record_audit(
-            store.client,
+            store,
             "deadletter.drop",
             actor,
             {"ids": "all" if drop_all else list(ids or []), "dropped": dropped},

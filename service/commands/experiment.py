@@ -206,7 +206,7 @@ def report(
                 events = load_events(store, since=None)
             if lookups is None:
                 pairs = [(s.sku, m) for s in drop.skus for m in s.inventory]
-                lookups = load_lookups(store.client, pairs)
+                lookups = load_lookups(store, pairs)
         finally:
             store.close()
     if events_file is not None:

@@ -145,7 +145,7 @@ def _live_config(store: Any, config_dir: Path, *, required: bool) -> Any:
     from service.exceptions import ConfigError
 
     try:
-        live = live_config(store.client, config_dir, actor=f"{_owner()} (--config-dir seed)")
+        live = live_config(store, config_dir, actor=f"{_owner()} (--config-dir seed)")
     except ConfigError as exc:
         store.close()
         typer.echo(f"no config is live in Redis and {config_dir} is invalid:\n{exc}", err=True)
@@ -317,7 +317,7 @@ def worker(
 
     store = _connect(redis_url)
     _live_config(store, config_dir, required=False)
-    configs = ConfigStore(store.client)
+    configs = ConfigStore(store)
     current: dict[str, Any] = {"version": None, "bundle": ConfigBundle()}
 
     def make() -> Refitter:
@@ -383,7 +383,7 @@ def rollback(
             raise typer.Exit(2) from exc
         who = actor or os.environ.get("USER", "cli")
         record_audit(
-            store.client,
+            store,
             "surface.rollback",
             who,
             {"from": before, "to": result.version, "surfaces": result.surfaces},

@@ -215,7 +215,7 @@ def load_live_row(
     notes: list[str] = []
     fit = row = None
     if fit_id is not None:
-        fit = _load_fit(store.client, fit_id)
+        fit = _load_fit(store, fit_id)
         if fit is None:
             notes.append(f"the fit {fit_id} of version {version} is no longer stored")
         else:
@@ -242,7 +242,7 @@ def load_live_row(
         fit_row=row,
         fit_id=fit_id,
         reference_time=_reference_time(
-            store.client, surface, info.published_at if info is not None else None
+            store, surface, info.published_at if info is not None else None
         ),
         notes=notes,
     )

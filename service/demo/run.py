@@ -196,7 +196,7 @@ def run_demo(
             store = PriceStore(connect(redis.url, timeout=30.0))
             # The demo's files seed its empty Redis, as `dropprice worker --config-dir`
             # does; from then on the service and the re-fits read the live version there.
-            live = live_config(store.client, workdir / "configs", actor="dropprice-demo")
+            live = live_config(store, workdir / "configs", actor="dropprice-demo")
             if live is None:
                 raise RuntimeError(f"the demo wrote no configs under {workdir / 'configs'}")
             store.keep_versions = live.bundle.defaults.keep_versions
@@ -220,7 +220,7 @@ def run_demo(
                     datetime.now(UTC) + timedelta(seconds=1.0), n_win, window_s, gap_s
                 )
                 _open_drop(http, operator, source, workdir / "configs", windows)
-                live = ConfigStore(store.client).live() or live  # the version the PUT made
+                live = ConfigStore(store).live() or live  # the version the PUT made
                 refitter.bundle, refitter.config_version = live.bundle, live.version
                 bound = _BoundBy(store)
                 client.read_prices(http, pos, state, bound)
@@ -238,7 +238,7 @@ def run_demo(
                 _phase(state, "closing the books", notify)
                 client.read_prices(http, pos, state, bound)
                 client.read_intensity(http, pos, state)
-            store.client.close()
+            store.close()
         finally:
             redis.stop()
     finally:

@@ -68,7 +68,7 @@ metrics); the stream decoder is :func:`service.codec.events_frame`, the drop cal
 :mod:`service.drops`, the sharded solve and fit merge :mod:`pricing.sharding`.
 
 Example:
-    >>> live = live_config(store.client, seed_dir="configs")  # doctest: +SKIP
+    >>> live = live_config(store, seed_dir="configs")  # doctest: +SKIP
     >>> refitter = Refitter(store, live.bundle, config_version=live.version)  # doctest: +SKIP
     >>> record = refitter.run()  # doctest: +SKIP
     >>> record.state, record.version  # doctest: +SKIP

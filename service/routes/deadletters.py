@@ -108,4 +108,4 @@ async def drop_all_dead_letters(store: StoreDep, caller: OperatorCaller) -> dict
 
 
 def _audit(store: Any, actor: str, ids: list[str] | None, dropped: int) -> None:
-    record_audit(store.client, "deadletter.drop", actor, {"ids": ids or "all", "dropped": dropped})
+    record_audit(store, "deadletter.drop", actor, {"ids": ids or "all", "dropped": dropped})
