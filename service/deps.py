@@ -8,11 +8,14 @@ Routes declare what they need with ``Annotated`` aliases::
 ``PosCaller``, ``OperatorCaller`` and ``AdminCaller`` check the ``X-API-Key``
 header (401 when missing or unknown, 403 when the role is too low); the role
 hierarchy is pos < operator < admin.
+
+Every dependency here is a coroutine: FastAPI runs a plain ``def`` dependency in its
+thread pool, which would cost each request a thread hand-off for a dictionary look-up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -20,6 +23,7 @@ from fastapi.security import APIKeyHeader
 
 from service.auth import Caller
 from service.config.models import ConfigBundle
+from service.limits import check_query
 from service.metrics import Metrics
 from service.pricebook import PriceBook
 from service.runtime import ServiceRuntime
@@ -47,7 +51,7 @@ api_key_header = APIKeyHeader(
 )
 
 
-def get_runtime(request: Request) -> ServiceRuntime:
+async def get_runtime(request: Request) -> ServiceRuntime:
     runtime: ServiceRuntime = request.app.state.service
     return runtime
 
@@ -55,23 +59,23 @@ def get_runtime(request: Request) -> ServiceRuntime:
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 
 
-def get_store(runtime: RuntimeDep) -> PriceStore:
+async def get_store(runtime: RuntimeDep) -> PriceStore:
     return runtime.store
 
 
-def get_book(runtime: RuntimeDep) -> PriceBook:
+async def get_book(runtime: RuntimeDep) -> PriceBook:
     return runtime.book
 
 
-def get_settings(runtime: RuntimeDep) -> Settings:
+async def get_settings(runtime: RuntimeDep) -> Settings:
     return runtime.settings
 
 
-def get_config(runtime: RuntimeDep) -> ConfigBundle:
+async def get_config(runtime: RuntimeDep) -> ConfigBundle:
     return runtime.config
 
 
-def get_metrics(runtime: RuntimeDep) -> Metrics:
+async def get_metrics(runtime: RuntimeDep) -> Metrics:
     return runtime.metrics
 
 
@@ -82,10 +86,10 @@ ConfigDep = Annotated[ConfigBundle, Depends(get_config)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
-def require_role(role: Role) -> Callable[..., Caller]:
+def require_role(role: Role) -> Callable[..., Awaitable[Caller]]:
     """A dependency admitting callers whose key grants ``role`` or a higher one."""
 
-    def check(
+    async def check(
         request: Request,
         runtime: RuntimeDep,
         api_key: Annotated[str | None, Depends(api_key_header)],
@@ -112,6 +116,7 @@ def require_role(role: Role) -> Callable[..., Caller]:
                 },
             )
         request.state.caller = caller
+        check_query(request)  # after the key: no key, no word about the query
         return caller
 
     return check

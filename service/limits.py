@@ -10,12 +10,14 @@ What lives here:
   over ``max_body_bytes`` with ``413`` before the app parses it: at once when the
   ``Content-Length`` header says so, and while streaming for a chunked body (the
   request is cut off as soon as the running total passes the limit, so a client cannot
-  make a worker buffer an unbounded body). Either way the answer is
-  ``{"error": "body_too_large", ...}``.
+  make a worker buffer an unbounded body). Either way the answer is a problem
+  document with ``"code": "body_too_large"`` (:mod:`service.problems`).
 - :class:`ContentTypeMiddleware`: a request carrying a body must say it is JSON
   (``application/json`` or ``application/<x>+json``), or YAML where a route takes YAML
   (``PUT /v1/drops/{id}``); anything else is ``415`` before a route reads the body. A
   body sent without any ``Content-Type`` is read as JSON, as FastAPI does.
+- :func:`refuse_unknown_query`: a query parameter the route does not declare is
+  ``422`` naming it (:func:`install_query_check` makes it an app-wide dependency).
 - :func:`check_price_decimals`: a price may not carry more decimals than its currency
   has minor units (:func:`pricing.money.minor_units`, ISO 4217: JPY 0, USD 2, KWD 3),
   so ``19.999`` USD is refused rather than rounded behind the operator's back. How
@@ -31,13 +33,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
-import orjson
+from fastapi import Depends, Request
+from fastapi.security.base import SecurityBase
 from starlette.exceptions import HTTPException
 
 from pricing.money import minor_units
 from service.middleware import new_request_id
+from service.problems import PROBLEM_MEDIA_TYPE, problem_bytes
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -48,7 +52,10 @@ __all__ = [
     "ContentTypeMiddleware",
     "headers_too_large",
     "check_price_decimals",
+    "check_query",
+    "install_query_check",
     "install_request_limits",
+    "refuse_unknown_query",
     "minor_units",
 ]
 
@@ -181,7 +188,7 @@ class BodySizeLimitMiddleware:
 async def _send_json(
     scope: dict[str, Any], send: Any, status: int, error: str, detail: str
 ) -> None:
-    # The shape of every other error body (service.schemas.ErrorBody).
+    # A problem document like every other error answer (service.problems).
     request_id = (
         next(
             (v.decode("latin-1")[:128] for k, v in scope["headers"] if k == b"x-request-id"),
@@ -189,13 +196,13 @@ async def _send_json(
         )
         or new_request_id()
     )
-    body = orjson.dumps({"error": error, "detail": detail, "request_id": request_id})
+    body = problem_bytes(status, error, detail, request_id=request_id)
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                 (b"content-length", str(len(body)).encode()),
                 (b"x-request-id", request_id.encode("latin-1")),
                 (b"connection", b"close"),
@@ -316,3 +323,77 @@ def install_request_limits(app: Any, settings: Any) -> None:
         BodySizeLimitMiddleware,
         max_body_bytes=getattr(settings, "max_body_bytes", DEFAULT_MAX_BODY_BYTES),
     )
+
+
+class _RouteQuery(NamedTuple):
+    names: frozenset[str]
+    """Query parameters the route declares (its dependencies' included)."""
+    keyed: bool
+    """Whether the route needs an API key (then the check runs after the key's)."""
+
+
+def _route_query(route: Any) -> _RouteQuery | None:
+    """What ``route`` declares, or ``None`` for a route that is not a FastAPI endpoint
+    (a mount, a static file)."""
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return None
+    found = _ROUTE_QUERY.get(id(route))
+    if found is None:
+        names: set[str] = set()
+        keyed = False
+        pending = [dependant]
+        while pending:
+            current = pending.pop()
+            names.update(p.alias for p in current.query_params)
+            keyed = keyed or isinstance(current.call, SecurityBase)
+            pending.extend(current.dependencies)
+        found = _ROUTE_QUERY[id(route)] = _RouteQuery(frozenset(names), keyed)
+    return found
+
+
+_ROUTE_QUERY: dict[int, _RouteQuery] = {}
+
+
+def check_query(request: Request) -> None:
+    """Raise ``422`` naming each query parameter the route does not declare.
+
+    A misspelt parameter (``?markte=nyc``) is an error, as an unknown body field is,
+    rather than a request silently answered as if it had not been sent. Routes that
+    need an API key call this after the key check (:func:`service.deps.require_role`),
+    so a caller without a key learns nothing but ``401``.
+    """
+    declared = _route_query(request.scope.get("route"))
+    if declared is None:
+        return
+    unknown = [name for name in request.query_params if name not in declared.names]
+    if unknown:
+        allowed = ", ".join(sorted(declared.names)) or "none"
+        raise HTTPException(
+            422,
+            detail={
+                "error": "invalid_request",
+                "detail": [
+                    {
+                        "field": name,
+                        "message": f"unknown query parameter; this route takes: {allowed}",
+                        "got": request.query_params.get(name),
+                    }
+                    for name in dict.fromkeys(unknown)
+                ],
+            },
+        )
+
+
+async def refuse_unknown_query(request: Request) -> None:
+    """:func:`check_query` for the routes that need no API key (the others check after
+    the key)."""
+    declared = _route_query(request.scope.get("route"))
+    if declared is not None and not declared.keyed:
+        check_query(request)
+
+
+def install_query_check(app: Any) -> None:
+    """Refuse undeclared query parameters on every route added after this call
+    (:func:`refuse_unknown_query`, an app-wide dependency; call before the routers)."""
+    app.router.dependencies.append(Depends(refuse_unknown_query))

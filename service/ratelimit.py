@@ -33,10 +33,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.middleware import new_request_id
+from service.problems import PROBLEM_MEDIA_TYPE, problem_bytes
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -96,6 +96,9 @@ class TokenBucketLimiter:
     def _digest(api_key: str) -> bytes:
         return hashlib.blake2b(api_key.encode(), digest_size=16).digest()
 
+    key_digest = _digest
+    """The bucket key of an API key (for :meth:`spend`)."""
+
     def check(self, api_key: str, role: str) -> float:
         """Spend one token of ``api_key``'s bucket.
 
@@ -103,11 +106,15 @@ class TokenBucketLimiter:
             ``0.0`` when the request may go ahead, else the seconds until one token is
             back (a positive float; the middleware rounds it up for ``Retry-After``).
         """
+        return self.spend(self._digest(api_key), role)
+
+    def spend(self, digest: bytes, role: str) -> float:
+        """:meth:`check` for a key already turned into :meth:`key_digest` (the price
+        read's fast path remembers it per key instead of hashing every request)."""
         limit = self.limits.get(role)
         if limit is None:
             return 0.0
         now = self._clock()
-        digest = self._digest(api_key)
         bucket = self._buckets.get(digest)
         if bucket is None:
             bucket = self._buckets[digest] = [float(limit.burst), now]
@@ -206,20 +213,17 @@ class RateLimitMiddleware:
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")[:128]
                 break
-        # The body has the shape of every other error (service.schemas.ErrorBody).
-        body = orjson.dumps(
-            {
-                "error": "rate_limited",
-                "detail": (
-                    f"rate limit exceeded for this API key (role {role!r}: "
-                    f"{limit.rate:g} requests/s, bursts of {limit.burst}); "
-                    f"retry after {retry_after} s"
-                ),
-                "request_id": request_id,
-            }
+        # A problem document like every other error answer (service.problems).
+        body = problem_bytes(
+            429,
+            "rate_limited",
+            f"rate limit exceeded for this API key (role {role!r}: "
+            f"{limit.rate:g} requests/s, bursts of {limit.burst}); "
+            f"retry after {retry_after} s",
+            request_id=request_id,
         )
         headers = [
-            (b"content-type", b"application/json"),
+            (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
             (b"content-length", str(len(body)).encode()),
             (b"retry-after", str(retry_after).encode()),
         ]

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+
+from pricing.fields import IDENTIFIER_PATTERN, Identifier, WholeNumber, whole_number
 
 __all__ = [
     "MAX_BATCH_EVENTS",
     "MAX_BATCH_PRICES",
     "AnnouncementEvent",
+    "AnyEvent",
     "ClaimEvent",
     "ErrorBody",
     "Event",
@@ -41,27 +44,20 @@ __all__ = [
 MAX_BATCH_PRICES = 500
 MAX_BATCH_EVENTS = 1000
 
-Identifier = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
-        description="Letters, digits and '._:-', starting with a letter or digit.",
-    ),
-]
 EventId = Annotated[
     str,
     Field(
         min_length=1,
         max_length=128,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
-        description="Idempotency key: a replay with the same id changes nothing.",
+        pattern=IDENTIFIER_PATTERN,
+        description="Idempotency key: a replay with the same id changes nothing. Kept per "
+        "SKU: the same id sent for two SKUs records two events (one per SKU).",
     ),
 ]
 # Numbers are JSON numbers only (strict): ``true`` is not 1 and ``"3"`` is not 3, so
 # nothing but a canonical number reaches the event stream (see :mod:`service.codec`).
-Units = Annotated[int, Field(ge=1, le=100_000, strict=True)]
+# A whole number may be written ``3.0`` (JSON Schema's ``integer`` allows it).
+Units = Annotated[int, BeforeValidator(whole_number), Field(ge=1, le=100_000, strict=True)]
 UnitPrice = Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False, strict=True)]
 
 
@@ -76,6 +72,24 @@ class _Out(BaseModel):
 # --------------------------------------------------------------------- prices
 class PriceOut(_Out):
     """The price of one SKU in one market, now."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "sku": "TEE-1",
+                    "market": "nyc",
+                    "price": 34.99,
+                    "currency": "USD",
+                    "version": "v2026-12-04T09",
+                    "inventory": 41,
+                    "source": "surface",
+                    "quote_id": "q1.TEE-1.nyc.34.99.1764842400.5f0c",
+                    "expires_at": "2026-12-04T10:02:00Z",
+                }
+            ]
+        }
+    )
 
     sku: str
     market: str
@@ -94,11 +108,19 @@ class PriceOut(_Out):
 
 
 class PriceBatchItemIn(_In):
+    """One SKU (and its market, optional when the SKU is sold in one market only)."""
+
     sku: Identifier
     market: Identifier | None = None
 
 
 class PriceBatchIn(_In):
+    """Up to 500 SKUs, priced in request order."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [{"sku": "TEE-1", "market": "nyc"}]}]}
+    )
+
     items: list[PriceBatchItemIn] = Field(min_length=1, max_length=MAX_BATCH_PRICES)
 
 
@@ -112,6 +134,36 @@ class PriceError(_Out):
 
 
 class PriceBatchOut(_Out):
+    """Prices in request order; an item without a price says why in its own entry."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "prices": [
+                        {
+                            "sku": "TEE-1",
+                            "market": "nyc",
+                            "price": 34.99,
+                            "currency": "USD",
+                            "version": "v2026-12-04T09",
+                            "inventory": 41,
+                            "source": "surface",
+                            "quote_id": "q1.TEE-1.nyc.34.99.1764842400.5f0c",
+                            "expires_at": "2026-12-04T10:02:00Z",
+                        },
+                        {
+                            "sku": "NOPE-9",
+                            "market": None,
+                            "error": "unknown_sku",
+                            "detail": "no drop sells SKU 'NOPE-9'",
+                        },
+                    ]
+                }
+            ]
+        }
+    )
+
     prices: list[PriceOut | PriceError]
 
 
@@ -172,7 +224,7 @@ class AnnouncementEvent(_Event):
         description="One SKU or a list (1 to 500)."
     )
     market: Identifier
-    reach: int = Field(ge=0, le=10_000_000_000, strict=True)
+    reach: WholeNumber = Field(ge=0, le=10_000_000_000)
     creator: str | None = Field(default=None, max_length=200)
 
 
@@ -182,7 +234,7 @@ class ClaimEvent(_Event):
     type: Literal["claim"]
     sku: Identifier
     market: Identifier
-    count: int = Field(default=1, ge=1, le=1_000_000, strict=True)
+    count: WholeNumber = Field(default=1, ge=1, le=1_000_000)
 
 
 class ListingEvent(_Event):
@@ -195,15 +247,43 @@ class ListingEvent(_Event):
     weight: float = Field(default=1.0, ge=0, le=1000, allow_inf_nan=False, strict=True)
 
 
-Event = Annotated[
-    SaleEvent | ReturnEvent | RestockEvent | AnnouncementEvent | ClaimEvent | ListingEvent,
-    Field(discriminator="type"),
-]
+AnyEvent = SaleEvent | ReturnEvent | RestockEvent | AnnouncementEvent | ClaimEvent | ListingEvent
+"""One event of any kind (the kinds of :data:`pricing.events.EVENT_KINDS`)."""
+Event = Annotated[AnyEvent, Field(discriminator="type")]
 event_adapter: TypeAdapter[Any] = TypeAdapter(Event)
 
 
 class EventBatchIn(_In):
     """Up to 1,000 events; each is accepted or rejected on its own."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "events": [
+                        {
+                            "type": "sale",
+                            "event_id": "till-7-000123",
+                            "ts": "2026-12-04T10:00:05+01:00",
+                            "sku": "TEE-1",
+                            "market": "nyc",
+                            "quantity": 1,
+                            "unit_price": 34.99,
+                        },
+                        {
+                            "type": "announcement",
+                            "event_id": "post-42",
+                            "ts": "2026-12-04T09:00:00Z",
+                            "sku": ["TEE-1", "CAP-2"],
+                            "market": "nyc",
+                            "reach": 250000,
+                            "creator": "@maker",
+                        },
+                    ]
+                }
+            ]
+        }
+    )
 
     events: list[Event] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
 
@@ -234,6 +314,48 @@ class EventResult(_Out):
 
 
 class EventBatchOut(_Out):
+    """One result per event, in request order, and the counts."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "results": [
+                        {
+                            "index": 0,
+                            "event_id": "till-7-000123",
+                            "type": "sale",
+                            "status": "accepted",
+                            "detail": None,
+                            "first_status": None,
+                            "charged_price": 34.99,
+                            "quote": None,
+                            "inventory": 40,
+                            "version": "v2026-12-04T09",
+                            "price_check": "ok",
+                        },
+                        {
+                            "index": 1,
+                            "event_id": "post-42",
+                            "type": "announcement",
+                            "status": "rejected",
+                            "detail": "events[1].market: Field required",
+                            "first_status": None,
+                            "charged_price": None,
+                            "quote": None,
+                            "inventory": None,
+                            "version": None,
+                            "price_check": None,
+                        },
+                    ],
+                    "accepted": 1,
+                    "duplicates": 0,
+                    "refused": 1,
+                }
+            ]
+        }
+    )
+
     results: list[EventResult]
     accepted: int
     duplicates: int
@@ -259,14 +381,42 @@ class IntensityOut(_Out):
 
 # --------------------------------------------------------------------- errors
 class FieldError(_Out):
-    field: str
-    message: str
-    got: Any = None
+    """One problem with one field of a refused request."""
+
+    field: str = Field(description="Path of the field in the request: ``events[3].quantity``.")
+    message: str = Field(description="What is wrong and what is allowed.")
+    got: Any = Field(default=None, description="The value received (scalars only, shortened).")
     line: int | None = Field(default=None, description="Line in the sent document, if known.")
     text: str | None = Field(default=None, description="The problem as one readable line.")
 
 
 class ErrorBody(_Out):
-    error: str = Field(description="Machine-readable code.")
-    detail: str | list[FieldError]
-    request_id: str | None = None
+    """An error answer: RFC 7807 problem details (``application/problem+json``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "urn:dropprice:problem:unknown_sku",
+                    "title": "Not Found",
+                    "status": 404,
+                    "detail": "no drop sells SKU 'NOPE-9'",
+                    "code": "unknown_sku",
+                    "request_id": "2f1c6a0e9b7d4c55",
+                    "errors": [],
+                }
+            ]
+        }
+    )
+
+    type: str = Field(description="URI naming the problem kind: ``urn:dropprice:problem:<code>``.")
+    title: str = Field(description="Short summary of the HTTP status.")
+    status: int = Field(ge=400, le=599, description="The HTTP status code of the answer.")
+    detail: str = Field(description="What went wrong, in one readable string.")
+    code: str = Field(description="Machine-readable error code (``unknown_sku``, ...).")
+    request_id: str | None = Field(
+        description="The request's id, the same as the answer's ``X-Request-ID`` header."
+    )
+    errors: list[FieldError] = Field(
+        description="Each field problem of a refused request; empty for other errors."
+    )

@@ -3,51 +3,42 @@
 The single read is normally answered by :class:`service.middleware.PriceFastPath`
 before it reaches this route; the route serves the same body for the cases the
 fast path hands over (errors, unusual queries) and documents the contract.
+
+Both handlers and their dependencies are coroutines that read the in-process price
+book only: no thread hand-off and no Redis call. The batch body is parsed with orjson
+and validated as strictly as any other (:class:`~service.schemas.PriceBatchIn`).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
+import orjson
+from fastapi import APIRouter, HTTPException, Request, Response
 
 from service.deps import BookDep, MetricsDep, PosCaller
 from service.exceptions import UnknownMarket, UnknownSku
-from service.schemas import ErrorBody, PriceBatchIn, PriceBatchOut, PriceError, PriceOut
+from service.routes.params import MarketQuery, SkuPath
+from service.schemas import ErrorBody, PriceBatchIn, PriceBatchOut, PriceOut
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["prices"])
 
-_IDENT = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
-
 
 @router.get(
     "/v1/prices/{sku}",
     response_model=PriceOut,
-    responses={
-        401: {"model": ErrorBody},
-        403: {"model": ErrorBody},
-        404: {"model": ErrorBody, "description": "Unknown SKU or market."},
-        422: {"model": ErrorBody},
-    },
+    responses={404: {"model": ErrorBody, "description": "Unknown SKU or market."}},
     summary="Price of a SKU now",
 )
-def get_price(
-    sku: Annotated[str, Path(min_length=1, max_length=64, pattern=_IDENT)],
+async def get_price(
+    sku: SkuPath,
     caller: PosCaller,
     book: BookDep,
     metrics: MetricsDep,
-    market: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=64,
-            pattern=_IDENT,
-            description="Market; optional when the SKU is sold in one market only.",
-        ),
-    ] = None,
-) -> PriceOut:
+    market: MarketQuery = None,
+) -> Response:
     """The published surface at (units left now, period now), guardrails applied;
     the list price before any surface (``source: base``); the last surfaces held
     while Redis is unreachable (``source: stale``). The ``quote_id`` locks the
@@ -59,35 +50,41 @@ def get_price(
     except UnknownMarket as exc:
         raise HTTPException(404, detail={"error": "unknown_market", "detail": str(exc)}) from exc
     metrics.source_children[view.source].inc()
-    return PriceOut(**view.as_dict())
+    return Response(orjson.dumps(view.as_dict()), media_type="application/json")
 
 
 @router.post(
     "/v1/prices:batch",
     response_model=PriceBatchOut,
-    responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 422: {"model": ErrorBody}},
     summary="Prices of up to 500 SKUs",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/PriceBatchIn"}}
+            },
+        }
+    },
 )
-def post_price_batch(
-    body: PriceBatchIn, caller: PosCaller, book: BookDep, metrics: MetricsDep
-) -> PriceBatchOut:
+async def post_price_batch(
+    request: Request, caller: PosCaller, book: BookDep, metrics: MetricsDep
+) -> Response:
     """Prices in request order; an unknown SKU or market is reported in its item."""
-    out: list[PriceOut | PriceError] = []
+    try:
+        payload = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(
+            422, detail={"error": "invalid_json", "detail": f"body is not valid JSON: {exc}"}
+        ) from exc
+    body = PriceBatchIn.model_validate(payload)  # a ValidationError is the 422 naming fields
+    out: list[dict[str, Any]] = []
     for item in body.items:
         try:
             view = book.price(item.sku, item.market)
-        except UnknownSku as exc:
-            out.append(
-                PriceError(sku=item.sku, market=item.market, error="unknown_sku", detail=str(exc))
-            )
-            continue
-        except UnknownMarket as exc:
-            out.append(
-                PriceError(
-                    sku=item.sku, market=item.market, error="unknown_market", detail=str(exc)
-                )
-            )
+        except (UnknownSku, UnknownMarket) as exc:
+            code = "unknown_sku" if isinstance(exc, UnknownSku) else "unknown_market"
+            out.append({"sku": item.sku, "market": item.market, "error": code, "detail": str(exc)})
             continue
         metrics.source_children[view.source].inc()
-        out.append(PriceOut(**view.as_dict()))
-    return PriceBatchOut(prices=out)
+        out.append(view.as_dict())
+    return Response(orjson.dumps({"prices": out}), media_type="application/json")

@@ -274,6 +274,11 @@ def test_slow_redis_reads_fall_back_within_budget(env: ReliabilityEnv, slowdown:
             sleeper.join(10)
         assert sale.status_code == 503, sale.text
         assert int(sale.headers["retry-after"]) >= 1
+        # The 503 is a problem document with its code and the request's id.
+        assert sale.headers["content-type"] == "application/problem+json"
+        problem = sale.json()
+        assert problem["code"] == "store_unavailable" and problem["status"] == 503
+        assert problem["request_id"] == sale.headers["x-request-id"]
         assert all(r["price"] == before["price"] for r in reads)
         assert stale, "reads were never marked stale while Redis hung"
         FIGURES.add(stale_reads=sum(r["source"] == "stale" for r in reads))

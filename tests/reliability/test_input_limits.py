@@ -162,7 +162,7 @@ def test_chunked_body_over_limit_is_413(client: httpx.Client) -> None:
     r = client.post("/v1/events", content=chunks(), headers={"Content-Type": "application/json"})
     FIGURES.add(requests_sent=1)
     assert r.status_code == 413, r.text[:300]
-    assert r.json()["error"] == "body_too_large", r.text[:300]
+    assert r.json()["code"] == "body_too_large", r.text[:300]
 
 
 @pytest.mark.parametrize(
@@ -192,7 +192,7 @@ def test_a_real_sale_with_the_wrong_content_type_is_refused(
     r = client.post("/v1/events", content=sale, headers={"Content-Type": content_type})
     FIGURES.add(requests_sent=1)
     assert r.status_code == 415, r.text
-    assert r.json()["error"] == "unsupported_media_type" and r.json()["request_id"]
+    assert r.json()["code"] == "unsupported_media_type" and r.json()["request_id"]
     assert _inventory(client, "REL-1") == before
     items = json.dumps({"items": [{"sku": "REL-1", "market": MARKET}]}).encode()
     r = client.post("/v1/prices:batch", content=items, headers={"Content-Type": content_type})
@@ -207,7 +207,7 @@ def test_headers_over_the_limit_are_refused_before_the_key_check(client: httpx.C
     )
     FIGURES.add(requests_sent=1)
     assert r.status_code == 431, r.text[:300]
-    assert r.json()["error"] == "headers_too_large" and r.json()["request_id"]
+    assert r.json()["code"] == "headers_too_large" and r.json()["request_id"]
 
 
 QUERY_CASES: list[tuple[str, Callable[[httpx.Client], httpx.Response], str]] = [

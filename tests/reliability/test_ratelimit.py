@@ -140,7 +140,7 @@ def test_middleware_answers_429_with_retry_after() -> None:
     assert refused.headers["retry-after"] == str(math.ceil(1 / 0.25))
     assert refused.headers["x-request-id"] == "r-1"
     body = refused.json()
-    assert body["error"] == "rate_limited" and body["request_id"] == "r-1"
+    assert body["code"] == "rate_limited" and body["request_id"] == "r-1"
     assert "pos" in body["detail"]
     # unknown keys go on to auth; probes and unlimited roles are never limited
     assert all(r.status_code == 200 for r in responses[4:])

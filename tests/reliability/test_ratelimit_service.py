@@ -95,7 +95,7 @@ def test_pos_key_gets_429_with_retry_after_past_its_burst(limited: AppClient) ->
     assert 1 <= int(refused.headers["retry-after"]) <= 5  # a whole token takes 5 s at 0.2/s
     assert refused.headers["x-request-id"] == "rl-test"
     body = refused.json()
-    assert body["error"] == "rate_limited" and "pos" in body["detail"]
+    assert body["code"] == "rate_limited" and "pos" in body["detail"]
     # sales share the key's bucket: refused before anything is recorded
     sale = limited.post(
         "/v1/events", json={"events": [sale_event("REL-1")]}, headers={"X-API-Key": POS_KEY}

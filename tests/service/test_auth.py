@@ -77,9 +77,9 @@ def test_auth_matrix(client: AppClient, method: str, path: str, body, needs: Rol
 
 def test_errors_say_what_is_wrong(client: AppClient) -> None:
     r = client.get("/v1/prices/TEE-1")
-    assert r.json()["error"] == "unauthorized" and r.headers["www-authenticate"] == "ApiKey"
+    assert r.json()["code"] == "unauthorized" and r.headers["www-authenticate"] == "ApiKey"
     r = client.get("/test/admin", headers=auth("operator"))
-    assert r.json()["error"] == "forbidden" and "'admin'" in r.json()["detail"]
+    assert r.json()["code"] == "forbidden" and "'admin'" in r.json()["detail"]
 
 
 def test_health_and_metrics_need_no_key(client: AppClient) -> None:

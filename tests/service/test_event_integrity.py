@@ -98,7 +98,7 @@ def test_the_stream_holds_canonical_numbers(client: AppClient, store: PriceStore
 def test_operator_bodies_refuse_booleans_as_numbers(client: AppClient) -> None:
     r = client.post("/v1/skus/TEE-1/preview", headers=auth("operator"), json={"units_left": True})
     assert r.status_code == 422, r.text
-    assert r.json()["detail"][0]["field"] == "units_left"
+    assert r.json()["errors"][0]["field"] == "units_left"
 
 
 # -------------------------------------------------------------- stock by role
@@ -140,7 +140,7 @@ def test_a_sale_sent_as_text_plain_is_refused(client: AppClient, store: PriceSto
             "/v1/events", content=body, headers={**auth(), "Content-Type": content_type}
         )
         assert r.status_code == 415, r.text
-        assert r.json()["error"] == "unsupported_media_type"
+        assert r.json()["code"] == "unsupported_media_type"
         assert r.json()["request_id"]
     assert units(store) == 12
     assert store.recent_events("TEE-1") == []
@@ -157,7 +157,7 @@ def test_a_sale_sent_as_text_plain_is_refused(client: AppClient, store: PriceSto
 def test_oversized_headers_are_refused_before_the_key_check(client: AppClient) -> None:
     r = client.get("/v1/prices/TEE-1", headers={"X-Padding": "x" * 20_000})
     assert r.status_code == 431, r.text
-    assert r.json()["error"] == "headers_too_large"
+    assert r.json()["code"] == "headers_too_large"
     assert r.json()["request_id"] == r.headers["x-request-id"]
     ok = client.get("/v1/prices/TEE-1?market=nyc", headers={**auth(), "X-Padding": "x" * 2_000})
     assert ok.status_code == 200
@@ -177,7 +177,7 @@ def test_chunked_body_over_the_limit_answers_body_too_large(
             "/v1/events", content=chunks(), headers={**auth(), "Content-Type": "application/json"}
         )
     assert r.status_code == 413, r.text
-    assert r.json()["error"] == "body_too_large"
+    assert r.json()["code"] == "body_too_large"
     assert units(store) == 12
 
 

@@ -106,11 +106,11 @@ def test_valid_events_are_kept_when_others_in_the_batch_are_invalid(client: AppC
 
 def test_whole_request_errors_name_the_field(client: AppClient) -> None:
     r = client.post("/v1/events", headers=auth(), json={"evnts": []})
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "events"
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "events"
     r = client.post("/v1/events", headers=auth(), json={"events": [event("claim", "x")] * 1001})
-    assert r.status_code == 422 and "1000" in r.json()["detail"][0]["message"]
+    assert r.status_code == 422 and "1000" in r.json()["errors"][0]["message"]
     r = client.post("/v1/events", headers=auth(), content=b"{not json")
-    assert r.status_code == 422 and r.json()["error"] == "invalid_json"
+    assert r.status_code == 422 and r.json()["code"] == "invalid_json"
 
 
 def test_sold_out_refuses_without_changing_anything(client: AppClient) -> None:

@@ -95,4 +95,4 @@ def test_quiet_sku_has_a_flat_zero_index_and_unknown_sku_is_404(client: AppClien
     body = client.get("/v1/skus/TEE-1/intensity", headers=auth()).json()
     assert body["current"] == 0 and len(body["hours"]) == 72
     r = client.get("/v1/skus/NOPE/intensity", headers=auth())
-    assert (r.status_code, r.json()["error"]) == (404, "unknown_sku")
+    assert (r.status_code, r.json()["code"]) == (404, "unknown_sku")

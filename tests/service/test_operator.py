@@ -166,7 +166,7 @@ def test_put_drop_reports_every_problem_with_its_field_path(
     data["skus"][0]["list_price"] = -1
     r = client.request("PUT", "/v1/drops/sim-drop", json=data, headers=OPERATOR)
     assert r.status_code == 422, r.text
-    fields = {(e["field"], e["message"].split(":")[0]) for e in r.json()["detail"]}
+    fields = {(e["field"], e["message"].split(":")[0]) for e in r.json()["errors"]}
     assert ("skus[1].guardrails.floor", "floor 500 is above ceiling 400") in fields
     assert any(f == "skus[0].list_price" for f, _ in fields)
 
@@ -181,13 +181,13 @@ def test_put_drop_reports_every_problem_with_its_field_path(
         headers={**OPERATOR, "Content-Type": "application/yaml"},
     )
     assert r.status_code == 422, r.text
-    (err,) = r.json()["detail"]
+    (err,) = r.json()["errors"]
     line = next(i + 1 for i, ln in enumerate(text.splitlines()) if "category: nope" in ln)
     assert err["field"] == "skus[0].category" and err["line"] == line
     assert err["text"].startswith(f"drops/sim-drop.yaml:{line} skus[0].category: unknown category")
 
     r = client.request("PUT", "/v1/drops/other-id", json=_drop_yaml(drop), headers=OPERATOR)
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "id"
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "id"
     r = client.request("PUT", "/v1/drops/sim-drop", json=_drop_yaml(drop), headers=POS)
     assert r.status_code == 403
 
@@ -213,7 +213,7 @@ def test_put_drop_applies_a_version_and_refuses_a_stale_one(
     r = client.request(
         "PUT", "/v1/drops/sim-drop", json=data, params={"expect_version": 0}, headers=headers
     )
-    assert r.status_code == 409 and r.json()["error"] == "config_conflict"
+    assert r.status_code == 409 and r.json()["code"] == "config_conflict"
     assert _price(client, drop.skus[0])["price"] == 15.0
 
 
@@ -238,7 +238,7 @@ def test_delete_drop_stops_serving_its_skus(client: AppClient, drop: SimDrop) ->
     assert client.get("/v1/prices/POP-1", params={"market": MARKET}, headers=POS).status_code == 404
     assert _price(client, drop.skus[0])["price"] == drop.list_price[drop.skus[0]]
     r = client.request("DELETE", "/v1/drops/pop", headers=OPERATOR)
-    assert r.status_code == 404 and r.json()["error"] == "unknown_drop"
+    assert r.status_code == 404 and r.json()["code"] == "unknown_drop"
 
 
 # -- audit ------------------------------------------------------------------------------------
@@ -323,7 +323,7 @@ def test_explain_and_preview_agree_with_what_is_served(
 ) -> None:
     sku = next(s for s in drop.skus if drop.elasticity[s] == ELASTIC)
     r = client.get(f"/v1/skus/{sku}/explain", params={"market": MARKET}, headers=OPERATOR)
-    assert r.status_code == 409 and r.json()["error"] == "no_surface"
+    assert r.status_code == 409 and r.json()["code"] == "no_surface"
 
     version = _publish(redis_url, drop, client)
     served = _until(lambda: (p := _price(client, sku))["version"] == version and p)
@@ -411,4 +411,4 @@ def test_explain_and_preview_agree_with_what_is_served(
         headers=OPERATOR,
     )
     assert r.status_code == 422, r.text
-    assert r.json()["detail"][0]["field"] == "guardrails.ceiling"
+    assert r.json()["errors"][0]["field"] == "guardrails.ceiling"

@@ -113,7 +113,7 @@ def test_redis_killed_and_restarted_under_traffic(tmp_path) -> None:
         )
         assert down.status_code == 503
         assert down.headers["retry-after"] == "1"
-        assert down.json()["error"] == "store_unavailable"
+        assert down.json()["code"] == "store_unavailable"
         assert client.get("/readyz").status_code == 503
         time.sleep(0.5)
         server.start()

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from service.routes.events import format_validation_errors
+from service.problems import field_errors
 from service.schemas import PriceBatchIn, SaleEvent, event_adapter
 
 ident = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,20}", fullmatch=True)
@@ -46,7 +46,7 @@ def test_an_unknown_field_is_rejected_by_name(raw: dict, extra: str) -> None:
         return
     with pytest.raises(ValidationError) as info:
         event_adapter.validate_python(raw | {extra: 1})
-    fields = [p["field"] for p in format_validation_errors(info.value, "events[7]")]
+    fields = [p["field"] for p in field_errors(info.value.errors(), "events[7]")]
     assert fields == [f"events[7].{extra}"]
 
 
@@ -71,7 +71,7 @@ def test_each_bad_value_is_reported_on_its_field(raw: dict, bad: tuple) -> None:
     field, value = bad
     with pytest.raises(ValidationError) as info:
         event_adapter.validate_python(raw | {field: value})
-    problems = format_validation_errors(info.value, "events[0]")
+    problems = field_errors(info.value.errors(), "events[0]")
     assert [p["field"] for p in problems] == [f"events[0].{field}"]
 
 

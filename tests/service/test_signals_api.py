@@ -87,7 +87,7 @@ def _as_http_events(events: pd.DataFrame, shift: pd.Timedelta) -> list[dict[str,
 def test_signals_need_a_key_and_answer_pos_and_operator(client: AppClient) -> None:
     r = client.get("/v1/signals")
     assert r.status_code == 401
-    assert r.json()["error"] == "unauthorized"
+    assert r.json()["code"] == "unauthorized"
     assert client.get("/v1/signals", headers={"X-API-Key": "wrong"}).status_code == 401
     for key in (POS_KEY, OPERATOR_KEY):
         r = client.get("/v1/signals", headers={"X-API-Key": key})

@@ -38,8 +38,8 @@ class ApiError extends Error {
     this.body = body;
   }
   static describe(status, body) {
-    if (body && Array.isArray(body.detail)) {
-      return body.detail.map((d) => (d.field ? `${d.field}: ${d.message}` : d.message || d.text)).join("; ");
+    if (body && Array.isArray(body.errors) && body.errors.length) {
+      return body.errors.map((d) => (d.field ? `${d.field}: ${d.message}` : d.message || d.text)).join("; ");
     }
     if (body && body.detail) return String(body.detail);
     return `HTTP ${status}`;
@@ -137,7 +137,7 @@ function signOut() {
 
 function handleAuthError(err) {
   if (err instanceof ApiError && (err.status === 401 || err.status === 403) && err.body
-      && err.body.error === "unauthorized") {
+      && err.body.code === "unauthorized") {
     setMsg($("login-msg"), "The key is no longer accepted: sign in again.", "error");
     signOut();
     return true;
