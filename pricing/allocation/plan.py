@@ -74,6 +74,41 @@ class StockPlan:
         """Sum of the SKUs' objectives."""
         return float(sum(s["expected_profit"] for s in self.skus.values()))
 
+    def by_market_window(self) -> list[dict[str, Any]]:
+        """The plan per market and window, over its SKUs: what an operator ships where.
+
+        Returns:
+            One dict per (market, window), in the rows' order: ``market``, ``window``,
+            ``units``, ``expected_sold``, ``sell_through``, ``expected_revenue``, and
+            ``next_unit_value`` / ``next_unit_sku``: the most one more unit of any of its
+            SKUs would add, and which SKU (``nan`` / ``None`` when none can take one).
+        """
+        out: dict[tuple[str, int], dict[str, Any]] = {}
+        for r in self.rows:
+            cell = out.setdefault(
+                (r["market"], r["window"]),
+                {
+                    "market": r["market"],
+                    "window": r["window"],
+                    "units": 0,
+                    "expected_sold": 0.0,
+                    "expected_revenue": 0.0,
+                    "next_unit_value": float("nan"),
+                    "next_unit_sku": None,
+                },
+            )
+            cell["units"] += r["units"]
+            cell["expected_sold"] += r["expected_sold"]
+            cell["expected_revenue"] += r["expected_revenue"]
+            nxt = r["next_unit_value"]
+            best = cell["next_unit_value"]
+            if math.isfinite(nxt) and (not math.isfinite(best) or nxt > best):
+                cell["next_unit_value"], cell["next_unit_sku"] = nxt, r["sku"]
+        for cell in out.values():
+            units = cell["units"]
+            cell["sell_through"] = cell["expected_sold"] / units if units else float("nan")
+        return list(out.values())
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready plan (``nan`` becomes ``None``)."""
 
@@ -84,6 +119,7 @@ class StockPlan:
             "expected_profit": round(self.expected_profit, 2),
             "skus": {k: {f: clean(v) for f, v in s.items()} for k, s in self.skus.items()},
             "rows": [{k: clean(v) for k, v in r.items()} for r in self.rows],
+            "markets": [{k: clean(v) for k, v in m.items()} for m in self.by_market_window()],
             "failover": [f._asdict() for f in self.failover],
         }
 

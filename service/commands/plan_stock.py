@@ -131,20 +131,10 @@ def build_slots(
 
     from pricing.allocation import SlotDemand, planned_intensity
     from pricing.events import EVENT_KINDS
-    from service.drops import Horizon, guardrail_spec, sku_ladder
+    from service.drops import guardrail_spec, sku_ladder, window_horizons
 
     half_life = EVENT_KINDS["announcement"].half_life_hours or ANNOUNCEMENT_HALF_LIFE
-    period = timedelta(minutes=drop.period_minutes)
-    horizons = [
-        Horizon(
-            w.start,
-            max(1, math.ceil((w.end - w.start) / period)),
-            period,
-            w,
-            i == len(drop.windows) - 1,
-        )
-        for i, w in enumerate(drop.windows)
-    ]
+    horizons = window_horizons(drop)
     total_periods = sum(h.periods for h in horizons)
     planned = _announcements(announcements, drop.windows[0].start)
     fit_rows = {tuple(k): i for i, k in enumerate(fit.keys)} if fit is not None else {}
@@ -152,7 +142,7 @@ def build_slots(
     sources: list[str] = []
     windows = []
     for horizon in horizons:
-        starts = [horizon.start + period * t for t in range(horizon.periods)]
+        starts = horizon.starts()
         hours = np.array([ts.astimezone(UTC).hour for ts in starts])
         offsets = np.array([(ts - drop.windows[0].start).total_seconds() / 3600 for ts in starts])
         windows.append((horizon, hours, planned_intensity(0.0, offsets, half_life, planned)[0]))
@@ -282,6 +272,22 @@ def _print_table(plan: StockPlan, drop: DropConfig, header: str) -> None:
             money(r["opening_price"]),
         )
     console.print(table)
+    markets = Table(title="per market and window")
+    for col in ("market", "window", "units", "exp. sold", "sell-through", "exp. revenue"):
+        markets.add_column(col, justify="left" if col == "market" else "right")
+    markets.add_column("one more unit", justify="right")
+    for m in plan.by_market_window():
+        best = m["next_unit_value"]
+        markets.add_row(
+            m["market"],
+            str(m["window"] + 1),
+            str(m["units"]),
+            f"{m['expected_sold']:.1f}",
+            "-" if not math.isfinite(m["sell_through"]) else f"{m['sell_through']:.0%}",
+            money(m["expected_revenue"]),
+            "-" if not math.isfinite(best) else f"{money(best)} ({m['next_unit_sku']})",
+        )
+    console.print(markets)
     for sku, s in plan.skus.items():
         console.print(
             f"{sku}: {s['placed']} of {s['total']} units placed, {s['held_back']} held back "

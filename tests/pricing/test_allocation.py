@@ -319,3 +319,29 @@ def test_the_plan_names_each_variants_failover_on_its_rows() -> None:
     assert (black["failover_sku"], black["failover_share"]) == ("OLIVE", 0.4)
     assert "failover_sku" not in next(r for r in plan.rows if r["sku"] == "OLIVE")
     assert plan.to_dict()["failover"][0]["absorbed_by"] == "OLIVE"
+
+
+def test_the_plan_per_market_and_window_sums_its_skus_and_names_the_best_next_unit() -> None:
+    slots = [
+        SlotDemand(sku, m, w, _rates(scale * (1 + w))[0], LADDER, unit_cost=2.0)
+        for sku, scale in (("A", 1.0), ("B", 2.0))
+        for m in ("north", "south")
+        for w in (0, 1)
+    ]
+    plan = plan_stock(slots, {"A": 10, "B": 14})
+    cells = {(c["market"], c["window"]): c for c in plan.by_market_window()}
+    assert len(cells) == 4
+    for (market, window), cell in cells.items():
+        mine = [r for r in plan.rows if (r["market"], r["window"]) == (market, window)]
+        assert cell["units"] == sum(r["units"] for r in mine)
+        assert cell["expected_revenue"] == pytest.approx(sum(r["expected_revenue"] for r in mine))
+        assert cell["sell_through"] == pytest.approx(
+            sum(r["expected_sold"] for r in mine) / cell["units"]
+        )
+        best = max(mine, key=lambda r: r["next_unit_value"])
+        assert (cell["next_unit_sku"], cell["next_unit_value"]) == (
+            best["sku"],
+            best["next_unit_value"],
+        )
+    assert sum(c["units"] for c in cells.values()) == 24
+    assert len(plan.to_dict()["markets"]) == 4

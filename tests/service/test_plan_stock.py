@@ -43,6 +43,13 @@ def test_the_plan_covers_every_sku_market_and_window_of_the_drop(plan: dict[str,
         placed = sum(r["units"] for r in plan["rows"] if r["sku"] == sku)
         assert placed == summary["placed"] <= summary["total"]
         assert summary["placed"] + summary["held_back"] == summary["total"]
+    markets = {(m["market"], m["window"]): m for m in plan["markets"]}
+    assert set(markets) == {(m, w) for m in ("asbury-park", "ocean-grove") for w in (0, 1)}
+    for (market, window), m in markets.items():
+        rows = [r for r in plan["rows"] if (r["market"], r["window"]) == (market, window)]
+        assert m["units"] == sum(r["units"] for r in rows) > 0
+        assert 0 < m["sell_through"] <= 1
+        assert m["next_unit_sku"] in {r["sku"] for r in rows}
     tees = plan["skus"]["SHR-TEE-001"]
     assert tees["total"] == 270  # the configured stock of both towns
     assert tees["placed"] > 0
@@ -63,6 +70,8 @@ def test_the_table_shows_units_profit_and_the_last_units_value(redis_url: str) -
     result = _run(redis_url, DROP)
     assert result.exit_code == 0, result.output
     for text in ("SHR-HOOD-001", "asbury-park", "last unit", "exp. profit", "held back"):
+        assert text in result.stdout
+    for text in ("per market and window", "one more unit"):
         assert text in result.stdout
     assert "expected profit of the plan" in result.stdout
 
