@@ -263,6 +263,14 @@ class TimeLeftOut(BaseModel):
     seconds_left: float | None = None
 
 
+class FailoverOut(BaseModel):
+    """Where a SKU's shoppers go when it sells out (:mod:`pricing.allocation.failover`)."""
+
+    sku: str = Field(description="The SKU expected to absorb this one's demand.")
+    share: float = Field(description="Share of this SKU's demand expected to move there.")
+    source: str = Field(description="sales (estimated from stock-outs) or config (declared).")
+
+
 class ExplainOut(BaseModel):
     """The served price of one SKU in one market, and why."""
 
@@ -277,6 +285,9 @@ class ExplainOut(BaseModel):
     elasticity: ElasticityOut
     intensity: IntensityNowOut
     units_left: int
+    failover: FailoverOut | None = Field(
+        default=None, description="The SKU that absorbs its demand if it sells out, or null."
+    )
     time_left: TimeLeftOut
     optimum: dict[str, float] = Field(
         description="served, and unconstrained (the DP optimum on a wide grid, no guardrails)."
