@@ -3,7 +3,7 @@
 Locust measures what a terminal sees, including the load generator's own
 scheduling; on a machine shared with the load generator (or with anything else)
 that adds milliseconds the service did not spend. The service records every
-request in ``dropprice_request_seconds{route,method,status}`` (``GET /metrics``);
+request in ``dropprice_request_duration_seconds{route,method,status}`` (``GET /metrics``);
 scraping it before and after the run and subtracting gives the run's server-side
 distribution per route, from which quantiles are estimated as Prometheus'
 ``histogram_quantile`` does: find the bucket holding rank ``q * N`` and
@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 __all__ = ["RouteLatency", "histogram_quantile", "route_latencies", "scrape", "subtract"]
 
-METRIC = "dropprice_request_seconds"
+METRIC = "dropprice_request_duration_seconds"
 Histograms = dict[tuple[str, str], dict[float, float]]
 """(method, route template) -> {bucket upper bound in seconds: cumulative count}."""
 

@@ -29,12 +29,13 @@ from service.limits import (
     send_headers_too_large,
 )
 from service.logs import AccessLog, configure_logging
-from service.metrics import Metrics
-from service.middleware import PRICE_PREFIX, PriceFastPath, RequestContextMiddleware
+from service.metrics import Metrics, mark_process_dead
+from service.middleware import PRICE_PREFIX, PriceFastPath, RequestContext
 from service.openapi import build_openapi
 from service.problems import install_error_handlers
 from service.runtime import ServiceRuntime, load_bundle
 from service.settings import Settings
+from service.tracing import start_otel
 
 __all__ = ["create_app", "include_routers"]
 
@@ -46,29 +47,35 @@ class DroppriceAPI(FastAPI):
 
     ``GET /v1/prices/{sku}`` is offered to :class:`~service.middleware.PriceFastPath`
     before Starlette's middleware stack runs; everything else (and every read the
-    fast path hands back) goes through FastAPI as usual.
+    fast path hands back) goes through FastAPI as usual, inside the request context
+    (:class:`~service.middleware.RequestContext`: request id, trace, metrics, access
+    log), which thus also sees the answers of the outer limits (413, 415, 429).
     """
 
     fast_path: PriceFastPath | None = None
+    context: RequestContext | None = None
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            # Before the fast path, the key check and every log line (service.limits).
+            fast = self.fast_path
+            if (
+                fast is not None
+                and scope["method"] == "GET"
+                and scope["path"].startswith(PRICE_PREFIX)
+                and await fast.serve(scope, send)  # hands on oversized headers unread
+            ):
+                return
+            # Before the key check and every log line (service.limits).
             size = headers_too_large(scope, self.max_header_bytes)
             if size is not None:
                 await send_headers_too_large(scope, send, size, self.max_header_bytes)
                 return
-        fast = self.fast_path
-        if (
-            fast is not None
-            and scope["type"] == "http"
-            and scope["method"] == "GET"
-            and scope["path"].startswith(PRICE_PREFIX)
-            and await fast.serve(scope, send)
-        ):
-            return
-        await super().__call__(scope, receive, send)
+        context = self.context
+        if context is not None:
+            await context(scope, receive, send, super().__call__)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def _installed_rate_limiter(app: FastAPI) -> Any:
@@ -117,7 +124,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.auth_disabled:
         log.warning("authentication is DISABLED (DROPPRICE_AUTH_DISABLED=true): development only")
     metrics = Metrics()
-    access_log = AccessLog(settings.access_log)
+    access_log = AccessLog(settings.access_log, sample=settings.access_log_sample)
+    access_log.on_flush.append(metrics.fold)  # the price reads' counts, every interval
+    otel = start_otel(settings.otel_enabled)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -126,6 +135,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         access_log.start()
         runtime.start()
         app.state.service = runtime
+        fast = getattr(app, "fast_path", None)
+        if fast is not None:
+            fast.runtime = runtime
         log.info(
             "service started",
             extra={"redis": settings.redis_url.split("@")[-1], "skus": len(runtime.book.catalog)},
@@ -133,8 +145,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if fast is not None:
+                fast.runtime = None
             runtime.close()
             access_log.close()
+            mark_process_dead()  # with several workers: retire this one's live gauges
             del app.state.service
 
     app = DroppriceAPI(
@@ -150,12 +165,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app, settings)
     install_query_check(app)
     include_routers(app)
-    app.add_middleware(RequestContextMiddleware, service_app=app)
+    app.context = RequestContext(app.state, access_log, otel)
     # Outermost of all: body-size limit, then per-key rate limiting (service.limits).
     install_request_limits(app, settings)
     # The fast path runs in front of all of it (DroppriceAPI.__call__), with the same
     # per-key rate limit as the middleware when one is installed.
-    app.fast_path = PriceFastPath(app.state, access_log, _installed_rate_limiter(app))
+    app.fast_path = PriceFastPath(
+        app.state, access_log, _installed_rate_limiter(app), otel, settings.max_header_bytes
+    )
     app.max_header_bytes = settings.max_header_bytes
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

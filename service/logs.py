@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import random
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -68,27 +70,54 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 class AccessLog:
-    """One JSON line per request, written without the logging machinery.
+    """One JSON line per request, buffered in memory and written in batches.
 
-    ``logging`` costs tens of microseconds a record, as much as the whole price read;
-    access lines are therefore serialised with orjson straight into stderr's byte
-    buffer and flushed every ``flush_interval_s`` by a daemon thread (and at
-    :meth:`close`), like a web server's buffered access log. Lines carry ``ts``,
-    ``level`` (``INFO``), ``logger`` (``dropprice.access``), ``msg`` (``request``) and
-    the request's fields, the same shape as every other log line.
+    ``logging`` costs tens of microseconds a record, more than the whole price read;
+    access lines are therefore serialised straight to bytes, appended to an in-memory
+    buffer and written to stderr by a daemon thread every ``flush_interval_s`` (and
+    at :meth:`close`), one ``write`` per batch, like a web server's buffered access
+    log. Lines carry ``ts``, ``level`` (``INFO``), ``logger`` (``dropprice.access``),
+    ``msg`` (``request``) and the request's fields, the same shape as every other log
+    line.
+
+    Args:
+        enabled: write access lines at all (``DROPPRICE_ACCESS_LOG``).
+        sample: share of successful requests logged, 0 to 1
+            (``DROPPRICE_ACCESS_LOG_SAMPLE``); answers of 400 and above are always
+            logged.
+        flush_interval_s: how often the buffer is written out.
+        max_buffered: lines held before a request's own write flushes (bounds memory
+            if the flushing thread is starved).
     """
 
-    def __init__(self, enabled: bool = True, *, flush_interval_s: float = 0.25) -> None:
-        self.enabled = enabled
+    def __init__(
+        self,
+        enabled: bool = True,
+        *,
+        sample: float = 1.0,
+        flush_interval_s: float = 0.25,
+        max_buffered: int = 50_000,
+    ) -> None:
+        if not 0.0 <= sample <= 1.0:
+            raise ValueError(f"access log sample must be between 0 and 1, got {sample!r}")
+        self.enabled = enabled and sample > 0.0
+        self.sample = sample
         self.flush_interval_s = flush_interval_s
+        self.max_buffered = max_buffered
         self._second = -1
-        self._stamp = ""
+        self._stamp = b""
+        self._ms = -1
+        self._ms_stamp = b""
+        self._lines: list[bytes] = []
+        self._write_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.on_flush: list[Callable[[], object]] = []
+        """Also called by the flushing thread every interval (the metrics fold)."""
 
     def start(self) -> None:
         """Start the flushing thread (the app's lifespan does)."""
-        if self.enabled and self._thread is None:
+        if self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(
                 target=self._flusher,
@@ -98,13 +127,48 @@ class AccessLog:
             )
             self._thread.start()
 
-    def _timestamp(self) -> str:
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        return f"{self._stamp}.{int((now - second) * 1000):03d}Z"
+    def sampled(self) -> bool:
+        """Whether a successful request is logged (always, unless sampling is set)."""
+        return self.enabled and (self.sample >= 1.0 or random.random() < self.sample)
+
+    def _timestamp(self, now: float) -> bytes:
+        """``now`` as ISO 8601 UTC to the millisecond (formatted once per millisecond)."""
+        ms = int(now * 1000)
+        if ms != self._ms:
+            second = ms // 1000
+            if second != self._second:
+                self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+                self._second = second
+            self._ms, self._ms_stamp = ms, b"%s.%03dZ" % (self._stamp, ms % 1000)
+        return self._ms_stamp
+
+    def write_read(
+        self,
+        now: float,
+        request_id: bytes | None,
+        path: str,
+        elapsed: float,
+        key_id: str,
+        trace_id: bytes,
+    ) -> None:
+        """The access line of a price read answered by the fast path (200).
+
+        ``path`` and ``key_id`` are plain identifiers there (checked by the fast path);
+        the client's ``request_id`` is JSON-escaped, and without one it is the trace id.
+        """
+        self._append(
+            _READ_LINE
+            % (
+                self._timestamp(now),
+                orjson.dumps(request_id.decode("latin-1"))
+                if request_id is not None
+                else b'"' + trace_id + b'"',
+                path.encode(),
+                elapsed * 1000.0,
+                key_id.encode(),
+                trace_id,
+            )
+        )
 
     def write(self, fields: dict[str, Any]) -> None:
         """Write one access line (no-op when disabled)."""
@@ -112,25 +176,44 @@ class AccessLog:
             return
         line = orjson.dumps(
             {
-                "ts": self._timestamp(),
+                "ts": self._timestamp(time.time()).decode(),
                 "level": "INFO",
                 "logger": "dropprice.access",
                 "msg": "request",
                 **fields,
-            }
+            },
+            default=str,
         )
-        out = getattr(sys.stderr, "buffer", None)
-        if out is not None:
-            out.write(line + b"\n")
-        else:  # a replaced stderr (e.g. captured in tests) takes text
-            sys.stderr.write(line.decode() + "\n")
+        self._append(line + b"\n")
+
+    def _append(self, line: bytes) -> None:
+        lines = self._lines
+        lines.append(line)
+        if len(lines) >= self.max_buffered:
+            self.flush()
 
     def flush(self) -> None:
-        with contextlib.suppress(ValueError, OSError):
-            sys.stderr.flush()
+        """Write the buffered lines to stderr (one write) and flush it."""
+        with self._write_lock:
+            lines, self._lines = self._lines, []
+            if lines:
+                blob = b"".join(lines)
+                out = getattr(sys.stderr, "buffer", None)
+                with contextlib.suppress(ValueError, OSError):
+                    if out is not None:
+                        out.write(blob)
+                    else:  # a replaced stderr (e.g. captured in tests) takes text
+                        sys.stderr.write(blob.decode())
+            with contextlib.suppress(ValueError, OSError):
+                sys.stderr.flush()
 
     def _flusher(self, interval: float) -> None:
         while not self._stop.wait(interval):
+            for hook in self.on_flush:
+                try:
+                    hook()
+                except Exception:  # noqa: BLE001 - the flusher must keep running
+                    logging.getLogger("dropprice.access").exception("flush hook failed")
             self.flush()
 
     def close(self) -> None:
@@ -138,4 +221,14 @@ class AccessLog:
         if self._thread is not None:
             self._thread.join(1.0)
             self._thread = None
+        for hook in self.on_flush:
+            with contextlib.suppress(Exception):
+                hook()
         self.flush()
+
+
+_READ_LINE = (
+    b'{"ts":"%s","level":"INFO","logger":"dropprice.access","msg":"request",'
+    b'"request_id":%s,"method":"GET","path":"%s","route":"/v1/prices/{sku}","status":200,'
+    b'"duration_ms":%.3f,"key_id":"%s","trace_id":"%s"}\n'
+)

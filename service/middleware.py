@@ -11,15 +11,21 @@ a key over its rate, the service not started) is handed to the full stack and th
 FastAPI route of the same path, which gives the documented answer; that route is
 also what the OpenAPI schema shows, so the two cannot disagree on the contract.
 
-:class:`RequestContextMiddleware` gives every other request an ``X-Request-ID``
-(echoed when the client sent one), a latency observation per route template and
-one JSON access-log line.
+What the read does per request is kept to look-ups: the parsed target of each
+path and query, the caller of each key and the body of each served price
+(:class:`~service.pricebook.PriceView`) are remembered (bounded); its latency and
+source are counted into plain integers (:class:`~service.metrics.ReadCounts`) and
+its access line is appended to a buffer (:class:`~service.logs.AccessLog`).
+
+:class:`RequestContext` wraps every other request, outside every other layer: an
+``X-Request-ID`` (echoed when the client sent one, else the trace id), W3C trace
+context (:mod:`service.tracing`), a latency observation per route template, the
+429 count and one JSON access-log line.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
+import random
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -30,8 +36,9 @@ import orjson
 
 from service.exceptions import UnknownMarket, UnknownSku
 from service.logs import AccessLog, request_id_var
+from service.tracing import Otel, TraceIds, format_traceparent, new_trace, response_ids
 
-__all__ = ["PriceFastPath", "RequestContextMiddleware", "new_request_id"]
+__all__ = ["PriceFastPath", "RequestContext", "new_request_id"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -41,20 +48,31 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PRICE_PREFIX = "/v1/prices/"
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
-_ids = itertools.count(1)
-_PID = f"{os.getpid():x}-{int(time.time()) & 0xFFFFFF:x}"
+_JSON = (b"content-type", b"application/json")
+_CACHE_LIMIT = 8192
+"""Entries kept in each of the fast path's look-up tables before it starts afresh."""
 
 
 def new_request_id() -> str:
-    """A process-unique request id (cheaper than a UUID on the hot path)."""
-    return f"{_PID}-{next(_ids):x}"
+    """A new request id: a new trace id (what a request without ``X-Request-ID`` gets)."""
+    return new_trace(None).trace_id
 
 
-def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
-    for name, value in headers:
-        if name == b"x-request-id":
-            return value.decode("latin-1")[:128]
-    return new_request_id()
+def _target(path: str, query: bytes) -> tuple[str, str | None] | None:
+    """``(sku, market)`` of a price read's path and query, or ``None`` when either is
+    not a plain identifier or the query holds anything but ``market=``."""
+    sku = path[len(PRICE_PREFIX) :]
+    if _IDENT.fullmatch(sku) is None:
+        return None
+    if not query:
+        return sku, None
+    name, sep, value = query.partition(b"=")
+    if name != b"market" or not sep or b"&" in value:
+        return None
+    market = unquote(value.decode("latin-1"))
+    if _IDENT.fullmatch(market) is None:
+        return None
+    return sku, market
 
 
 class PriceFastPath:
@@ -62,141 +80,231 @@ class PriceFastPath:
 
     Args:
         state: the FastAPI app's ``state`` (``service`` holds the runtime once the
-            lifespan has started).
+            lifespan has started; the lifespan also sets :attr:`runtime`).
         access_log: where the request's access line goes.
         limiter: the per-key rate limiter of :mod:`service.ratelimit`, if installed.
+        otel: OpenTelemetry spans, when enabled (:func:`service.tracing.start_otel`).
+        max_header_bytes: a request with larger headers is handed on (the full stack
+            answers 431 before looking at the key).
     """
 
-    def __init__(self, state: Any, access_log: AccessLog, limiter: Any = None) -> None:
+    def __init__(
+        self,
+        state: Any,
+        access_log: AccessLog,
+        limiter: Any = None,
+        otel: Otel | None = None,
+        max_header_bytes: int = 16 * 1024,
+    ) -> None:
         self.state = state
         self.access_log = access_log
         self.limiter = limiter
+        self.otel = otel
+        self.max_header_bytes = max_header_bytes
+        self.runtime: Any = None
+        self._targets: dict[tuple[str, bytes], tuple[str, str | None] | None] = {}
+        # API key -> (caller, the limiter's bucket key); known keys only, in memory.
+        self._callers: dict[bytes, tuple[Any, bytes | None]] = {}
+        self._callers_of: Any = None
+        self._bodies: dict[Any, bytes] = {}
+
+    def _caller(self, keys: Any, key: bytes | None) -> tuple[Any, bytes | None] | None:
+        """The caller of an API key and its rate-limit bucket (remembered per key set)."""
+        if keys is not self._callers_of:
+            self._callers, self._callers_of = {}, keys
+        if key is None:
+            caller = keys.caller(None)
+            return (caller, None) if caller is not None else None
+        found = self._callers.get(key)
+        if found is None:
+            presented = key.decode("latin-1")
+            caller = keys.caller(presented)
+            if caller is None:
+                return None
+            limiter = self.limiter
+            found = (caller, limiter.key_digest(presented) if limiter is not None else None)
+            if len(self._callers) >= _CACHE_LIMIT:
+                self._callers = {}
+            self._callers[key] = found
+        return found
+
+    def _target(self, path: str, query: bytes) -> tuple[str, str | None] | None:
+        where = (path, query)
+        target = self._targets.get(where, False)
+        if target is False:
+            target = _target(path, query)
+            if len(self._targets) >= _CACHE_LIMIT:
+                self._targets = {}
+            self._targets[where] = target
+        return target  # type: ignore[return-value]
 
     async def serve(self, scope: Scope, send: Send) -> bool:
         """Answer the request and return ``True``, or return ``False`` untouched."""
-        runtime = getattr(self.state, "service", None)
+        runtime = self.runtime
         if runtime is None:
             return False
         started = time.perf_counter()
-        sku = scope["path"][len(PRICE_PREFIX) :]
         key: bytes | None = None
         rid: bytes | None = None
+        parent: bytes | None = None
+        size = 0
         for name, value in scope["headers"]:
+            size += len(name) + len(value)
             if name == b"x-api-key":
                 key = value
             elif name == b"x-request-id":
-                rid = value
-        market: str | None = None
-        query: bytes = scope["query_string"]
-        if query:
-            name_, sep, value_ = query.partition(b"=")
-            if name_ != b"market" or not sep or b"&" in value_:
-                return False
-            market = unquote(value_.decode("latin-1"))
-            if _IDENT.fullmatch(market) is None:
-                return False
-        if _IDENT.fullmatch(sku) is None:
+                rid = value[:128]
+            elif name == b"traceparent":
+                parent = value
+        if size > self.max_header_bytes:
+            return False  # 431 from the full stack, before the key is looked at
+        path: str = scope["path"]
+        target = self._target(path, scope["query_string"])
+        if target is None:
             return False
-        presented = key.decode("latin-1") if key is not None else None
-        caller = runtime.keys.caller(presented)
-        if caller is None:
+        found = self._caller(runtime.keys, key)
+        if found is None:
             return False
-        if (
-            self.limiter is not None
-            and presented is not None
-            and self.limiter.check(presented, caller.role.value) > 0.0
-        ):
+        caller, bucket = found
+        if bucket is not None and self.limiter.spend(bucket, caller.role.value) > 0.0:
             return False  # the full stack's rate-limit middleware answers 429
         try:
-            view = runtime.book.price(sku, market)
+            view = runtime.book.price(target[0], target[1])
         except (UnknownSku, UnknownMarket):
             return False
-        body = orjson.dumps(view._asdict())
-        request_id = rid[:128] if rid is not None else new_request_id().encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"x-request-id", request_id),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-        metrics = runtime.metrics
-        elapsed = time.perf_counter() - started
-        metrics.price_read_ok.observe(elapsed)
-        metrics.source_children[view.source].inc()
-        if self.access_log.enabled:
-            self.access_log.write(
+        body = self._bodies.get(view)
+        if body is None:
+            body = orjson.dumps(view._asdict())
+            if len(self._bodies) >= _CACHE_LIMIT:
+                self._bodies = {}
+            self._bodies[view] = body
+        if self.otel is not None:
+            trace_id = await self._send_traced(send, body, rid, parent, path)
+        else:
+            trace_id, traceparent = response_ids(parent)
+            await send(
                 {
-                    "request_id": request_id.decode("latin-1"),
-                    "method": "GET",
-                    "path": scope["path"],
-                    "route": "/v1/prices/{sku}",
+                    "type": "http.response.start",
                     "status": 200,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "key_id": caller.key_id,
+                    "headers": [
+                        _JSON,
+                        (b"content-length", b"%d" % len(body)),
+                        (b"x-request-id", rid if rid is not None else trace_id),
+                        (b"traceparent", traceparent),
+                    ],
                 }
             )
+            await send({"type": "http.response.body", "body": body})
+        elapsed = time.perf_counter() - started
+        runtime.metrics.reads.observe(elapsed, view.source)
+        log = self.access_log
+        if log.enabled and (log.sample >= 1.0 or random.random() < log.sample):
+            log.write_read(time.time(), rid, path, elapsed, caller.key_id, trace_id)
         return True
 
+    async def _send_traced(
+        self, send: Send, body: bytes, rid: bytes | None, parent: bytes | None, path: str
+    ) -> bytes:
+        """Send the answer inside an OpenTelemetry span; returns the trace id."""
+        assert self.otel is not None
+        with self.otel.span(
+            "GET /v1/prices/{sku}", new_trace(parent), {"http.route": "/v1/prices/{sku}"}
+        ) as trace:
+            trace_id = trace.trace_id.encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        _JSON,
+                        (b"content-length", b"%d" % len(body)),
+                        (b"x-request-id", rid if rid is not None else trace_id),
+                        (b"traceparent", format_traceparent(trace)),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+        return trace_id
 
-class RequestContextMiddleware:
-    """Request id, latency metric and access log for every HTTP request.
+
+class RequestContext:
+    """Request id, trace context, latency metric, 429 count and access log for every
+    request the fast path did not answer (it wraps the whole stack).
 
     Args:
-        app: the inner ASGI stack.
-        service_app: the FastAPI app whose ``state`` holds ``metrics`` and ``access_log``.
+        state: the FastAPI app's ``state`` (``metrics``).
+        access_log: where the request's access line goes.
+        otel: OpenTelemetry spans, when enabled.
     """
 
-    def __init__(self, app: ASGIApp, service_app: Any) -> None:
-        self.app = app
-        self.state = service_app.state
+    def __init__(self, state: Any, access_log: AccessLog, otel: Otel | None = None) -> None:
+        self.state = state
+        self.access_log = access_log
+        self.otel = otel
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            await app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _request_id(scope["headers"])
-        token = request_id_var.set(request_id)
+        rid: str | None = None
+        parent: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                rid = value.decode("latin-1")[:128]
+            elif name == b"traceparent":
+                parent = value
+        trace = new_trace(parent)
+        if rid is None:
+            # Inner layers that answer by themselves (413, 429) echo the header: give
+            # them this request's id.
+            rid = trace.trace_id
+            scope["headers"] = [*scope["headers"], (b"x-request-id", rid.encode())]
+        token = request_id_var.set(rid)
         status = 500
 
-        async def send_with_id(message: Message) -> None:
+        async def send_with_context(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                if not any(name.lower() == b"x-request-id" for name, _ in headers):
+                    headers.append((b"x-request-id", rid.encode("latin-1")))
+                headers.append((b"traceparent", format_traceparent(trace)))
                 message["headers"] = headers
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            if self.otel is not None:
+                span_name = f"{scope['method']} {scope['path']}"
+                with self.otel.span(span_name, trace, {"http.method": scope["method"]}) as trace:
+                    await app(scope, receive, send_with_context)
+            else:
+                await app(scope, receive, send_with_context)
         finally:
-            elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            metrics = getattr(self.state, "metrics", None)
-            if metrics is not None:
-                metrics.request_seconds.labels(template, scope["method"], str(status)).observe(
-                    elapsed
-                )
-            access_log: AccessLog | None = getattr(self.state, "access_log", None)
-            if access_log is not None and access_log.enabled:
-                caller = scope.get("state", {}).get("caller")
-                access_log.write(
-                    {
-                        "request_id": request_id,
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "route": template,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 3),
-                        "key_id": getattr(caller, "key_id", None),
-                    }
-                )
+            self._record(scope, status, time.perf_counter() - started, rid, trace)
             request_id_var.reset(token)
+
+    def _record(self, scope: Scope, status: int, elapsed: float, rid: str, trace: TraceIds) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        metrics = getattr(self.state, "metrics", None)
+        if metrics is not None:
+            metrics.request_duration.labels(template, scope["method"], str(status)).observe(elapsed)
+            if status == 429:
+                metrics.rate_limited.inc()
+        log = self.access_log
+        if log.enabled and (status >= 400 or log.sampled()):
+            caller = scope.get("state", {}).get("caller")
+            log.write(
+                {
+                    "request_id": rid,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "key_id": getattr(caller, "key_id", None),
+                    "trace_id": trace.trace_id,
+                }
+            )

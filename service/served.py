@@ -1,7 +1,7 @@
 """The record of served prices: look-ups per SKU, market, hour, price, arm and probability.
 
-Every price a terminal is served is counted in the process (one append under a lock,
-under a microsecond, so the price read stays fast) and the counts are added to Redis by
+Every price a terminal is served is counted in the process (one dictionary increment
+under a lock, under a microsecond, so the price read stays fast) and the counts are added to Redis by
 the sync thread on each resync (:meth:`ServedPriceLog.flush`, one ``HINCRBY`` per
 distinct cell in one pipeline), within one resync interval of the read. Drop experiments read them back
 (:func:`load_lookups`) for conversion (units sold per look-up) and, because each cell
@@ -42,13 +42,14 @@ _Cell = tuple[str, str, int, float, str, float]  # sku, market, hour, price, arm
 class ServedPriceLog:
     """Served prices, held in the process until flushed to Redis.
 
-    :meth:`record` appends one tuple under a lock (well under a microsecond; the price
-    read itself is tens of microseconds); :meth:`flush` swaps the list out under the
-    same lock, so no served price is lost or counted twice whatever the threads do.
+    :meth:`record` adds one to its cell's count under a lock (well under a
+    microsecond); :meth:`flush` swaps the counts out under the same lock, so no served
+    price is lost or counted twice whatever the threads do, and a flush costs one step
+    per distinct cell, not per read (it never holds the interpreter for long).
     """
 
     def __init__(self) -> None:
-        self._active: list[tuple[str, str, float, float, str, float]] = []
+        self._active: dict[_Cell, int] = {}
         self._unsent: dict[_Cell, int] = {}
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -57,12 +58,14 @@ class ServedPriceLog:
         self, sku: str, market: str, arm: str, price: float, now: float, propensity: float = 1.0
     ) -> None:
         """Count one served price (``now`` in epoch seconds)."""
+        cell = (sku, market, int(now // 3600), price, arm, propensity)
         with self._lock:
-            self._active.append((sku, market, now, price, arm, propensity))
+            active = self._active
+            active[cell] = active.get(cell, 0) + 1
 
     def pending(self) -> int:
         """Served prices counted and not yet written to Redis."""
-        return len(self._active) + sum(self._unsent.values())
+        return sum(dict(self._active).values()) + sum(self._unsent.values())
 
     def flush(self, store: Any, *, final: bool = False) -> int:
         """Add the counts to Redis (``store``: the :class:`~service.store.PriceStore` or
@@ -74,12 +77,11 @@ class ServedPriceLog:
         """
         with self._flush_lock:
             with self._lock:
-                ready, self._active = self._active, []
+                ready, self._active = self._active, {}
             counts = self._unsent
             self._unsent = {}
-            for sku, market, now, price, arm, prob in ready:
-                cell = (sku, market, int(now // 3600), price, arm, prob)
-                counts[cell] = counts.get(cell, 0) + 1
+            for cell, n in ready.items():
+                counts[cell] = counts.get(cell, 0) + n
             if not counts:
                 return 0
             fields: dict[tuple[str, str, str], int] = {}

@@ -88,7 +88,13 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     """Python logging level of the JSON logs."""
     access_log: bool = True
-    """Log one JSON line per request (with its ``X-Request-ID``)."""
+    """Log one JSON line per request (with its ``X-Request-ID`` and trace id)."""
+    access_log_sample: float = Field(default=1.0, ge=0.0, le=1.0)
+    """Share of successful requests given an access line (answers of 400 and above are
+    always logged); below 1 on hosts where even a buffered line per read is too much."""
+    otel_enabled: bool = False
+    """Create OpenTelemetry spans for requests (needs ``pip install "dropprice[otel]"``
+    and a tracer provider configured in the process; see :mod:`service.tracing`)."""
     rate_limit_enabled: bool = True
     """Per-API-key rate limiting (429 + ``Retry-After``; see :mod:`service.ratelimit`)."""
     rate_limit_pos_per_second: float | None = Field(default=500.0, ge=0, le=1_000_000)

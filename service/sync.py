@@ -2,14 +2,30 @@
 
 A daemon thread subscribes to ``dp:chan:updates`` (see :mod:`service.keys`) and
 applies every notice as it arrives: ``inv`` notices set a counter, ``live``
-notices reload that SKU's surfaces. Right after (re)subscribing, and every
-``resync_interval_s``, it re-reads the catalog, every counter and every live
-pointer from Redis, so a notice lost while disconnected is repaired. When Redis
-fails (connection refused, reset, or slower than the time budget; a hung
-server is noticed by a ping every half second, and a failed request reports
-itself through :meth:`LiveSync.mark_unavailable`) the book is marked stale and
-the thread retries with a short backoff; the first successful resync marks it
-fresh again. Nothing needs a restart.
+notices reload that SKU's surfaces. Right after (re)subscribing it re-reads the
+catalog, every counter and every live pointer from Redis (a full resync: notices
+may have been lost while disconnected).
+
+While subscribed, notices are not lost, so the work between them is kept small and
+incremental (a full reload of a large catalog holds the interpreter for tens of
+milliseconds, which every request in the process would wait through). Every
+``resync_interval_s`` one *check*:
+
+- reads the publish counter (``dp:{_refit}:publish:seq``, which every publish and
+  rollback increments before it moves any SKU's pointers) and only when it moved
+  compares the SKUs' live pointers with the surfaces held, reloading the SKUs
+  whose version differs;
+- re-reads one slice of the counters (all of them over :data:`INVENTORY_ROUNDS`
+  checks);
+- compares the SKU index with the catalog and reads the entries of new SKUs only
+  (every :data:`CATALOG_EVERY` checks, the whole catalog);
+- flushes the served-price counts and releases due inventory waves.
+
+When Redis fails (connection refused, reset, or slower than the time budget; a hung
+server is noticed by a ping every half second, and a failed request reports itself
+through :meth:`LiveSync.mark_unavailable`) the book is marked stale and the thread
+retries with a short backoff; the first successful full resync marks it fresh
+again. Nothing needs a restart.
 """
 
 from __future__ import annotations
@@ -32,8 +48,12 @@ __all__ = ["LiveSync"]
 
 log = logging.getLogger("dropprice.sync")
 
-CATALOG_EVERY = 6
-"""The catalog (SKUs registered by other processes) is re-read every 6th resync."""
+CATALOG_EVERY = 60
+"""Every 60th check re-reads the whole catalog (markets added to a known SKU by
+another process); new SKUs are picked up at every check."""
+
+INVENTORY_ROUNDS = 6
+"""Checks over which every counter is re-read once (a slice per check)."""
 
 PING_INTERVAL_S = 0.5
 """How often the sync thread checks that Redis still answers (between resyncs)."""
@@ -68,7 +88,8 @@ class LiveSync:
         self._thread: threading.Thread | None = None
         # resync() also runs on other threads (a config reload): one at a time.
         self._work = threading.RLock()
-        self._resyncs = 0
+        self._checks = 0
+        self._publish_seq = -1
         self._pubsub: Any = None
         self.first_sync = threading.Event()
         self.last_error: str | None = None
@@ -93,8 +114,9 @@ class LiveSync:
 
     # ------------------------------------------------------------------- work
     def resync(self, *, full: bool = False) -> None:
-        """Re-read counters and live surfaces (and, every few calls or when ``full``,
-        the catalog) from Redis into the book.
+        """Re-read the catalog, every counter and every live surface that changed from
+        Redis into the book (after a (re)subscription, a config reload, or on demand;
+        ``full`` is accepted for those callers, every resync is full).
 
         Raises:
             StoreUnavailable: Redis failed; the book is left as it was.
@@ -104,25 +126,64 @@ class LiveSync:
 
     def _resync(self, full: bool) -> None:
         started = time.monotonic()
-        if self.book.signer is None:
-            secret = self._quote_secret or self.store.quote_secret()
-            self.book.signer = QuoteSigner(secret, self.book.quote_ttl_s)
-        if full or self._resyncs % CATALOG_EVERY == 0:
-            # SKUs registered by other processes; configured ones are known already.
-            self.book.merge_catalog(self.store.catalog())
-        self._resyncs += 1
+        self._ensure_signer()
+        # The publish counter before the pointers: a publish that moves pointers after
+        # this read is seen by the next check (and announced meanwhile).
+        self._publish_seq = self.store.publish_count()
+        self.book.merge_catalog(self.store.catalog())  # SKUs other processes registered
         pairs = self.book.pairs()
         counts = self.store.get_inventories(pairs)
         skus = sorted(self.book.catalog)
+        self._reload_changed(skus)
+        self.book.resync_units(counts, started)
+        self.book.forget_surfaces(skus)
+        self._after_step(started)
+
+    def check(self) -> None:
+        """The periodic incremental step (see the module docstring).
+
+        Raises:
+            StoreUnavailable: Redis failed; what was applied stays applied.
+        """
+        with self._work:
+            started = time.monotonic()
+            self._ensure_signer()
+            self._checks += 1
+            if self._checks % CATALOG_EVERY == 0:
+                self.book.merge_catalog(self.store.catalog())
+            else:
+                new = set(self.store.skus()) - self.book.catalog.keys()
+                if new:
+                    self.book.merge_catalog(self.store.catalog(sorted(new)))
+            seq = self.store.publish_count()
+            if seq != self._publish_seq:
+                self._publish_seq = seq
+                self._reload_changed(sorted(self.book.catalog))
+            pairs = self.book.pairs()
+            step = -(-len(pairs) // INVENTORY_ROUNDS)
+            start = (self._checks % INVENTORY_ROUNDS) * step
+            if pairs[start : start + step]:
+                counts = self.store.get_inventories(pairs[start : start + step])
+                self.book.resync_units(counts, started)
+            self._after_step(started)
+
+    def _ensure_signer(self) -> None:
+        if self.book.signer is None:
+            secret = self._quote_secret or self.store.quote_secret()
+            self.book.signer = QuoteSigner(secret, self.book.quote_ttl_s)
+
+
+    def _reload_changed(self, skus: list[str]) -> None:
+        """Reload the surfaces of the SKUs whose live pointers differ from those held."""
         pointers = self.store.live_pointers(skus)
         held = self.book.live_versions_by_sku()
         for sku in skus:
             if pointers.get(sku, {}) != held.get(sku, {}):
                 self.book.set_surfaces(sku, self.store.live_surfaces(sku))
-        self.book.resync_units(counts, started)
-        self.book.forget_surfaces(skus)
+
+    def _after_step(self, started: float) -> None:
         self.book.last_sync = time.time()
-        self.book.served.flush(self.store)  # served-price look-ups (service.served)
+        self.book.served.flush(self.store.client)  # served-price look-ups (service.served)
         if self.after_resync is not None:
             self.after_resync()
         if self.metrics is not None:
@@ -186,10 +247,14 @@ class LiveSync:
                         data = message["data"]
                         self.apply(data.decode() if isinstance(data, bytes) else str(data))
                     now = time.monotonic()
-                    if now >= next_resync or (self.book.stale and now >= next_ping):
-                        # Periodic repair, or recovery after a request-path failure.
+                    if self.book.stale and now >= next_ping:
+                        # Recovery after a request-path failure: re-read everything.
                         self.resync()
                         self._set_health(True)
+                        next_resync = time.monotonic() + self.resync_interval_s
+                        next_ping = time.monotonic() + PING_INTERVAL_S
+                    elif now >= next_resync:
+                        self.check()
                         next_resync = time.monotonic() + self.resync_interval_s
                         next_ping = time.monotonic() + PING_INTERVAL_S
                     elif now >= next_ping:

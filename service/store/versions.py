@@ -335,6 +335,14 @@ class SurfaceVersions:
             value = self.client.get(keys.live_version())
         return _text(value) if value is not None else None
 
+    def publish_count(self) -> int:
+        """Publishes and rollbacks ever numbered (``dp:{_refit}:publish:seq``; 0 before
+        the first). It moves before any SKU's live pointers do, so a process that holds
+        the count it last saw knows, with one read, whether any pointer may have moved."""
+        with unavailable_as_domain_error("reading the publish counter"):
+            value = self.client.get(keys.publish_seq())
+        return int(value) if value is not None else 0
+
     def list_versions(self) -> list[VersionInfo]:
         """Kept versions, newest first."""
         with unavailable_as_domain_error("listing surface versions"):

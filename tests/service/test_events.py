@@ -220,5 +220,5 @@ def test_metrics_count_sales_and_sources(client: AppClient) -> None:
     assert 'dropprice_sales_total{status="sold_out"} 1.0' in text
     assert 'dropprice_price_source_total{source="base"}' in text
     assert (
-        'dropprice_request_seconds_bucket{le="0.001",method="GET",route="/v1/prices/{sku}"' in text
+        'dropprice_request_duration_seconds_bucket{le="0.001",method="GET",route="/v1/prices/{sku}"' in text
     )
