@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,6 @@ import pandas as pd
 from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from pricing.allocation import SlotDemand, plan_stock  # noqa: E402
 from pricing.engine import EnginePolicy, exogenous_index  # noqa: E402

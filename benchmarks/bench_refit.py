@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -42,14 +41,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from service.compile_cache import cache_stats  # noqa: E402
-from service.config.loader import load_config_dir  # noqa: E402
-from service.embedded import RedisServer  # noqa: E402
-from service.refit import Refitter  # noqa: E402
-from service.store import EventRecord, PriceStore, SkuMeta, connect  # noqa: E402
+from service.compile_cache import cache_stats
+from service.config.loader import load_config_dir
+from service.embedded import RedisServer
+from service.refit import Refitter
+from service.store import EventRecord, PriceStore, SkuMeta, connect
 
 TARGET_S = 30.0
 MARKET = "m1"

@@ -2,7 +2,9 @@
 
 Run::
 
-    python benchmarks/bench_signal_recall.py [--plants 10] [--controls 10] [--all-controls 40]
+    python -m benchmarks.bench_signal_recall [--plants 10] [--controls 10] [--all-controls 40]
+
+from the repository root (the streams come from the test helpers, ``tests.utils``).
 
 Streams come from :mod:`tests.utils.shop_streams`, a generator independent of the
 detectors (baskets, day-to-day over-dispersion, unequal markets, national lifts,
@@ -18,15 +20,11 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pricing.signals import ARCHETYPES, detect_signals  # noqa: E402
-from tests.utils.shop_streams import (  # noqa: E402
+from pricing.signals import ARCHETYPES, detect_signals
+from tests.utils.shop_streams import (
     NUISANCE_TYPES,
     Creator,
     Edge,
