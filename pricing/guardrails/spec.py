@@ -127,7 +127,7 @@ class GuardrailSpec(GuardrailRules):
             ],
             dtype=bool,
         )
-        return steps[keep]
+        return np.asarray(steps[keep])
 
     def snap(self, price: np.ndarray, mode: str = "nearest") -> np.ndarray:
         """Allowed value for each price, after clipping to the bounds.
@@ -142,18 +142,21 @@ class GuardrailSpec(GuardrailRules):
             Prices that satisfy every static bound of this spec.
         """
         x = np.asarray(price, dtype=np.float64)
-        return stack_guardrails(self, 1).snap(x[None, ...], mode)[0]
+        return np.asarray(stack_guardrails(self, 1).snap(x[None, ...], mode)[0])
 
     def static_code(self, proposed: np.ndarray, snapped: np.ndarray) -> np.ndarray:
         """Code of the static rule that moved each proposal (NONE where it passed)."""
         table = stack_guardrails(self, 1)
-        return table.static_code(np.asarray(proposed)[None, ...], np.asarray(snapped)[None, ...])[0]
+        code = table.static_code(np.asarray(proposed)[None, ...], np.asarray(snapped)[None, ...])
+        return np.asarray(code[0])
 
     def within_band(self, previous: np.ndarray, target: np.ndarray) -> np.ndarray:
         """The allowed value nearest ``target`` within ``max_change_pct`` of ``previous``."""
         table = stack_guardrails(self, 1)
         prev = np.asarray(previous, dtype=np.float64)[None, ...]
-        return table.within_band(prev, np.asarray(target, dtype=np.float64)[None, ...])[0]
+        return np.asarray(
+            table.within_band(prev, np.asarray(target, dtype=np.float64)[None, ...])[0]
+        )
 
 
 class GuardrailTable(NamedTuple):

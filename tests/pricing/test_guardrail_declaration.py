@@ -86,7 +86,7 @@ DISAGREED = [
     ({"max_changes_per_window": 20_000}, False),
     ({"floor": 2_000_000.0}, False),
     ({"floor": "20"}, False),  # a string is not an amount
-    ({"max_changes_per_window": 2.0}, False),
+    ({"max_changes_per_window": 2.5}, False),
     ({"allow_below_cost": "yes"}, False),
     ({"floor": 20.004, "ceiling": 20.0}, True),  # the same cent
     ({"floor": 20.01, "ceiling": 20.0}, False),
