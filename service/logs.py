@@ -100,7 +100,7 @@ class AccessLog:
     ) -> None:
         if not 0.0 <= sample <= 1.0:
             raise ValueError(f"access log sample must be between 0 and 1, got {sample!r}")
-        self.enabled = enabled and sample > 0.0
+        self.enabled = enabled
         self.sample = sample
         self.flush_interval_s = flush_interval_s
         self.max_buffered = max_buffered

@@ -39,12 +39,21 @@ from __future__ import annotations
 import bisect
 import os
 import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as prom_multiprocess
 
-__all__ = ["Metrics", "ReadCounts", "mark_process_dead", "multiprocess_dir"]
+__all__ = [
+    "Metrics",
+    "ReadCounts",
+    "mark_process_dead",
+    "multiprocess_dir",
+    "prepare_multiprocess_dir",
+]
 
 BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SOURCES = ("surface", "base", "stale")
@@ -185,6 +194,24 @@ class Metrics:
                     self.source_children[source].inc(n - done.sources[source])
             done.buckets, done.total, done.sources = buckets, total, sources
 
+    def set_surface_ages(
+        self,
+        published: Mapping[str, datetime],
+        served: Mapping[str, Mapping[str, str]],
+        now: datetime | None = None,
+    ) -> None:
+        """Set ``dropprice_surface_age_seconds`` from the registry's publish times and
+        the versions served (``{sku: {market: version}}``); versions no longer in the
+        registry are left out. Nothing served: both ages are 0."""
+        now = now or datetime.now(UTC)
+        times = [
+            published[v] for markets in served.values() for v in markets.values() if v in published
+        ]
+        newest = (now - max(times)).total_seconds() if times else 0.0
+        oldest = (now - min(times)).total_seconds() if times else 0.0
+        self.surface_age.labels("newest").set(max(0.0, newest))
+        self.surface_age.labels("oldest").set(max(0.0, oldest))
+
     def render(self) -> bytes:
         """The exposition text: this process's collectors, or with several workers
         the aggregate of every worker's (prometheus-client multiprocess mode)."""
@@ -194,6 +221,15 @@ class Metrics:
         registry = CollectorRegistry()
         prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
+
+
+def prepare_multiprocess_dir(path: Path) -> Path:
+    """Create (or empty) the folder of the workers' metric files before they start: the
+    files of a previous run would otherwise be added to this one's totals."""
+    path.mkdir(parents=True, exist_ok=True)
+    for old in path.glob("*.db"):
+        old.unlink()
+    return path
 
 
 def mark_process_dead(pid: int | None = None) -> None:

@@ -103,18 +103,19 @@ class PriceFastPath:
         self.max_header_bytes = max_header_bytes
         self.runtime: Any = None
         self._targets: dict[tuple[str, bytes], tuple[str, str | None] | None] = {}
-        # API key -> (caller, the limiter's bucket key); known keys only, in memory.
-        self._callers: dict[bytes, tuple[Any, bytes | None]] = {}
+        # API key -> (caller, role, the limiter's bucket key); known keys only.
+        self._callers: dict[bytes, tuple[Any, str, bytes | None]] = {}
         self._callers_of: Any = None
         self._bodies: dict[Any, bytes] = {}
 
-    def _caller(self, keys: Any, key: bytes | None) -> tuple[Any, bytes | None] | None:
-        """The caller of an API key and its rate-limit bucket (remembered per key set)."""
+    def _caller(self, keys: Any, key: bytes | None) -> tuple[Any, str, bytes | None] | None:
+        """The caller of an API key, its role and its rate-limit bucket (remembered per
+        key set)."""
         if keys is not self._callers_of:
             self._callers, self._callers_of = {}, keys
         if key is None:
             caller = keys.caller(None)
-            return (caller, None) if caller is not None else None
+            return (caller, caller.role.value, None) if caller is not None else None
         found = self._callers.get(key)
         if found is None:
             presented = key.decode("latin-1")
@@ -122,7 +123,8 @@ class PriceFastPath:
             if caller is None:
                 return None
             limiter = self.limiter
-            found = (caller, limiter.key_digest(presented) if limiter is not None else None)
+            bucket = limiter.key_digest(presented) if limiter is not None else None
+            found = (caller, caller.role.value, bucket)
             if len(self._callers) >= _CACHE_LIMIT:
                 self._callers = {}
             self._callers[key] = found
@@ -165,8 +167,8 @@ class PriceFastPath:
         found = self._caller(runtime.keys, key)
         if found is None:
             return False
-        caller, bucket = found
-        if bucket is not None and self.limiter.spend(bucket, caller.role.value) > 0.0:
+        caller, role, bucket = found
+        if bucket is not None and self.limiter.spend(bucket, role) > 0.0:
             return False  # the full stack's rate-limit middleware answers 429
         try:
             view = runtime.book.price(target[0], target[1])

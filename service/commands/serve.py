@@ -137,6 +137,13 @@ def serve(
         os.environ["DROPPRICE_REDIS_URL"] = redis_url
         # Workers watch this pid and exit when the master dies (no orphans on the port).
         os.environ["DROPPRICE_SERVE_PID"] = str(os.getpid())
+        if workers > 1:
+            # /metrics on any worker reports every worker (prometheus-client's
+            # multiprocess mode; each worker writes its values to files here).
+            from service.metrics import prepare_multiprocess_dir
+
+            metrics_dir = prepare_multiprocess_dir(data_dir.resolve() / "metrics")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         uvicorn.run(
             "service.commands.serve:worker_app",
             factory=True,
@@ -146,6 +153,7 @@ def serve(
             log_config=None,
             access_log=False,
             lifespan="on",
+            server_header=False,  # no "server: uvicorn" on every answer
         )
 
 

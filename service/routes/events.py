@@ -70,6 +70,9 @@ def _count(metrics: Metrics, results: list[dict[str, Any]]) -> None:
     mismatched = sum(1 for r in results if r["price_check"] == "mismatch")
     if mismatched:
         metrics.price_mismatch.inc(mismatched)
+    for r in results:
+        if r.get("quote") in ("honoured", "expired"):
+            metrics.quotes.labels(r["quote"]).inc()
 
 
 @router.post(

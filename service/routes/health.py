@@ -54,11 +54,14 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 def metrics(runtime: RuntimeDep) -> Response:
     # Dead letters are written by the re-fit in the worker process: read them from Redis.
+    # So are the publish times of the surface versions this process serves.
     try:
         kept, ever = runtime.store.dead_letter_counts()
+        published = {v.version: v.published_at for v in runtime.store.list_versions()}
     except StoreUnavailable:
         pass  # keep the last values; dropprice_redis_up says Redis is away
     else:
         runtime.metrics.dead_letters.set(kept)
         runtime.metrics.dead_lettered.set(ever)
+        runtime.metrics.set_surface_ages(published, runtime.book.live_versions_by_sku())
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)
