@@ -6,6 +6,7 @@ Examples::
     dropprice config validate configs/drops/ny-popup.yaml
     dropprice config schema drop > drop.schema.json     # for editor autocompletion
     dropprice config diff configs/                      # against `dropprice serve` here
+    dropprice config diff configs/ --impact             # and what it does to prices
     dropprice config diff configs/ --redis-url redis://10.0.0.5:6379/0
     dropprice config apply configs/ --actor alice --note "raise variant floor"
     dropprice config history
@@ -141,11 +142,20 @@ def diff(
     paths: PathsArg,
     redis_url: RedisUrlOpt = FROM_DATA_DIR,
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
+    impact: Annotated[
+        bool,
+        typer.Option(
+            "--impact",
+            help="Also re-solve the affected SKUs with the live fit: price now and expected "
+            "revenue per SKU, before and after.",
+        ),
+    ] = False,
 ) -> None:
-    """Show what applying PATHS would change in the live config."""
+    """Show what applying PATHS would change in the live config (and, with --impact,
+    in the prices)."""
     from service.config.diff import diff_bundles
 
-    _, live, bundle = _load_against_live(paths, redis_url)
+    store, live, bundle = _load_against_live(paths, redis_url)
     changes = diff_bundles(live.bundle if live is not None else None, bundle)
     where = f"live config version {live.version}" if live is not None else "no live config"
     if not changes:
@@ -154,6 +164,26 @@ def diff(
     typer.echo(f"against {where}:")
     for change in changes:
         typer.echo(str(change))
+    if impact:
+        _print_impact(store.client, live.bundle if live is not None else None, bundle)
+
+
+def _print_impact(client: Any, live: Any, bundle: Any) -> None:
+    from service.config.impact import config_impact
+    from service.store import PriceStore
+
+    rows = config_impact(PriceStore(client), live, bundle)
+    typer.echo("")
+    if not rows:
+        typer.echo("impact: no SKU's pricing inputs change")
+        return
+    typer.echo(f"impact on {len(rows)} SKU-market(s), re-solved with the live fit from now:")
+    for row in rows:
+        typer.echo(f"  {row.line()}")
+    resolved = [r for r in rows if r.expected_revenue is not None]
+    if resolved:
+        total = sum(r.expected_revenue[1] - r.expected_revenue[0] for r in resolved)  # type: ignore[index]
+        typer.echo(f"  expected revenue change over the re-solved SKUs: {total:+,.2f}")
 
 
 @config_app.command("apply")
@@ -198,17 +228,26 @@ def apply(
 def history(
     redis_url: RedisUrlOpt = FROM_DATA_DIR, data_dir: DataDirOpt = DEFAULT_DATA_DIR
 ) -> None:
-    """List kept config versions, newest first."""
+    """List kept config versions, newest first: who, when, what and why (the note)."""
     from service.config.versions import ConfigStore
 
     store = ConfigStore(_client(redis_url))
     live = store.live_version()
-    for v in store.list_versions():
+    versions = store.list_versions()
+    if not versions:
+        typer.echo("no config version stored yet (`dropprice serve` stores its startup configs)")
+        return
+    notes = store.notes()
+    typer.echo(f"  {'ver':>4}  {'applied (UTC)':<25} {'actor':<20} {'kind':<16} summary / note")
+    for v in versions:
         mark = "*" if v.version == live else " "
         typer.echo(
-            f"{mark} {v.version:>4}  {v.at.isoformat(timespec='seconds')}  {v.actor:<12} "
+            f"{mark} {v.version:>4}  {v.at.isoformat(timespec='seconds'):<25} {v.actor:<20} "
             f"{v.kind:<16} {v.summary}"
         )
+        if notes.get(v.version):
+            typer.echo(f"{'':<70}note: {notes[v.version]}")
+    typer.echo("* live")
 
 
 @config_app.command("rollback")

@@ -135,6 +135,15 @@ def serve(
                 err=True,
             )
         os.environ["DROPPRICE_REDIS_URL"] = redis_url
+        if config_dir.is_dir():  # stored as a version, so `config diff` compares with it
+            from service.config.versions import seed_startup_config
+
+            typer.echo(
+                seed_startup_config(
+                    redis_url, config_dir, cluster=cluster, actor="dropprice serve"
+                ),
+                err=True,
+            )
         # Workers watch this pid and exit when the master dies (no orphans on the port).
         os.environ["DROPPRICE_SERVE_PID"] = str(os.getpid())
         if workers > 1:

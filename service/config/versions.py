@@ -127,6 +127,17 @@ class ConfigStore:
             kind=h.get("kind", "config.apply"),
         )
 
+    def notes(self) -> dict[int, str]:
+        """The note given with each kept version (from its audit record), by version."""
+        from service.audit import read_audit
+
+        out: dict[int, str] = {}
+        for record in read_audit(self.client, kind="config", limit=10_000):
+            version, note = record.detail.get("version"), record.detail.get("note")
+            if isinstance(version, int) and note:
+                out[version] = str(note)
+        return out
+
     def live(self) -> ConfigVersion | None:
         """The live version with its bundle, or ``None``."""
         version = self.live_version()
@@ -368,3 +379,39 @@ def live_config(
             note=f"seeded an empty Redis from {seed_dir}",
         )
     return store.live()
+
+
+def seed_startup_config(
+    redis_url: str, config_dir: Path | str, *, cluster: bool = False, actor: str
+) -> str:
+    """Store ``dropprice serve``'s startup configs as the live version if none is live.
+
+    So ``config diff``, ``config history`` and the re-fits see what the service serves
+    from its first second. When a version is already live, it stays live (the files
+    are not applied over it) and the returned line says whether the files differ.
+
+    Returns:
+        One line for the operator: which config version is live and where it came from.
+
+    Raises:
+        ConfigError: no version is live and the files are invalid.
+    """
+    from service.config.loader import load_config_dir
+    from service.store import connect
+
+    client = connect(redis_url, timeout=10.0, cluster=cluster)
+    try:
+        before = ConfigStore(client).live_version()
+        live = live_config(client, config_dir, actor=actor)
+    finally:
+        client.close()
+    if live is None:
+        return f"no config version is live: {config_dir} holds no configs"
+    if before is None:
+        return f"config version {live.version} is live: the startup configs from {config_dir}"
+    if digest_of(load_config_dir(config_dir)) == live.digest:
+        return f"config version {live.version} is live (the same as {config_dir})"
+    return (
+        f"config version {live.version} from Redis is live, not {config_dir}: "
+        f"`dropprice config diff {config_dir}` shows how they differ, `config apply` applies them"
+    )
