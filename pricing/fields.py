@@ -6,8 +6,9 @@ the price fast path, so a SKU code or a unit count means the same thing everywhe
 - An *identifier* (SKU, market, drop, version) is 1 to 64 letters, digits and
   ``._:-``, starting with a letter or digit (:data:`IDENTIFIER_PATTERN`): safe in a
   URL path, a Redis key and a log line.
-- A *zoned time* is an ISO 8601 time with its zone, minutes at least, between 1971 and
-  2198 (:data:`ZONED_TIME_PATTERN`): ``2026-12-05T18:00:00Z``, ``2026-12-05T19:00+01:00``.
+- A *zoned time* is an RFC 3339 time (ISO 8601 with seconds and a zone) between 1971
+  and 2198 (:data:`ZONED_TIME_PATTERN`): ``2026-12-05T18:00:00Z``,
+  ``2026-12-05T19:00:00.250+01:00``.
   The pattern is exact (no 30 February, 29 February in leap years only), so a time
   that matches it is one every reader parses.
 - A *whole number* is a JSON number with no fraction: ``3`` or ``3.0`` (JSON does not
@@ -30,6 +31,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field
 
 __all__ = [
+    "AS_WHOLE_NUMBER",
     "IDENTIFIER_CHARS",
     "IDENTIFIER_DESCRIPTION",
     "IDENTIFIER_MAX_LENGTH",
@@ -78,7 +80,7 @@ _MONTH_DAY = (
     r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
     r"|02-(?:0[1-9]|1[0-9]|2[0-8])"
 )
-_CLOCK = r"(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?"
+_CLOCK = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
 _ZONE = r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 ZONED_TIME = rf"(?:(?:{_YEAR})-(?:{_MONTH_DAY})|(?:{_LEAP_YEAR})-02-29)T{_CLOCK}{_ZONE}"
 """A zoned time, unanchored (for building longer patterns)."""
@@ -96,8 +98,8 @@ def zoned_time(value: Any) -> Any:
     """
     if isinstance(value, str) and _ZONED_TIME_RE.fullmatch(value) is None:
         raise ValueError(
-            "must be an ISO 8601 time with a zone between 1971 and 2198, like "
-            f"2026-12-05T18:00:00Z or 2026-12-05T19:00+01:00, got {value[:80]!r}"
+            "must be an ISO 8601 time with seconds and a zone between 1971 and 2198, like "
+            f"2026-12-05T18:00:00Z or 2026-12-05T19:00:00+01:00, got {value[:80]!r}"
         )
     return value
 
@@ -110,6 +112,13 @@ def whole_number(value: Any) -> Any:
     return value
 
 
-WholeNumber = Annotated[int, BeforeValidator(whole_number), Field(strict=True)]
-"""A strict ``int`` that also takes a JSON number written with ``.0``. Constrain it with
-``Field`` on the attribute (``count: WholeNumber = Field(ge=1)``)."""
+AS_WHOLE_NUMBER = BeforeValidator(whole_number)
+"""Put after the constraints: ``Annotated[int, Field(ge=1, strict=True), AS_WHOLE_NUMBER]``
+(pydantic drops constraints placed after a validator from the JSON Schema it writes
+for an optional or nested value)."""
+
+WholeNumber = Annotated[int, Field(strict=True), AS_WHOLE_NUMBER]
+"""A strict ``int`` that also takes a JSON number written with ``.0``. For a required
+attribute, constrain it on the attribute (``count: WholeNumber = Field(ge=1)``); for an
+optional or nested one, write the constraints in the ``Annotated`` (see
+:data:`AS_WHOLE_NUMBER`)."""

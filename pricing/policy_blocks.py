@@ -5,8 +5,9 @@ Each block is one compiled program (:func:`_solve`): the backward recursion as o
 of the next period's values, and against one shared ``min(d, n)`` matrix for the expected
 sales), then the best value over the ladder and the highest ladder index reaching it.
 
-Blocks of 128 rows keep a period's working set (``[rows, K, N+1]``) in a core's cache, and
-the blocks run on one thread per core: XLA releases the interpreter while a block runs, and
+Small blocks (32 rows on a CPU) keep a period's working set (``[rows, K, N+1]``) in a
+core's cache and truncate demand close to their own rows' rates, and the blocks run on one
+thread per core: XLA releases the interpreter while a block runs, and
 its intra-op parallelism alone kept the second core of a 2-core machine mostly idle at this
 block size. A program is compiled once per block shape and truncation; the first block of a
 program not compiled yet runs alone so that two threads never compile the same program.
@@ -25,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["BlockOutputs", "ladder_index_dtype", "solve_blocks"]
+__all__ = ["BlockOutputs", "default_device", "ladder_index_dtype", "solve_blocks"]
 
 
 def ladder_index_dtype(k_len: int) -> np.dtype[Any]:
@@ -70,7 +71,7 @@ def solve_blocks(
         :class:`BlockOutputs` with ``price``, ``value`` and ``index`` for every row.
     """
     s, t_len, k_len = rates.shape
-    device = _default_device()
+    device = default_device()
     dtype = np.dtype(jnp.result_type(float))
     out = BlockOutputs.empty(s, n_max, t_len, k_len, dtype)
     problem = _BlockProblem(rates, prices, cost, salvage, order, blocks[0].size, n_max, device)
@@ -104,7 +105,7 @@ _COMPILED: set[tuple[Any, ...]] = set()
 _COMPILED_LOCK = threading.Lock()
 
 
-def _default_device() -> jax.Device:
+def default_device() -> jax.Device:
     """The device ``jax.default_device`` names in this thread (worker threads do not inherit it)."""
     chosen = jax.config.jax_default_device
     if isinstance(chosen, str):

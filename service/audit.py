@@ -34,13 +34,17 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from pricing.fields import ZONED_TIME
 from service import keys
 from service.store import client_of
 
-__all__ = ["AuditRecord", "parse_since", "read_audit", "record_audit"]
+__all__ = ["SINCE_PATTERN", "AuditRecord", "parse_since", "read_audit", "record_audit"]
 
 KIND_RE = re.compile(r"^[a-z][a-z_]*(\.[a-z][a-z_]*)*$")
 _STREAM_ID_RE = re.compile(r"^\d+(-\d+)?$")
+SINCE_PATTERN = rf"^(?:{ZONED_TIME}|[0-9]{{1,15}}(?:-[0-9]{{1,19}})?)$"
+"""What :func:`parse_since` takes, as a JSON Schema ``pattern``: a zoned ISO 8601 time
+(:data:`pricing.fields.ZONED_TIME`), epoch milliseconds, or an entry id."""
 
 
 class AuditRecord(NamedTuple):

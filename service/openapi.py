@@ -4,6 +4,7 @@ FastAPI derives most of it from the routes and the pydantic models (patterns, ra
 list sizes, the event union discriminated by ``type``). :func:`build_openapi` adds
 what the routes cannot say themselves:
 
+- the bodies routes read themselves, by reference: ``PriceBatchIn``, ``DropConfig``;
 - the event batch body of ``POST /v1/events``, which the route validates event by
   event (each event is accepted or ``rejected`` on its own, documented as such);
 - every error answer as ``application/problem+json`` (:mod:`service.problems`): the
@@ -20,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from service.config.models import DropConfig
 from service.problems import PROBLEM_MEDIA_TYPE
 from service.schemas import ErrorBody, EventBatchIn, PriceBatchIn
 
@@ -137,6 +139,20 @@ def _shared_errors(path: str, operation: dict[str, Any]) -> None:
                 responses[code]["headers"] = headers
 
 
+def _plain_parameters(operation: dict[str, Any]) -> None:
+    """An optional parameter is one with ``required: false``: drop the ``null`` branch
+    pydantic writes for ``str | None`` (a query string or header cannot be null)."""
+    for parameter in operation.get("parameters", []):
+        schema = parameter.get("schema", {})
+        branches = schema.get("anyOf")
+        if not branches:
+            continue
+        kept = [b for b in branches if b.get("type") != "null"]
+        if len(kept) == 1 and len(kept) < len(branches):
+            schema.pop("anyOf")
+            parameter["schema"] = {**kept[0], **schema}
+
+
 def _request_id(operation: dict[str, Any]) -> None:
     """``X-Request-ID`` sent (optional) and answered on every response."""
     parameters = operation.setdefault("parameters", [])
@@ -157,6 +173,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     events_body = _event_batch_body(components)
     _add_components(components, ErrorBody, "ErrorBody")
     _add_components(components, PriceBatchIn, "PriceBatchIn")
+    _add_components(components, DropConfig, "DropConfig")
     post_events = schema.get("paths", {}).get("/v1/events", {}).get("post")
     if post_events is not None:
         post_events["requestBody"] = {
@@ -172,6 +189,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 continue
             _shared_errors(path, operation)
             _errors_as_problems(operation)
+            _plain_parameters(operation)
             _request_id(operation)
     app.openapi_schema = schema
     return schema

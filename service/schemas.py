@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
-from pricing.fields import IDENTIFIER_PATTERN, Identifier, WholeNumber, whole_number
+from pricing.fields import AS_WHOLE_NUMBER, IDENTIFIER_PATTERN, Identifier, WholeNumber
 
 __all__ = [
     "MAX_BATCH_EVENTS",
@@ -57,7 +57,7 @@ EventId = Annotated[
 # Numbers are JSON numbers only (strict): ``true`` is not 1 and ``"3"`` is not 3, so
 # nothing but a canonical number reaches the event stream (see :mod:`service.codec`).
 # A whole number may be written ``3.0`` (JSON Schema's ``integer`` allows it).
-Units = Annotated[int, BeforeValidator(whole_number), Field(ge=1, le=100_000, strict=True)]
+Units = Annotated[int, Field(ge=1, le=100_000, strict=True), AS_WHOLE_NUMBER]
 UnitPrice = Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False, strict=True)]
 
 

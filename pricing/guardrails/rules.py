@@ -27,6 +27,7 @@ from typing import Annotated, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pricing.fields import AS_WHOLE_NUMBER
 from pricing.money import compare_money, to_minor
 
 __all__ = [
@@ -253,7 +254,9 @@ class GuardrailRules(BaseModel):
     """Cents every price ends with, e.g. ``0.99`` (prices round down to ``x.99``)."""
     max_change_pct: float | None = Field(default=None, gt=0, le=100, strict=True)
     """Largest move between consecutive periods, in percent of the previous price."""
-    max_changes_per_window: int | None = Field(default=None, ge=0, le=10_000, strict=True)
+    max_changes_per_window: (
+        Annotated[int, Field(ge=0, le=10_000, strict=True), AS_WHOLE_NUMBER] | None
+    ) = None
     """Cap on the number of price changes inside one drop window."""
     allow_below_cost: bool = Field(default=False, strict=True)
     """Allow prices under the unit cost (e.g. for clearance)."""

@@ -39,6 +39,7 @@ from pydantic import (
     model_validator,
 )
 
+from pricing.fields import AS_WHOLE_NUMBER, Identifier, WholeNumber
 from pricing.guardrails import FieldIssues, GuardrailRules, Problem, guardrail_problems
 from pricing.guardrails.rules import Money
 
@@ -57,10 +58,6 @@ __all__ = [
     "guardrail_problems",
 ]
 
-Identifier = Annotated[
-    str,
-    Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"),
-]
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 
 
@@ -85,7 +82,7 @@ class Guardrails(GuardrailRules):
     (defaults -> drop -> arm -> SKU).
     """
 
-    no_touch_minutes: int = Field(default=0, ge=0, le=24 * 60, strict=True)
+    no_touch_minutes: WholeNumber = Field(default=0, ge=0, le=24 * 60, strict=True)
     """Minutes after a window opens during which the opening price is held."""
     approval_band_pct: float | None = Field(default=None, gt=0, le=1000, strict=True)
     """A re-fit moving a live price by more than this percent waits for an operator."""
@@ -195,13 +192,13 @@ class Defaults(_Frozen):
     """Guardrails applied to every SKU unless a drop, arm or SKU overrides a field."""
     markets: dict[Identifier, Market] = {}
     """Known markets; when any are listed, drops may only sell in these."""
-    quote_ttl_seconds: int = Field(default=120, ge=1, le=3600, strict=True)
+    quote_ttl_seconds: WholeNumber = Field(default=120, ge=1, le=3600, strict=True)
     """How long a quoted price is honoured for a sale that carries its ``quote_id``."""
-    refit_cadence_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60, strict=True)
+    refit_cadence_minutes: WholeNumber = Field(default=60, ge=1, le=7 * 24 * 60, strict=True)
     """Re-fit cadence between drop windows."""
-    intensity_window_hours: int = Field(default=72, ge=24, le=72, strict=True)
+    intensity_window_hours: WholeNumber = Field(default=72, ge=24, le=72, strict=True)
     """Length of the rolling micro-event window."""
-    keep_versions: int = Field(default=5, ge=2, le=100, strict=True)
+    keep_versions: WholeNumber = Field(default=5, ge=2, le=100, strict=True)
     """Published surface versions kept for rollback."""
 
     @field_validator("currency")
@@ -259,9 +256,9 @@ class SkuConfig(_Frozen):
     """Cost of one unit (profit objective, never-below-cost guardrail)."""
     salvage_value: Money = 0.0
     """Value of each unit left when the last window closes."""
-    inventory: dict[Identifier, Annotated[int, Field(ge=0, le=10_000_000, strict=True)]] = Field(
-        min_length=1
-    )
+    inventory: dict[
+        Identifier, Annotated[int, Field(ge=0, le=10_000_000, strict=True), AS_WHOLE_NUMBER]
+    ] = Field(min_length=1)
     """Units available per market (at least one market)."""
     guardrails: Guardrails | None = None
     """Per-SKU guardrail overrides (fields set here replace the drop's and arm's)."""
@@ -287,7 +284,7 @@ class Arm(_Frozen):
     """``engine`` serves surfaces; ``fixed`` serves the list price."""
     release: Literal["all_at_once", "waves"] = "all_at_once"
     """Inventory released all at once or in waves across the window."""
-    waves: int = Field(default=1, ge=1, le=24, strict=True)
+    waves: WholeNumber = Field(default=1, ge=1, le=24, strict=True)
     """Number of release waves when ``release`` is ``waves``."""
     guardrails: Guardrails | None = None
     """Guardrail overrides for this arm's markets."""
@@ -335,7 +332,7 @@ class DropConfig(_Frozen):
     """Markets (towns, stores, DMAs) the drop runs in."""
     windows: tuple[DropWindow, ...] = Field(min_length=1)
     """Selling windows, in order, not overlapping."""
-    period_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60, strict=True)
+    period_minutes: WholeNumber = Field(default=60, ge=1, le=7 * 24 * 60, strict=True)
     """Length of one pricing period (the surface's time step)."""
     skus: tuple[SkuConfig, ...] = Field(min_length=1)
     """SKUs on sale in this drop."""

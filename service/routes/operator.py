@@ -37,7 +37,8 @@ import orjson
 from fastapi import APIRouter, FastAPI, Header, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.audit import read_audit
+from pricing.fields import AS_WHOLE_NUMBER
+from service.audit import SINCE_PATTERN, read_audit
 from service.auth import Caller
 from service.config.checks import bundle_problems, merge_problems
 from service.config.live import LiveConfig
@@ -202,12 +203,8 @@ class PreviewIn(_In):
     list_price: float | None = Field(default=None, gt=0, le=1_000_000, strict=True)
     unit_cost: float | None = Field(default=None, ge=0, le=1_000_000, strict=True)
     salvage_value: float | None = Field(default=None, ge=0, le=1_000_000, strict=True)
-    units_left: int | None = Field(
-        default=None,
-        ge=0,
-        le=100_000,
-        strict=True,
-        description="Units left to assume (default: now).",
+    units_left: Annotated[int, Field(ge=0, le=100_000, strict=True), AS_WHOLE_NUMBER] | None = (
+        Field(default=None, description="Units left to assume (default: now).")
     )
     at: datetime | None = Field(default=None, description="Preview as of this time (default now).")
 
@@ -436,9 +433,11 @@ def _apply(
             "content": {
                 "application/json": {
                     "schema": {
-                        "type": "object",
-                        "description": "One drop, as in configs/drops/*.yaml (the full "
-                        "JSON Schema: `dropprice config schema drop`).",
+                        "$ref": "#/components/schemas/DropConfig",
+                        "description": "One drop, as in configs/drops/*.yaml (also "
+                        "`dropprice config schema drop`); checked against the live config "
+                        "(categories, markets, guardrails) and the path's id: 422 "
+                        "invalid_config lists every problem.",
                     }
                 },
                 "application/yaml": {"schema": {"type": "string"}},
@@ -569,6 +568,7 @@ def get_audit(
         str | None,
         Query(
             max_length=64,
+            pattern=SINCE_PATTERN,
             description="ISO 8601 time with zone, epoch ms, or an audit id (records after it).",
         ),
     ] = None,

@@ -32,6 +32,7 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
+from pricing.fields import ZONED_TIME_PATTERN, zoned_time
 from service.deps import PosCaller, RuntimeDep
 from service.schemas import ErrorBody
 from service.signal_feed import (
@@ -169,14 +170,23 @@ def get_signals(
     since: Annotated[
         AwareDatetime | None,
         BeforeValidator(_iso_timestamp),
+        BeforeValidator(zoned_time),
         AfterValidator(_in_stream_range),
-        Query(description="First hour shown (zoned); default 24 hours before `until`."),
+        Query(
+            description="First hour shown (zoned); default 24 hours before `until`. At most "
+            f"{MAX_SPAN_HOURS} hours before `until` and not after it (else 422 naming since).",
+            json_schema_extra={"pattern": ZONED_TIME_PATTERN},
+        ),
     ] = None,
     until: Annotated[
         AwareDatetime | None,
         BeforeValidator(_iso_timestamp),
+        BeforeValidator(zoned_time),
         AfterValidator(_in_stream_range),
-        Query(description="Last hour shown (zoned); default now."),
+        Query(
+            description="Last hour shown (zoned); default now.",
+            json_schema_extra={"pattern": ZONED_TIME_PATTERN},
+        ),
     ] = None,
     market: Annotated[str | None, Query(min_length=1, max_length=64, pattern=_IDENT)] = None,
     history_hours: Annotated[
@@ -195,8 +205,15 @@ def get_signals(
             422,
             detail={
                 "error": "invalid_request",
-                "detail": f"since must be before until and at most {MAX_SPAN_HOURS} hours "
-                f"earlier, got since={since_ts.isoformat()} until={until_ts.isoformat()}",
+                "detail": [
+                    {
+                        "field": "since",
+                        "message": f"since must be before until and at most {MAX_SPAN_HOURS} "
+                        f"hours earlier, got since={since_ts.isoformat()} "
+                        f"until={until_ts.isoformat()}",
+                        "got": since_ts.isoformat(),
+                    }
+                ],
             },
         )
     window = runtime.intensity_window_hours

@@ -80,3 +80,24 @@ def test_batch_limits() -> None:
         PriceBatchIn.model_validate({"items": [{"sku": "A"}] * 501})
     with pytest.raises(ValidationError, match="at least 1"):
         PriceBatchIn.model_validate({"items": []})
+
+
+@pytest.mark.parametrize(("value", "ok"), [(2, True), (2.0, True), (2.5, False), (True, False)])
+def test_a_whole_number_may_be_written_with_a_zero_fraction(value: object, ok: bool) -> None:
+    """JSON Schema's ``integer`` accepts ``2.0``, so the server does too (as 2); a
+    fraction, a boolean or a string is still refused."""
+    raw = {
+        "type": "sale",
+        "event_id": "e-1",
+        "ts": "2026-01-01T10:00:00Z",
+        "sku": "TEE-1",
+        "market": "nyc",
+        "quantity": value,
+        "unit_price": 30.0,
+    }
+    if ok:
+        event = event_adapter.validate_python(raw)
+        assert event.quantity == 2 and type(event.quantity) is int
+    else:
+        with pytest.raises(ValidationError):
+            event_adapter.validate_python(raw)
