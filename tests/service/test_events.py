@@ -81,6 +81,23 @@ def test_replays_are_reported_duplicate_and_change_nothing(
     assert len(store.recent_events("TEE-1")) == stream_len
 
 
+def test_an_event_id_is_kept_per_sku(client: AppClient, store: PriceStore) -> None:
+    """The same ``event_id`` on two SKUs records one event for each (dedupe is per
+    (SKU, event_id), as the API documents); a replay of either changes nothing."""
+    tee = event("sale", "till-1-0001", sku="TEE-1", market="nyc")
+    cap = event("sale", "till-1-0001", sku="CAP-2", market="paris", unit_price=150.0)
+    first = post(client, tee, cap)
+    assert [r["status"] for r in first["results"]] == ["accepted", "accepted"]
+    assert (store.get_inventory("TEE-1", "nyc"), store.get_inventory("CAP-2", "paris")) == (11, 6)
+    again = post(client, cap, tee)
+    assert [r["status"] for r in again["results"]] == ["duplicate", "duplicate"]
+    assert (store.get_inventory("TEE-1", "nyc"), store.get_inventory("CAP-2", "paris")) == (11, 6)
+    assert len(store.recent_events("TEE-1")) == len(store.recent_events("CAP-2")) == 1
+    schema = client.get("/openapi.json").json()
+    described = schema["paths"]["/v1/events"]["post"]["description"]
+    assert "per SKU" in described and "records one event for each" in described
+
+
 def test_valid_events_are_kept_when_others_in_the_batch_are_invalid(client: AppClient) -> None:
     out = post(
         client,
@@ -220,5 +237,6 @@ def test_metrics_count_sales_and_sources(client: AppClient) -> None:
     assert 'dropprice_sales_total{status="sold_out"} 1.0' in text
     assert 'dropprice_price_source_total{source="base"}' in text
     assert (
-        'dropprice_request_duration_seconds_bucket{le="0.001",method="GET",route="/v1/prices/{sku}"' in text
+        'dropprice_request_duration_seconds_bucket{le="0.001",method="GET",route="/v1/prices/{sku}"'
+        in text
     )
