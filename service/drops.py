@@ -38,7 +38,9 @@ __all__ = [
     "grid_ladders",
     "guardrail_spec",
     "open_drops",
+    "period_seconds",
     "sku_ladder",
+    "window_horizons",
 ]
 
 LADDER_SIZE = 16
@@ -47,32 +49,77 @@ LADDER_SIZE = 16
 
 @dataclass(frozen=True)
 class Horizon:
-    """The periods a surface covers: ``periods`` of ``period`` from ``start``."""
+    """The periods a surface covers: ``periods`` of ``period_seconds`` from ``start``.
+
+    The period length is whole seconds everywhere in the service (a surface's
+    ``period_seconds``, :func:`period_seconds` of a drop); Redis keeps a surface's clock
+    in milliseconds only because the sale script reads Redis's clock that way
+    (:mod:`service.store.cells`).
+    """
 
     start: datetime
     periods: int
-    period: timedelta
+    period_seconds: int
     window: DropWindow
     last_window: bool
+
+    def period_start(self, t: int) -> datetime:
+        """Start of period ``t`` (0 is ``start``)."""
+        return self.start + timedelta(seconds=self.period_seconds * t)
+
+    def starts(self) -> list[datetime]:
+        """Start of every period, in order."""
+        return [self.period_start(t) for t in range(self.periods)]
+
+    def period_at(self, now: datetime) -> int:
+        """The period ``now`` falls in, clamped to ``[0, periods - 1]``."""
+        t = math.floor((now - self.start).total_seconds() / self.period_seconds)
+        return min(max(t, 0), self.periods - 1)
+
+    @property
+    def period_hours(self) -> float:
+        """The period length in hours (the fit's rates are per hour)."""
+        return self.period_seconds / 3600
+
+
+def period_seconds(drop: DropConfig) -> int:
+    """A drop's period length in seconds (the config says ``period_minutes``)."""
+    return int(drop.period_minutes) * 60
+
+
+def _periods_between(start: datetime, end: datetime, seconds: int) -> int:
+    """Periods of ``seconds`` from ``start`` to ``end``, a last partial one counted."""
+    return max(1, math.ceil((end - start).total_seconds() / seconds))
 
 
 def drop_horizon(drop: DropConfig, now: datetime) -> Horizon | None:
     """The window a surface computed at ``now`` prices: the open one (from the current
     period to its end) or else the next one (whole); ``None`` when all have closed.
 
-    Periods are aligned on the window start (``period_minutes`` each); a last
+    Periods are aligned on the window start (:func:`period_seconds` each); a last
     partial period counts as a period.
     """
-    period = timedelta(minutes=drop.period_minutes)
+    step = period_seconds(drop)
     for i, w in enumerate(drop.windows):
         if now >= w.end:
             continue
         start = w.start
         if now > w.start:
-            start = w.start + period * math.floor((now - w.start) / period)
-        periods = max(1, math.ceil((w.end - start) / period))
-        return Horizon(start, periods, period, w, i == len(drop.windows) - 1)
+            elapsed = math.floor((now - w.start).total_seconds() / step)
+            start = w.start + timedelta(seconds=step * elapsed)
+        periods = _periods_between(start, w.end, step)
+        return Horizon(start, periods, step, w, i == len(drop.windows) - 1)
     return None
+
+
+def window_horizons(drop: DropConfig) -> list[Horizon]:
+    """Every window of the drop as a whole horizon, in order (the stock planner's)."""
+    step = period_seconds(drop)
+    last = len(drop.windows) - 1
+    return [
+        Horizon(w.start, _periods_between(w.start, w.end, step), step, w, i == last)
+        for i, w in enumerate(drop.windows)
+    ]
 
 
 def guardrail_spec(rails: Guardrails, sku: SkuConfig, drop: DropConfig, horizon: Horizon) -> Any:
@@ -84,7 +131,9 @@ def guardrail_spec(rails: Guardrails, sku: SkuConfig, drop: DropConfig, horizon:
     from pricing.guardrails import GuardrailSpec
 
     no_touch_end = horizon.window.start + timedelta(minutes=rails.no_touch_minutes)
-    no_touch = max(0, math.ceil((no_touch_end - horizon.start) / horizon.period))
+    no_touch = max(
+        0, math.ceil((no_touch_end - horizon.start).total_seconds() / horizon.period_seconds)
+    )
     return GuardrailSpec.from_rules(
         rails, no_touch_periods=min(no_touch, horizon.periods), unit_cost=sku.unit_cost
     )

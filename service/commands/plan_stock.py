@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 

@@ -413,11 +413,6 @@ def evaluate_surface(
 # -- preview -------------------------------------------------------------------------------
 
 
-def _period_index(start: datetime, period_s: float, now: datetime, cols: int) -> int:
-    t = math.floor((now - start).total_seconds() / period_s)
-    return min(max(t, 0), cols - 1)
-
-
 def _elasticity_for(
     row: LiveRow, bundle: ConfigBundle, changes: PreviewChanges
 ) -> tuple[float, str]:
@@ -493,7 +488,7 @@ def preview(
     live_hours, live_int, live_scale = _horizon_inputs(
         row, live.period_start, live.price.shape[1], timedelta(seconds=live.period_seconds)
     )
-    live_t = _period_index(live.period_start, live.period_seconds, now, live.price.shape[1])
+    live_t = live.cell_at(0, now)[1]
     live_eval = evaluate_surface(
         live.price,
         lambda p: _rates(row, p, live_hours, live_int, live_scale, row.beta or beta),
@@ -509,7 +504,9 @@ def preview(
         raise NoLiveSurface(f"every window of drop {drop.id!r} has closed: nothing to price")
     spec = guardrail_spec(rails, sku_cfg, drop, horizon)
     ladder = np.asarray(sku_ladder(spec, rails, sku_cfg), dtype=np.float64)
-    hours, intensity, scale = _horizon_inputs(row, horizon.start, horizon.periods, horizon.period)
+    hours, intensity, scale = _horizon_inputs(
+        row, horizon.start, horizon.periods, timedelta(seconds=horizon.period_seconds)
+    )
     rates = _rates(row, ladder, hours, intensity, scale, beta)
     sol = solve_surfaces(
         rates[None], ladder[None], units, unit_cost=cost, salvage=sku_cfg.salvage_value
@@ -517,7 +514,7 @@ def preview(
     optimum = np.asarray(sol.price)
     guarded, codes = apply_guardrails(optimum, spec, inventory=units)
     surface = guarded[0, : units + 1]
-    t_now = _period_index(horizon.start, horizon.period.total_seconds(), now, horizon.periods)
+    t_now = horizon.period_at(now)
     cand_eval = evaluate_surface(
         surface,
         lambda p: _rates(row, p, hours, intensity, scale, beta),
@@ -550,7 +547,7 @@ def preview(
             "guardrails": rails.model_dump(mode="json"),
             "ladder": ladder.tolist(),
             "period_start": horizon.start.isoformat(),
-            "period_seconds": int(horizon.period.total_seconds()),
+            "period_seconds": horizon.period_seconds,
             "surface": surface.tolist(),
             "guardrail_codes": codes[0, : units + 1].tolist(),
             **cand_eval,
@@ -593,9 +590,8 @@ def explain(
 
     now = now or datetime.now(UTC)
     surface = row.surface
-    rows, cols = surface.price.shape
-    n = min(row.units_left, rows - 1)
-    t = _period_index(surface.period_start, surface.period_seconds, now, cols)
+    cols = surface.price.shape[1]
+    n, t = surface.cell_at(row.units_left, now)
     code = int(surface.guardrail_codes[n, t]) if surface.guardrail_codes is not None else 0
     el = dict(surface.elasticity or {})
     beta, se = el.get("beta"), el.get("beta_se")

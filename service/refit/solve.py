@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -178,7 +178,7 @@ def _solve_drop(
     meta = rows.meta
     k = max(len(x) for x in rows.ladders)
     prices = np.stack([np.pad(x, (0, k - len(x)), mode="edge") for x in rows.ladders])
-    starts = [horizon.start + horizon.period * t for t in range(horizon.periods)]
+    starts = horizon.starts()
     hours = np.array([ts.astimezone(UTC).hour for ts in starts])
     offsets = np.array([max(0.0, (ts - now).total_seconds() / 3600) for ts in starts])
     cur = np.array([regressor.current.get(m[0], 0.0) for m in meta])
@@ -187,7 +187,7 @@ def _solve_drop(
     # that index decaying with its half-life from its value now.
     intensity = forecast_intensity(cur, offsets, regressor.half_life_h) - centre[:, None]
     # The fit's rates are per panel period (an hour); the drop's periods may differ.
-    scale = (horizon.period / timedelta(hours=1)) / (fit.period_hours or 1.0)
+    scale = horizon.period_hours / (fit.period_hours or 1.0)
     rates = drop_rates(fit, rows.rows, prices, intensity, hours, replace) * scale
     good = np.all(np.isfinite(rates), axis=(1, 2)) & np.all(rates >= 0, axis=(1, 2))
     for bad_row in np.flatnonzero(~good):
@@ -201,8 +201,7 @@ def _solve_drop(
     salvage = np.array([meta[j][1].salvage_value for j in keep])
     price_surface = solve_sharded(rates[keep], prices[keep], inv, cost, salvage, devices)
     guarded, codes = apply_guardrails(price_surface, [rows.specs[j] for j in keep], inventory=inv)
-    t_now = max(0, math.floor((now - horizon.start) / horizon.period))
-    t_now = min(t_now, horizon.periods - 1)
+    t_now = horizon.period_at(now)
     for pos, j_keep in enumerate(keep):
         j = int(j_keep)
         pair, sku_cfg, rails = meta[j]
@@ -212,7 +211,7 @@ def _solve_drop(
         solved.surfaces[pair] = SurfaceRecord(
             price=np.ascontiguousarray(guarded[pos, : n + 1]),
             period_start=horizon.start,
-            period_seconds=int(horizon.period.total_seconds()),
+            period_seconds=horizon.period_seconds,
             guardrail_codes=np.ascontiguousarray(codes[pos, : n + 1]),
             currency=bundle.currency_for(sku_cfg),
             elasticity={

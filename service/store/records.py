@@ -58,12 +58,16 @@ class SurfaceRecord(NamedTuple):
     elasticity: Mapping[str, float] | None = None
     explain: Mapping[str, Any] | None = None
 
-    def price_at(self, units_left: int, now: datetime) -> float:
-        """The cell served with ``units_left`` units at time ``now`` (clamped,
-        :func:`service.store.cells.cell`)."""
+    def cell_at(self, units_left: int | None, now: datetime) -> tuple[int, int]:
+        """``(row, period)`` of the cell served with ``units_left`` units at ``now``
+        (clamped, :func:`service.store.cells.cell`)."""
         rows, cols = self.price.shape
         grid = CellGrid(rows, cols, epoch_ms(self.period_start), self.period_seconds * 1000)
-        return float(self.price[cell(units_left, epoch_ms(now), grid)])
+        return cell(units_left, epoch_ms(now), grid)
+
+    def price_at(self, units_left: int, now: datetime) -> float:
+        """The price served with ``units_left`` units at ``now`` (:meth:`cell_at`)."""
+        return float(self.price[self.cell_at(units_left, now)])
 
 
 class EventRecord(NamedTuple):
