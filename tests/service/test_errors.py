@@ -128,3 +128,29 @@ def test_the_openapi_document_declares_problems_and_the_request_id(client: AppCl
                         path,
                         code,
                     )
+
+
+def test_every_route_with_a_body_refuses_a_body_not_declared_json(client: AppClient) -> None:
+    """Walks the OpenAPI document: each operation with a request body answers 415 to a
+    text/plain body, before any route reads it."""
+    schema = client.get("/openapi.json").json()
+    checked = []
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if "requestBody" not in operation:
+                continue
+            url = path
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path":
+                    url = url.replace("{" + parameter["name"] + "}", "x1")
+            r = client.request(
+                method.upper(),
+                url,
+                content=b'{"events": []}',
+                headers={**auth("admin"), "Content-Type": "text/plain"},
+            )
+            assert_problem(r, 415, "unsupported_media_type")
+            checked.append(f"{method.upper()} {path}")
+    assert {"POST /v1/events", "POST /v1/prices:batch", "PUT /v1/drops/{drop_id}"} <= set(
+        checked
+    ), checked
