@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.deps import ConfigDep, OperatorCaller, StoreDep
 from service.exceptions import ApprovalNotFound, RefitLocked
-from service.refit import RefitState, Refitter
+from service.refit import RefitState
 
 __all__ = ["router"]
 
@@ -123,22 +123,20 @@ def request_refit(
     store: StoreDep, caller: OperatorCaller, body: RefitRequestIn | None = None
 ) -> dict[str, Any]:
     """Queue a re-fit; the worker picks it up at its next tick."""
-    record = RefitState(store.client).request(
-        requested_by=caller.key_id, force=bool(body and body.force)
-    )
+    record = RefitState(store).request(requested_by=caller.key_id, force=bool(body and body.force))
     return record.to_dict()
 
 
 @router.get("/refits", response_model=RefitListOut)
 def list_refits(store: StoreDep, caller: OperatorCaller) -> dict[str, Any]:
     """The latest re-fits, newest first."""
-    return {"refits": [r.to_dict() for r in RefitState(store.client).list_records(20)]}
+    return {"refits": [r.to_dict() for r in RefitState(store).list_records(20)]}
 
 
 @router.get("/refits/{refit_id}", response_model=RefitOut)
 def get_refit(refit_id: RefitId, store: StoreDep, caller: OperatorCaller) -> dict[str, Any]:
     """One re-fit's record: state, stage timings, device, reasons, version."""
-    record = RefitState(store.client).get_record(refit_id)
+    record = RefitState(store).get_record(refit_id)
     if record is None:
         raise _not_found(f"no re-fit {refit_id!r}; GET /v1/admin/refits lists the latest")
     return record.to_dict()
@@ -147,7 +145,7 @@ def get_refit(refit_id: RefitId, store: StoreDep, caller: OperatorCaller) -> dic
 @router.get("/approvals", response_model=ApprovalListOut)
 def list_approvals(store: StoreDep, caller: OperatorCaller) -> dict[str, Any]:
     """Pending approvals, newest first."""
-    return {"approvals": [a.to_dict() for a in RefitState(store.client).pending_approvals()]}
+    return {"approvals": [a.to_dict() for a in RefitState(store).pending_approvals()]}
 
 
 @router.post("/approvals/{approval_id}", response_model=ApprovalOut)
@@ -158,22 +156,40 @@ async def decide_approval(
     config: ConfigDep,
     caller: OperatorCaller,
     x_actor: Annotated[
-        str | None, Header(max_length=100, description="The person deciding, for the audit.")
-    ] = None,
+        str, Header(max_length=100, pattern=r"\S", description="The person deciding (required).")
+    ],
 ) -> dict[str, Any]:
     """Approve (publish as a new version) or reject held price changes. ``X-Actor``
-    names the person; the audit records ``"<name> (<role>:<key id>)"``."""
-    refitter = Refitter(store, config, owner=f"api:{caller.key_id}")
-    who = f"{caller.role.value}:{caller.key_id}"
-    decided_by = f"{x_actor.strip()} ({who})" if x_actor and x_actor.strip() else caller.key_id
+    names the person deciding (required): the approval's ``decided_by`` and the audit
+    record that person."""
+    from service.operator_tools import decide_approval as decide
+
+    if not (x_actor and x_actor.strip()):
+        raise HTTPException(
+            422,
+            detail={
+                "error": "invalid_request",
+                "detail": [
+                    {
+                        "field": "X-Actor",
+                        "message": "name the person deciding in the X-Actor header",
+                        "got": x_actor,
+                    }
+                ],
+            },
+        )
     try:
         approval = await run_in_threadpool(
-            refitter.decide,
-            approval_id,
-            approve=body.decision == "approve",
-            decided_by=decided_by,
-            note=body.note,
-            skus=body.skus,
+            lambda: decide(
+                store,
+                config,
+                approval_id,
+                approve=body.decision == "approve",
+                person=x_actor,
+                note=body.note,
+                skus=body.skus,
+                owner=f"api:{caller.key_id}",
+            )
         )
     except ApprovalNotFound as exc:
         raise _not_found(str(exc)) from exc

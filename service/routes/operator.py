@@ -30,25 +30,26 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Header, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from pricing.fields import AS_WHOLE_NUMBER
 from service.audit import SINCE_PATTERN, read_audit
 from service.auth import Caller
-from service.config.checks import bundle_problems, merge_problems
+from service.config.checks import bundle_problems
 from service.config.live import LiveConfig
 from service.config.loader import ConfigIssue, parse_drop
-from service.config.models import ConfigBundle, Guardrails
+from service.config.models import ConfigBundle
 from service.config.versions import ConfigStore
-from service.config.whatif import NoLiveSurface, PreviewChanges, explain, load_live_row, preview
+from service.config.whatif import NoLiveSurface
 from service.config.yamlio import format_path
 from service.deps import BookDep, OperatorCaller, RuntimeDep
 from service.exceptions import ConfigConflict, ConfigError, UnknownMarket, UnknownSku
+from service.operator_tools import PreviewIn, PreviewInvalid, explain_price, preview_price
+from service.routes.operator_models import ExplainOut, PreviewOut
 from service.schemas import ErrorBody
 
 __all__ = ["PreviewIn", "router"]
@@ -176,173 +177,6 @@ class AuditOut(BaseModel):
 class AuditPage(BaseModel):
     records: list[AuditOut]
     next_since: str | None = Field(description="Pass as ?since= to read the records after these.")
-
-
-class CategoryPriorIn(_In):
-    mean: float = Field(le=0, ge=-20, strict=True, description="Prior mean elasticity.")
-    sd: float = Field(gt=0, le=20, strict=True, description="Prior standard deviation.")
-
-
-class PreviewIn(_In):
-    """Candidate changes for one SKU; every field is optional."""
-
-    market: str | None = Field(default=None, pattern=_IDENT, max_length=64)
-    guardrails: Guardrails | None = Field(
-        default=None, description="Guardrail fields to override for this SKU (e.g. a new floor)."
-    )
-    elasticity: float | None = Field(
-        default=None,
-        ge=-20,
-        le=0,
-        strict=True,
-        description="Use this elasticity instead of the fitted one.",
-    )
-    category_prior: CategoryPriorIn | None = Field(
-        default=None, description="A new prior for the SKU's category (folded into the fit)."
-    )
-    list_price: float | None = Field(default=None, gt=0, le=1_000_000, strict=True)
-    unit_cost: float | None = Field(default=None, ge=0, le=1_000_000, strict=True)
-    salvage_value: float | None = Field(default=None, ge=0, le=1_000_000, strict=True)
-    units_left: Annotated[int, Field(ge=0, le=100_000, strict=True), AS_WHOLE_NUMBER] | None = (
-        Field(default=None, description="Units left to assume (default: now).")
-    )
-    at: datetime | None = Field(default=None, description="Preview as of this time (default now).")
-
-
-class ServedOut(BaseModel):
-    """The price as ``GET /v1/prices`` serves it now."""
-
-    sku: str
-    market: str
-    price: float
-    currency: str
-    version: str | None
-    inventory: int | None
-    source: str
-
-
-class SurfaceCellOut(BaseModel):
-    version: str
-    cell: dict[str, int] = Field(description="{units_left, period}: the cell served now.")
-    period_start: datetime
-    period_seconds: int
-    price: float
-    guardrail_code: int = Field(description="pricing.guardrails.GuardrailCode of the cell.")
-
-
-class ElasticityOut(BaseModel):
-    beta: float | None = Field(
-        description="Own-price elasticity at the pair's usual intensity (the fit centres it)."
-    )
-    se: float | None = Field(description="Laplace standard error of beta.")
-    interval95: list[float] | None = None
-    at_intensity_now: float | None = Field(
-        default=None, description="beta + delta * intensity now."
-    )
-    delta: float | None = None
-    gamma: float | None = None
-    replaced: bool = Field(description="The fit was out of range; a fallback was published.")
-
-
-class IntensityNowOut(BaseModel):
-    at_publish: float = Field(description="The intensity the surface was solved at.")
-    now: float = Field(description="The index now, from the events (else the forecast).")
-    forecast_now: float = Field(description="The published intensity decayed with its half-life.")
-    source: str = Field(description="'events' (observed now) or 'forecast'.")
-    half_life_hours: float
-
-
-class TimeLeftOut(BaseModel):
-    periods_left: int
-    window_start: datetime | None = None
-    window_end: datetime | None = None
-    window_open: bool | None = None
-    seconds_left: float | None = None
-
-
-class FailoverOut(BaseModel):
-    """Where a SKU's shoppers go when it sells out (:mod:`pricing.allocation.failover`)."""
-
-    sku: str = Field(description="The SKU expected to absorb this one's demand.")
-    share: float = Field(description="Share of this SKU's demand expected to move there.")
-    source: str = Field(description="sales (estimated from stock-outs) or config (declared).")
-
-
-class ExplainOut(BaseModel):
-    """The served price of one SKU in one market, and why."""
-
-    sku: str
-    market: str
-    served: ServedOut
-    surface: SurfaceCellOut
-    bound_by: str | None = Field(
-        description="The guardrail field that bound the price (floor, ceiling, cost, ladder, "
-        "price_ending, max_change_pct, max_changes_per_window, no_touch_minutes), or null."
-    )
-    elasticity: ElasticityOut
-    intensity: IntensityNowOut
-    units_left: int
-    failover: FailoverOut | None = Field(
-        default=None, description="The SKU that absorbs its demand if it sells out, or null."
-    )
-    time_left: TimeLeftOut
-    optimum: dict[str, float] = Field(
-        description="served, and unconstrained (the DP optimum on a wide grid, no guardrails)."
-    )
-    guardrails: dict[str, Any] = Field(description="The SKU's effective guardrails.")
-    fit_id: str | None
-    reasons: list[str]
-
-
-class OutcomeOut(BaseModel):
-    expected_revenue: float
-    expected_units_sold: float
-    sell_through: float = Field(description="Expected units sold / units now.")
-    expected_units_left: float
-    expected_value: float = Field(description="Revenue - cost x units + salvage x left.")
-    units_now: int
-    period_now: int
-
-
-class LivePreviewOut(OutcomeOut):
-    version: str
-    price_now: float
-    period_start: datetime
-    period_seconds: int
-    surface: list[list[float]] = Field(description="Published prices [units left][period].")
-
-
-class CandidateOut(OutcomeOut):
-    price_now: float
-    bound_by: str | None
-    optimum_now: float = Field(description="The DP optimum on the ladder, before time rules.")
-    elasticity: float
-    elasticity_source: str
-    guardrails: dict[str, Any]
-    ladder: list[float]
-    period_start: datetime
-    period_seconds: int
-    surface: list[list[float]] = Field(description="Candidate prices [units left][period].")
-    guardrail_codes: list[list[int]]
-
-
-class DeltaOut(BaseModel):
-    price_now: float
-    expected_revenue: float
-    sell_through: float
-
-
-class PreviewOut(BaseModel):
-    """Live and candidate surfaces with their expected outcome from now."""
-
-    sku: str
-    market: str
-    computed_at: datetime
-    fit_id: str | None
-    live: LivePreviewOut
-    candidate: CandidateOut
-    delta: DeltaOut
-    notes: list[str]
 
 
 # -- config ------------------------------------------------------------------------------
@@ -598,15 +432,13 @@ def get_audit(
 # -- explain and preview ---------------------------------------------------------------------
 
 
-def _row(runtime: Any, request: Request, sku: str, market: str | None, units: int | None) -> Any:
-    try:
-        return load_live_row(runtime.store, _live(request).bundle, sku, market, units_left=units)
-    except UnknownSku as exc:
-        raise _not_found(exc, "unknown_sku") from exc
-    except UnknownMarket as exc:
-        raise _not_found(exc, "unknown_market") from exc
-    except NoLiveSurface as exc:
-        raise HTTPException(409, detail={"error": "no_surface", "detail": str(exc)}) from exc
+def _surface_errors(exc: Exception) -> HTTPException:
+    """404 for an unknown SKU or market, 409 before any publish."""
+    if isinstance(exc, UnknownSku):
+        return _not_found(exc, "unknown_sku")
+    if isinstance(exc, UnknownMarket):
+        return _not_found(exc, "unknown_market")
+    return HTTPException(409, detail={"error": "no_surface", "detail": str(exc)})
 
 
 @router.get(
@@ -632,17 +464,10 @@ def get_explain(
         raise _not_found(exc, "unknown_sku") from exc
     except UnknownMarket as exc:
         raise _not_found(exc, "unknown_market") from exc
-    served = {k: v for k, v in view.as_dict().items() if k not in ("quote_id", "expires_at")}
-    units = view.inventory if view.inventory is not None else None
-    row = _row(runtime, request, sku, view.market, units)
-    observed: float | None = None
     try:
-        from service.routes.intensity import get_intensity
-
-        observed = float(get_intensity(sku, caller, runtime, view.market).current)
-    except Exception as exc:  # explain still answers from the surface's own forecast
-        log.warning("intensity unavailable for explain", extra={"error": str(exc)})
-    return explain(row, _live(request).bundle, served, observed_intensity=observed)
+        return explain_price(runtime.store, _live(request).bundle, view)
+    except (UnknownSku, UnknownMarket, NoLiveSurface) as exc:
+        raise _surface_errors(exc) from exc
 
 
 @router.post(
@@ -660,28 +485,12 @@ def post_preview(
 ) -> dict[str, Any]:
     """Re-solve the SKU's surface with the changes (nothing is published): the live
     surface and the candidate, each with expected revenue and sell-through from now."""
-    row = _row(runtime, request, sku, body.market, None)
-    live = _live(request)
-    if body.guardrails is not None:
-        _, problems = merge_problems(row.rails, body.guardrails, (), "the SKU's live guardrails")
-        if problems:
-            raise _invalid([ConfigIssue(None, None, format_path(p), m) for p, m in problems])
-    changes = PreviewChanges(
-        guardrails=body.guardrails,
-        elasticity=body.elasticity,
-        category_prior=(body.category_prior.mean, body.category_prior.sd)
-        if body.category_prior is not None
-        else None,
-        list_price=body.list_price,
-        unit_cost=body.unit_cost,
-        salvage_value=body.salvage_value,
-        units_left=body.units_left,
-    )
-    now = body.at or datetime.now(UTC)
     try:
-        return preview(row, live.bundle, changes, now=now)
-    except NoLiveSurface as exc:
-        raise HTTPException(409, detail={"error": "no_surface", "detail": str(exc)}) from exc
+        return preview_price(runtime.store, _live(request).bundle, sku, body)
+    except (UnknownSku, UnknownMarket, NoLiveSurface) as exc:
+        raise _surface_errors(exc) from exc
+    except PreviewInvalid as exc:
+        raise _invalid([ConfigIssue(None, None, path, msg) for path, msg in exc.issues]) from exc
     except ValueError as exc:
         raise HTTPException(
             422,

@@ -199,11 +199,12 @@ def test_held_changes_are_approved_over_http(
     r = client.post(
         f"/v1/admin/approvals/{final['approval_id']}",
         json={"decision": "approve", "note": "checked"},
-        headers=OPERATOR,
+        headers={**OPERATOR, "X-Actor": "Dana Reyes"},
     )
     assert r.status_code == 200, r.text
     decided = r.json()
     assert decided["status"] == "approved" and decided["version"]
+    assert decided["decided_by"] == "Dana Reyes"  # a person, not a key
     for change in approvals[0]["changes"]:
         body = client.get(f"/v1/prices/{change['sku']}", params={"market": MARKET}, headers=POS)
         deadline = time.monotonic() + 10
@@ -213,6 +214,8 @@ def test_held_changes_are_approved_over_http(
         assert body.json()["price"] == pytest.approx(change["new_price"], abs=0.01)
     assert client.get("/v1/admin/approvals", headers=OPERATOR).json()["approvals"] == []
     again = client.post(
-        f"/v1/admin/approvals/{final['approval_id']}", json={"decision": "reject"}, headers=OPERATOR
+        f"/v1/admin/approvals/{final['approval_id']}",
+        json={"decision": "reject"},
+        headers={**OPERATOR, "X-Actor": "Dana Reyes"},
     )
     assert again.status_code == 404
