@@ -110,10 +110,7 @@ GUARDRAIL_FIELDS: dict[int, str | None] = {int(code): code.field for code in Gua
 
 def bound_by(code: int) -> str | None:
     """The field named by a stored guardrail code; ``None`` for no rule or an unknown code."""
-    try:
-        return GuardrailCode(int(code)).field
-    except ValueError:
-        return None
+    return GUARDRAIL_FIELDS.get(int(code))
 
 
 def _fmt(x: float) -> str:
