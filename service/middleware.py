@@ -19,14 +19,13 @@ its access line is appended to a buffer (:class:`~service.logs.AccessLog`).
 
 :class:`RequestContext` wraps every other request, outside every other layer: an
 ``X-Request-ID`` (echoed when the client sent one, else the trace id), W3C trace
-context (:mod:`service.tracing`), a latency observation per route template, the
-429 count and one JSON access-log line.
+context (:mod:`service.tracing`: a ``traceparent`` is answered with one), a latency
+observation per route template, the 429 count and one JSON access-log line.
 """
 
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -34,6 +33,7 @@ from urllib.parse import unquote
 
 import orjson
 
+from pricing.fields import IDENTIFIER_RE
 from service.exceptions import UnknownMarket, UnknownSku
 from service.logs import AccessLog, request_id_var
 from service.tracing import Otel, TraceIds, format_traceparent, new_trace, response_ids
@@ -47,7 +47,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PRICE_PREFIX = "/v1/prices/"
-_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+_IDENT = IDENTIFIER_RE
 _JSON = (b"content-type", b"application/json")
 _CACHE_LIMIT = 8192
 """Entries kept in each of the fast path's look-up tables before it starts afresh."""
@@ -184,18 +184,14 @@ class PriceFastPath:
             trace_id = await self._send_traced(send, body, rid, parent, path)
         else:
             trace_id, traceparent = response_ids(parent)
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        _JSON,
-                        (b"content-length", b"%d" % len(body)),
-                        (b"x-request-id", rid if rid is not None else trace_id),
-                        (b"traceparent", traceparent),
-                    ],
-                }
-            )
+            headers = [
+                _JSON,
+                (b"content-length", b"%d" % len(body)),
+                (b"x-request-id", rid if rid is not None else trace_id),
+            ]
+            if traceparent is not None:
+                headers.append((b"traceparent", traceparent))
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": body})
         elapsed = time.perf_counter() - started
         runtime.metrics.reads.observe(elapsed, view.source)
@@ -272,7 +268,8 @@ class RequestContext:
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == b"x-request-id" for name, _ in headers):
                     headers.append((b"x-request-id", rid.encode("latin-1")))
-                headers.append((b"traceparent", format_traceparent(trace)))
+                if parent is not None or self.otel is not None:
+                    headers.append((b"traceparent", format_traceparent(trace)))
                 message["headers"] = headers
             await send(message)
 

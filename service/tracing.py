@@ -4,8 +4,11 @@ A request that carries a valid ``traceparent`` header
 (``00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>``, W3C Trace Context) keeps
 its trace id: it is written in the request's access-log line (``trace_id``) and
 returned in the response's ``traceparent``, whose parent id is this request's own
-span id. A request without one (or with one that does not parse: the spec says to
-start a new trace then) gets a new trace id, in the same format.
+span id. A request with one that does not parse gets a new trace (as the spec says)
+and that ``traceparent`` back. A request without one gets a new trace id in the same
+format, written in the access log and, unless the client sent its own
+``X-Request-ID``, returned as the response's ``X-Request-ID`` (no ``traceparent``
+header then: the id it would carry is already there).
 
 OpenTelemetry is optional (``pip install "dropprice[otel]"``). With
 ``DROPPRICE_OTEL_ENABLED=true`` and ``opentelemetry`` installed, every request is a
@@ -106,16 +109,18 @@ def new_trace(header: bytes | None) -> TraceIds:
     return _make((_PREFIX + counter, span_id, "01", None))
 
 
-def response_ids(header: bytes | None) -> tuple[bytes, bytes]:
-    """``(trace id, response traceparent)`` as bytes: :func:`new_trace` and
-    :func:`format_traceparent` in one step, for the price read's fast path."""
+def response_ids(header: bytes | None) -> tuple[bytes, bytes | None]:
+    """``(trace id, response traceparent or None)`` as bytes: :func:`new_trace` and
+    :func:`format_traceparent` in one step, for the price read's fast path (the
+    response carries a ``traceparent`` when the request did)."""
     counter = b"%016x" % next(_ids)
+    if header is None:
+        return _PREFIX_B + counter, None
     span = _SPAN_PREFIX_B + counter[8:]
-    if header is not None:
-        parsed = parse_traceparent(header.decode("latin-1").strip())
-        if parsed is not None:
-            trace_id = parsed[0].encode()
-            return trace_id, b"00-" + trace_id + b"-" + span + b"-" + parsed[2].encode()
+    parsed = parse_traceparent(header.decode("latin-1").strip())
+    if parsed is not None:
+        trace_id = parsed[0].encode()
+        return trace_id, b"00-" + trace_id + b"-" + span + b"-" + parsed[2].encode()
     trace_id = _PREFIX_B + counter
     return trace_id, b"00-" + trace_id + b"-" + span + b"-01"
 

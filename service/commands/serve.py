@@ -163,6 +163,7 @@ def serve(
             access_log=False,
             lifespan="on",
             server_header=False,  # no "server: uvicorn" on every answer
+            proxy_headers=False,  # nothing here uses the client's address
         )
 
 

@@ -102,13 +102,21 @@ def test_without_traceparent_a_trace_is_started_and_named_by_the_request_id(
     capsys.readouterr()
     first = client.get(path, headers=auth())
     second = client.get(path, headers=auth())
-    ids = [parse_traceparent(r.headers["traceparent"]) for r in (first, second)]
-    assert all(ids) and ids[0] != ids[1]
-    for r, parsed in zip((first, second), ids, strict=True):
-        assert parsed is not None and HEX32.match(parsed[0])
-        assert r.headers["x-request-id"] == parsed[0]
+    ids = [r.headers["x-request-id"] for r in (first, second)]
+    assert all(HEX32.match(i) and i != "0" * 32 for i in ids) and ids[0] != ids[1]
+    # The trace id is the request id; no traceparent was sent, none comes back.
+    assert "traceparent" not in first.headers and "traceparent" not in second.headers
     logged = {x["request_id"]: x for x in _access_lines(client, capsys)}
-    assert logged[first.headers["x-request-id"]]["trace_id"] == ids[0][0]  # type: ignore[index]
+    assert [logged[i]["trace_id"] for i in ids] == ids
+
+
+@pytest.mark.parametrize("path", ["/v1/prices/TEE-1", "/healthz"])
+def test_a_malformed_traceparent_starts_a_new_trace_returned_to_the_caller(
+    client: AppClient, path: str
+) -> None:
+    r = client.get(path, headers={**auth(), "traceparent": f"00-{TRACE.upper()}-{PARENT}-01"})
+    parsed = parse_traceparent(r.headers["traceparent"])
+    assert parsed is not None and parsed[0] != TRACE and parsed[0] == r.headers["x-request-id"]
 
 
 def test_access_log_sampling_keeps_every_error(
