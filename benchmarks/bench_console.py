@@ -24,15 +24,13 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_service import (  # noqa: E402  (a sibling script, not a package)
+# A sibling script, not a package: python puts this script's folder on the path.
+from bench_service import (
     API_KEY,
     MARKET,
     publish_bench_surfaces,

@@ -68,7 +68,6 @@ import orjson
 from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 API_KEY = "bench-pos-key-0123456789abcdef"
 CONFIGS = ROOT / "configs"
