@@ -544,6 +544,9 @@ class Refitter(Approvals):
 
 def _history_bytes(history: pd.DataFrame) -> bytes:
     """The retained events as parquet (zstd), the form the history is kept in."""
+    from service.extras import require
+
+    require("pyarrow", "parquet", "the re-fit (it keeps its event history as Parquet)")
     buf = io.BytesIO()
     history.reset_index(drop=True).to_parquet(buf, index=False, compression="zstd")
     return buf.getvalue()

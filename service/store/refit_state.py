@@ -320,6 +320,9 @@ class RefitState:
         raw = self._client.get(keys.refit_history())
         if not raw:
             return None
+        from service.extras import require
+
+        require("pyarrow", "parquet", "the re-fit (it keeps its event history as Parquet)")
         return pd.read_parquet(io.BytesIO(raw))
 
     def load_fit_blob(self, fit_id: str) -> bytes | None:
