@@ -113,6 +113,12 @@ def bound_by(code: int) -> str | None:
     return GUARDRAIL_FIELDS.get(int(code))
 
 
+def _above(a: float, b: float) -> bool:
+    """``a`` is above ``b`` at the cent. Rounding to the cent keeps order, so ``a <= b`` as
+    floats settles it without the (slower) exact money comparison."""
+    return a > b and compare_money(a, b) > 0
+
+
 def _fmt(x: float) -> str:
     return f"{x:g}" if abs(x) < 1e15 else repr(x)
 
@@ -133,16 +139,16 @@ def _bound_problem(g: GuardrailRules, unit_cost: float) -> Problem | None:
     if g.ceiling is None:
         return None
     hi = g.ceiling
-    if g.floor is not None and compare_money(g.floor, hi) > 0:
+    if g.floor is not None and _above(g.floor, hi):
         msg = f"floor {_fmt(g.floor)} is above ceiling {_fmt(hi)}: the floor must be at most the ceiling"
         return ("floor",), msg
-    if not g.allow_below_cost and compare_money(unit_cost, hi) > 0:
+    if not g.allow_below_cost and _above(unit_cost, hi):
         msg = (
             f"unit_cost {_fmt(unit_cost)} is above ceiling {_fmt(hi)}: no price is allowed "
             "(raise the ceiling, lower the cost, or set allow_below_cost)"
         )
         return ("unit_cost",), msg
-    if compare_money(MIN_PRICE, hi) > 0:
+    if _above(MIN_PRICE, hi):
         return (
             "ceiling",
         ), f"ceiling must be at least the lowest price {MIN_PRICE}, got {_fmt(hi)}"
@@ -185,7 +191,7 @@ def guardrail_problems(g: GuardrailRules, *, unit_cost: float = 0.0) -> list[Pro
         if len(g.ladder) == 0:
             return [(("ladder",), "ladder must list at least one price, got an empty list")]
         for i, (a, b) in enumerate(zip(g.ladder, g.ladder[1:], strict=False)):
-            if compare_money(b, a) <= 0:
+            if not _above(b, a):
                 out.append(
                     (
                         ("ladder", i + 1),
@@ -196,7 +202,7 @@ def guardrail_problems(g: GuardrailRules, *, unit_cost: float = 0.0) -> list[Pro
         # A block that leaves its ceiling unset inherits one: the ladder is checked against
         # the merged bounds, where a floor above the inherited ceiling is reported as such.
         inherits_ceiling = g.inherits and g.ceiling is None and "ceiling" not in g.model_fields_set
-        inside = [p for p in g.ladder if compare_money(lo, p) <= 0 and compare_money(p, hi) <= 0]
+        inside = [p for p in g.ladder if not _above(lo, p) and not _above(p, hi)]
         if inherits_ceiling:
             return out
         if not inside:
