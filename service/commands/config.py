@@ -180,10 +180,9 @@ def _print_impact(client: Any, live: Any, bundle: Any) -> None:
     typer.echo(f"impact on {len(rows)} SKU-market(s), re-solved with the live fit from now:")
     for row in rows:
         typer.echo(f"  {row.line()}")
-    resolved = [r for r in rows if r.expected_revenue is not None]
-    if resolved:
-        total = sum(r.expected_revenue[1] - r.expected_revenue[0] for r in resolved)  # type: ignore[index]
-        typer.echo(f"  expected revenue change over the re-solved SKUs: {total:+,.2f}")
+    changes = [r.expected_revenue[1] - r.expected_revenue[0] for r in rows if r.expected_revenue]
+    if changes:
+        typer.echo(f"  expected revenue change over the re-solved SKUs: {sum(changes):+,.2f}")
 
 
 @config_app.command("apply")

@@ -176,13 +176,14 @@ def parse_settings(assignments: list[str]) -> dict[str, Any]:
 def preview(
     sku: Annotated[str, typer.Argument(help="The SKU to preview.")],
     settings: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--set",
             help="A change to try, FIELD=VALUE: guardrails.floor=24.99, elasticity=-1.2, "
-            "list_price=21.99, units_left=30, category_prior.mean=-1.2 ... (repeatable).",
+            "list_price=21.99, units_left=30, category_prior.mean=-1.2 ... (repeatable; "
+            "none: re-solve as published).",
         ),
-    ],
+    ] = None,
     market: MarketOpt = None,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write live vs candidate prices to this PNG.")
@@ -199,6 +200,7 @@ def preview(
     from service.exceptions import UnknownMarket, UnknownSku
     from service.operator_tools import PreviewIn, preview_price
 
+    settings = settings or []
     fields = parse_settings(settings)
     if market is not None:
         fields["market"] = market
@@ -237,7 +239,7 @@ def _preview_text(out: dict[str, Any], settings: list[str]) -> str:
         ("sell-through", live["sell_through"], cand["sell_through"], delta["sell_through"]),
     ]  # fmt: skip
     lines = [
-        f"{out['sku']} @ {out['market']}: {', '.join(settings)} (nothing published)",
+        f"{out['sku']} @ {out['market']}: {', '.join(settings) or 'no change'} (nothing published)",
         f"  {'':<20} {'live':>12} {'candidate':>12} {'change':>12}",
     ]
     for name, a, b, d in rows:

@@ -149,6 +149,8 @@ def test_operator_cli_matches_the_api(client: AppClient, redis_url: str, drop: S
     assert mine["candidate"]["surface"] == api.json()["candidate"]["surface"]
     text = _cli(redis_url, "preview", sku, "--set", f"guardrails.floor={floor}")
     assert "expected revenue" in text.output and "nothing published" in text.output
+    same = json.loads(_cli(redis_url, "preview", sku, "--json").stdout)  # no change
+    assert same["candidate"]["price_now"] == same["live"]["price_now"] == served["price"]
     bad = _cli(redis_url, "preview", sku, "--set", "guardrails.ceiling=0.5")
     assert bad.exit_code == 1 and "guardrails.ceiling" in bad.output
 
