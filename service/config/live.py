@@ -34,6 +34,7 @@ import redis
 from service import keys
 from service.config.models import ConfigBundle
 from service.config.versions import ConfigStore
+from service.store.client import subscribe
 
 __all__ = ["LiveConfig"]
 
@@ -135,8 +136,7 @@ class LiveConfig:
         while not self._stop.is_set():
             pubsub = None
             try:
-                pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(keys.CONFIG_CHANNEL)
+                pubsub = subscribe(self.client, keys.CONFIG_CHANNEL)
                 self.refresh()  # anything applied before the subscription took effect
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=min(self.poll_seconds, 0.5))

@@ -17,6 +17,7 @@ __all__ = [
     "RedisClient",
     "connect",
     "is_cluster",
+    "subscribe",
     "unavailable_as_domain_error",
 ]
 
@@ -87,6 +88,20 @@ class ClusterClient(redis.RedisCluster):
             if node.redis_connection is not None:
                 node.redis_connection.connection_pool.disconnect()
         super().close()
+
+
+def subscribe(client: Any, channel: str) -> Any:
+    """A pub/sub connection of ``client`` subscribed to ``channel``; on a cluster one
+    node's connection (classic pub/sub is broadcast to every node).
+
+    Raises:
+        redis.RedisError, OSError: Redis is unreachable.
+    """
+    if is_cluster(client):
+        client = client.get_redis_connection(client.get_random_node())
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(channel)
+    return pubsub
 
 
 def is_cluster(client: Any) -> bool:

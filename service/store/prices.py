@@ -35,6 +35,7 @@ from service.store.client import (
     _int_or_none,
     _text,
     is_cluster,
+    subscribe,
     unavailable_as_domain_error,
 )
 from service.store.events import EventLog
@@ -86,13 +87,8 @@ class PriceStore(EventLog, SurfaceVersions):
         Raises:
             StoreUnavailable: Redis is unreachable.
         """
-        client = self.client
         with unavailable_as_domain_error(f"subscribing to {channel}"):
-            if self.cluster:
-                client = client.get_redis_connection(client.get_random_node())
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            pubsub.subscribe(channel)
-        return pubsub
+            return subscribe(self.client, channel)
 
     def ping(self) -> bool:
         """``True`` when Redis answers; raises :class:`StoreUnavailable` otherwise."""
