@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 from typer.testing import CliRunner
@@ -94,3 +95,37 @@ def test_plan_names_what_stays_and_whole_rollback_moves_nothing_when_refused(
     # A version that covers every pair served rolls back as before.
     _, result = rollback_whole(store, "v1-f1")
     assert result.version == "v1-f1" and result.surfaces == 3
+
+
+def test_console_rollback_says_what_would_stay_and_refuses(
+    store: PriceStore, redis_url: str, tmp_path: Path
+) -> None:
+    from service.app import create_app
+    from service.auth import hash_api_key
+    from service.settings import Role, Settings
+    from tests.service.asgi_client import AppClient
+    from tests.service.refit_factories import write_configs
+
+    _shaped(store)
+    settings = Settings(
+        redis_url=redis_url,
+        config_dir=write_configs(tmp_path / "configs", 1).config_dir,
+        api_keys={hash_api_key("admin-key-rollback"): Role.admin},
+        redis_timeout_ms=5000,
+        rate_limit_enabled=False,
+    )
+    admin = {"X-API-Key": "admin-key-rollback", "X-Actor": "Dana Reyes"}
+    with AppClient(create_app(settings)) as client:
+        said = client.post("/v1/console/rollback", json={"confirm": False}, headers=admin)
+        assert said.status_code == 200, said.text
+        assert said.json()["done"] is False
+        assert "C/nyc (live on v3-f3)" in said.json()["message"]
+        done = client.post("/v1/console/rollback", json={"confirm": True}, headers=admin)
+        assert done.status_code == 409, done.text
+        assert "C/nyc (live on v3-f3)" in done.text
+        assert _live(store) == {"A": "v2-f2", "B": "v2-f2", "C": "v3-f3"}
+        whole = client.post(
+            "/v1/console/rollback", json={"confirm": True, "to": "v1-f1"}, headers=admin
+        )
+        assert whole.status_code == 200, whole.text
+    assert _live(store) == {"A": "v1-f1", "B": "v1-f1", "C": "v1-f1"}
