@@ -102,7 +102,7 @@ class PriceFastPath:
         self.otel = otel
         self.max_header_bytes = max_header_bytes
         self.runtime: Any = None
-        self._targets: dict[tuple[str, bytes], tuple[str, str | None] | None] = {}
+        self._targets: dict[tuple[str, bytes], tuple[str, str | None]] = {}
         # API key -> (caller, role, the limiter's bucket key); known keys only.
         self._callers: dict[bytes, tuple[Any, str, bytes | None]] = {}
         self._callers_of: Any = None
@@ -131,14 +131,13 @@ class PriceFastPath:
         return found
 
     def _target(self, path: str, query: bytes) -> tuple[str, str | None] | None:
-        where = (path, query)
-        target = self._targets.get(where, False)
-        if target is False:
-            target = _target(path, query)
+        """Parse and remember a valid target (odd ones go to the full stack unremembered)."""
+        target = _target(path, query)
+        if target is not None:
             if len(self._targets) >= _CACHE_LIMIT:
                 self._targets = {}
-            self._targets[where] = target
-        return target  # type: ignore[return-value]
+            self._targets[(path, query)] = target
+        return target
 
     async def serve(self, scope: Scope, send: Send) -> bool:
         """Answer the request and return ``True``, or return ``False`` untouched."""
@@ -161,12 +160,16 @@ class PriceFastPath:
         if size > self.max_header_bytes:
             return False  # 431 from the full stack, before the key is looked at
         path: str = scope["path"]
-        target = self._target(path, scope["query_string"])
+        target = self._targets.get((path, scope["query_string"]))
         if target is None:
-            return False
-        found = self._caller(runtime.keys, key)
+            target = self._target(path, scope["query_string"])
+            if target is None:
+                return False
+        found = self._callers.get(key) if runtime.keys is self._callers_of else None  # type: ignore[arg-type]
         if found is None:
-            return False
+            found = self._caller(runtime.keys, key)
+            if found is None:
+                return False
         caller, role, bucket = found
         if bucket is not None and self.limiter.spend(bucket, role) > 0.0:
             return False  # the full stack's rate-limit middleware answers 429
