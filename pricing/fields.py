@@ -36,6 +36,7 @@ __all__ = [
     "IDENTIFIER_DESCRIPTION",
     "IDENTIFIER_MAX_LENGTH",
     "IDENTIFIER_PATTERN",
+    "IDENTIFIER_RE",
     "ZONED_TIME",
     "ZONED_TIME_PATTERN",
     "Identifier",
@@ -45,13 +46,17 @@ __all__ = [
     "zoned_time",
 ]
 
-IDENTIFIER_CHARS = r"[A-Za-z0-9][A-Za-z0-9._:-]*"
+_FIRST = "[A-Za-z0-9]"
+_REST = "[A-Za-z0-9._:-]"
+IDENTIFIER_CHARS = rf"{_FIRST}{_REST}*"
 """An identifier's characters, unanchored (for building longer patterns)."""
 IDENTIFIER_PATTERN = rf"^{IDENTIFIER_CHARS}$"
 """An identifier, anchored (JSON Schema ``pattern``)."""
 IDENTIFIER_MAX_LENGTH = 64
 IDENTIFIER_DESCRIPTION = "Letters, digits and '._:-', starting with a letter or digit."
 
+IDENTIFIER_RE = re.compile(rf"{_FIRST}{_REST}{{0,{IDENTIFIER_MAX_LENGTH - 1}}}")
+"""An identifier with its length bound, compiled (``IDENTIFIER_RE.fullmatch(text)``)."""
 _IDENTIFIER_RE = re.compile(IDENTIFIER_CHARS)
 
 

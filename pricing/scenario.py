@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from pricing.events import STIMULUS_KINDS
 from pricing.exceptions import ScenarioError
+from pricing.fields import Identifier
 from pricing.guardrails import GuardrailRules, GuardrailSpec
 
 __all__ = [
@@ -68,9 +69,6 @@ __all__ = [
     "profile_values",
 ]
 
-Identifier = Annotated[
-    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
-]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Range = tuple[float, float]
 

@@ -38,13 +38,36 @@ from pricing.fields import ZONED_TIME
 from service import keys
 from service.store import client_of
 
-__all__ = ["SINCE_PATTERN", "AuditRecord", "parse_since", "read_audit", "record_audit"]
+__all__ = [
+    "SINCE_PATTERN",
+    "AuditRecord",
+    "checked_since",
+    "parse_since",
+    "read_audit",
+    "record_audit",
+]
 
 KIND_RE = re.compile(r"^[a-z][a-z_]*(\.[a-z][a-z_]*)*$")
 _STREAM_ID_RE = re.compile(r"^\d+(-\d+)?$")
 SINCE_PATTERN = rf"^(?:{ZONED_TIME}|[0-9]{{1,15}}(?:-[0-9]{{1,19}})?)$"
 """What :func:`parse_since` takes, as a JSON Schema ``pattern``: a zoned ISO 8601 time
 (:data:`pricing.fields.ZONED_TIME`), epoch milliseconds, or an entry id."""
+_SINCE_RE = re.compile(SINCE_PATTERN)
+_SINCE_FORMS = (
+    "since must be an ISO 8601 time with seconds and a zone (2026-12-05T18:00:00Z), epoch "
+    "milliseconds, or an audit entry id like 1764460800000-0"
+)
+
+
+def checked_since(since: str | None) -> str | None:
+    """``since`` as given when it has one of the forms of :data:`SINCE_PATTERN`.
+
+    Raises:
+        ValueError: another form (the message lists the accepted ones).
+    """
+    if since is not None and _SINCE_RE.fullmatch(since) is None:
+        raise ValueError(f"{_SINCE_FORMS}, got {since[:80]!r}")
+    return since
 
 
 class AuditRecord(NamedTuple):

@@ -29,7 +29,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pricing.fields import AS_WHOLE_NUMBER
+from pricing.fields import AS_WHOLE_NUMBER, IDENTIFIER_PATTERN
 from service.config.models import ConfigBundle, Guardrails
 
 __all__ = [
@@ -44,8 +44,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("dropprice.operator")
-
-_IDENT = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 
 
 class PreviewInvalid(ValueError):
@@ -68,7 +66,7 @@ class CategoryPriorIn(_In):
 class PreviewIn(_In):
     """Candidate changes for one SKU; every field is optional."""
 
-    market: str | None = Field(default=None, pattern=_IDENT, max_length=64)
+    market: str | None = Field(default=None, pattern=IDENTIFIER_PATTERN, max_length=64)
     guardrails: Guardrails | None = Field(
         default=None, description="Guardrail fields to override for this SKU (e.g. a new floor)."
     )

@@ -128,7 +128,7 @@ def field_errors(errors: Iterable[Mapping[str, Any]], prefix: str = "") -> list[
         out.append(
             {
                 "field": path or "body",
-                "message": str(err.get("msg", "invalid")),
+                "message": str(err.get("msg", "invalid")).removeprefix("Value error, "),
                 "got": _echo(err.get("input")),
             }
         )

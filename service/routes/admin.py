@@ -18,6 +18,7 @@ from fastapi import APIRouter, Header, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 
+from pricing.fields import IDENTIFIER_PATTERN
 from service.deps import ConfigDep, OperatorCaller, StoreDep
 from service.exceptions import ApprovalNotFound, RefitLocked
 from service.refit import RefitState
@@ -27,7 +28,8 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 RefitId = Annotated[
-    str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$", description="Re-fit id.")
+    str,
+    Path(min_length=1, max_length=128, pattern=IDENTIFIER_PATTERN, description="Re-fit id."),
 ]
 
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
 
 import pandas as pd
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException
 
 from pricing.intensity import EVENT_TYPES, build_intensity_index
 from service.codec import readable_events
 from service.deps import PosCaller, RuntimeDep
 from service.exceptions import UnknownMarket, UnknownSku
+from service.routes.params import MarketQuery, SkuPath
 from service.schemas import ErrorBody, IntensityOut, IntensityPoint
 from service.store import StreamEvent
 
@@ -27,7 +27,6 @@ __all__ = ["HOURS_SHOWN", "market_events", "router"]
 router = APIRouter(tags=["intensity"])
 
 HOURS_SHOWN = 72
-_IDENT = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 
 
 def market_events(entries: list[StreamEvent], market: str) -> pd.DataFrame:
@@ -48,10 +47,10 @@ def market_events(entries: list[StreamEvent], market: str) -> pd.DataFrame:
     summary="Micro-event intensity index of a SKU (current and last 72 hours)",
 )
 def get_intensity(
-    sku: Annotated[str, Path(min_length=1, max_length=64, pattern=_IDENT)],
+    sku: SkuPath,
     caller: PosCaller,
     runtime: RuntimeDep,
-    market: Annotated[str | None, Query(min_length=1, max_length=64, pattern=_IDENT)] = None,
+    market: MarketQuery = None,
 ) -> IntensityOut:
     """The index of the current hour and the 72 hourly values up to it (oldest
     first), with each event type's weighted component."""

@@ -34,10 +34,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Header, HTTPException, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from service.audit import SINCE_PATTERN, read_audit
+from service.audit import SINCE_PATTERN, checked_since, read_audit
 from service.auth import Caller
 from service.config.checks import bundle_problems
 from service.config.live import LiveConfig
@@ -50,13 +50,13 @@ from service.deps import BookDep, OperatorCaller, RuntimeDep
 from service.exceptions import ConfigConflict, ConfigError, UnknownMarket, UnknownSku
 from service.operator_tools import PreviewIn, PreviewInvalid, explain_price, preview_price
 from service.routes.operator_models import ExplainOut, PreviewOut
+from service.routes.params import IdentifierPath, MarketQuery, SkuPath
 from service.schemas import ErrorBody
 
 __all__ = ["PreviewIn", "router"]
 
 log = logging.getLogger("dropprice.operator")
 
-_IDENT = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 MAX_DROP_BODY = 4 * 1024 * 1024
 
@@ -281,7 +281,7 @@ def _apply(
 )
 async def put_drop(
     request: Request,
-    drop_id: Annotated[str, Path(min_length=1, max_length=64, pattern=_IDENT)],
+    drop_id: IdentifierPath,
     caller: OperatorCaller,
     expect_version: Annotated[
         int | None, Query(ge=0, description="Refuse (409) unless this config version is live.")
@@ -364,7 +364,7 @@ async def put_drop(
 )
 def delete_drop(
     request: Request,
-    drop_id: Annotated[str, Path(min_length=1, max_length=64, pattern=_IDENT)],
+    drop_id: IdentifierPath,
     caller: OperatorCaller,
     expect_version: Annotated[int | None, Query(ge=0)] = None,
     note: Annotated[str | None, Query(max_length=500)] = None,
@@ -400,9 +400,10 @@ def get_audit(
     caller: OperatorCaller,
     since: Annotated[
         str | None,
+        AfterValidator(checked_since),
         Query(
             max_length=64,
-            pattern=SINCE_PATTERN,
+            json_schema_extra={"pattern": SINCE_PATTERN},
             description="ISO 8601 time with zone, epoch ms, or an audit id (records after it).",
         ),
     ] = None,
@@ -449,11 +450,11 @@ def _surface_errors(exc: Exception) -> HTTPException:
 )
 def get_explain(
     request: Request,
-    sku: Annotated[str, Path(min_length=1, max_length=64, pattern=_IDENT)],
+    sku: SkuPath,
     caller: OperatorCaller,
     runtime: RuntimeDep,
     book: BookDep,
-    market: Annotated[str | None, Query(min_length=1, max_length=64, pattern=_IDENT)] = None,
+    market: MarketQuery = None,
 ) -> dict[str, Any]:
     """Served price (as ``GET /v1/prices`` answers it now), the surface cell it came from,
     the elasticity with its 95 % interval, intensity now, units and time left, the
@@ -478,7 +479,7 @@ def get_explain(
 )
 def post_preview(
     request: Request,
-    sku: Annotated[str, Path(min_length=1, max_length=64, pattern=_IDENT)],
+    sku: SkuPath,
     body: PreviewIn,
     caller: OperatorCaller,
     runtime: RuntimeDep,

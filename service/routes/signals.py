@@ -34,6 +34,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, 
 
 from pricing.fields import ZONED_TIME_PATTERN, zoned_time
 from service.deps import PosCaller, RuntimeDep
+from service.routes.params import MarketQuery
 from service.schemas import ErrorBody
 from service.signal_feed import (
     DEFAULT_HISTORY_HOURS,
@@ -58,7 +59,6 @@ __all__ = [
 
 router = APIRouter(tags=["signals"])
 
-_IDENT = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 _CACHE: dict[tuple[Any, ...], tuple[float, SignalsOut]] = {}
 """Answers reused for ``DROPPRICE_INTENSITY_CACHE_S`` (same hours, market, history)."""
 _CACHE_SIZE = 64
@@ -188,7 +188,7 @@ def get_signals(
             json_schema_extra={"pattern": ZONED_TIME_PATTERN},
         ),
     ] = None,
-    market: Annotated[str | None, Query(min_length=1, max_length=64, pattern=_IDENT)] = None,
+    market: MarketQuery = None,
     history_hours: Annotated[
         int, Query(ge=24, le=90 * 24, description="Hours of events the detectors read.")
     ] = DEFAULT_HISTORY_HOURS,

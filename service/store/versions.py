@@ -50,7 +50,6 @@ periods before period 0 use column 0 and after the last use column ``T - 1``.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -59,6 +58,7 @@ import numpy as np
 from redis.commands.core import Script
 from redis.crc import key_slot
 
+from pricing.fields import is_identifier
 from service import keys
 from service.exceptions import FenceLost, PublishSuperseded
 from service.store.cells import CellGrid, cell, epoch_ms
@@ -457,7 +457,7 @@ class SurfaceVersions:
 
 def _check_version_id(version: str) -> None:
 
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}", version or ""):
+    if not is_identifier(version or "", max_length=128):
         raise ValueError(
             f"version id must be 1-128 letters, digits or '._:-' starting with a letter or "
             f"digit, got {version!r}"

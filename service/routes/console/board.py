@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
+from pricing.fields import IDENTIFIER_PATTERN
 from pricing.guardrails import bound_by
 from service.auth import Caller
 from service.deps import OperatorCaller, RuntimeDep
@@ -18,9 +19,6 @@ from service.runtime import ServiceRuntime
 __all__ = ["router"]
 
 router = APIRouter(tags=["console"])
-
-
-_IDENT = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 
 
 _SORTS = (
@@ -200,7 +198,7 @@ def get_board(
     q: Annotated[
         str | None, Query(max_length=100, description="Substring of SKU, name, drop or market.")
     ] = None,
-    drop: Annotated[str | None, Query(max_length=64, pattern=_IDENT)] = None,
+    drop: Annotated[str | None, Query(max_length=64, pattern=IDENTIFIER_PATTERN)] = None,
     sort: Annotated[str, Query(pattern="^(" + "|".join(_SORTS) + ")$")] = "sku",
     desc: bool = False,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from service.deps import OperatorCaller, RuntimeDep
 from service.exceptions import StoreUnavailable
-from service.routes.console.board import _IDENT
+from service.routes.params import IdentifierPath
 from service.schemas import ErrorBody
 
 __all__ = ["router"]
@@ -32,7 +32,7 @@ class AuthoredDropOut(BaseModel):
     summary="A drop as authored, to edit and PUT back",
 )
 def get_drop(
-    drop_id: Annotated[str, Path(min_length=1, max_length=64, pattern=_IDENT)],
+    drop_id: IdentifierPath,
     caller: OperatorCaller,
     runtime: RuntimeDep,
 ) -> AuthoredDropOut:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from pricing.guardrails import GUARDRAIL_FIELDS
 from service.deps import OperatorCaller, RuntimeDep
 from service.exceptions import StoreUnavailable, UnknownMarket, UnknownSku
-from service.routes.console.board import _IDENT, WindowOut, _window
+from service.routes.console.board import WindowOut, _window
+from service.routes.params import MarketQuery, SkuPath
 from service.schemas import ErrorBody
 
 __all__ = ["router"]
@@ -73,10 +73,10 @@ _DAY = timedelta(days=1)
     summary="A SKU's live surface and its timeline of sales and events",
 )
 def get_sku(
-    sku: Annotated[str, Path(min_length=1, max_length=64, pattern=_IDENT)],
+    sku: SkuPath,
     caller: OperatorCaller,
     runtime: RuntimeDep,
-    market: Annotated[str | None, Query(min_length=1, max_length=64, pattern=_IDENT)] = None,
+    market: MarketQuery = None,
 ) -> SkuOut:
     """The surface served now and the events of the current (or last) window."""
     book = runtime.book
