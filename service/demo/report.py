@@ -47,10 +47,11 @@ def verdict(s: SkuState) -> str:
             f"{s.units_sold} sold against {s.fixed_units}{why_rail}"
         )
     avg = s.revenue / s.units_sold if s.units_sold else s.price
+    unsold = f" and left {s.units_left} unsold" if s.units_left else ""
     if avg > s.list_price:
         reason = (
             f"priced above its list (average {avg:.2f}), it sold {s.units_sold} against "
-            f"{s.fixed_units} at the fixed price: with demand this elastic (true β "
+            f"{s.fixed_units} at the fixed price{unsold}: with demand this elastic (true β "
             f"{s.truth.elasticity:g}, fitted {_beta(s)}) the units lost outweigh the "
             "higher price"
         )
