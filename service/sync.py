@@ -183,7 +183,7 @@ class LiveSync:
 
     def _after_step(self, started: float) -> None:
         self.book.last_sync = time.time()
-        self.book.served.flush(self.store.client)  # served-price look-ups (service.served)
+        self.book.served.flush(self.store)  # served-price look-ups (service.served)
         if self.after_resync is not None:
             self.after_resync()
         if self.metrics is not None:

@@ -165,14 +165,13 @@ def diff(
     for change in changes:
         typer.echo(str(change))
     if impact:
-        _print_impact(store.client, live.bundle if live is not None else None, bundle)
+        _print_impact(store, live.bundle if live is not None else None, bundle)
 
 
-def _print_impact(client: Any, live: Any, bundle: Any) -> None:
+def _print_impact(store: Any, live: Any, bundle: Any) -> None:
     from service.config.impact import config_impact
-    from service.store import PriceStore
 
-    rows = config_impact(PriceStore(client), live, bundle)
+    rows = config_impact(store, live, bundle)
     typer.echo("")
     if not rows:
         typer.echo("impact: no SKU's pricing inputs change")

@@ -51,7 +51,7 @@ def _open(redis_url: str) -> tuple[Any, Any]:
     store = PriceStore(connect(redis_url, timeout=30.0))
     try:
         store.ping()
-        live = ConfigStore(store.client).live()
+        live = ConfigStore(store).live()
     except StoreUnavailable as exc:
         store.close()
         typer.echo(f"error: cannot reach Redis at {redis_url}: {exc}", err=True)

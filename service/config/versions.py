@@ -297,8 +297,7 @@ class ConfigStore:
 
         store = PriceStore(self.client)
         for code in sorted(removed or ()):
-            self.client.delete(keys.sku_meta(code))
-            self.client.srem(keys.sku_index(), code)
+            store.unregister_sku(code)
         before = _catalog(previous) if previous is not None else {}
         entries = []
         for sku, (meta, inventory) in _catalog(bundle).items():

@@ -43,7 +43,6 @@ from service.config.checks import bundle_problems
 from service.config.live import LiveConfig
 from service.config.loader import ConfigIssue, parse_drop
 from service.config.models import ConfigBundle
-from service.config.versions import ConfigStore
 from service.config.whatif import NoLiveSurface
 from service.config.yamlio import format_path
 from service.deps import BookDep, OperatorCaller, RuntimeDep
@@ -233,7 +232,7 @@ def _apply(
 ) -> AppliedOut:
     base = live.version if live.version is not None else 0
     try:
-        result = ConfigStore(live.client).apply(
+        result = live.store.apply(
             bundle,
             actor=actor,
             expect_version=expect_version if expect_version is not None else base,

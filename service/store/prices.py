@@ -102,6 +102,15 @@ class PriceStore(EventLog, SurfaceVersions):
             self.client.hset(keys.sku_meta(meta.sku), mapping=_meta_fields(meta))
             self.client.sadd(keys.sku_index(), meta.sku)
 
+    def unregister_sku(self, sku: str) -> None:
+        """Drop a SKU's catalog entry and take it out of the SKU index (its counters,
+        stream and surfaces stay, for the record)."""
+        with unavailable_as_domain_error(f"unregistering SKU {sku}"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.delete(keys.sku_meta(sku))
+            pipe.srem(keys.sku_index(), sku)
+            pipe.execute()
+
     def register_catalog(
         self, entries: Sequence[tuple[SkuMeta, Mapping[str, int]]]
     ) -> tuple[int, int]:

@@ -154,7 +154,7 @@ def post_rollback(
     who = f"{caller.role.value}:{caller.key_id}"
     actor = f"{x_actor.strip()} ({who})" if x_actor and x_actor.strip() else who
     record_audit(
-        store.client,
+        store,
         "surface.rollback",
         actor,
         {"from": live, "to": result.version, "surfaces": result.surfaces, "via": "console"},
