@@ -1,8 +1,8 @@
 """The price read with the operator console open: throughput with and without it, one run.
 
-Starts the real service (``create_app``, default settings: key check, limiter, metrics,
-JSON access log) on a real ``redis-server`` with the same 100 published surfaces as
-``bench_service.py``, then measures ``GET /v1/prices/{sku}`` in interleaved rounds:
+Starts ``dropprice serve`` as ``bench_service.py`` does (the shipped configs, default
+settings: key check, limiter, metrics, JSON access log; a real ``redis-server`` with a
+published surface for every SKU and market), then measures ``GET /v1/prices/{sku}`` in interleaved rounds:
 alone, and while a console is open on the drop board. The open console is what the page
 does (``service/static/console/console.js``): ``GET /v1/console/board`` with an operator
 key every second, plus the SKU page's ``GET /v1/console/skus/{sku}`` every two seconds.
@@ -33,10 +33,10 @@ from urllib.parse import urlsplit
 from bench_service import (
     API_KEY,
     MARKET,
+    READ_SKU,
     publish_bench_surfaces,
     python_run,
-    uvicorn_server,
-    write_bench_configs,
+    serve_server,
     wrk_run,
 )
 
@@ -53,7 +53,7 @@ def console_poller(url: str, stop: threading.Event) -> dict[str, int]:
     while not stop.wait(0.0 if tick == 0 else 1.0):
         paths = [("board", "/v1/console/board")]
         if tick % 2 == 0:
-            paths.append(("sku", f"/v1/console/skus/SKU-0001?market={MARKET}"))
+            paths.append(("sku", f"/v1/console/skus/{READ_SKU}?market={MARKET}"))
         for name, path in paths:
             conn.request("GET", path, headers=headers)
             resp = conn.getresponse()
@@ -89,19 +89,14 @@ def main() -> None:
     polls: list[dict[str, int]] = []
     try:
         publish_bench_surfaces(server.url)
-        configs = write_bench_configs(tmp / "configs")
         env = {
-            "DROPPRICE_REDIS_URL": server.url,
             "DROPPRICE_API_KEYS": json.dumps(
                 {hash_api_key(API_KEY): "pos", hash_api_key(OPERATOR_KEY): "operator"}
             ),
-            "DROPPRICE_CONFIG_DIR": str(configs),
             "DROPPRICE_RATE_LIMIT_POS_PER_SECOND": "1000000",
         }
-        path = f"/v1/prices/SKU-0001?market={MARKET}"
-        with uvicorn_server(
-            "service.app:create_app", env, factory=True, ready_path="/readyz"
-        ) as url:
+        path = f"/v1/prices/{READ_SKU}?market={MARKET}"
+        with serve_server(server.url, env) as url:
             for _ in range(args.rounds):
                 runs["alone"].append(load(url + path)["rps"])
                 stop = threading.Event()

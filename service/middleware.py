@@ -184,7 +184,7 @@ class PriceFastPath:
                 self._bodies = {}
             self._bodies[view] = body
         if self.otel is not None:
-            trace_id = await self._send_traced(send, body, rid, parent, path)
+            trace_id = await self._send_traced(send, body, rid, parent)
         else:
             trace_id, traceparent = response_ids(parent)
             headers = [
@@ -204,7 +204,7 @@ class PriceFastPath:
         return True
 
     async def _send_traced(
-        self, send: Send, body: bytes, rid: bytes | None, parent: bytes | None, path: str
+        self, send: Send, body: bytes, rid: bytes | None, parent: bytes | None
     ) -> bytes:
         """Send the answer inside an OpenTelemetry span; returns the trace id."""
         assert self.otel is not None
