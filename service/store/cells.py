@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import NamedTuple
 
@@ -55,4 +56,4 @@ def epoch_ms(when: datetime | float) -> int:
     """Whole milliseconds since the epoch of an aware datetime or Unix seconds (floored,
     as the sale script floors Redis's clock)."""
     seconds = when.timestamp() if isinstance(when, datetime) else when
-    return int(seconds * 1000 // 1)
+    return math.floor(seconds * 1000)
