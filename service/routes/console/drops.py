@@ -49,7 +49,7 @@ def get_drop(
     from service.config.versions import ConfigStore
 
     try:
-        version = ConfigStore(runtime.store.client).live_version()
+        version = ConfigStore(runtime.store).live_version()
     except StoreUnavailable:
         version = None
     return AuthoredDropOut(
