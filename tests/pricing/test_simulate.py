@@ -102,7 +102,7 @@ def test_unsatisfiable_guardrails_name_the_sku(tmp_path):
     data = tiny()
     data["skus"][1]["guardrails"] = {"ceiling": 3.0}  # unit cost 4 is above it
     with pytest.raises(
-        ScenarioError, match=r"skus\[B\]\.guardrails: .*unit_cost 4.0 is above ceiling"
+        ScenarioError, match=r"skus\[B\]\.guardrails: .*unit_cost 4 is above ceiling 3"
     ):
         build_world(parse_scenario(data), source="tiny.yaml")
 
