@@ -296,8 +296,10 @@ def test_cli_diff_apply_history_rollback(redis_url: str, write_tree: WriteTree) 
     assert applied.exit_code == 0 and "config version 2 is live" in applied.output
     history = runner.invoke(app, ["config", "history", *url])
     lines = history.output.splitlines()
-    assert lines[0].startswith("*    2") and "1 changed" in lines[0]
-    assert lines[1].startswith("     1") and "alice" in lines[1]
+    assert lines[0].split()[:3] == ["ver", "applied", "(UTC)"]  # a header
+    assert lines[1].startswith("*    2") and "1 changed" in lines[1]
+    assert lines[2].strip() == "note: A-2 up"  # the note given with apply
+    assert lines[3].startswith("     1") and "alice" in lines[3]
     back = runner.invoke(app, ["config", "rollback", *url, "--actor", "carol"])
     assert back.exit_code == 0 and "config version 3 is live" in back.output
     assert "26.0 -> 25.0" in back.output
