@@ -38,13 +38,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from pricing.events import EVENT_KINDS
-from service.store import StreamEvent
+
+if TYPE_CHECKING:  # the Redis layer imports this module (pseudonymised event writes)
+    from service.store import StreamEvent
 
 __all__ = [
     "CUSTOMER_FIELD",
