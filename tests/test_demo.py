@@ -1,15 +1,20 @@
 """``dropprice demo`` end to end: the real CLI, a private redis-server, the service over
-HTTP, re-fits through :mod:`service.refit`; the books must balance to the cent."""
+HTTP, re-fits through :mod:`service.refit`; the books must balance to the cent, prices follow
+the units left within a window, and SIGTERM/SIGHUP end the demo and its redis-server."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import yaml
 
@@ -160,3 +165,45 @@ def test_demo_without_its_drop_config_says_what_is_missing(tmp_path: Path) -> No
     assert "demo cannot start" in proc.stderr
     assert str(tmp_path / "drops" / "comic-shop-creator-drop.yaml") in proc.stderr
     assert proc.stdout == ""
+
+
+# -- ended by a signal ---------------------------------------------------------------
+
+
+def _redis_child(demo: psutil.Process) -> psutil.Process | None:
+    with contextlib.suppress(psutil.Error):
+        for child in demo.children(recursive=True):
+            if child.name().startswith("redis-server"):
+                return child
+    return None
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_demo_ended_by_signal_leaves_no_redis_server(signum: signal.Signals) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "demo", "--duration", "30", "--non-interactive"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    demo = psutil.Process(proc.pid)
+    server: psutil.Process | None = None
+    try:
+        deadline = time.monotonic() + 180
+        while server is None and proc.poll() is None and time.monotonic() < deadline:
+            server = _redis_child(demo)
+            time.sleep(0.1)
+        assert server is not None, "the demo started no redis-server"
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 128 + signum, err.decode()[-2000:]
+        gone = psutil.wait_procs([server], timeout=30)[0]
+        assert gone, f"redis-server {server.pid} still running after the demo ended"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        if server is not None and server.is_running():
+            server.kill()
