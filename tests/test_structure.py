@@ -162,6 +162,40 @@ def test_pricing_imports_nothing_from_service() -> None:
     assert not found, "pricing/ must not import service/:\n" + "\n".join(found)
 
 
+NETWORK_MODULES = frozenset(
+    {
+        "aiohttp",
+        "fastapi",
+        "ftplib",
+        "http",
+        "httpx",
+        "redis",
+        "requests",
+        "smtplib",
+        "socket",
+        "socketserver",
+        "ssl",
+        "starlette",
+        "urllib3",
+        "uvicorn",
+        "websockets",
+    }
+)
+"""Top-level modules that open connections (``urllib.request`` is checked apart)."""
+
+
+def test_pricing_does_no_network_io() -> None:
+    found = sorted(
+        {
+            f"{path.relative_to(ROOT)} imports {target}"
+            for name, path in _modules("pricing")
+            for target in _imports(name, path, module_level=False)
+            if target.split(".")[0] in NETWORK_MODULES or target.startswith("urllib.request")
+        }
+    )
+    assert not found, "pricing/ is pure: no sockets, HTTP or Redis:\n" + "\n".join(found)
+
+
 def test_no_import_cycle_among_pricing_and_service_modules() -> None:
     cycles = _cycles(_graph())
     listing = "\n".join("  " + " <-> ".join(c) for c in cycles)
