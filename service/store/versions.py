@@ -57,6 +57,7 @@ from typing import Any, Literal
 import numpy as np
 from redis.commands.core import Script
 from redis.crc import key_slot
+from redis.exceptions import NoScriptError
 
 from pricing.fields import is_identifier
 from service import keys
@@ -262,22 +263,17 @@ class SurfaceVersions:
         slot) and each group is pipelined on that node's own connection.
         """
         if not self.cluster:
-            pipe = self.client.pipeline(transaction=False)
-            for script, script_keys, args in calls:
-                script(keys=script_keys, args=args, client=pipe)
-            return list(pipe.execute())
+            return _evalsha_pipelined(self.client, calls)
         groups: dict[str, tuple[Any, list[int]]] = {}
-        for i, (script, script_keys, args) in enumerate(calls):
+        for i, (_, script_keys, _) in enumerate(calls):
             node = self.client.get_node_from_key(script_keys[0])
             if node.name not in groups:
-                conn = self.client.get_redis_connection(node)
-                groups[node.name] = (conn.pipeline(transaction=False), [])
-            pipe, index = groups[node.name]
-            script(keys=script_keys, args=args, client=pipe)
-            index.append(i)
+                groups[node.name] = (self.client.get_redis_connection(node), [])
+            groups[node.name][1].append(i)
         replies: list[Any] = [None] * len(calls)
-        for pipe, index in groups.values():
-            for i, reply in zip(index, pipe.execute(), strict=True):
+        for conn, index in groups.values():
+            node_replies = _evalsha_pipelined(conn, [calls[i] for i in index])
+            for i, reply in zip(index, node_replies, strict=True):
                 replies[i] = reply
         return replies
 
@@ -469,3 +465,33 @@ def _group_by_sku(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     for sku, market in pairs:
         out.setdefault(sku, []).append(market)
     return out
+
+
+def _evalsha_pipelined(
+    client: Any, calls: Sequence[tuple[Script, list[str], list[Any]]]
+) -> list[Any]:
+    """``EVALSHA`` every call in one pipeline on one node: one round trip.
+
+    redis-py's own script pipelining asks ``SCRIPT EXISTS`` first (a second round trip
+    per batch). Here a script the server does not hold yet (a fresh or restarted
+    Redis) answers ``NOSCRIPT`` without running; it is loaded and only those calls are
+    sent again. Any other error reply is raised, as ``execute()`` would.
+    """
+    pipe = client.pipeline(transaction=False)
+    for script, script_keys, args in calls:
+        pipe.evalsha(script.sha, len(script_keys), *script_keys, *args)
+    replies = list(pipe.execute(raise_on_error=False))
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        for script in {calls[i][0].sha: calls[i][0] for i in missing}.values():
+            client.script_load(script.script)
+        again = client.pipeline(transaction=False)
+        for i in missing:
+            script, script_keys, args = calls[i]
+            again.evalsha(script.sha, len(script_keys), *script_keys, *args)
+        for i, reply in zip(missing, again.execute(raise_on_error=False), strict=True):
+            replies[i] = reply
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
