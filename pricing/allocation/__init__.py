@@ -47,7 +47,12 @@ References:
 """
 
 from pricing.allocation.curves import ValueCurves, planned_intensity, prior_rates, value_curves
-from pricing.allocation.failover import Failover, estimate_diversion, failover_table
+from pricing.allocation.failover import (
+    Failover,
+    estimate_diversion,
+    failover_table,
+    panel_diversion,
+)
 from pricing.allocation.marginal import (
     CONCAVITY_TOL,
     Allocation,
@@ -71,6 +76,7 @@ __all__ = [
     "estimate_diversion",
     "failover_table",
     "is_concave",
+    "panel_diversion",
     "plan_stock",
     "planned_intensity",
     "prior_rates",

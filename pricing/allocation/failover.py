@@ -7,17 +7,20 @@ The *diversion share* ``d_{ij}`` is the share of ``i``'s demand that moves to ``
 
 Two sources, in order of preference:
 
-- **the sales themselves** (:func:`estimate_diversion`): over the periods where ``i`` was out
-  of stock and ``j`` in stock, ``j``'s sales beyond what the demand model expects of ``j``
-  are the units that moved, and ``i``'s expected demand in those periods (had it been in
-  stock) is what could have moved:
+- **the sales themselves** (:func:`estimate_diversion`): over the periods ``A`` where ``i``
+  was out of stock and ``j`` in stock, ``j``'s sales beyond what it would have sold are
+  the units that moved, and ``i``'s demand in those periods (had it been in stock) is
+  what could have moved. What each would have sold is the demand model's expectation
+  ``e`` (its shape over hours, prices and events) scaled to the variant's own sales in
+  the periods ``B`` where both were on sale, so a level the model fitted on the very
+  same sales (spill included) cancels out:
 
-  .. math:: \\hat d_{ij} = \\frac{\\sum_{t \\in A_{ij}} (q_{jt} - e_{jt})}
-                              {\\sum_{t \\in A_{ij}} e_{it}},
-            \\qquad A_{ij} = \\{t : i \\text{ out}, j \\text{ in}\\}
+  .. math:: \\hat d_{ij} = \\frac{\\sum_{A} q_{jt} - c_j \\sum_{A} e_{jt}}
+                              {c_i \\sum_{A} e_{it}},
+            \\qquad c_k = \\frac{\\sum_{B} q_{kt}}{\\sum_{B} e_{kt}}
 
-  (the diversion-ratio estimator of Conlon & Mortimer 2021 on a stock-out as the natural
-  experiment). Shares are clipped to ``[0, 1]`` and scaled so a SKU's shares sum to at
+  (a diversion ratio measured on a stock-out as the natural experiment, Conlon &
+  Mortimer 2021). Shares are clipped to ``[0, 1]`` and scaled so a SKU's shares sum to at
   most one; a pair with fewer than ``min_periods`` such periods has no estimate.
 - **the operator's declaration** in the drop config (``failover: [{sku, to, share}]``),
   for variants that have not sold out yet, or drops without a demand model.
@@ -33,10 +36,11 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from pricing.exceptions import InputError
 
-__all__ = ["Failover", "estimate_diversion", "failover_table"]
+__all__ = ["Failover", "estimate_diversion", "failover_table", "panel_diversion"]
 
 MIN_PERIODS = 3
 """Fewest out-of-stock periods (``i`` out, ``j`` in) a pair's estimate rests on."""
@@ -65,6 +69,7 @@ def estimate_diversion(
     expected: np.ndarray,
     in_stock: np.ndarray,
     *,
+    out_of_stock: np.ndarray | None = None,
     min_periods: int = MIN_PERIODS,
 ) -> np.ndarray:
     """``[S, S]`` diversion shares ``d[i, j]`` of the variants of one market.
@@ -75,6 +80,9 @@ def estimate_diversion(
             it was offered, as if every variant were in stock (for an out-of-stock period,
             its expected demand at the price it would have had).
         in_stock: ``[S, T]`` True where the variant could be bought the whole period.
+        out_of_stock: ``[S, T]`` True where it could not be bought at all (default: every
+            period not ``in_stock``; pass it when some periods are neither, e.g. before a
+            variant's first sale or the period it sold out in).
         min_periods: fewest periods with ``i`` out and ``j`` in for an estimate.
 
     Returns:
@@ -85,36 +93,76 @@ def estimate_diversion(
         InputError: shapes disagree or values are negative or not finite.
 
     Example:
-        Variant 0 is out for four periods in which variant 1 sells one unit a period more
-        than expected, half of variant 0's expected two:
+        Both variants sell as expected for three periods; then variant 0 is out for four
+        in which variant 1 sells one unit a period more, half of variant 0's expected two:
 
-        >>> q = np.array([[0, 0, 0, 0], [3, 3, 3, 3]])
-        >>> e = np.full((2, 4), 2.0)
-        >>> in_stock = np.array([[False] * 4, [True] * 4])
+        >>> q = np.array([[2, 2, 2, 0, 0, 0, 0], [2, 2, 2, 3, 3, 3, 3]])
+        >>> e = np.full((2, 7), 2.0)
+        >>> in_stock = np.array([[True] * 3 + [False] * 4, [True] * 7])
         >>> float(estimate_diversion(q, e, in_stock)[0, 1])
         0.5
     """
     q = np.asarray(quantity, dtype=float)
     e = np.asarray(expected, dtype=float)
     ok = np.asarray(in_stock, dtype=bool)
-    if q.ndim != 2 or q.shape != e.shape or q.shape != ok.shape:
+    out = ~ok if out_of_stock is None else np.asarray(out_of_stock, dtype=bool)
+    if q.ndim != 2 or q.shape != e.shape or q.shape != ok.shape or out.shape != ok.shape:
         raise InputError(
-            "quantity, expected and in_stock must share one shape [S, T], got "
-            f"{q.shape}, {e.shape} and {ok.shape}"
+            "quantity, expected, in_stock and out_of_stock must share one shape [S, T], "
+            f"got {q.shape}, {e.shape}, {ok.shape} and {out.shape}"
         )
     if not (np.all(np.isfinite(q)) and np.all(np.isfinite(e))) or (q < 0).any() or (e < 0).any():
         raise InputError("quantity and expected must be finite and >= 0")
-    out = ~ok
-    both = out[:, None, :] & ok[None, :, :]  # [i, j, t]: i out, j in
+    both = out[:, None, :] & ok[None, :, :]  # [i, j, t]: i out, j in (A)
+    # B: both on sale as the period opened (a variant's sell-out period included: whether
+    # a period ends in stock depends on its own sales, so dropping that period would leave
+    # the calmer ones and bias the level down).
+    calm = ~out[:, None, :] & ~out[None, :, :]
     periods = both.sum(axis=2)
-    moved = np.einsum("ijt,jt->ij", both, q - e)
-    could = np.einsum("ijt,it->ij", both, e)
     with np.errstate(divide="ignore", invalid="ignore"):
+        scale_i = np.einsum("ijt,it->ij", calm, q) / np.einsum("ijt,it->ij", calm, e)
+        scale_j = np.einsum("ijt,jt->ij", calm, q) / np.einsum("ijt,jt->ij", calm, e)
+        moved = np.einsum("ijt,jt->ij", both, q) - scale_j * np.einsum("ijt,jt->ij", both, e)
+        could = scale_i * np.einsum("ijt,it->ij", both, e)
         share = np.clip(moved / could, 0.0, 1.0)
-    share = np.where((periods >= min_periods) & (could > 0), share, np.nan)
+    enough = (periods >= min_periods) & (calm.sum(axis=2) >= min_periods) & (could > 0)
+    share = np.where(enough, share, np.nan)
     np.fill_diagonal(share, 0.0)
     total = np.nansum(share, axis=1, keepdims=True)
     return np.asarray(np.where(total > 1.0, share / np.maximum(total, 1e-12), share))
+
+
+def panel_diversion(panel: pd.DataFrame, *, min_periods: int = MIN_PERIODS) -> np.ndarray:
+    """:func:`estimate_diversion` from a market's sales panel.
+
+    Args:
+        panel: one row per (variant, period): ``sku``, ``period``, ``quantity``,
+            ``sold_out`` (it sold out during the period), ``out_of_stock`` (it could not be
+            bought at all) and ``expected`` (the model's expected units at the price it
+            had, or would have had). A period a variant has no row for counts as neither
+            in nor out of stock.
+        min_periods: as :func:`estimate_diversion`.
+
+    Returns:
+        ``[S, S]`` shares in the order of ``sorted(panel["sku"].unique())``.
+    """
+    need = {"sku", "period", "quantity", "sold_out", "out_of_stock", "expected"}
+    missing = sorted(need - set(panel.columns))
+    if missing:
+        raise InputError(f"panel lacks column(s) {missing}; need {sorted(need)}")
+    skus = sorted(panel["sku"].unique())
+    periods = np.sort(panel["period"].unique())
+    s_idx = pd.Index(skus).get_indexer(panel["sku"])
+    t_idx = np.searchsorted(periods, panel["period"].to_numpy())
+    shape = (len(skus), periods.size)
+    q, e = np.zeros(shape), np.zeros(shape)
+    in_stock, out = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
+    q[s_idx, t_idx] = panel["quantity"].to_numpy(dtype=float)
+    e[s_idx, t_idx] = panel["expected"].to_numpy(dtype=float)
+    gone = panel["out_of_stock"].to_numpy(dtype=bool)
+    out[s_idx, t_idx] = gone
+    in_stock[s_idx, t_idx] = ~gone & ~panel["sold_out"].to_numpy(dtype=bool)
+    return estimate_diversion(q, e, in_stock, out_of_stock=out, min_periods=min_periods)
 
 
 def failover_table(

@@ -379,7 +379,7 @@ def plan_stock(
     """Plan units per SKU x market x window that maximise the drop's expected profit."""
     from pricing.allocation import plan_stock as plan
     from service.commands.refit import _connect, _live_config
-    from service.failover import drop_failover
+    from service.failover import drop_failover, estimated_shares
 
     store = _connect(redis_url)
     try:
@@ -405,6 +405,8 @@ def plan_stock(
                 f"{list(drop.markets)}"
             )
         fit, fit_id = _load_fit(store)
+        # Where a variant has sold out, the sales say where its shoppers went.
+        shares = estimated_shares(store, drop, fit)
     finally:
         store.close()
     totals = {s.sku: int(totals_in.get(s.sku, sum(s.inventory.values()))) for s in drop.skus}
@@ -419,7 +421,9 @@ def plan_stock(
     # The stock's cost is sunk: units compete on revenue plus salvage, a unit held back is
     # worth its salvage; the cost of the units each row holds is netted out afterwards.
     holdback = {s.sku: s.salvage_value for s in drop.skus}
-    failover = [f for market in drop.markets for f in drop_failover(drop, market)]
+    failover = [
+        f for market in drop.markets for f in drop_failover(drop, market, shares=shares.get(market))
+    ]
     result = plan(slots, totals, holdback_value=holdback, failover=failover)
     cost = {s.sku: s.unit_cost for s in drop.skus}
     for row, source in zip(result.rows, sources, strict=True):

@@ -3,9 +3,11 @@ and the plan moves the way costs, salvage, demand and returns say it should."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pricing.allocation import (
@@ -234,7 +236,12 @@ def test_prior_rates_fall_with_price_and_rise_with_intensity() -> None:
 
 # ------------------------------------------------------------------ failover SKUs
 
+SPILL_DROPS = 80
+"""Simulated drops pooled by the spill tests (the estimate's level calibration rests on the
+hours before the scarce variant sells out, a dozen or so a drop)."""
 
+
+@functools.lru_cache(maxsize=1)
 def _choice_drop(seeds: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The shipped three-colourway scenario (a choice truth with spill) at list prices:
     sales, the truth's expected units with every variant in stock, in-stock flags, and the
@@ -268,26 +275,29 @@ def _choice_drop(seeds: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
 def test_the_share_a_sold_out_variant_spills_is_recovered_from_its_stock_outs() -> None:
     from pricing.allocation import estimate_diversion, failover_table
 
-    sales, expected, in_stock, diversion = _choice_drop(seeds=20)
-    shares = estimate_diversion(sales, expected, in_stock)
+    sales, expected, in_stock, diversion = _choice_drop(seeds=SPILL_DROPS)
+    p_len = sales.shape[1] // SPILL_DROPS
+    stocked = np.hstack([np.ones((3, 1), bool), in_stock[:, :-1]])
+    stocked[:, ::p_len] = True  # every drop opens stocked
+    shares = estimate_diversion(sales, expected, in_stock, out_of_stock=~stocked)
     # The truth's share over the hours the black jacket was out, weighted by its demand.
-    out = ~in_stock[0]
+    out = ~stocked[0]
     weight = expected[0] * out
     truth = (diversion * weight).sum(axis=1) / weight.sum()
     assert out.sum() > 100  # it sells out early on most seeds
-    assert shares[0, 1:] == pytest.approx(truth[1:], abs=0.04)
+    assert shares[0, 1:] == pytest.approx(truth[1:], abs=0.06)
     table = failover_table(["JACKET-BLACK", "JACKET-OLIVE", "JACKET-SAND"], "shop", shares=shares)
     black = next(f for f in table if f.sku == "JACKET-BLACK")
     assert (black.absorbed_by, black.source) == ("JACKET-OLIVE", "sales")  # the bigger pull
-    assert black.share == pytest.approx(truth[1], abs=0.04)
+    assert black.share == pytest.approx(truth[1], abs=0.06)
 
 
 def test_a_variant_that_never_sold_out_has_no_estimate_and_keeps_a_declared_failover() -> None:
     from pricing.allocation import estimate_diversion, failover_table
 
-    q = np.array([[1, 0, 0, 0, 0], [2, 3, 3, 3, 3], [1, 1, 1, 1, 1]])
-    e = np.ones((3, 5)) * np.array([[2.0], [2.0], [1.0]])
-    in_stock = np.array([[True, False, False, False, False], [True] * 5, [True] * 5])
+    q = np.array([[2, 2, 2, 0, 0, 0, 0], [2, 2, 2, 3, 3, 3, 3], [1, 1, 1, 1, 1, 1, 1]])
+    e = np.ones((3, 7)) * np.array([[2.0], [2.0], [1.0]])
+    in_stock = np.array([[True] * 3 + [False] * 4, [True] * 7, [True] * 7])
     shares = estimate_diversion(q, e, in_stock)
     assert shares[0, 1] == pytest.approx(0.5)
     assert shares[0, 2] == pytest.approx(0.0)
@@ -300,7 +310,7 @@ def test_a_variant_that_never_sold_out_has_no_estimate_and_keeps_a_declared_fail
         ("C", "B", 0.3, "config"),
     ]
     with pytest.raises(InputError, match="one shape"):
-        estimate_diversion(q, e[:, :4], in_stock)
+        estimate_diversion(q, e[:, :6], in_stock)
 
 
 def test_the_plan_names_each_variants_failover_on_its_rows() -> None:
@@ -345,3 +355,32 @@ def test_the_plan_per_market_and_window_sums_its_skus_and_names_the_best_next_un
         )
     assert sum(c["units"] for c in cells.values()) == 24
     assert len(plan.to_dict()["markets"]) == 4
+
+
+def test_a_market_sales_panel_recovers_the_spill() -> None:
+    from pricing.allocation import panel_diversion
+
+    seeds = SPILL_DROPS
+    sales, expected, in_stock, diversion = _choice_drop(seeds=seeds)
+    # The panel a shop has: a row per variant and period, the period it sold out in
+    # flagged sold_out, the periods after it out_of_stock with the model's expectation at
+    # the price it would have had; the drops' periods numbered one after another.
+    stocked_at_start = np.hstack([np.ones((3, 1), bool), in_stock[:, :-1]])
+    p_len = sales.shape[1] // seeds
+    stocked_at_start[:, ::p_len] = True  # every drop opens stocked
+    r, t = np.nonzero(np.ones_like(sales, dtype=bool))
+    panel = pd.DataFrame(
+        {
+            "sku": np.array(["BLACK", "OLIVE", "SAND"])[r],
+            "period": t,
+            "quantity": sales[r, t],
+            "sold_out": stocked_at_start[r, t] & ~in_stock[r, t],
+            "out_of_stock": ~stocked_at_start[r, t],
+            "expected": expected[r, t],
+        }
+    )
+    got = panel_diversion(panel)
+    weight = expected[0] * ~stocked_at_start[0]
+    truth = (diversion * weight).sum(axis=1) / weight.sum()
+    assert got[0, 1:] == pytest.approx(truth[1:], abs=0.06)
+    assert got[0, 1] > got[0, 2]  # the black jacket's shoppers go to olive first

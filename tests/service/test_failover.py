@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -120,3 +121,76 @@ def test_explain_names_the_sku_that_absorbs_demand(
         got[sku] = r.json()["failover"]
     assert got[drop.skus[0]] == {"sku": drop.skus[1], "share": 0.25, "source": "config"}
     assert got[drop.skus[1]] is None
+
+
+def _jacket_configs(root: Path) -> Path:
+    """Three colourways in one town, stocked as the shipped choice scenario."""
+    shutil.copytree(CONFIGS, root, ignore=shutil.ignore_patterns("scenarios", "drops"))
+    (root / "drops").mkdir()
+    colours = {"JACKET-BLACK": 15, "JACKET-OLIVE": 40, "JACKET-SAND": 40}
+    drop = {
+        "id": "jackets",
+        "markets": ["ocean-grove"],
+        "windows": [{"start": "2027-03-01T10:00:00+00:00", "end": "2027-03-03T10:00:00+00:00"}],
+        "skus": [
+            {"sku": s, "category": "apparel", "list_price": 110.0, "unit_cost": 35.0,
+             "inventory": {"ocean-grove": n}, "guardrails": {"floor": 80.0, "ceiling": 140.0}}
+            for s, n in colours.items()
+        ],
+    }  # fmt: skip
+    (root / "drops" / "jackets.yaml").write_text(yaml.safe_dump(drop))
+    return root
+
+
+def test_plan_stock_names_the_failover_the_stock_outs_show(redis_url: str, tmp_path: Path) -> None:
+    """A drop where the scarce colourway sold out (the simulator's choice truth at list
+    prices): the re-fit's sales show where its shoppers went."""
+    import numpy as np
+
+    from pricing.baselines import FixedPolicy
+    from pricing.scenario import load_scenario
+    from pricing.simulate import run_policy
+    from pricing.world import build_world
+
+    world = build_world(load_scenario(CONFIGS / "scenarios" / "truth-choice-variants.yaml"))
+    u = np.clip(np.random.default_rng([0, 1]).random(world.truth.intensity.shape), 1e-9, 1)
+    run = run_policy(world, FixedPolicy(world), u)
+    assert run.sales_path[0].sum() == 15  # the black jacket sold out
+    # The drop ran over the last three days (the re-fit reads recent events).
+    recent = pd.Timestamp.now(tz="UTC").floor("D") - pd.Timedelta(days=3)
+    events = [
+        {
+            "type": "sale",
+            "event_id": f"s{r}-{t}",
+            "ts": (recent + pd.Timedelta(hours=int(world.hours[t]))).isoformat(),
+            "sku": str(world.sku[r]),
+            "market": "ocean-grove",
+            "quantity": int(run.sales_path[r, t]),
+            "unit_price": 110.0,
+        }
+        for r, t in zip(*np.nonzero(run.sales_path), strict=True)
+    ]
+    configs = _jacket_configs(tmp_path / "configs")
+    settings = Settings(
+        redis_url=redis_url,
+        config_dir=configs,
+        api_keys={hash_api_key(POS_KEY): Role.pos},
+        redis_timeout_ms=5000,
+        rate_limit_enabled=False,
+    )
+    with AppClient(create_app(settings)) as client:
+        r = client.post("/v1/events", json={"events": events}, headers={"X-API-Key": POS_KEY})
+        assert r.status_code == 200 and r.json()["accepted"] == len(events), r.text
+    store = PriceStore(connect(redis_url, timeout=30.0))
+    record = Refitter(store, load_config_dir(configs), device="cpu").run(force=True)
+    assert record.state == "published", record.reasons
+    store.close()
+    args = ["plan-stock", "jackets", "--json", "--redis-url", redis_url, "--config-dir"]
+    result = CliRunner().invoke(cli, [*args, str(configs)])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    black = next(f for f in body["failover"] if f["sku"] == "JACKET-BLACK")
+    assert black["source"] == "sales"
+    assert black["absorbed_by"] in {"JACKET-OLIVE", "JACKET-SAND"}
+    assert 0.05 < black["share"] < 0.6  # the truth moves about a fifth to each
+    assert not any(f["sku"] != "JACKET-BLACK" for f in body["failover"])  # none sold out
