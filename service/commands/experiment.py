@@ -212,6 +212,13 @@ def report(
     if events_file is not None:
         events = read_events_file(events_file)
     in_drop = events[events["sku"].isin(skus) & events["market"].isin(drop.markets)]
+    if "type" not in in_drop.columns or not (in_drop["type"] == "sale").any():
+        typer.echo(
+            f"cannot report on {drop_id}: no sales of its SKUs in its markets "
+            f"({', '.join(drop.markets)}) yet, so there is nothing to compare between arms",
+            err=True,
+        )
+        raise typer.Exit(1)
     try:
         rep = experiment_report(
             in_drop,
