@@ -46,7 +46,8 @@ demand signal recorded in the stream only (from :data:`pricing.events.EVENT_KIND
 class PlannedEvent(NamedTuple):
     """A valid event of the batch and the records it becomes (one per SKU it names)."""
 
-    index: int
+    position: int
+    """Where the event stands in the batch (its result's ``index``)."""
     event: AnyEvent
     records: list[EventRecord]
     quote: str | None
@@ -226,7 +227,7 @@ def _outcome_result(
     elif status == "accepted":
         check, detail = _price_check(event, first.unit_price, tolerance_pct)
     return _result(
-        plan.index,
+        plan.position,
         event.event_id,
         event.type,
         status,
@@ -269,7 +270,7 @@ async def record_batch(
         for o in mine:
             if o.status == "accepted" and o.units_left is not None:
                 book.set_units(o.sku, o.market, o.units_left)
-        results[plan.index] = _outcome_result(plan, mine, tolerance_pct)
+        results[plan.position] = _outcome_result(plan, mine, tolerance_pct)
     return [r for r in results if r is not None]
 
 

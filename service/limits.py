@@ -36,6 +36,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
 from fastapi import Depends, Request
+from fastapi import HTTPException as RequestRefused
 from fastapi.security.base import SecurityBase
 from starlette.exceptions import HTTPException
 
@@ -369,7 +370,7 @@ def check_query(request: Request) -> None:
     unknown = [name for name in request.query_params if name not in declared.names]
     if unknown:
         allowed = ", ".join(sorted(declared.names)) or "none"
-        raise HTTPException(
+        raise RequestRefused(
             422,
             detail={
                 "error": "invalid_request",
