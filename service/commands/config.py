@@ -165,7 +165,10 @@ def diff(
     for change in changes:
         typer.echo(str(change))
     if impact:
-        _print_impact(store, live.bundle if live is not None else None, bundle)
+        from service.store import PriceStore
+
+        # The surfaces and fits live in the price store (the same Redis).
+        _print_impact(PriceStore(store.client), live.bundle if live is not None else None, bundle)
 
 
 def _print_impact(store: Any, live: Any, bundle: Any) -> None:
