@@ -4,20 +4,25 @@ Prints, in one run on the default JAX device:
 
 - the fit time for each size (SKUs x 72 hourly periods) of the model a per-SKU
   statsmodels Poisson GLM can also fit (intercept + log price, no prior, no
-  censoring), and the speed-up against a statsmodels loop over SKUs (timed on a
-  subsample, scaled to all SKUs; same data);
+  censoring; with ``--simple-intensity`` also the intensity lift and shift, in both), and
+  the speed-up against a statsmodels loop over SKUs (timed on a subsample, scaled to all
+  SKUs; same data);
 - the full model (empirical-Bayes category prior, censored sell-outs, intensity lift
   and shift, shared daily profile, one promotion covariate) after compilation, with
   the compile time separately, in float32 and float64;
 - the intensity index for 1,000,000 events over 10,000 SKU-markets.
 
 "fit" times are ``fit_elasticity`` end to end (input checks and the pandas-to-array
-preparation included); "solve" is the compiled device program alone.
+preparation included); "solve" is the compiled device program alone; "prep" the
+preparation alone. Each line ends with the process's peak resident memory so far
+(``ru_maxrss``: the phases run in order, so the figure after the largest size's full fit
+is that fit's peak).
 
 Run::
 
     python benchmarks/bench_fit.py                       # 1k, 10k, 100k
     python benchmarks/bench_fit.py --sizes 1000000 --json  # e.g. on a GPU
+    python benchmarks/bench_fit.py --sizes 20000 --simple-intensity --f64-max 0
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any
 import jax
 import numpy as np
 import pandas as pd
+from _memory import peak_rss_mib
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -43,10 +49,10 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
-def _simple_panel(n_skus: int, n_periods: int, seed: int) -> pd.DataFrame:
+def _simple_panel(n_skus: int, n_periods: int, seed: int, intensity: bool) -> pd.DataFrame:
     from pricing._panel_sim import simulate_demand_panel
 
-    panel, _ = simulate_demand_panel(n_skus, n_periods, seed=seed)
+    panel, _ = simulate_demand_panel(n_skus, n_periods, seed=seed, intensity=intensity)
     panel["period"] = np.tile(np.arange(n_periods), n_skus)  # no daily profile
     return panel
 
@@ -67,7 +73,7 @@ def _full_panel(n_skus: int, n_periods: int, seed: int) -> pd.DataFrame:
     return panel
 
 
-def _glm_loop_per_sku(panel: pd.DataFrame, n_sample: int) -> float:
+def _glm_loop_per_sku(panel: pd.DataFrame, n_sample: int, intensity: bool) -> float:
     """Seconds per SKU of a statsmodels Poisson GLM loop (same design as the fit)."""
     import statsmodels.api as sm
 
@@ -79,7 +85,11 @@ def _glm_loop_per_sku(panel: pd.DataFrame, n_sample: int) -> float:
         warnings.simplefilter("ignore")
         for g in groups:
             logp = np.log(g["price"].to_numpy())
-            design = np.column_stack([np.ones(len(g)), logp - logp.mean()])
+            x = logp - logp.mean()
+            design = np.column_stack([np.ones(len(g)), x])
+            if intensity:  # the model's intensity terms: lift I and shift x * I
+                inten = g["intensity"].to_numpy()
+                design = np.column_stack([design, inten, x * inten])
             sm.GLM(g["quantity"].to_numpy(), design, family=sm.families.Poisson()).fit()
     return (time.perf_counter() - start) / len(groups)
 
@@ -124,16 +134,23 @@ def _fit(
 
 
 def bench_fit(
-    sizes: list[int], n_periods: int, glm_sample: int, f64_max: int, e2e_max: int
+    sizes: list[int],
+    n_periods: int,
+    glm_sample: int,
+    f64_max: int,
+    e2e_max: int,
+    simple_intensity: bool = False,
 ) -> list[dict[str, Any]]:
     results = []
     for n in sizes:
         row: dict[str, Any] = {"skus": n, "periods": n_periods}
-        panel = _simple_panel(n, n_periods, seed=1)
-        simple = {"pooling": False}
+        panel = _simple_panel(n, n_periods, seed=1, intensity=simple_intensity)
+        simple: dict[str, Any] = {"pooling": False}
+        if simple_intensity:
+            simple["intensity"] = "intensity"
         compile_and_run, solve_s, iters, prep_s = _solve_only(panel, simple)
         fit_s, fit = _fit(panel, simple, prep_s, solve_s, n <= e2e_max)
-        per_sku = _glm_loop_per_sku(panel, min(glm_sample, n))
+        per_sku = _glm_loop_per_sku(panel, min(glm_sample, n), simple_intensity)
         row.update(
             simple_fit_s=fit_s,
             simple_solve_s=solve_s,
@@ -145,6 +162,8 @@ def bench_fit(
             glm_loop_sampled_skus=min(glm_sample, n),
             speedup_fit=per_sku * n / fit_s,
             speedup_solve=per_sku * n / solve_s,
+            simple_terms="intercept, log price" + (", intensity" if simple_intensity else ""),
+            peak_rss_mib_after_simple=peak_rss_mib(),
         )
         del panel, fit
         full_panel = _full_panel(n, n_periods, seed=2)
@@ -168,6 +187,7 @@ def bench_fit(
             row[f"full_{dt}_converged_share"] = (
                 None if fit is None else float(np.mean(fit.converged_rows))
             )
+            row[f"peak_rss_mib_after_full_{dt}"] = peak_rss_mib()
             del fit
         jax.config.update("jax_enable_x64", False)
         del full_panel
@@ -217,7 +237,9 @@ def _print_row(row: dict[str, Any]) -> None:
         f"{n:>9,} SKUs x {row['periods']}h | simple: fit {row['simple_fit_s']:.3f}s "
         f"(solve {row['simple_solve_s']:.3f}s, compile {row['simple_compile_s']:.1f}s, "
         f"{row['simple_iterations']} it) vs statsmodels loop {row['glm_loop_s']:.1f}s "
-        f"-> {row['speedup_fit']:.0f}x (solve only {row['speedup_solve']:.0f}x)",
+        f"-> {row['speedup_fit']:.0f}x (solve only {row['speedup_solve']:.0f}x) "
+        f"[{row['simple_terms']}; prep {row['simple_prep_s']:.3f}s; "
+        f"peak RSS {row['peak_rss_mib_after_simple']:,.0f} MiB]",
         flush=True,
     )
     for dt in ("float32", "float64"):
@@ -227,7 +249,9 @@ def _print_row(row: dict[str, Any]) -> None:
                 f"(solve {row[f'full_{dt}_solve_s']:.3f}s, compile "
                 f"{row[f'full_{dt}_compile_s']:.1f}s, {row[f'full_{dt}_iterations']} it, "
                 f"{_share(row[f'full_{dt}_converged_share'])} rows converged, "
-                f"{row['full_sold_out_share']:.1%} periods sold out)",
+                f"{row['full_sold_out_share']:.1%} periods sold out; prep "
+                f"{row[f'full_{dt}_prep_s']:.3f}s; peak RSS "
+                f"{row[f'peak_rss_mib_after_full_{dt}']:,.0f} MiB)",
                 flush=True,
             )
 
@@ -244,6 +268,11 @@ def main() -> None:
         default=200_000,
         help="above this size, fit = preparation + solve (saves a second pandas preparation)",
     )
+    parser.add_argument(
+        "--simple-intensity",
+        action="store_true",
+        help="the simple model (and the statsmodels loop) also fit intensity (lift and shift)",
+    )
     parser.add_argument("--intensity-events", type=int, default=1_000_000, help="0 to skip")
     parser.add_argument("--intensity-keys", type=int, default=10_000)
     parser.add_argument("--json", action="store_true", help="print one JSON document at the end")
@@ -257,14 +286,21 @@ def main() -> None:
     )
     report: dict[str, Any] = {
         "device": f"{device.platform}:{device.device_kind}",
-        "fit": bench_fit(sizes, args.periods, args.glm_sample, args.f64_max, args.end_to_end_max),
+        "fit": bench_fit(
+            sizes,
+            args.periods,
+            args.glm_sample,
+            args.f64_max,
+            args.end_to_end_max,
+            simple_intensity=args.simple_intensity,
+        ),
     }
     if args.intensity_events:
         inten = bench_intensity(args.intensity_events, args.intensity_keys)
         report["intensity"] = inten
         print(
             f"intensity index: {inten['events']:,} events, {inten['sku_markets']:,} SKU-markets "
-            f"x {inten['hours']} h in {inten['seconds']:.2f}s",
+            f"x {inten['hours']} h in {inten['seconds']:.2f}s; peak RSS {peak_rss_mib():,.0f} MiB",
             flush=True,
         )
     if args.json:

@@ -27,8 +27,11 @@ One idea per module:
 - :mod:`~pricing.model.result`: :class:`ElasticityFit`, its summaries and predictions;
 - :mod:`~pricing.model.persist`: saving and loading a fit (npz + JSON, no pickle);
 - :mod:`~pricing.model.fit`: the entry point :func:`fit_elasticity`.
+- :mod:`~pricing.model.arrays`: :func:`fit_elasticity_arrays`, the same fit from ``[S, T]`` grids;
+- :mod:`~pricing.model.start`: the solver's starting point (one IRLS step from ``y + ½``).
 """
 
+from pricing.model.arrays import fit_elasticity_arrays
 from pricing.model.fit import fit_elasticity
 from pricing.model.likelihood import DemandParams
 from pricing.model.preparation import _prepare  # noqa: F401  (benchmarks time the stages)
@@ -36,4 +39,11 @@ from pricing.model.priors import FALLBACK_PRIOR, ElasticityPrior
 from pricing.model.result import ElasticityFit
 from pricing.model.solver import _fit_impl  # noqa: F401  (benchmarks time the stages)
 
-__all__ = ["FALLBACK_PRIOR", "DemandParams", "ElasticityFit", "ElasticityPrior", "fit_elasticity"]
+__all__ = [
+    "FALLBACK_PRIOR",
+    "DemandParams",
+    "ElasticityFit",
+    "ElasticityPrior",
+    "fit_elasticity",
+    "fit_elasticity_arrays",
+]
