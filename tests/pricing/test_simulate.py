@@ -156,6 +156,23 @@ def test_common_random_numbers_make_runs_repeatable():
     assert run_policy(world, high, u).units <= a.units
 
 
+def test_released_stock_goes_on_the_shelf_when_its_period_opens():
+    world = build_world(parse_scenario(tiny()))
+    u = np.clip(np.random.default_rng(3).random((2, 24)), 1e-12, 1 - 1e-12)
+    # The same 15 units of A, 5 at the start and 10 released at hour 12: nothing sells
+    # beyond 5 before hour 12, and the run sells no more than the 15.
+    first = world._replace(inventory=np.array([5, 10]))
+    releases = np.zeros((2, 24), dtype=np.int64)
+    releases[0, 12] = 10
+    run = run_policy(first, FixedPolicy(first), u, releases=releases)
+    sold = run.sales_path[0]
+    assert sold[:12].sum() <= 5
+    assert sold.sum() <= 15 and sold[12:].sum() > 0
+    assert run.sell_through == pytest.approx(run.units / 25.0)
+    whole = run_policy(world, FixedPolicy(world), u)
+    assert whole.sales_path[0, :12].sum() > 5  # with all 15 on the shelf, more sold early
+
+
 def test_lp_price_mix_matches_linprog():
     rng = np.random.default_rng(0)
     prices = np.sort(rng.uniform(5, 30, (25, 5)), axis=1)
