@@ -10,8 +10,9 @@ validate, publish). Two figures per size:
 - ``warm``: the next re-fit after one more hour of events (what a running worker
   pays each cadence tick; warm-started from the live fit).
 
-It prints the per-stage seconds, events per second, and the ratio to the 30 s
-target for 10,000 SKUs (``< 1`` meets it).
+It prints the per-stage seconds, events per second, the ratio to the 30 s
+target for 10,000 SKUs (``< 1`` meets it), and the benchmark process's peak resident
+memory after each size (the re-fit runs in this process; redis-server is a separate one).
 
 With ``--compile-cache DIR`` the process uses JAX's persistent compilation cache in
 ``DIR`` (what ``dropprice refit`` / ``worker`` do by default): run it twice with the
@@ -40,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from _memory import peak_rss_mib, rss_line
 
 from service.compile_cache import cache_stats
 from service.config.loader import load_config_dir
@@ -225,6 +227,7 @@ def main() -> None:
         for n in args.skus:
             r = bench(n, url, args.device)
             r["compile_cache"] = cache_stats()._asdict()
+            r["peak_rss_mib"] = peak_rss_mib()  # this process so far (the server is another)
             if args.json:
                 print(json.dumps(r))
                 continue
@@ -239,6 +242,7 @@ def main() -> None:
                 print(f"  {label:<4} {total:7.2f} s  ({stages})  "
                       f"x{total / TARGET_S:.2f} of the {TARGET_S:.0f} s target")  # fmt: skip
             print(f"  compile cache: {r['compile_cache']}")
+            print(f"  {rss_line(f'{n:,} SKUs (this process; redis-server apart)')}")
     finally:
         if server is not None:
             server.stop()
