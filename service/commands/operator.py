@@ -68,7 +68,8 @@ def _open(redis_url: str) -> tuple[Any, Any]:
 
 
 def _refused(exc: Exception, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
+    # The shared messages name the API's query parameter; on the CLI it is an option.
+    typer.echo(f"error: {str(exc).replace('?market=', '--market')}", err=True)
     return typer.Exit(code)
 
 
