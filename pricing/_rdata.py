@@ -60,15 +60,15 @@ class _Reader:
     def _fail(self, what: str) -> InputError:
         return InputError(f"{self.where}: {what} (at byte {self.pos}); not a data file this reads")
 
-    def int(self) -> int:
+    def read_int(self) -> int:
         (value,) = struct.unpack_from(">i", self.data, self.pos)
         self.pos += 4
         return int(value)
 
     def length(self) -> int:
-        n = self.int()
+        n = self.read_int()
         if n == -1:  # long vector: two 32-bit halves
-            return (self.int() << 32) + self.int()
+            return (self.read_int() << 32) + self.read_int()
         return n
 
     def array(self, dtype: str, n: int) -> np.ndarray:
@@ -77,20 +77,20 @@ class _Reader:
         return out.astype(dtype[1:])
 
     def item(self) -> Any:
-        flags = self.int()
+        flags = self.read_int()
         kind = flags & 0xFF
         has_attr, has_tag = bool(flags & (1 << 9)), bool(flags & (1 << 10))
         if kind == _NIL or kind in _SPECIAL_ENVS:
             return None
         if kind == _REF:
-            index = flags >> 8 or self.int()
+            index = flags >> 8 or self.read_int()
             return self.refs[index - 1]
         if kind == _SYM:
             name = self.item()
             self.refs.append(name)
             return name
         if kind == _CHAR:
-            n = self.int()
+            n = self.read_int()
             if n == -1:
                 return None
             text = self.data[self.pos : self.pos + n].decode("utf-8", errors="replace")
@@ -119,7 +119,7 @@ class _Reader:
                 self.item()
             tag = self.item() if has_tag else None
             cells.append((tag, self.item()))
-            flags = self.int()
+            flags = self.read_int()
             if flags & 0xFF != _LIST:
                 if flags & 0xFF != _NIL:
                     raise self._fail(f"pairlist ends in type {flags & 0xFF}")
@@ -138,8 +138,8 @@ class _Reader:
             n, start, step = (int(v) for v in state.value)
             return _RObject(_INT, start + step * np.arange(n), attributes)
         if cls == "compact_realseq":
-            n, start, step = (float(v) for v in state.value)
-            return _RObject(_REAL, start + step * np.arange(int(n)), attributes)
+            size, first, stride = (float(v) for v in state.value)
+            return _RObject(_REAL, first + stride * np.arange(int(size)), attributes)
         if isinstance(cls, str) and cls.startswith("wrap_"):  # list(payload, metadata)
             inner = state.value[0]
             return _RObject(inner.kind, inner.value, attributes or inner.attributes)
@@ -208,10 +208,10 @@ def read_rda(path: str | Path) -> dict[str, Any]:
         raise InputError(f"{where}: not an R data file in XDR format (starts {raw[:7]!r})")
     reader = _Reader(raw, where)
     reader.pos = 7
-    version = reader.int()
-    reader.int(), reader.int()  # R version that wrote it, oldest that reads it
+    version = reader.read_int()
+    reader.read_int(), reader.read_int()  # R version that wrote it, oldest that reads it
     if version == 3:
-        reader.pos += reader.int()  # native encoding name
+        reader.pos += reader.read_int()  # native encoding name
     top = reader.item()
     if not isinstance(top, _RObject) or top.kind != _LIST:
         raise InputError(f"{where}: expected a list of named objects at the top level")

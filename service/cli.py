@@ -60,7 +60,6 @@ def _register_commands() -> None:
         demo,
         experiment,
         loadtest,
-        operator,
         plan_stock,
         refit,
         serve,
@@ -72,7 +71,6 @@ def _register_commands() -> None:
         serve,
         config,
         refit,
-        operator,
         simulate,
         loadtest,
         demo,
@@ -82,6 +80,9 @@ def _register_commands() -> None:
         plan_stock,
     ):
         module.register(app)
+    from service.commands import model
+
+    model.register(app)
 
 
 _register_commands()

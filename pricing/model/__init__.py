@@ -20,11 +20,13 @@ One idea per module:
 
 - :mod:`~pricing.model.likelihood`: parameters, design arrays, each cell's loss (sell-outs
   censored);
-- :mod:`~pricing.model.priors`: configured priors, empirical Bayes by category and
-  :data:`FALLBACK_PRIOR`;
+- :mod:`~pricing.model.priors`: configured priors, robust empirical Bayes by category
+  (overdispersion-aware) and :data:`FALLBACK_PRIOR`;
 - :mod:`~pricing.model.solver`: block-coordinate Newton to the MAP, Laplace errors;
 - :mod:`~pricing.model.preparation`: a pandas panel checked and laid out as arrays;
-- :mod:`~pricing.model.result`: :class:`ElasticityFit`, its summaries and predictions;
+- :mod:`~pricing.model.result`: :class:`ElasticityFit` and its summaries;
+- :mod:`~pricing.model.predict`: its predictions (covariates per row and period; beyond a
+  row's seen prices, the category's elasticity);
 - :mod:`~pricing.model.persist`: saving and loading a fit (npz + JSON, no pickle);
 - :mod:`~pricing.model.fit`: the entry point :func:`fit_elasticity`.
 - :mod:`~pricing.model.arrays`: :func:`fit_elasticity_arrays`, the same fit from ``[S, T]`` grids;

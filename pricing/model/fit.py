@@ -39,6 +39,7 @@ def fit_elasticity(
     max_iter: int = 50,
     jit: bool = True,
     level_priors: Mapping[Any, tuple[float, float, float]] | None = None,
+    per_row_covariates: bool = True,
 ) -> ElasticityFit:
     """Fit the Poisson demand model for every SKU(-market) at once (joint MAP).
 
@@ -67,6 +68,13 @@ def fit_elasticity(
         level_priors: ``{(sku, market): (log rate, sd, price)}``: a prior on a row's demand
             level, ``log λ ~ N(log rate, sd²)`` per period at ``price`` (before any sale the
             engine's neutral guess; the weak ``N(log ȳ, 5²)`` otherwise).
+        per_row_covariates: ``True`` (the default) fits each covariate's effect per row
+            (a promotion lifts each SKU by its own amount), pooled within the row's
+            category like the elasticities (empirical Bayes with robust moments: with
+            little spread between rows it comes back to one shared effect; a weak
+            ``N(0, 2²)`` under configured priors; none with ``pooling=False``), and
+            reports their precision-weighted average in ``covariate_effects``. ``False``
+            fits one effect per covariate shared by every row (the pooled block).
 
     Returns:
         :class:`ElasticityFit`.
@@ -102,6 +110,7 @@ def fit_elasticity(
         daily_profile=daily_profile,
         max_iter=max_iter,
         level_priors=level_priors,
+        per_row_covariates=per_row_covariates,
     )
     if jit:
         out = _fit_impl(prep.data, prep.static)
@@ -122,19 +131,29 @@ def _result(
         decrement=out.decrement[:n],
         prior_mean_beta=out.prior_mean_beta[:n],
         prior_sd_beta=out.prior_sd_beta[:n],
+        dispersion=out.dispersion[:n],
     )
     theta = np.asarray(out.theta, dtype=float)
     zeros = np.zeros(n)
     st = prep.static
     shared = np.asarray(out.shared, dtype=float)
     shared_cov = np.asarray(out.shared_cov, dtype=float)
+    n_row_cov = st.n_row_cov
     cov_effects = {
         name: (
             float(shared[_N_HOURS + c]),
             float(math.sqrt(max(shared_cov[_N_HOURS + c, _N_HOURS + c], 0.0))),
         )
-        for c, name in enumerate(covariates)
+        for c, name in enumerate(covariates[: len(covariates) - n_row_cov])
     }
+    first = st.n_params - n_row_cov  # per-row effects: the last columns of theta
+    row_effects = {name: theta[:, first + c] for c, name in enumerate(covariates[:n_row_cov])}
+    for c, name in enumerate(covariates[:n_row_cov]):  # their precision-weighted average
+        var = np.asarray(out.cov_theta, dtype=float)[:, first + c, first + c]
+        w = np.where(np.isfinite(var) & (var > 0), 1.0 / np.where(var > 0, var, 1.0), 0.0)
+        total = float(np.sum(w))
+        mean = float(np.sum(w * np.nan_to_num(row_effects[name])) / total) if total else 0.0
+        cov_effects[name] = (mean, math.sqrt(1.0 / total) if total else math.inf)
     param_cov = np.asarray(out.cov_theta, dtype=float)
     finite = np.all(np.isfinite(theta), axis=1) & np.all(np.isfinite(param_cov), axis=(1, 2))
     dec = np.asarray(out.decrement, dtype=float)
@@ -165,4 +184,6 @@ def _result(
         dtype="float64" if jax.config.jax_enable_x64 else "float32",
         loss=float(out.loss),
         shared_converged=bool(float(out.shared_decrement) <= st.tol),
+        dispersion=np.asarray(out.dispersion, dtype=float),
+        row_covariate_effects=row_effects if n_row_cov else None,
     )

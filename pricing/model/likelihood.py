@@ -82,6 +82,7 @@ class _Static(NamedTuple):
     max_iter: int
     tol: float
     row_block: int = 0  # rows per block of the row system (CPU cache blocking), 0 = all
+    n_row_cov: int = 0  # covariates with an effect per row: the last columns of the design
 
 
 def _linear_predictor(theta: jax.Array, shared: jax.Array, data: _Data, st: _Static) -> jax.Array:

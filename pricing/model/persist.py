@@ -42,8 +42,11 @@ def _arrays(fit: ElasticityFit) -> dict[str, np.ndarray]:
         "prior_mean": fit.prior_mean,
         "prior_sd": fit.prior_sd,
     }
-    if fit.log_price_range is not None:
-        out["log_price_range"] = fit.log_price_range
+    for name in ("log_price_range", "dispersion"):  # absent from fits of older versions
+        if getattr(fit, name) is not None:
+            out[name] = getattr(fit, name)
+    for c, effect in enumerate((fit.row_covariate_effects or {}).values()):
+        out[f"row_covariate_{c}"] = effect
     return out
 
 
@@ -60,6 +63,7 @@ def _meta(fit: ElasticityFit) -> dict[str, Any]:
         "dtype": fit.dtype,
         "loss": float(fit.loss),
         "shared_converged": bool(fit.shared_converged),
+        "row_covariates": list(fit.row_covariate_effects or {}),
     }
 
 
@@ -149,6 +153,12 @@ def _build(cls: type[ElasticityFit], meta_text: str, npz: bytes, where: str) -> 
         loss=float(meta["loss"]),
         shared_converged=bool(meta["shared_converged"]),
         log_price_range=arrays.get("log_price_range"),
+        dispersion=arrays.get("dispersion"),
+        row_covariate_effects={
+            name: arrays[f"row_covariate_{c}"] for c, name in enumerate(meta["row_covariates"])
+        }
+        if meta.get("row_covariates")
+        else None,
     )
 
 

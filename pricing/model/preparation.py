@@ -22,7 +22,6 @@ from pricing.model.likelihood import N_HOURS as _N_HOURS
 from pricing.model.likelihood import _Data, _Static
 from pricing.model.priors import _prior_arrays
 from pricing.model.result import ElasticityFit
-from pricing.model.start import glm_start
 
 _MAX_ROWS_SHOWN = 10
 _ROW_BLOCK = 1024  # CPU: rows per cache block of the per-row sums
@@ -96,6 +95,7 @@ def _prepare(
     daily_profile: bool | None,
     max_iter: int,
     level_priors: Mapping[Any, tuple[float, float, float]] | None = None,
+    per_row_covariates: bool = False,
 ) -> _Prepared:
     if not isinstance(panel, pd.DataFrame):
         raise InputError(f"panel must be a pandas DataFrame, got {type(panel).__name__}")
@@ -236,7 +236,8 @@ def _prepare(
     y_g = grid(qty)
     mask_g = grid(informative)
     has_int = inten is not None
-    X = np.empty((3 if has_int else 1, n_pad, n_t), np_dtype)
+    n_row_cov = len(covariates) if per_row_covariates else 0
+    X = np.empty(((3 if has_int else 1) + n_row_cov, n_pad, n_t), np_dtype)
     grid(x, X[0])
     if has_int:
         grid(inten, X[1])
@@ -250,7 +251,9 @@ def _prepare(
             hour_g = hour_g[:1]  # one period grid for every row: sum over rows first
         else:
             hour_g = np.pad(hour_g, [(0, n_pad - n_rows), (0, 0)])
-    n_cov = len(covariates)
+    for j in range(n_row_cov):  # per-row effects: design columns after the intensity terms
+        grid(cov[:, j], X[X.shape[0] - n_row_cov + j])
+    n_cov = len(covariates) - n_row_cov  # shared effects: the pooled block
     cov_g = np.empty((n_cov, n_pad, n_t), np_dtype)
     for j in range(n_cov):
         grid(cov[:, j], cov_g[j])
@@ -290,7 +293,6 @@ def _prepare(
         category_of_row=category_of_row,
         log_pref=log_pref,
         mean_quantity=max(qty[informative].mean() if informative.any() else 0.0, 1e-3),
-        has_intensity=has_int,
         priors=priors,
         pooling=pooling,
         level_priors=level_priors,
@@ -303,13 +305,14 @@ def _prepare(
     shared0 = np.zeros(_N_HOURS + n_cov)
     if init is not None:
         theta0, shared0 = _warm_start(
-            init, keys, log_pref, theta0, shared0, n_params, covariates, profile
+            init, keys, log_pref, theta0, shared0, has_int, covariates, profile, n_row_cov
         )
 
     tol = 1e-12 if dtype == jnp.float64 else 1e-5
     static = _Static(
         n_params=n_params,
         n_cov=n_cov,
+        n_row_cov=n_row_cov,
         profile=profile,
         censored=bool(len(cens_idx)),
         count_kmax=_count_kmax(cens_y),
@@ -346,8 +349,6 @@ def _prepare(
         theta0=dev(rows(theta0)),
         shared0=dev(shared0),
     )
-    if init is None:  # a warm start keeps the previous fit's rows
-        data = data._replace(theta0=glm_start(data))
     return _Prepared(
         keys=keys,
         sku_of_row=sku_of_row,
@@ -385,9 +386,10 @@ def _warm_start(
     log_pref: np.ndarray,
     theta0: np.ndarray,
     shared0: np.ndarray,
-    n_params: int,
+    has_int: bool,
     covariates: tuple[str, ...],
     profile: bool,
+    n_row_cov: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(init, ElasticityFit):
         raise InputError(f"init must be a previous ElasticityFit, got {type(init).__name__}")
@@ -403,13 +405,22 @@ def _warm_start(
         g, d = init.params.intensity_lift[j], init.params.intensity_shift[j]
         theta[r, 0] = a + b * shift
         theta[r, 1] = b
-        if n_params == 4:
+        if has_int:
             theta[r, 2] = g + d * shift
             theta[r, 3] = d
     shared = shared0.copy()
     if profile and init.daily_profile is not None:
         shared[:_N_HOURS] = init.daily_profile
+    old_rows = init.row_covariate_effects or {}
+    n_base = theta.shape[1] - n_row_cov
+    matched = [(r, where[k]) for r, k in enumerate(keys) if k in where]
     for c, name in enumerate(covariates):
-        if name in init.covariate_effects:
-            shared[_N_HOURS + c] = init.covariate_effects[name][0]
+        if not n_row_cov:
+            if name in init.covariate_effects:
+                shared[_N_HOURS + c] = init.covariate_effects[name][0]
+        elif name in old_rows:
+            for r, j in matched:
+                theta[r, n_base + c] = old_rows[name][j]
+        elif name in init.covariate_effects:  # a shared effect starts every row
+            theta[:, n_base + c] = init.covariate_effects[name][0]
     return theta, shared

@@ -1,21 +1,39 @@
 """Priors of the demand model: configured priors, empirical Bayes by category, the fallback.
 
 Configured priors (``priors=``) are looked up by SKU, then by category. Rows with
-neither get an empirical-Bayes prior: an unpooled fit first, then per category the
-random-effects moments of DerSimonian & Laird (1986) from the unpooled elasticities
-``β̂_i`` and their standard errors ``se_i``:
+neither get an empirical-Bayes prior, in three steps:
 
-    w_i = 1/se_i²,  μ_FE = Σ w β̂ / Σ w,  Q = Σ w (β̂ − μ_FE)²,
-    τ² = max(τ_min², (Q − (k − 1)) / (Σ w − Σ w² / Σ w)),  μ = Σ w* β̂ / Σ w*,  w* = 1/(se² + τ²)
+1. an unpooled fit gives each row's elasticity ``β̂_i`` and Laplace error ``se_i``;
+2. overdispersion: the Pearson statistic of that fit, pooled over the category, gives
+   ``φ = Σ (y − μ)²/μ / Σ (n − P)`` (at least 1). Weekly retail panels reach ``φ`` in the
+   hundreds to thousands, so the Poisson errors understate the real ones by ``sqrt(φ)``;
+   the errors are scaled by it (quasi-likelihood, McCullagh & Nelder 1989, §4.5);
+3. the category's mean ``μ`` and spread ``τ`` are the posterior mode of a robust
+   random-effects model: ``β̂_i ~ t₄`` around ``μ`` with variance ``se_i² + τ²`` (elasticities drawn from a
+   heavy-tailed population, so a few wild rows do not widen ``τ`` for the others) with
+   the hyperprior ``τ ~ half-Cauchy(0, 1)`` (Gelman 2006: within one category,
+   elasticities differ by well under one; the Cauchy tail admits more where the data
+   insist), times ``τ`` (the boundary-avoiding factor of Chung et al. 2013: ``τ`` is the
+   posterior mode, which under the half-Cauchy alone sits at 0 for small categories and
+   pins every row to the mean); ``τ`` is searched on a grid from 0.05 to 5, ``μ`` by IRLS.
 
-then the pooled refit with ``β_i ~ N(μ_c, τ_c²)``. With fewer than 3 usable rows in all,
-the prior is :data:`FALLBACK_PRIOR`; a category with fewer than 3 uses the pool of all
-rows. When pooling, ``α`` gets a weak ``N(log ȳ, 5²)`` and ``γ, δ`` weak ``N(0, 2²)``
-priors.
+The pooled refit then minimises ``loss + φ · prior`` with ``β_i ~ N(μ_c, τ_i²)``:
+``τ_i = τ_c`` except for a row far from ``μ_c`` by its own (scaled) error, which gets the
+scale of its place in the t mixture (its data mostly speak for it), unless its elasticity
+is positive: such a row keeps the full category prior and is flagged
+(:attr:`~pricing.model.result.ElasticityFit.positive_elasticity`). A category with fewer
+than 3 usable rows uses the pool of all rows; fewer than 3 in all, :data:`FALLBACK_PRIOR`.
+When pooling, ``α`` gets a weak ``N(log ȳ, 5²)`` and ``γ, δ`` weak ``N(0, 2²)`` priors.
 
 References:
-    DerSimonian, R. and Laird, N. (1986). Meta-analysis in clinical trials. Controlled
-    Clinical Trials 7(3), 177-188.
+    McCullagh, P. and Nelder, J. A. (1989). Generalized Linear Models, 2nd ed., §4.5.
+    Gelman, A. (2006). Prior distributions for variance parameters in hierarchical
+    models. Bayesian Analysis 1(3), 515-534.
+    Chung, Y., Rabe-Hesketh, S., Dorie, V., Gelman, A. and Liu, J. (2013). A nondegenerate
+    penalized likelihood estimator for variance parameters in multilevel models.
+    Psychometrika 78(4), 685-709.
+    Gelman, A. et al. (2013). Bayesian Data Analysis, 3rd ed., §17.2 (robust, t-distributed
+    hierarchical models and their normal scale-mixture form).
     Efron, B. and Morris, C. (1975). Data analysis using Stein's estimator and its
     generalizations. JASA 70(350), 311-319 (empirical Bayes shrinkage).
 """
@@ -32,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from pricing.exceptions import InputError
-from pricing.model.likelihood import _Static
+from pricing.model.likelihood import _Data, _linear_predictor, _Static
 
 __all__ = ["FALLBACK_PRIOR", "ElasticityPrior"]
 
@@ -54,6 +72,10 @@ _TAU_MIN = 0.05  # floor of the category spread: keeps the prior precision finit
 _WEAK_SD = 2.0  # prior sd of intensity lift / shift when pooling
 _ALPHA_SD = 5.0  # prior sd of the baseline log rate when pooling
 _UNPOOLED_PREC = 1e-8  # stage-one ridge on beta so a constant-price SKU stays finite
+_NU = 4.0  # degrees of freedom of the t population of elasticities in a category
+_TAU_SCALE = 1.0  # half-Cauchy scale of the category spread
+_TAU_GRID = np.exp(np.linspace(np.log(_TAU_MIN), np.log(5.0), 48))
+_IRLS_STEPS = 8
 
 
 def _prior_of(entry: Any, name: str) -> tuple[float, float]:
@@ -81,7 +103,6 @@ def _prior_arrays(
     category_of_row: np.ndarray,
     log_pref: np.ndarray,
     mean_quantity: float,
-    has_intensity: bool,
     priors: Mapping[Any, Any] | None,
     pooling: bool,
     level_priors: Mapping[Any, tuple[float, float, float]] | None,
@@ -93,7 +114,6 @@ def _prior_arrays(
     none, unpooled).
     """
     n_rows = len(keys)
-    has_int = has_intensity
     # Priors: configured (by SKU, then category), else empirical Bayes per category.
     prior_mean = np.zeros((n_rows, n_params))
     prior_prec = np.zeros((n_rows, n_params))
@@ -103,8 +123,9 @@ def _prior_arrays(
         overall = max(mean_quantity, 1e-3)
         prior_mean[:, 0] = math.log(overall)
         prior_prec[:, 0] = 1.0 / _ALPHA_SD**2
-        if has_int:
-            prior_prec[:, 2:] = 1.0 / _WEAK_SD**2
+        # Intensity lift and shift, and per-row covariate effects (empirical Bayes
+        # replaces the latter's where the row has a category).
+        prior_prec[:, 2:] = 1.0 / _WEAK_SD**2
         table = {name: _prior_of(entry, str(name)) for name, entry in (priors or {}).items()}
         by_sku = pd.Series(sku_of_row).map(lambda v: table.get(v))
         by_cat = pd.Series(category_of_row).map(lambda v: table.get(v) if v is not None else None)
@@ -138,44 +159,159 @@ def _prior_arrays(
     return prior_mean, prior_prec, eb_group
 
 
+class _PooledPrior(NamedTuple):
+    """The pooled stage's priors, from the unpooled stage's fit."""
+
+    mean: jax.Array  # [S, P] prior means
+    sd: jax.Array  # [S] elasticity prior sd
+    prec: jax.Array  # [S, P] prior precisions in units of the Poisson loss
+    dispersion: jax.Array  # [S] Pearson dispersion (1 outside empirical Bayes)
+
+
+def _group_sum(values: jax.Array, segments: jax.Array, n_seg: int) -> jax.Array:
+    return jax.ops.segment_sum(values, segments, n_seg)
+
+
+def _dispersion(theta: jax.Array, shared: jax.Array, data: _Data, st: _Static) -> jax.Array:
+    """Pearson dispersion ``φ = Σ (y − μ)²/μ / Σ (n − P)`` per empirical-Bayes group, ≥ 1.
+
+    Poisson counts have variance μ; retail panels have many times that (unmodelled
+    week-to-week swings), and the Poisson likelihood then overstates each row's evidence
+    by the factor φ (quasi-likelihood, McCullagh & Nelder 1989, §4.5). Pooled over the
+    group, φ is stable for short rows; floored at 1 so Poisson data are left as they are.
+    Sold-out cells are left out (their counts are bounds).
+    """
+    mu = jnp.exp(jnp.clip(_linear_predictor(theta, shared, data, st), -30.0, 30.0))
+    mask = data.mask
+    if st.censored:
+        mask = mask.reshape(-1).at[data.cens_idx].set(0.0).reshape(mask.shape)
+    tiny = jnp.finfo(mu.dtype).tiny
+    pearson = jnp.sum(mask * (data.y - mu) ** 2 / jnp.maximum(mu, tiny), axis=1)
+    dof = jnp.maximum(jnp.sum(mask, axis=1) - st.n_params, 0.0)
+    grouped = data.eb_group >= 0
+    seg = jnp.where(grouped, data.eb_group, st.n_groups)
+    ratio = _group_sum(jnp.where(grouped, pearson, 0.0), seg, st.n_groups + 1) / jnp.maximum(
+        _group_sum(jnp.where(grouped, dof, 0.0), seg, st.n_groups + 1), 1.0
+    )
+    return jnp.where(grouped, jnp.maximum(ratio[seg], 1.0), 1.0)
+
+
+def _t_location(
+    b: jax.Array, var: jax.Array, weight: jax.Array, seg: jax.Array, n_seg: int
+) -> jax.Array:
+    """Location of a Student-t (``_NU`` dof) sample per segment, by IRLS."""
+    w = weight / var
+    mu = _group_sum(w * b, seg, n_seg) / jnp.maximum(_group_sum(w, seg, n_seg), 1e-30)
+    for _ in range(_IRLS_STEPS):
+        w = weight * (_NU + 1.0) / (_NU + (b - mu[seg]) ** 2 / var) / var
+        mu = _group_sum(w * b, seg, n_seg) / jnp.maximum(_group_sum(w, seg, n_seg), 1e-30)
+    return mu
+
+
+def _moments(
+    b: jax.Array, se: jax.Array, valid: jax.Array, seg: jax.Array, n_seg: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Robust category mean and spread: the posterior mode of ``(μ, τ)`` per segment.
+
+    Model: ``β̂_i = β_i + e_i``, ``e_i ~ N(0, se_i²)``, ``β_i ~ t_ν(μ, τ)`` with ``ν = 4``,
+    approximated as ``β̂_i ~ t_ν`` around ``μ`` with variance ``se_i² + τ²``; ``τ ~ half-Cauchy(0, 1)``; flat
+    on ``μ``; times ``τ`` (boundary-avoiding, see the module docstring). The heavy tails let a few wild rows sit far out without widening ``τ``
+    for the rest; the hyperprior keeps ``τ`` on the scale elasticities of one category
+    differ by. ``τ`` is searched on a log grid from ``τ_min`` to 5, ``μ`` by IRLS.
+    """
+    weight = valid.astype(b.dtype)
+    s2 = jnp.where(valid, se, 1.0) ** 2
+
+    def at(tau: jax.Array) -> tuple[jax.Array, jax.Array]:
+        # Squared t scale, so that the t's variance is se² + τ² (t_ν has ν/(ν − 2) scale²).
+        var = (s2 + tau**2) * (_NU - 2.0) / _NU
+        mu = _t_location(b, var, weight, seg, n_seg)
+        r2 = (b - mu[seg]) ** 2 / var
+        nll = _group_sum(
+            weight * (0.5 * (_NU + 1.0) * jnp.log1p(r2 / _NU) + 0.5 * jnp.log(var)), seg, n_seg
+        )
+        # Half-Cauchy(0, 1), times tau: the boundary-avoiding factor of Chung et al.
+        # (2013), since a posterior mode under the half-Cauchy alone sits at tau = 0
+        # whenever a category has few rows (every row then pinned to the mean).
+        return nll + jnp.log1p((tau / _TAU_SCALE) ** 2) - jnp.log(tau), mu
+
+    grid = jnp.asarray(_TAU_GRID, b.dtype)
+    nll, mus = jax.vmap(at)(grid)  # [G, n_seg]
+    best = jnp.argmin(nll, axis=0)
+    k = _group_sum(weight, seg, n_seg)
+    return mus[best, jnp.arange(n_seg)], grid[best], k
+
+
 def _empirical_bayes(
-    beta: jax.Array, se: jax.Array, n_obs_ok: jax.Array, group: jax.Array, st: _Static
+    beta: jax.Array,
+    se: jax.Array,
+    n_obs_ok: jax.Array,
+    group: jax.Array,
+    st: _Static,
+    elasticity: bool = True,
 ) -> tuple[jax.Array, jax.Array]:
-    """DerSimonian-Laird mean and spread of β per group; small groups use the global pool."""
+    """Per row: its group's prior mean and the prior sd (``τ``, wider for an outlier).
+
+    Groups with fewer than 3 usable rows use the pool of all rows; fewer than 3 in all,
+    :data:`FALLBACK_PRIOR` (for a per-row covariate effect, the weak ``N(0, 2²)``). A row
+    far from its group's mean (``r = (β̂ − μ) / sqrt(se² + τ²)``) gets the sd of its place
+    in the t mixture, ``τ / sqrt(w)`` with ``w = min(1, (ν + 1) / (ν + r²))``: a precisely
+    measured outlier keeps what its data say. Not so a positive elasticity
+    (``elasticity=True``): it keeps ``τ`` and is pulled toward the group's mean.
+    """
     g = st.n_groups
     valid = n_obs_ok & jnp.isfinite(se) & (se > 0) & (se < 10.0) & jnp.isfinite(beta) & (group >= 0)
-    w = jnp.where(valid, 1.0 / jnp.where(valid, se, 1.0) ** 2, 0.0)
     b = jnp.where(valid, beta, 0.0)
-    # Group g is the global pool (every valid row).
-    seg = jnp.where(valid, group, g)
-
-    def moments(segments: jax.Array, n_seg: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-        sw = jax.ops.segment_sum(w, segments, n_seg)
-        swb = jax.ops.segment_sum(w * b, segments, n_seg)
-        k = jax.ops.segment_sum(valid.astype(w.dtype), segments, n_seg)
-        mu_fe = swb / jnp.maximum(sw, 1e-30)
-        q = jax.ops.segment_sum(w * (b - mu_fe[segments]) ** 2, segments, n_seg)
-        sw2 = jax.ops.segment_sum(w * w, segments, n_seg)
-        denom = jnp.maximum(sw - sw2 / jnp.maximum(sw, 1e-30), 1e-30)
-        tau2 = jnp.maximum((q - (k - 1.0)) / denom, _TAU_MIN**2)
-        ws = jnp.where(valid, 1.0 / (jnp.where(valid, se, 1.0) ** 2 + tau2[segments]), 0.0)
-        mu = jax.ops.segment_sum(ws * b, segments, n_seg) / jnp.maximum(
-            jax.ops.segment_sum(ws, segments, n_seg), 1e-30
-        )
-        return mu, jnp.sqrt(tau2), k
-
-    mu_g, tau_g, k_g = moments(seg, g + 1)
-    mu_all, tau_all, k_all = moments(jnp.zeros_like(seg), 1)
+    seg = jnp.where(valid, group, g)  # segment g gathers the rows left out
+    mu_g, tau_g, k_g = _moments(b, se, valid, seg, g + 1)
+    mu_all, tau_all, k_all = _moments(b, se, valid, jnp.where(valid, 0, 1), 2)
     enough = k_g >= 3
     mu_g = jnp.where(enough, mu_g, mu_all[0])
     tau_g = jnp.where(enough, tau_g, tau_all[0])
     # Fewer than 3 usable SKUs in all: no spread can be estimated, so fall back to a
     # weakly informative prior around a typical retail elasticity instead of pinning
     # each SKU to its own first-stage estimate.
-    mu_g = jnp.where(k_all[0] >= 3, mu_g, FALLBACK_PRIOR[0])
-    tau_g = jnp.where(k_all[0] >= 3, tau_g, FALLBACK_PRIOR[1])
+    fallback = FALLBACK_PRIOR if elasticity else ElasticityPrior(0.0, _WEAK_SD)
+    mu_g = jnp.where(k_all[0] >= 3, mu_g, fallback.mean)
+    tau_g = jnp.where(k_all[0] >= 3, tau_g, fallback.sd)
     row = jnp.where(group >= 0, group, g)
-    return mu_g[row], tau_g[row]
+    mu, tau = mu_g[row], tau_g[row]
+    r2 = (b - mu) ** 2 / ((jnp.where(valid, se, 1.0) ** 2 + tau**2) * (_NU - 2.0) / _NU)
+    w = jnp.minimum(1.0, (_NU + 1.0) / (_NU + r2))
+    keeps_tau = (beta > 0.0) if elasticity else jnp.zeros_like(valid)
+    w = jnp.where(valid & ~keeps_tau & (k_all[0] >= 3), w, 1.0)
+    return mu, tau / jnp.sqrt(w)
 
 
-_empirical_bayes_jit = jax.jit(_empirical_bayes, static_argnames=("st",))
+def _pooled_prior(
+    theta: jax.Array,
+    shared: jax.Array,
+    cov_theta: jax.Array,
+    data: _Data,
+    prec: jax.Array,
+    st: _Static,
+) -> _PooledPrior:
+    """Priors of the pooled stage from the unpooled stage's ``theta`` and covariances.
+
+    The unpooled standard errors are scaled by ``sqrt(φ)`` (:func:`_dispersion`) before the
+    category moments, and the pooled stage minimises ``loss + φ · prior`` (the
+    quasi-likelihood posterior ``loss / φ + prior``, times ``φ``): on an overdispersed
+    panel the data weigh what they are worth against the category. The elasticity
+    (column 1) and each per-row covariate effect (the last ``st.n_row_cov`` columns) are
+    pooled this way.
+    """
+    needs = data.eb_group >= 0
+    phi = _dispersion(theta, shared, data, st)
+    n_obs = jnp.sum(data.mask, axis=1)
+    mean = data.prior_mean
+    pooled_cols = [1, *range(st.n_params - st.n_row_cov, st.n_params)]
+    for k in pooled_cols:
+        se = jnp.sqrt(jnp.maximum(cov_theta[:, k, k], 0.0) * phi)
+        mu, sd = _empirical_bayes(theta[:, k], se, n_obs >= 3, data.eb_group, st, k == 1)
+        mean = mean.at[:, k].set(jnp.where(needs, mu, mean[:, k]))
+        prec = prec.at[:, k].set(jnp.where(needs, 1.0 / sd**2, prec[:, k]))
+    sd_beta = jnp.where(prec[:, 1] > 0, 1.0 / jnp.sqrt(prec[:, 1]), jnp.inf)
+    return _PooledPrior(mean, sd_beta, prec * phi[:, None], phi)
+
+
+_pooled_prior_jit = jax.jit(_pooled_prior, static_argnames=("st",))

@@ -36,7 +36,7 @@ from pricing.model.likelihood import (
     _row_loss,
     _Static,
 )
-from pricing.model.priors import _UNPOOLED_PREC, _empirical_bayes, _empirical_bayes_jit
+from pricing.model.priors import _UNPOOLED_PREC, _pooled_prior, _pooled_prior_jit
 
 
 class _SolverState(NamedTuple):
@@ -63,6 +63,7 @@ class _FitOut(NamedTuple):
     prior_mean_beta: jax.Array  # [S]
     prior_sd_beta: jax.Array  # [S]
     loss: jax.Array
+    dispersion: jax.Array  # [S] Pearson dispersion of the row's group (1: Poisson)
 
 
 def _row_system(
@@ -391,27 +392,27 @@ def _fit_impl(data: _Data, st: _Static, *, jit: bool = True) -> _FitOut:
     stage = functools.partial(
         _stage_jit if jit else _stage, st=st._replace(empirical_bayes=False, n_groups=1)
     )  # the solver does not depend on the prior's source: one program for both
-    eb = _empirical_bayes_jit if jit else _empirical_bayes
+    pooled_prior = _pooled_prior_jit if jit else _pooled_prior
     theta, shared = data.theta0, data.shared0
     prec = data.prior_prec
     iterations = jnp.zeros((), jnp.int32)
     prior_mean_beta = data.prior_mean[:, 1]
     prior_sd_beta = jnp.where(prec[:, 1] > 0, 1.0 / jnp.sqrt(prec[:, 1]), jnp.inf)
+    dispersion = jnp.ones_like(prior_mean_beta)
     tol = jnp.asarray(st.tol, theta.dtype)
     if st.empirical_bayes:
         needs = data.eb_group >= 0
         stage_prec = prec.at[:, 1].set(jnp.where(needs, _UNPOOLED_PREC, prec[:, 1]))
         # The unpooled stage only feeds the category moments: a looser tolerance suffices.
         first = stage(theta, shared, data, stage_prec, tol * 100.0, jnp.asarray(0.01, theta.dtype))
-        se1 = jnp.sqrt(jnp.maximum(first.cov_theta[:, 1, 1], 0.0))
-        n_obs = jnp.sum(data.mask, axis=1)
-        mu, tau = eb(first.theta[:, 1], se1, n_obs >= 3, data.eb_group, st=st)
-        prior_mean_beta = jnp.where(needs, mu, prior_mean_beta)
-        prior_sd_beta = jnp.where(needs, tau, prior_sd_beta)
-        prec = prec.at[:, 1].set(jnp.where(needs, 1.0 / tau**2, prec[:, 1]))
-        data = data._replace(prior_mean=data.prior_mean.at[:, 1].set(prior_mean_beta))
+        pooled = pooled_prior(first.theta, first.shared, first.cov_theta, data, prec, st=st)
+        prior_mean, prior_sd_beta, prec, dispersion = pooled
+        prior_mean_beta = prior_mean[:, 1]
+        data = data._replace(prior_mean=prior_mean)
         theta, shared, iterations = first.theta, first.shared, first.iterations
     final = stage(theta, shared, data, prec, tol, jnp.asarray(0.0, theta.dtype))
+    # The stage's inverse Hessian is of loss + φ·prior; the quasi-posterior's is φ times it.
+    final = final._replace(cov_theta=final.cov_theta * dispersion[:, None, None])
     return _FitOut(
         final.theta,
         final.shared,
@@ -424,4 +425,5 @@ def _fit_impl(data: _Data, st: _Static, *, jit: bool = True) -> _FitOut:
         prior_mean_beta,
         prior_sd_beta,
         final.loss,
+        dispersion,
     )

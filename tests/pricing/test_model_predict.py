@@ -12,13 +12,14 @@ import pytest
 from pricing import ElasticityFit, fit_elasticity
 from pricing._panel_sim import simulate_demand_panel
 from pricing.exceptions import InputError
+from pricing.validation import predict_cells
 
 
 @pytest.fixture(scope="module")
 def promo_fit() -> ElasticityFit:
     """20 SKUs x 96 hours with a shared promotion lift of 0.5 in log demand."""
     panel, _ = simulate_demand_panel(20, 96, seed=31, promo_effect=0.5, base_rate=(3.0, 6.0))
-    return fit_elasticity(panel, covariates=["promo"])
+    return fit_elasticity(panel, covariates=["promo"], per_row_covariates=False)
 
 
 def test_promotion_on_predicts_more_by_the_fitted_effect(promo_fit: ElasticityFit) -> None:
@@ -119,7 +120,7 @@ def test_extrapolation_bound_keeps_a_deep_markdown_finite(steep_fit: ElasticityF
     level = fit.demand_rates(pref)[:, 0, 0]
     deep = pref * 0.18  # 82 % off
     carried = fit.demand_rates(deep)[:, 0, 0]
-    assert np.all(carried > 1e6 * level)  # the default carries the curve (unchanged)
+    assert np.all(carried > 1e6 * level)  # no prior (unpooled): the default carries it
     bounded = fit.demand_rates(deep, extrapolation=0.5)[:, 0, 0]
     # The bound: demand at the lowest price seen minus half the observed log range.
     lo, hi = fit.log_price_range.T
@@ -141,3 +142,47 @@ def test_extrapolation_bound_keeps_a_deep_markdown_finite(steep_fit: ElasticityF
     assert one == pytest.approx(float(bounded[0]), rel=1e-9)
     with pytest.raises(InputError, match="extrapolation must be"):
         fit.demand_rates(deep, extrapolation=-1.0)
+
+
+def test_default_prediction_far_below_the_prices_seen_follows_the_category() -> None:
+    """Fit on prices within ±10 %, predict at -50 %.
+
+    The bound: by default a price beyond the seen range is predicted from the demand at
+    the nearest seen price times ``(p / p_edge)^μ_c``, ``μ_c`` the category's elasticity
+    (the row's prior mean). Here, for a row fitted at about -11.5 in a category near -2,
+    that is at most 15x its level at ``p_ref``; the fitted curve carried on gives more
+    than 1,000x. The posterior mean widens with the distance by ``exp(½ τ² x_out²)``.
+    """
+    rng = np.random.default_rng(11)
+    betas = np.append(rng.normal(-2.0, 0.3, 20), -11.5)
+    rows = []
+    for k, beta in enumerate(betas):
+        for t in range(150):
+            rel = rng.uniform(0.9, 1.1)
+            rows.append((f"sku-{k:02d}", t, round(10.0 * rel, 4), rng.poisson(5.0 * rel**beta)))
+    panel = pd.DataFrame(rows, columns=["sku", "period", "price", "quantity"])
+    fit = fit_elasticity(panel)
+    steep = fit.keys.index(("sku-20", None))
+    assert fit.params.elasticity[steep] < -9.0  # measured precisely: it keeps its slope
+    mu_c = fit.prior_mean[steep]
+    assert -2.5 < mu_c < -1.5
+    pref = np.exp(fit.log_pref)[:, None]
+    level = fit.demand_rates(pref)[:, 0, 0]
+    half = np.full_like(pref, 5.0)  # -50 % of the list price 10
+    carried = fit.demand_rates(half, extrapolation=None)[:, 0, 0]
+    assert carried[steep] > 1000 * level[steep]
+    default = fit.demand_rates(half)[:, 0, 0]
+    p_min = np.exp(fit.log_price_range[:, :1])
+    at_edge = fit.demand_rates(p_min)[:, 0, 0]
+    np.testing.assert_allclose(default, at_edge * (5.0 / p_min[:, 0]) ** fit.prior_mean, rtol=1e-9)
+    assert default[steep] < 15 * level[steep]
+    # The posterior widens with the distance beyond the seen prices (prior sd τ).
+    post = fit.posterior_rates(half)[:, 0, 0]
+    inside = fit.posterior_rates(p_min)[:, 0, 0] / at_edge
+    x_out = np.log(5.0 / p_min[:, 0])
+    widen = np.exp(0.5 * np.minimum(fit.prior_sd**2 * x_out**2, 1.0))
+    assert np.all(post / default > inside * 0.999)
+    assert np.all(post / default <= np.exp(0.5) + 1e-9) and np.any(widen > 1.01)
+    # The cell-wise predictions of the held-out scores use the same default.
+    cells = panel.iloc[[steep * 150]].assign(price=5.0)
+    np.testing.assert_allclose(predict_cells(fit, cells), default[steep], rtol=1e-9)

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from pricing import fit_elasticity
-from pricing.datasets import load_orange_juice_panel
+from pricing.datasets import (
+    bayesm_data_dir,
+    load_cheese_panel,
+    load_dominicks_orange_juice_panel,
+    load_orange_juice_panel,
+    load_tuna_panel,
+)
+from pricing.validation import compare_models
 
 
 @pytest.fixture
@@ -68,3 +75,50 @@ def test_orange_juice_fits_end_to_end_with_negative_elasticities_and_a_promo_lif
     # An in-store special lifts sales beyond its price cut (z > 3).
     lift, se = fit.covariate_effects["special"]
     assert lift > 0 and lift / se > 3
+
+
+# ---------------------------------------------------------------- bayesm panels
+
+needs_bayesm = pytest.mark.skipif(
+    bayesm_data_dir() is None,
+    reason="the R package bayesm's data files are not installed "
+    "(apt-get install r-cran-bayesm; .ci/run installs them)",
+)
+
+PANELS = {
+    "dominicks_orange_juice": (
+        load_dominicks_orange_juice_panel,
+        {"sku": "brand", "market": "store", "period": "week", "covariates": ["deal", "feature"]},
+    ),
+    "cheese": (
+        load_cheese_panel,
+        {"sku": "retailer", "period": "week", "covariates": ["display"]},
+    ),
+    "tuna": (load_tuna_panel, {"sku": "upc", "period": "week", "covariates": ["on_sale"]}),
+}
+
+
+@needs_bayesm
+def test_bayesm_panels_read_without_r() -> None:
+    oj = load_dominicks_orange_juice_panel()
+    assert oj.shape == (106139, 7) and oj["store"].nunique() == 83
+    assert oj["brand"].nunique() == 11 and not oj.duplicated(["store", "brand", "week"]).any()
+    assert oj["quantity"].min() >= 1 and 0.005 < oj["price"].min() < oj["price"].max() < 0.1
+    cheese = load_cheese_panel()
+    assert cheese.shape == (5555, 5) and cheese["retailer"].nunique() == 88
+    assert cheese["week"].nunique() == 68 and not cheese.duplicated(["retailer", "week"]).any()
+    assert cheese.groupby("retailer")["week"].count().max() == 68
+    tuna = load_tuna_panel()
+    assert tuna.shape == (7 * 338, 5) and tuna["on_sale"].between(0, 1).all()
+
+
+@needs_bayesm
+@pytest.mark.parametrize("name", sorted(PANELS))
+def test_default_fit_beats_the_glm_and_the_naive_mean_on_held_out_weeks(name: str) -> None:
+    """The latest 15 % of weeks held out: the default fit (elasticities and covariate
+    effects pooled by empirical Bayes) predicts them better than the per-row Poisson GLM
+    with the same terms and than each row's mean, with under 5 % positive elasticities."""
+    load, columns = PANELS[name]
+    result = compare_models(load(), **columns)  # type: ignore[arg-type]
+    assert result.model < result.glm and result.model < result.naive, str(result)
+    assert result.model_positive < 0.05
