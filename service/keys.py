@@ -284,7 +284,7 @@ def refit_history() -> str:
 
 
 def refit_fit(fit_id: str) -> str:
-    """One saved elasticity fit (bytes, :func:`pricing.fit_io.fit_to_bytes`)."""
+    """One saved elasticity fit (bytes, :meth:`pricing.model.ElasticityFit.to_bytes`)."""
     return f"{REFIT_TAG}:fit:{fit_id}"
 
 
