@@ -39,6 +39,11 @@ Windows are planned as separate slots: units left unsold when a window closes ar
 valued at salvage (the operator re-plans the next window with them), so the plan is a
 feasible policy whose value is a lower bound on carrying them over.
 
+Modules: :mod:`~pricing.allocation.curves` (what ``n`` units are worth, the demand
+inputs), :mod:`~pricing.allocation.marginal` (greedy and exact allocation),
+:mod:`~pricing.allocation.plan` (the drop's plan, per slot and per market and window),
+:mod:`~pricing.allocation.failover` (which variant absorbs a sold-out one's shoppers).
+
 References:
     Gallego, G. and van Ryzin, G. (1994). Optimal dynamic pricing of inventories with
     stochastic demand over finite horizons. Management Science 40(8), 999-1020.
