@@ -220,3 +220,13 @@ def test_cli_commands_never_import_routes() -> None:
     assert not found, (
         "the CLI must call service or pricing modules, never the HTTP routes:\n" + "\n".join(found)
     )
+
+
+def test_no_two_test_modules_share_a_basename() -> None:
+    """pytest imports test modules by basename (rootdir mode, no ``__init__`` per folder):
+    a second ``test_x.py`` in another folder stops the whole collection."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    clashes = {name: paths for name, paths in seen.items() if len(paths) > 1}
+    assert not clashes, f"test modules sharing a basename: {clashes}"
