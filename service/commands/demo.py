@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from service.commands.shutdown import exit_on_signals
+from service.commands.shutdown import SignalExit, exit_on_signals
 
 
 def register(app: typer.Typer) -> None:
@@ -63,11 +63,18 @@ def demo(
     live = not (non_interactive or as_json)
     try:
         # Unwound by SIGTERM/SIGHUP too, so the demo's private redis-server is stopped.
-        with exit_on_signals(signal.SIGTERM, signal.SIGHUP):
-            if live:
-                summary = _run_live(options)
-            else:
-                summary = run_demo(options, on_update=_RulesOnce(err=as_json))
+        with exit_on_signals(signal.SIGTERM, signal.SIGHUP) as received:
+            try:
+                if live:
+                    summary = _run_live(options)
+                else:
+                    summary = run_demo(options, on_update=_RulesOnce(err=as_json))
+            except Exception:
+                # A signal raised inside code that wraps every error in its own (pydantic
+                # building a schema while the service starts) still ends the demo as one.
+                if received.signum is not None:
+                    raise SignalExit(received.signum, 128 + received.signum) from None
+                raise
     except (FileNotFoundError, DropPriceError) as exc:
         detail = "\n".join(exc.errors) if hasattr(exc, "errors") else str(exc)
         typer.echo(f"demo cannot start: {detail}", err=True)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-__all__ = ["SignalExit", "exit_on_signals"]
+__all__ = ["Received", "SignalExit", "exit_on_signals"]
 
 
 class SignalExit(SystemExit):
@@ -32,8 +32,14 @@ class SignalExit(SystemExit):
         self.signum = signum
 
 
+class Received:
+    """Which signal, if any, arrived inside :func:`exit_on_signals` (what it yields)."""
+
+    signum: int | None = None
+
+
 @contextlib.contextmanager
-def exit_on_signals(*signums: signal.Signals, exit_code: int | None = None) -> Iterator[None]:
+def exit_on_signals(*signums: signal.Signals, exit_code: int | None = None) -> Iterator[Received]:
     """Turn ``signums`` into :class:`SignalExit` inside the block.
 
     Args:
@@ -45,14 +51,18 @@ def exit_on_signals(*signums: signal.Signals, exit_code: int | None = None) -> I
     clean-up is not cut short. A handler that fires inside a garbage collector callback
     (JAX installs one) has its exception swallowed and reported to
     ``sys.unraisablehook``; the hook sends the signal again, to be handled in ordinary
-    code.
+    code. Code that turns every exception into its own (pydantic building a schema does)
+    can hide the :class:`SignalExit`: the yielded :class:`Received` still says which
+    signal arrived.
     """
     unwinding = threading.Event()
+    received = Received()
 
     def leave(signum: int, _frame: FrameType | None) -> None:
         if unwinding.is_set():
             return
         unwinding.set()
+        received.signum = signum
         raise SignalExit(signum, 128 + signum if exit_code is None else exit_code)
 
     previous_hook = sys.unraisablehook
@@ -67,7 +77,7 @@ def exit_on_signals(*signums: signal.Signals, exit_code: int | None = None) -> I
     previous = {sig: signal.signal(sig, leave) for sig in signums}
     sys.unraisablehook = redeliver
     try:
-        yield
+        yield received
     finally:
         sys.unraisablehook = previous_hook
         for sig, handler in previous.items():
