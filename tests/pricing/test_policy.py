@@ -224,3 +224,30 @@ def test_thompson_exploration_draws_from_the_posterior(drop_fit):
         assert np.all(np.isin(d.price, ladder))
     with pytest.raises(InputError, match="pass key"):
         price_surfaces_from_fit(drop_fit, ladder, 8, 6, explore=True)
+
+
+def test_threads_and_blocks_give_one_solution_and_compile_once():
+    from pricing.policy_blocks import _solve
+
+    rng = np.random.default_rng(21)
+    rates = rng.uniform(0, 3, (70, 6, 5))
+    prices = np.sort(rng.uniform(1, 9, (70, 5)), axis=1)
+    one = solve_surfaces(rates, prices, 12, chunk_rows=16, workers=1)
+    compiled = _solve._cache_size()
+    # A re-fit whose rates move a little: same blocks and truncations, nothing new to compile.
+    two = solve_surfaces(rates * 1.01, prices, 12, chunk_rows=16, workers=3)
+    assert _solve._cache_size() == compiled
+    again = solve_surfaces(rates, prices, 12, chunk_rows=16, workers=3)
+    np.testing.assert_array_equal(again.index, one.index)
+    np.testing.assert_array_equal(again.value, one.value)
+    assert not np.array_equal(two.value, one.value)
+
+
+def test_surfaces_are_host_arrays_with_a_compact_ladder_index():
+    rng = np.random.default_rng(4)
+    rates = rng.uniform(0, 2, (3, 4, 6))
+    sol = solve_surfaces(rates, rng.uniform(1, 9, (3, 6)), 5)
+    assert all(isinstance(a, np.ndarray) for a in (sol.price, sol.value, sol.index))
+    assert sol.index.dtype == np.int8 and sol.price.shape == (3, 6, 4)
+    wide = solve_surfaces(np.ones((1, 2, 200)), np.linspace(1, 50, 200)[None], 2)
+    assert wide.index.dtype == np.int16 and int(wide.index.max()) < 200
