@@ -174,7 +174,6 @@ class LiveSync:
             secret = self._quote_secret or self.store.quote_secret()
             self.book.signer = QuoteSigner(secret, self.book.quote_ttl_s)
 
-
     def _reload_changed(self, skus: list[str]) -> None:
         """Reload the surfaces of the SKUs whose live pointers differ from those held."""
         pointers = self.store.live_pointers(skus)
