@@ -3,8 +3,8 @@
 A price read never waits on Redis. Each service process holds the live price
 surfaces and the units-left counters of every SKU in memory; Redis stays the
 source of truth and the process follows it (:mod:`service.sync`: the sale script
-publishes every new count, a version swap publishes the SKU, and a periodic full
-resync repairs anything missed). A read is then
+publishes every new count, a version swap publishes the SKU, and a periodic
+incremental check repairs anything missed). A read is then
 
 .. math::
 
