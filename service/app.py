@@ -153,7 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if fast is not None:
                 fast.runtime = None
-            runtime.close()
+            await runtime.aclose()
             access_log.close()
             mark_process_dead()  # with several workers: retire this one's live gauges
             gc.unfreeze()

@@ -4,8 +4,8 @@ Each event is validated on its own (:data:`service.schemas.event_adapter`), then
 planned: a restock needs an operator key, a price may carry no more decimals than its
 currency has, a sale's ``quote_id`` is checked against the price book, and every SKU
 the event names becomes one :class:`~service.store.EventRecord`. The planned records of
-the whole batch go to Redis in one call (:meth:`PriceStore.record_events`: one round
-trip for the batch on a single node), and each event's result is built from the
+the whole batch go to Redis in one call (:meth:`PriceStore.record_events_async`: one
+round trip for the batch on a single node, awaited without a thread), and each event's result is built from the
 outcomes of its records, in request order.
 
 An event that fails validation or planning is ``rejected`` in its own result, naming the
@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from pricing.events import EVENT_KINDS
 from service.auth import Caller
@@ -260,9 +259,9 @@ async def record_batch(
             event ids applies exactly the events not applied yet.
     """
     flat = [record for plan in planned for record in plan.records]
-    # The store's client blocks on its socket: one hand-off for the whole batch keeps
-    # the event loop (and the price reads it serves) free while Redis answers.
-    outcomes = await run_in_threadpool(store.record_events, flat) if flat else []
+    # Awaited on the store's asyncio client: the loop (and the price reads it serves)
+    # stays free while Redis answers, and no thread is used (a cluster: one thread hop).
+    outcomes = await store.record_events_async(flat) if flat else []
     pos = 0
     for plan in planned:
         mine = outcomes[pos : pos + len(plan.records)]

@@ -22,7 +22,7 @@ from service.exceptions import StoreUnavailable
 from service.metrics import Metrics
 from service.pricebook import PriceBook, catalog_from_config
 from service.settings import Settings
-from service.store import PriceStore, SkuMeta, connect
+from service.store import PriceStore, SkuMeta, connect, connect_async
 from service.sync import LiveSync
 from service.waves import WaveReleaser, initial_inventory
 
@@ -87,6 +87,11 @@ class ServiceRuntime:
             stream_maxlen=settings.stream_maxlen,
             keep_versions=bundle.defaults.keep_versions,
         )
+        if not self.store.cluster:
+            # The event route records batches on it without a thread (intake).
+            self.store.async_client = connect_async(
+                settings.redis_url, timeout=settings.redis_timeout_s
+            )
         self.book = PriceBook(quote_ttl_s=self.quote_ttl_s)
         self.book.set_catalog(catalog_from_config(bundle))
         secret = settings.quote_secret
@@ -143,6 +148,13 @@ class ServiceRuntime:
         self.sync.after_resync = WaveReleaser(self.store, lambda: self.config).release_due
         self.sync.start()
         self.sync.first_sync.wait(wait_s)
+
+    async def aclose(self) -> None:
+        """:meth:`close`, and the asyncio Redis client in the loop that used it."""
+        if self.store.async_client is not None:
+            await self.store.async_client.aclose()
+            self.store.async_client = None
+        self.close()
 
     def close(self) -> None:
         self.sync.stop()

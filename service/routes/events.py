@@ -9,7 +9,9 @@ so retrying the same batch (same ``event_id`` values) applies exactly the events
 had not been applied and reports the others ``duplicate``.
 
 The handler and its dependencies are coroutines: parsing, validation and planning run
-on the event loop, and the batch's one Redis call is the only hand-off.
+on the event loop, and the batch's one Redis round trip is awaited on the store's
+asyncio client, so no request of this route uses a thread (on a cluster the store call
+takes one).
 """
 
 from __future__ import annotations

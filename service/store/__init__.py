@@ -19,6 +19,7 @@ from service.store.client import (
     ClusterClient,
     RedisClient,
     connect,
+    connect_async,
     is_cluster,
     unavailable_as_domain_error,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "VersionInfo",
     "client_of",
     "connect",
+    "connect_async",
     "is_cluster",
     "unavailable_as_domain_error",
 ]

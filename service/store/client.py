@@ -7,6 +7,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any, TypeAlias
 
 import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -16,6 +18,7 @@ __all__ = [
     "ClusterClient",
     "RedisClient",
     "connect",
+    "connect_async",
     "is_cluster",
     "subscribe",
     "unavailable_as_domain_error",
@@ -74,6 +77,29 @@ def connect(url: str, *, timeout: float = 0.25, cluster: bool | None = None) -> 
         base = scheme.removesuffix("+cluster")
         return ClusterClient.from_url(f"{base}://{rest}", **options)
     return redis.Redis.from_url(url, **options)
+
+
+def connect_async(url: str, *, timeout: float = 0.25) -> Any:
+    """An asyncio redis-py client for a single-node ``url``, with :func:`connect`'s time
+    budget and retry policy (a connection error retried once, a timeout never).
+
+    Used where a coroutine must not block its event loop on a socket (the event route).
+    Close it with ``await client.aclose()`` in the same loop.
+
+    Raises:
+        ValueError: not a ``redis://`` or ``rediss://`` URL (a cluster has no asyncio
+            client here).
+    """
+    scheme = url.partition("://")[0]
+    if scheme not in {"redis", "rediss"}:
+        raise ValueError(f"an asyncio client needs a redis:// or rediss:// URL, got {url!r}")
+    return redis.asyncio.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=AsyncRetry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+        health_check_interval=0,
+    )
 
 
 class ClusterClient(redis.RedisCluster):

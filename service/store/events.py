@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import redis
+from anyio import to_thread
 from redis.commands.core import Script
 
 from service import keys
@@ -38,6 +39,7 @@ from service.store.client import (
     unavailable_as_domain_error,
 )
 from service.store.records import DeadLetter, EventOutcome, EventRecord, StreamEvent
+from service.store.versions import evalsha_pipelined_async
 
 __all__ = ["EventLog"]
 
@@ -61,6 +63,9 @@ class EventLog:
     """Event streams and dead letters (a part of :class:`~service.store.PriceStore`)."""
 
     client: Any
+    async_client: Any
+    """An asyncio client on the same Redis (:func:`~service.store.client.connect_async`),
+    or ``None``: :meth:`record_events_async` then runs in a worker thread."""
     cluster: bool
     dedupe_ttl_ms: int
     stream_maxlen: int
@@ -87,6 +92,34 @@ class EventLog:
         """
         if not events:
             return []
+        records, calls, order = self._event_calls(events)
+        with unavailable_as_domain_error("recording events"):
+            grouped = self._run_scripts(calls)
+        return _event_outcomes(records, order, grouped)
+
+    async def record_events_async(self, events: Sequence[EventRecord]) -> list[EventOutcome]:
+        """:meth:`record_events` for a coroutine: the same scripts in one pipeline, on
+        the asyncio client (:attr:`async_client`) when there is one, so the event loop
+        is never blocked and no thread is used; without one (a cluster) in a worker
+        thread.
+
+        Raises:
+            StoreUnavailable: as :meth:`record_events`.
+        """
+        if not events:
+            return []
+        if self.async_client is None:
+            return await to_thread.run_sync(self.record_events, events)
+        records, calls, order = self._event_calls(events)
+        with unavailable_as_domain_error("recording events"):
+            grouped = await evalsha_pipelined_async(self.async_client, calls)
+        return _event_outcomes(records, order, grouped)
+
+    def _event_calls(
+        self, events: Sequence[EventRecord]
+    ) -> tuple[list[EventRecord], list[tuple[Script, list[str], list[Any]]], list[int]]:
+        """The script calls of a batch: the records as written (customer references as
+        pseudonyms), the calls, and the record index of each call's events in order."""
         # A sale's customer reference is written as its pseudonym only.
         from service.customers import pseudonymise_records
 
@@ -129,29 +162,7 @@ class EventLog:
                         args += [name, value]
                 calls.append((self._record_events, script_keys, args))
                 order += chunk
-        with unavailable_as_domain_error("recording events"):
-            grouped = self._run_scripts(calls)
-        replies: list[Any] = [None] * len(events)
-        for i, reply in zip(order, (r for g in grouped for r in g), strict=True):
-            replies[i] = reply
-        out = []
-        for ev, reply in zip(events, replies, strict=True):
-            status, first, price, units, stream_id, version, returnable = (_text(x) for x in reply)
-            out.append(
-                EventOutcome(
-                    event_id=ev.event_id,
-                    sku=ev.sku,
-                    market=ev.market,
-                    status=status,
-                    first_status=first,
-                    unit_price=_float_or_none(price),
-                    units_left=_int_or_none(units),
-                    stream_id=stream_id or None,
-                    version=version or None,
-                    returnable=_int_or_none(returnable),
-                )
-            )
-        return out
+        return list(events), calls, order
 
     def event_streams(self) -> dict[str, str]:
         """``{sku: stream key}`` for every SKU in the index."""
@@ -337,3 +348,30 @@ class EventLog:
         with unavailable_as_domain_error(f"reading events of {sku}"):
             entries = self.client.xrevrange(stream, max="+", min=start, count=limit)
         return [StreamEvent(stream, sku, _text(i), _decode_hash(f)) for i, f in reversed(entries)]
+
+
+def _event_outcomes(
+    events: Sequence[EventRecord], order: Sequence[int], grouped: Sequence[Any]
+) -> list[EventOutcome]:
+    """Each record's outcome, in record order, from the replies of its script calls."""
+    replies: list[Any] = [None] * len(events)
+    for i, reply in zip(order, (r for g in grouped for r in g), strict=True):
+        replies[i] = reply
+    out = []
+    for ev, reply in zip(events, replies, strict=True):
+        status, first, price, units, stream_id, version, returnable = (_text(x) for x in reply)
+        out.append(
+            EventOutcome(
+                event_id=ev.event_id,
+                sku=ev.sku,
+                market=ev.market,
+                status=status,
+                first_status=first,
+                unit_price=_float_or_none(price),
+                units_left=_int_or_none(units),
+                stream_id=stream_id or None,
+                version=version or None,
+                returnable=_int_or_none(returnable),
+            )
+        )
+    return out

@@ -65,6 +65,7 @@ class PriceStore(EventLog, SurfaceVersions):
         keep_versions: int = 5,
     ) -> None:
         self.client = client
+        self.async_client: Any = None
         self.cluster = is_cluster(client)
         self.dedupe_ttl_ms = dedupe_ttl_s * 1000
         self.stream_maxlen = stream_maxlen

@@ -1,4 +1,4 @@
-"""Event intake on the fast path: one Redis round trip for a batch.
+"""Event intake on the fast path: one Redis round trip for a batch, and no thread.
 
 The store sends a batch's event scripts as ``EVALSHA`` in one pipeline: no
 ``SCRIPT EXISTS`` first (redis-py's own script pipelining asks it, a second round trip
@@ -8,12 +8,15 @@ only those calls are sent again. The server's command counters show what was sen
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
+from asgi_client import AppClient, auth, settings_for, write_configs
 
+from service.app import create_app
 from service.store import EventRecord, PriceStore, connect
 
 
@@ -66,3 +69,28 @@ def test_a_batch_is_one_pipeline_of_evalsha(store: PriceStore, redis_url: str) -
         assert store.get_inventory("TEE-1", "nyc") == 1000 - 111
     finally:
         admin.close()
+
+
+def test_sales_and_baskets_use_no_thread(redis_url: str, tmp_path: Any) -> None:
+    """On a single node, ``POST /v1/events`` and ``POST /v1/prices:batch`` run on the
+    event loop alone: after many requests no worker thread of the loop has started
+    (FastAPI runs a plain ``def`` endpoint or dependency, or a blocking store call, in
+    AnyIO worker threads)."""
+    settings = settings_for(redis_url, write_configs(tmp_path))
+    with AppClient(create_app(settings)) as client:
+        for n in range(10):  # TEE-1 has 12 units in nyc
+            sale = {
+                "type": "sale",
+                "event_id": f"loop-{n}",
+                "ts": "2026-01-01T10:00:00Z",
+                "sku": "TEE-1",
+                "market": "nyc",
+                "quantity": 1,
+                "unit_price": 30.0,
+            }
+            r = client.post("/v1/events", headers=auth(), json={"events": [sale]})
+            assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+            r = client.post("/v1/prices:batch", headers=auth(), json={"items": [{"sku": "TEE-1"}]})
+            assert r.status_code == 200, r.text
+        workers = [t.name for t in threading.enumerate() if "AnyIO worker" in t.name]
+        assert workers == [], workers
