@@ -119,11 +119,14 @@ def test_customer_ids_never_appear_as_sent_in_redis_logs_or_exports(
     bad_sku["sku"] = "NOT-A-SKU"
     bad_qty = _sale("bad2", SATURDAY.format(12), "asbury-park", _customer(901), 24.99)
     bad_qty["quantity"] = 0
-    r = client.post("/v1/events", json={"events": [*events, bad_sku, bad_qty]}, headers=POS)
+    too_long = "loyalty-" + "7" * 300  # refused: the reference itself is the bad field
+    bad_id = _sale("bad3", SATURDAY.format(12), "asbury-park", too_long, 24.99)
+    batch = [*events, bad_sku, bad_qty, bad_id]
+    r = client.post("/v1/events", json={"events": batch}, headers=POS)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["accepted"] == len(events) and body["refused"] == 2
-    raw_ids = [_customer(i) for i in (*range(24), 900, 901)]
+    assert body["accepted"] == len(events) and body["refused"] == 3
+    raw_ids = [_customer(i) for i in (*range(24), 900, 901)] + [too_long[:40]]
     assert not any(c in r.text for c in raw_ids)
 
     stored = _everything_in(redis_url)
