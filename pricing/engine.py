@@ -54,7 +54,7 @@ import pandas as pd
 from pricing.baselines import SurfacePolicy
 from pricing.events import STIMULUS_KINDS
 from pricing.exceptions import InputError
-from pricing.guardrails import price_grid, trust_region
+from pricing.guardrails import POLICY_EXTRAPOLATION, price_grid, trust_region
 from pricing.intensity import IntensityParams, build_intensity_index, forecast_intensity
 from pricing.model import FALLBACK_PRIOR, DemandParams, ElasticityFit, fit_elasticity
 from pricing.world import START, World
@@ -222,6 +222,7 @@ class EnginePolicy(SurfacePolicy):
             intensity=forecast[order] if self.use_intensity else None,
             hours=hours,
             max_log_var=_MAX_LOG_VAR,
+            extrapolation=POLICY_EXTRAPOLATION,
         )[self.fit_rows]
         if not self.use_intensity:
             # The data have not moved the index enough to fit its lift; events still lift

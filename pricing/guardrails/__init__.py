@@ -39,7 +39,14 @@ from pricing.guardrails.apply import (
     guard_served,
     initial_served_state,
 )
-from pricing.guardrails.grid import GRID_SIZE, TRUST, candidate_ladder, price_grid, trust_region
+from pricing.guardrails.grid import (
+    GRID_SIZE,
+    POLICY_EXTRAPOLATION,
+    TRUST,
+    candidate_ladder,
+    price_grid,
+    trust_region,
+)
 from pricing.guardrails.rules import (
     GUARDRAIL_FIELDS,
     MIN_PRICE,
@@ -56,6 +63,7 @@ __all__ = [
     "GRID_SIZE",
     "GUARDRAIL_FIELDS",
     "MIN_PRICE",
+    "POLICY_EXTRAPOLATION",
     "TRUST",
     "FieldIssues",
     "GuardrailCode",

@@ -9,7 +9,14 @@ import numpy as np
 from pricing.exceptions import InputError
 from pricing.guardrails.spec import GuardrailSpec
 
-__all__ = ["GRID_SIZE", "TRUST", "candidate_ladder", "price_grid", "trust_region"]
+__all__ = [
+    "GRID_SIZE",
+    "POLICY_EXTRAPOLATION",
+    "TRUST",
+    "candidate_ladder",
+    "price_grid",
+    "trust_region",
+]
 
 
 def candidate_ladder(
@@ -47,6 +54,16 @@ TRUST = 1.5
 """Offered prices stay within this factor of the prices a row has been seen at."""
 GRID_SIZE = 24
 """Prices on each row's DP grid when the operator gives no ladder."""
+POLICY_EXTRAPOLATION = None
+"""How a policy's demand is read at prices beyond a row's seen ones: the fitted curve
+carried on (``extrapolation=None`` in :meth:`~pricing.model.ElasticityFit.posterior_rates`).
+
+The prediction default (``"prior"``: the category's elasticity beyond the seen prices, its
+variance growing with the distance) scores held-out cells well, but a policy maximises over
+prices and exploits it: the kink at the edge of the data and the widening posterior both
+inflate the expected demand away from the data, so an inelastic row was priced at its floor.
+What keeps a policy near the data is where it may offer prices (:func:`trust_region`), not a
+second curve."""
 
 
 def trust_region(spec: GuardrailSpec, seen_low: float, seen_high: float) -> tuple[float, float]:

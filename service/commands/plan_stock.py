@@ -183,6 +183,8 @@ def _fit_rates(
     """``[T, K]`` posterior expected demand of one fitted row, per drop period."""
     import numpy as np
 
+    from pricing.guardrails import POLICY_EXTRAPOLATION
+
     s_all = len(fit.keys)
     prices = np.ones((s_all, ladder.size))
     prices[row] = ladder
@@ -191,7 +193,10 @@ def _fit_rates(
     with np.errstate(over="ignore", invalid="ignore"):
         rates = np.asarray(
             fit.posterior_rates(
-                prices, intensity=intensity if fit.has_intensity else None, hours=hours
+                prices,
+                intensity=intensity if fit.has_intensity else None,
+                hours=hours,
+                extrapolation=POLICY_EXTRAPOLATION,
             )
         )[row]
     if rates.shape[0] != path.size:

@@ -245,6 +245,7 @@ def drop_rates(
     Rows in ``replace`` use the replacement elasticity; the fit's ``x = log(p/p_ref)``
     is centred at the row's reference price, so the level there is kept.
     """
+    from pricing.guardrails import POLICY_EXTRAPOLATION
     from pricing.model import DemandParams
 
     s_all = len(fit.keys)
@@ -262,7 +263,13 @@ def drop_rates(
     # E[λ] over the fit's Laplace posterior, not the plug-in λ(θ̂).
     with np.errstate(over="ignore", invalid="ignore"):
         rates = np.asarray(
-            fit.posterior_rates(full_prices, intensity=full_int, hours=hours, params=params)
+            fit.posterior_rates(
+                full_prices,
+                intensity=full_int,
+                hours=hours,
+                params=params,
+                extrapolation=POLICY_EXTRAPOLATION,
+            )
         )
     return rates[list(rows)].astype(np.float64)
 

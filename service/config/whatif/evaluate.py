@@ -80,6 +80,7 @@ def _rates(
     beta: float,
 ) -> np.ndarray:
     """Expected units per period ``[T, K]`` of the row at ``prices [K]``."""
+    from pricing.guardrails import POLICY_EXTRAPOLATION
     from pricing.model import DemandParams
 
     fit, i = row.fit, row.fit_row
@@ -97,7 +98,13 @@ def _rates(
     # reproduces the published surface.
     with np.errstate(over="ignore", invalid="ignore"):
         rates = np.asarray(
-            fit.posterior_rates(full_prices, intensity=full_int, hours=hours, params=params)
+            fit.posterior_rates(
+                full_prices,
+                intensity=full_int,
+                hours=hours,
+                params=params,
+                extrapolation=POLICY_EXTRAPOLATION,
+            )
         )
     return np.asarray(rates[i], dtype=np.float64) * scale
 
