@@ -173,3 +173,29 @@ def test_a_report_before_30_days_says_so(client: AppClient, redis_url: str, conf
     assert report.exit_code == 0, report.output
     assert "30 days have not passed yet: 10.0 of 30 days" in report.stdout
     assert "boardwalk-waves" in report.stdout and "repeat rate" in report.stdout
+
+
+def test_the_store_writes_one_pseudonym_per_customer_on_a_node_and_a_cluster(
+    any_redis_url: str,
+) -> None:
+    from service.store import EventRecord, PriceStore, connect
+
+    store = PriceStore(connect(any_redis_url, timeout=2.0))
+    try:
+        store.seed_inventory("TEE", "town", 10)
+
+        def sale(event_id: str, customer: str) -> EventRecord:
+            fields = {"type": "sale", "event_id": event_id, "unit_price": "20.0"}
+            return EventRecord(
+                event_id, "sale", "TEE", "town", 1, {**fields, "customer_id": customer}
+            )
+
+        out = store.record_events([sale("a", "card-1"), sale("b", "card-2"), sale("c", "card-1")])
+        assert [o.status for o in out] == ["accepted"] * 3
+        entries = store.recent_events("TEE", since=None)
+        names = [e.fields.get("customer_id") or e.fields.get(b"customer_id") for e in entries]
+        names = [n.decode() if isinstance(n, bytes) else n for n in names]
+        assert all(n.startswith("cust_") for n in names)
+        assert names[0] == names[2] != names[1]  # one customer, one pseudonym
+    finally:
+        store.close()
