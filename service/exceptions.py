@@ -18,7 +18,9 @@ Hierarchy::
         └── ApprovalNotFound       no pending approval or re-fit with that id
 
 Routes translate these into HTTP answers; nothing below the route layer raises
-``HTTPException``. Each docstring says how to fix the error.
+``HTTPException``. Every error answer is an RFC 7807 problem document built by
+:mod:`service.problems` (whose handlers also answer :class:`StoreUnavailable` with a
+``503``). Each docstring says how to fix the error.
 """
 
 from __future__ import annotations
