@@ -22,6 +22,7 @@ from pricing.model.likelihood import N_HOURS as _N_HOURS
 from pricing.model.likelihood import _Data, _Static
 from pricing.model.priors import _prior_arrays
 from pricing.model.result import ElasticityFit
+from pricing.model.start import glm_start
 
 _MAX_ROWS_SHOWN = 10
 _ROW_BLOCK = 1024  # CPU: rows per cache block of the per-row sums
@@ -349,6 +350,8 @@ def _prepare(
         theta0=dev(rows(theta0)),
         shared0=dev(shared0),
     )
+    if init is None:  # a warm start keeps the previous fit's rows
+        data = data._replace(theta0=glm_start(data))
     return _Prepared(
         keys=keys,
         sku_of_row=sku_of_row,
