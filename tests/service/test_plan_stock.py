@@ -133,7 +133,9 @@ class _StubFit:
     has_intensity = False
     period_hours = 1.0
 
-    def posterior_rates(self, prices: Any, intensity: Any = None, hours: Any = None) -> Any:
+    def posterior_rates(
+        self, prices: Any, intensity: Any = None, hours: Any = None, extrapolation: Any = None
+    ) -> Any:
         import numpy as np
 
         return np.broadcast_to(40.0 * (prices / 28.99)[:, None, :] ** -2.0,
