@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from pricing.allocation import SlotDemand, plan_stock  # noqa: E402
 from pricing.engine import EnginePolicy, exogenous_index  # noqa: E402
-from pricing.guardrails import price_grid, trust_region  # noqa: E402
+from pricing.guardrails import POLICY_EXTRAPOLATION, price_grid, trust_region  # noqa: E402
 from pricing.intensity import IntensityParams  # noqa: E402
 from pricing.model import fit_elasticity  # noqa: E402
 from pricing.scenario import Scenario, load_scenario  # noqa: E402
@@ -138,9 +138,14 @@ def planner_split(
     order = [fit.keys.index(k) for k in zip(world.sku.tolist(), world.market.tolist(), strict=True)]
     full = np.ones((len(fit.keys), ladder.shape[1]))
     full[order] = ladder
-    rates = np.asarray(fit.posterior_rates(full, hours=world.hours % 24, max_log_var=MAX_LOG_VAR))[
-        order
-    ]
+    rates = np.asarray(
+        fit.posterior_rates(
+            full,
+            hours=world.hours % 24,
+            max_log_var=MAX_LOG_VAR,
+            extrapolation=POLICY_EXTRAPOLATION,
+        )
+    )[order]
     rates = rates * np.exp(PRIOR_LIFT * index)[:, :, None]
     return _plan(world, rates, ladder)
 
