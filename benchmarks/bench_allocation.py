@@ -293,6 +293,8 @@ def main() -> None:
             if rule in out["planner_minus"]:
                 d, dlo, dhi = out["planner_minus"][rule]
                 verdict = "wins" if dlo > 0 else ("loses" if dhi < 0 else "no clear difference")
+                if out["seeds"] < 2:
+                    verdict = "one seed: no interval"
                 line += f"   planner - {rule}: {d:+,.0f} [{dlo:+,.0f}, {dhi:+,.0f}] {verdict}"
             print(line, flush=True)
         for rule, (d, dlo, dhi) in out["true_demand_minus"].items():
