@@ -8,7 +8,8 @@ spec and price ladder, so they agree with what the re-fit publishes.
 
 - :func:`drop_horizon`: the window and periods a surface computed at ``now`` covers;
 - :func:`guardrail_spec`: a SKU's :class:`pricing.guardrails.GuardrailSpec` over it;
-- :func:`sku_ladder`, :func:`grid_ladders`: the prices the DP chooses from;
+- :func:`sku_ladder`, :func:`grid_ladders`: the prices the DP chooses from, and
+  :func:`trusted_ladder` those of them near the prices a fit has seen;
 - :func:`open_drops`, :func:`frozen_skus`: drops selling now, and the SKUs a re-fit
   leaves alone while their window is open.
 
@@ -40,6 +41,7 @@ __all__ = [
     "open_drops",
     "period_seconds",
     "sku_ladder",
+    "trusted_ladder",
     "window_horizons",
 ]
 
@@ -148,6 +150,28 @@ def sku_ladder(spec: Any, rails: Guardrails, sku: SkuConfig, size: int = LADDER_
     hi = rails.ceiling if rails.ceiling is not None else 2.0 * sku.list_price
     spread = (lo / sku.list_price, max(hi, lo) / sku.list_price)
     return np.asarray(candidate_ladder(spec, sku.list_price, size=size, spread=spread))
+
+
+def trusted_ladder(ladder: np.ndarray, spec: Any, fit: Any, row: int, size: int) -> np.ndarray:
+    """The row's ladder prices within the trust region around the prices its fit has seen,
+    padded to ``size`` by repeating the top one (the solver allows repeats).
+
+    A fit knows its demand curve only where the row sold (:func:`~pricing.guardrails.trust_region`,
+    as the simulator's engine prices); each re-fit may step a factor ``TRUST`` further. Where no
+    ladder price lies inside, the one nearest to it is kept. Fits saved without their price
+    ranges keep the whole ladder.
+    """
+    from pricing.guardrails import trust_region
+
+    seen = getattr(fit, "log_price_range", None)
+    if seen is not None and np.all(np.isfinite(seen[row])):
+        lo, hi = trust_region(spec, *np.exp(seen[row]).tolist())
+        inside = ladder[(ladder >= lo - 1e-9) & (ladder <= hi + 1e-9)]
+        if inside.size == 0:
+            gap = np.maximum(lo - ladder, ladder - hi)
+            inside = ladder[[int(np.argmin(gap))]]
+        ladder = inside
+    return np.pad(ladder, (0, size - len(ladder)), mode="edge")
 
 
 def grid_ladders(

@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 
 from service.config.models import ConfigBundle, DropConfig, Guardrails, SkuConfig
-from service.drops import Horizon, drop_horizon, grid_ladders, guardrail_spec, sku_ladder
+from service.drops import (
+    Horizon,
+    drop_horizon,
+    grid_ladders,
+    guardrail_spec,
+    sku_ladder,
+    trusted_ladder,
+)
 from service.refit.exogenous import Regressor
 from service.store import SurfaceRecord
 
@@ -177,7 +184,12 @@ def _solve_drop(
 
     meta = rows.meta
     k = max(len(x) for x in rows.ladders)
-    prices = np.stack([np.pad(x, (0, k - len(x)), mode="edge") for x in rows.ladders])
+    prices = np.stack(
+        [
+            trusted_ladder(x, spec, fit, i, k)
+            for x, spec, i in zip(rows.ladders, rows.specs, rows.rows, strict=True)
+        ]
+    )
     starts = horizon.starts()
     hours = np.array([ts.astimezone(UTC).hour for ts in starts])
     offsets = np.array([max(0.0, (ts - now).total_seconds() / 3600) for ts in starts])

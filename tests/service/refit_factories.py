@@ -107,15 +107,16 @@ def day_of_events(
     rate: float = 8.0,
     seed: int = 0,
     announcements: bool = True,
+    price_multiples: tuple[float, ...] = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4),
 ) -> list[dict[str, Any]]:
     """A day of hourly sale events (plus a creator announcement per SKU) as API dicts.
 
-    Each hour every SKU sells at a price drawn from ``[0.7, 1.4] x list`` and its
+    Each hour every SKU sells at a price drawn from ``price_multiples x list`` and its
     quantity is Poisson(``rate · (p/list)^β``); one sale event per hour with units.
     """
     rng = np.random.default_rng(seed)
     now = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
-    grid = np.array([0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4])
+    grid = np.array(price_multiples)
     events: list[dict[str, Any]] = []
     for s in drop.skus:
         base = drop.list_price[s]

@@ -48,6 +48,33 @@ def _price_now(store: PriceStore, sku: str, units: int) -> float:
     return float(got[1].price[min(units, got[1].price.shape[0] - 1), 0])
 
 
+def test_refit_offers_prices_only_near_those_the_fit_has_seen(
+    store: PriceStore, tmp_path: Path
+) -> None:
+    """Sales seen only within 5 % of list: the surfaces stay within the trust region
+    (``TRUST`` x the seen prices), though the inelastic SKUs' optimum is the 2x ceiling and
+    the elastic ones' the 0.5x floor: one re-fit does not trust a curve far from its data."""
+    from pricing.guardrails import TRUST
+
+    drop = write_configs(tmp_path / "configs", N_SKUS)
+    seed_store(store, drop)
+    events = day_of_events(drop, rate=20.0, price_multiples=(0.95, 1.0, 1.05))
+    store.record_events(as_records(events, drop.list_price))
+    for s in drop.skus:
+        store.set_inventory(s, MARKET, drop.inventory)
+    record = Refitter(store, load_config_dir(drop.config_dir), device="cpu").run()
+    assert record.state == "published", record.reasons
+    moved = 0
+    for sku in drop.skus:
+        got = store.get_surface(sku, MARKET)
+        assert got is not None
+        price = np.asarray(got[1].price)
+        low, high = 0.95 * drop.list_price[sku] / TRUST, 1.05 * drop.list_price[sku] * TRUST
+        assert price.min() >= low - 0.01 and price.max() <= high + 0.01, (sku, low, high)
+        moved += int(np.any(np.abs(price - drop.list_price[sku]) > 0.1 * drop.list_price[sku]))
+    assert moved > 0  # the surfaces still move: the region bounds them, it does not pin them
+
+
 def test_refit_learns_the_direction_of_each_elasticity(store: PriceStore, tmp_path: Path) -> None:
     drop = write_configs(tmp_path / "configs", N_SKUS)
     events = _post_day(store, drop)

@@ -64,7 +64,7 @@ def preview(
     """
     from pricing.guardrails import apply_guardrails
     from pricing.policy import solve_surfaces
-    from service.drops import drop_horizon, guardrail_spec, sku_ladder
+    from service.drops import drop_horizon, guardrail_spec, sku_ladder, trusted_ladder
 
     now = now or datetime.now(UTC)
     if row.fit is None or row.fit_row is None:
@@ -114,7 +114,9 @@ def preview(
     if horizon is None:
         raise NoLiveSurface(f"every window of drop {drop.id!r} has closed: nothing to price")
     spec = guardrail_spec(rails, sku_cfg, drop, horizon)
-    ladder = np.asarray(sku_ladder(spec, rails, sku_cfg), dtype=np.float64)
+    full = np.asarray(sku_ladder(spec, rails, sku_cfg), dtype=np.float64)
+    # The prices the re-fit would offer: those near the prices the fit has seen.
+    ladder = trusted_ladder(full, spec, row.fit, row.fit_row, full.size)
     hours, intensity, scale = _horizon_inputs(
         row, horizon.start, horizon.periods, timedelta(seconds=horizon.period_seconds)
     )
