@@ -182,8 +182,7 @@ def _prepare(
             pos[order] = pos_sorted
         n_t = int(pos.max()) + 1
 
-    uniq = np.unique(per_num)
-    period_hours = float(np.median(np.diff(uniq))) if (is_time and len(uniq) > 1) else None
+    period_hours = _period_hours(per_num, n_rows, n_t) if is_time else None
     profile = (
         daily_profile
         if daily_profile is not None
@@ -365,6 +364,21 @@ def _prepare(
         static=static,
         period_hours=period_hours,
     )
+
+
+def _period_hours(per_num: np.ndarray, n_rows: int, n_t: int) -> float | None:
+    """Median step between the panel's distinct periods, in hours (``None``: one period).
+
+    When every row has the first row's periods (a balanced panel in order, the usual
+    case) the distinct periods are that row's: one comparison pass instead of sorting
+    every cell (``np.unique`` of 1.4 M cells was a third of preparing a 20,000-SKU panel).
+    """
+    first = per_num[:n_t]
+    shared = per_num.size == n_rows * n_t and bool(
+        np.all(np.diff(first) > 0) and np.all(per_num.reshape(n_rows, n_t) == first)
+    )
+    uniq = first if shared else np.unique(per_num)
+    return float(np.median(np.diff(uniq))) if len(uniq) > 1 else None
 
 
 def _row_bucket(n_rows: int) -> int:
