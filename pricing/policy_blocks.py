@@ -19,6 +19,7 @@ import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -107,11 +108,11 @@ _COMPILED_LOCK = threading.Lock()
 
 def default_device() -> jax.Device:
     """The device ``jax.default_device`` names in this thread (worker threads do not inherit it)."""
-    chosen = jax.config.jax_default_device
+    chosen = getattr(jax.config, "jax_default_device", None)
     if isinstance(chosen, str):
         return jax.devices(chosen)[0]
-    if chosen is not None:
-        return chosen  # type: ignore[no-any-return]
+    if isinstance(chosen, jax.Device):
+        return chosen
     return jax.devices()[0]
 
 
@@ -160,7 +161,8 @@ class _BlockProblem(NamedTuple):
         return np.asarray(price)[:m], np.asarray(value)[:m], index_np
 
 
-class BlockOutputs(NamedTuple):
+@dataclass(frozen=True)
+class BlockOutputs:
     """Host arrays the blocks write their rows into (each row is written by one block)."""
 
     price: np.ndarray
