@@ -19,7 +19,8 @@ field       contents
 Other modules record with :func:`record_audit` and read with :func:`read_audit`;
 ``GET /v1/audit?since=...`` serves the same records. The stream lives in the
 ``{ops}`` hash slot with the config versions, so a config apply and its audit
-entry are written by one atomic script (:mod:`service.config.versions`).
+entry are written by one atomic script (:mod:`service.config.versions`). The Redis
+calls are :mod:`service.store.audit_log`'s.
 
 Example:
     >>> record_audit(store, "surface.publish", "worker-1", {"version": "v12"})  # doctest: +SKIP
@@ -35,8 +36,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from pricing.fields import ZONED_TIME
-from service import keys
-from service.store import client_of
+from service.store.audit_log import append_audit_entry, audit_entries
 
 __all__ = [
     "SINCE_PATTERN",
@@ -90,10 +90,6 @@ class AuditRecord(NamedTuple):
         }
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def now_iso() -> str:
     """The current UTC time as stored in ``at``."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -134,7 +130,7 @@ def record_audit(store: Any, kind: str, actor: str, detail: Mapping[str, Any]) -
         redis.RedisError: Redis is unreachable.
     """
     fields = audit_fields(kind, actor, detail)
-    return _text(client_of(store).xadd(keys.audit_log(), fields))
+    return append_audit_entry(store, fields)
 
 
 def parse_since(since: str | datetime | None) -> str:
@@ -189,15 +185,13 @@ def read_audit(
         raise ValueError(f"limit must be in 1..10000, got {limit}")
     start = parse_since(since)
     out: list[AuditRecord] = []
-    client = client_of(store)
     while len(out) < limit:
-        batch = client.xrange(keys.audit_log(), min=start, max="+", count=max(limit, 100))
+        batch = audit_entries(store, start, max(limit, 100))
         if not batch:
             break
-        for entry_id, raw in batch:
-            fields = {_text(k): _text(v) for k, v in raw.items()}
+        for entry_id, fields in batch:
             rec_kind = fields.get("kind", "")
-            start = f"({_text(entry_id)}"
+            start = f"({entry_id}"
             if kind is not None and rec_kind != kind and not rec_kind.startswith(kind + "."):
                 continue
             try:
@@ -208,8 +202,8 @@ def read_audit(
             try:
                 at = datetime.fromisoformat(at_text)
             except ValueError:
-                at = datetime.fromtimestamp(int(_text(entry_id).split("-")[0]) / 1000, UTC)
-            out.append(AuditRecord(_text(entry_id), rec_kind, fields.get("actor", ""), at, detail))
+                at = datetime.fromtimestamp(int(entry_id.split("-")[0]) / 1000, UTC)
+            out.append(AuditRecord(entry_id, rec_kind, fields.get("actor", ""), at, detail))
             if len(out) >= limit:
                 break
     return out

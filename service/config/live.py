@@ -31,10 +31,8 @@ from typing import Any
 
 import redis
 
-from service import keys
 from service.config.models import ConfigBundle
 from service.config.versions import ConfigStore
-from service.store.client import subscribe
 
 __all__ = ["LiveConfig"]
 
@@ -59,7 +57,6 @@ class LiveConfig:
         fallback: ConfigBundle | None = None,
         poll_seconds: float = 2.0,
     ) -> None:
-        self.client = client
         self.store = ConfigStore(client)
         self.poll_seconds = poll_seconds
         self._bundle = fallback if fallback is not None else ConfigBundle()
@@ -136,7 +133,7 @@ class LiveConfig:
         while not self._stop.is_set():
             pubsub = None
             try:
-                pubsub = subscribe(self.client, keys.CONFIG_CHANNEL)
+                pubsub = self.store.versions.subscribe()
                 self.refresh()  # anything applied before the subscription took effect
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=min(self.poll_seconds, 0.5))

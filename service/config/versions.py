@@ -30,7 +30,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from service import keys
 from service.audit import audit_fields
 from service.config.checks import bundle_problems
 from service.config.diff import ConfigChange, diff_bundles, summarize
@@ -38,7 +37,8 @@ from service.config.loader import ConfigIssue, bundle_to_json
 from service.config.models import ConfigBundle
 from service.config.yamlio import format_path
 from service.exceptions import ConfigConflict, ConfigError
-from service.store import client_of, scripts
+from service.store import PriceStore, SkuMeta
+from service.store.configs import ConfigVersions, StoredVersion
 
 __all__ = [
     "KEEP_CONFIG_VERSIONS",
@@ -50,9 +50,6 @@ __all__ = [
 
 KEEP_CONFIG_VERSIONS = 50
 MAX_AUDIT_CHANGES = 200
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _skus(bundle: ConfigBundle) -> set[str]:
@@ -89,33 +86,35 @@ class AppliedConfig(NamedTuple):
 
 
 class ConfigStore:
-    """Config versions, the live pointer and the catalog sync, over one redis-py client.
+    """Config versions, the live pointer and the catalog sync, over one Redis.
 
     Args:
         client: the :class:`~service.store.PriceStore` or its client (single node or
             cluster, ``service.store.connect``).
         keep: versions kept (older ones are deleted on apply).
+
+    Attributes:
+        versions: the config-version keys (:class:`~service.store.configs.ConfigVersions`).
+        prices: the price store on the same Redis (catalogue, audit log, surfaces).
     """
 
     def __init__(self, client: Any, *, keep: int = KEEP_CONFIG_VERSIONS) -> None:
         if keep < 2:
             raise ValueError(f"keep must be at least 2, got {keep}")
-        self.client = client_of(client)
+        self.versions = ConfigVersions(client)
+        self.prices = client if isinstance(client, PriceStore) else PriceStore(client)
         self.keep = keep
-        self._apply = scripts.register(self.client, "config_apply")
 
     # ---------------------------------------------------------------- reading
     def live_version(self) -> int | None:
         """The live version number, or ``None`` when no config was ever applied."""
-        raw = self.client.get(keys.config_live())
-        return int(_text(raw)) if raw is not None and _text(raw) != "0" else None
+        return self.versions.live_version()
 
     def get(self, version: int) -> ConfigVersion | None:
         """A kept version, or ``None`` when it never existed or was evicted."""
-        raw = self.client.hgetall(keys.config_version(version))
-        if not raw:
+        h = self.versions.fields(version)
+        if h is None:
             return None
-        h = {_text(k): _text(v) for k, v in raw.items()}
         return ConfigVersion(
             version=version,
             bundle=ConfigBundle.model_validate_json(h["bundle"]),
@@ -132,7 +131,7 @@ class ConfigStore:
         from service.audit import read_audit
 
         out: dict[int, str] = {}
-        for record in read_audit(self.client, kind="config", limit=10_000):
+        for record in read_audit(self.prices, kind="config", limit=10_000):
             version, note = record.detail.get("version"), record.detail.get("note")
             if isinstance(version, int) and note:
                 out[version] = str(note)
@@ -145,8 +144,7 @@ class ConfigStore:
 
     def list_versions(self) -> list[ConfigVersion]:
         """Kept versions, newest first (bundles included)."""
-        nums = [int(_text(v)) for v in self.client.zrevrange(keys.config_versions(), 0, -1)]
-        out = [self.get(n) for n in nums]
+        out = [self.get(n) for n in self.versions.kept()]
         return [v for v in out if v is not None]
 
     # ---------------------------------------------------------------- writing
@@ -196,7 +194,7 @@ class ConfigStore:
         changes = diff_bundles(current.bundle if current is not None else served, bundle)
         if current is not None and current.digest == digest and kind == "config.apply":
             return AppliedConfig(live_num, False, (), None)
-        n = int(self.client.incr(keys.config_seq()))
+        n = self.versions.next_number()
         summary = summarize(changes)
         detail: dict[str, Any] = {
             "version": n,
@@ -211,40 +209,27 @@ class ConfigStore:
             detail["note"] = note
         detail.update(extra_detail or {})
         fields = audit_fields(kind, actor, detail)
-        old = [
-            int(_text(v))
-            for v in self.client.zrange(keys.config_versions(), 0, -self.keep)
-            if int(_text(v)) != n
-        ]
-        result = self._apply(
-            keys=[
-                keys.config_live(),
-                keys.config_versions(),
-                keys.config_version(n),
-                keys.audit_log(),
-                *[keys.config_version(v) for v in old],
-            ],
-            args=[
-                "" if expect_version is None else str(live_num),
-                n,
-                bundle_to_json(bundle),
-                digest,
-                fields["actor"],
-                fields["at"],
-                summary,
-                kind,
-                fields["detail"],
-                keys.CONFIG_CHANNEL,
-                *old,
-            ],
+        written, audit_id = self.versions.write(
+            n,
+            StoredVersion(
+                bundle=bundle_to_json(bundle),
+                digest=digest,
+                actor=fields["actor"],
+                at=fields["at"],
+                summary=summary,
+                kind=kind,
+                audit_detail=fields["detail"],
+            ),
+            expect_live=None if expect_version is None else live_num,
+            evict=self.versions.evicted_by(n, self.keep),
         )
-        if int(result[0]) < 0:
-            raise ConfigConflict(expected=live_num, live=int(_text(result[1])))
+        if not written:
+            raise ConfigConflict(expected=live_num, live=int(audit_id))
         if sync_catalog:
             before = current.bundle if current is not None else served
             gone = _skus(before) - _skus(bundle) if before is not None else set()
             self.sync_catalog(bundle, removed=gone, previous=current.bundle if current else None)
-        return AppliedConfig(n, True, tuple(changes), _text(result[1]))
+        return AppliedConfig(n, True, tuple(changes), audit_id)
 
     def rollback(self, *, actor: str, to_version: int | None = None) -> AppliedConfig:
         """Re-apply an earlier kept version as a new version (``config.rollback``).
@@ -293,9 +278,7 @@ class ConfigStore:
         Returns:
             The number of inventory counters newly seeded.
         """
-        from service.store import PriceStore, SkuMeta
-
-        store = PriceStore(self.client)
+        store = self.prices
         for code in sorted(removed or ()):
             store.unregister_sku(code)
         before = _catalog(previous) if previous is not None else {}

@@ -414,7 +414,7 @@ def get_audit(
     """Records oldest first; page with ``next_since``."""
     live = _live(request)
     try:
-        records = read_audit(live.client, since=since, kind=kind, limit=limit)
+        records = read_audit(live.store.prices, since=since, kind=kind, limit=limit)
     except ValueError as exc:
         raise HTTPException(
             422,

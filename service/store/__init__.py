@@ -8,11 +8,14 @@
 - :mod:`service.store.refit_state`: :class:`RefitState`, what the re-fit keeps
   besides the surfaces (lock and fence, records, history, fits, approvals);
 - :mod:`service.store.cells`: :func:`cell`, the surface cell at (units left, now);
+- :mod:`service.store.configs`: the operator config versions, live pointer and channel;
+  :mod:`service.store.audit_log`: the audit stream;
 - :mod:`service.keys`: every key and channel, one named builder each
   (``docs/redis-layout.md`` documents them, a test keeps the two in step);
 - ``service/lua/``: every Lua script the store runs (:func:`service.store.scripts.load`).
 
-Nothing outside this package touches a Redis client's commands directly.
+Nothing outside this package touches a Redis client's commands directly
+(``tests/test_structure.py`` checks it).
 """
 
 from service.store.client import (

@@ -34,6 +34,7 @@ from service.store.client import (
     _decode_hash,
     _int_or_none,
     _text,
+    connect_async,
     is_cluster,
     subscribe,
     unavailable_as_domain_error,
@@ -80,6 +81,17 @@ class PriceStore(EventLog, SurfaceVersions):
     def close(self) -> None:
         """Close the client's connections."""
         self.client.close()
+
+    def open_async(self, url: str, *, timeout: float) -> None:
+        """Record events through an asyncio client on ``url`` (the same single-node Redis)
+        from now on (:func:`connect_async`); close it with :meth:`close_async`."""
+        self.async_client = connect_async(url, timeout=timeout)
+
+    async def close_async(self) -> None:
+        """Close the asyncio client (in the loop that used it), if one is open."""
+        if self.async_client is not None:
+            await self.async_client.aclose()
+            self.async_client = None
 
     def subscribe(self, channel: str) -> Any:
         """A pub/sub connection subscribed to ``channel`` (on a cluster: one node's
