@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import json
 import platform
 import time
@@ -98,24 +99,22 @@ def _solve_only(panel: pd.DataFrame, kwargs: dict[str, Any]) -> tuple[float, flo
     """(first call incl. compile, second call, iterations, preparation s) of the program."""
     from pricing import model
 
+    # The preparation fit_elasticity would run: its defaults for every keyword not given
+    # (a default that differs between the two, e.g. per-row covariates, would otherwise
+    # time one model here and fit another end to end).
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(model.fit_elasticity).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    prep_kwargs = {
+        name: defaults[name]
+        for name in inspect.signature(model._prepare).parameters
+        if name in defaults
+    }
+    prep_kwargs.update(kwargs, covariates=tuple(kwargs.get("covariates", ())))
     start = time.perf_counter()
-    prep = model._prepare(
-        panel,
-        sku="sku",
-        market=None,
-        period="period",
-        price="price",
-        quantity="quantity",
-        intensity=kwargs.get("intensity"),
-        covariates=tuple(kwargs.get("covariates", ())),
-        sold_out=kwargs.get("sold_out"),
-        priors=None,
-        categories=kwargs.get("categories"),
-        pooling=kwargs.get("pooling", True),
-        init=None,
-        daily_profile=None,
-        max_iter=50,
-    )
+    prep = model._prepare(panel, **prep_kwargs)
     prep_s = time.perf_counter() - start
     first, _ = _timed(lambda: model._fit_impl(prep.data, prep.static))
     second, out = _timed(lambda: model._fit_impl(prep.data, prep.static))
