@@ -1,7 +1,7 @@
 """What a drop did to its new customers 30 days later, per arm, and a simulator that plants it.
 
 A sale may carry a pseudonymous customer (``customer_id``, a keyed hash made as the sale
-arrives, :mod:`service.customers`). The **cohort** of a drop is the customers whose first
+arrives, :mod:`service.store.pseudonyms`). The **cohort** of a drop is the customers whose first
 purchase in the records falls inside the drop (between its first window's start and its
 last window's end) in one of its markets; a customer seen before the drop is not new and
 is left out. A customer belongs to the arm of the market of that first purchase.

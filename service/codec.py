@@ -44,8 +44,9 @@ import numpy as np
 import pandas as pd
 
 from pricing.events import EVENT_KINDS
+from service.store.pseudonyms import CUSTOMER_FIELD
 
-if TYPE_CHECKING:  # the Redis layer imports this module (pseudonymised event writes)
+if TYPE_CHECKING:
     from service.store import StreamEvent
 
 __all__ = [
@@ -209,8 +210,6 @@ def fields_as_text(fields: Mapping[Any, Any]) -> dict[str, str]:
 
 _SIZE_COLUMNS = tuple(dict.fromkeys(k.size_field for k in EVENT_KINDS.values()))
 _TABLE_NUMERIC = tuple(dict.fromkeys(("quantity", "unit_price", *_SIZE_COLUMNS)))
-CUSTOMER_FIELD = "customer_id"
-"""A sale's customer: in the stream always the pseudonym of :mod:`service.customers`."""
 EVENT_COLUMNS = (
     "event_id", "ts", "type", "sku", "market", *_TABLE_NUMERIC, "creator", CUSTOMER_FIELD
 )  # fmt: skip

@@ -321,3 +321,23 @@ def test_redis_is_used_outside_the_store_only_for_its_exceptions() -> None:
 def test_the_client_check_sees_a_client_attribute() -> None:
     tree = ast.parse("def f(store):\n    return store.client.get('k')\n")
     assert _client_uses(tree) == [(2, ".client")]
+
+
+STORE_MAY_IMPORT = ("service.store", "service.keys", "service.exceptions", "service.extras")
+"""What ``service/store/`` may import from ``service``: itself, its keys, its errors, and
+the optional-dependency check (a leaf that imports nothing of ``service``)."""
+
+
+def test_the_store_package_imports_nothing_above_it() -> None:
+    found = sorted(
+        {
+            f"{path.relative_to(ROOT)} imports {target}"
+            for name, path in _modules("service")
+            if name == STORE or name.startswith(STORE + ".")
+            for target in _imports(name, path, module_level=False)
+            # ``from service import keys`` yields ``service`` and ``service.keys``
+            if target.startswith("service.")
+            and not any(target == m or target.startswith(m + ".") for m in STORE_MAY_IMPORT)
+        }
+    )
+    assert not found, "the Redis layer is the bottom of service/:\n" + "\n".join(found)

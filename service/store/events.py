@@ -38,6 +38,7 @@ from service.store.client import (
     _text,
     unavailable_as_domain_error,
 )
+from service.store.pseudonyms import pseudonymise_records
 from service.store.records import DeadLetter, EventOutcome, EventRecord, StreamEvent
 from service.store.versions import evalsha_pipelined_async
 
@@ -121,8 +122,6 @@ class EventLog:
         """The script calls of a batch: the records as written (customer references as
         pseudonyms), the calls, and the record index of each call's events in order."""
         # A sale's customer reference is written as its pseudonym only.
-        from service.customers import pseudonymise_records
-
         events = pseudonymise_records(self.client, events)
         groups: dict[str, list[int]] = {}
         for i, ev in enumerate(events):

@@ -26,12 +26,20 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from service import keys
-from service.codec import CUSTOMER_FIELD
 
 if TYPE_CHECKING:
-    from service.store import EventRecord
+    from service.store.records import EventRecord
 
-__all__ = ["PSEUDONYM_PREFIX", "CustomerPseudonyms", "pseudonymise_records", "pseudonyms_for"]
+__all__ = [
+    "CUSTOMER_FIELD",
+    "PSEUDONYM_PREFIX",
+    "CustomerPseudonyms",
+    "pseudonymise_records",
+    "pseudonyms_for",
+]
+
+CUSTOMER_FIELD = "customer_id"
+"""The event field of a sale's customer reference; in the stream always its pseudonym."""
 
 PSEUDONYM_PREFIX = "cust_"
 """Every stored customer reference starts with this (a raw one never does)."""
