@@ -22,10 +22,13 @@ reservation, a listing change), so it may explain demand without being caused by
 the price being fitted. Sales, returns and restocks are the demand and the stock
 themselves.
 
-Adding a kind is one row here (plus its HTTP model in ``service/schemas.py`` when it
-has new fields): with a weight and half-life it enters the intensity index as a
-component of its own; as a stimulus it enters the re-fit's regressor and the
-detectors' stimulus count.
+Adding a kind is one row here and its HTTP model in ``service/schemas.py`` (a class
+and its place in ``AnyEvent``; ``tests/service/test_event_kinds.py`` walks every kind
+through the API, the stream, the codec, the index and the console, from an example of
+each). With a weight and half-life it enters the intensity index as a component of its
+own; as a stimulus it enters the re-fit's regressor and the detectors' stimulus count.
+A kind that moves stock also needs its inventory effect in the event script
+(``service/lua/record_events.lua``, ``service.store.records.EventKind``).
 
 Example:
     >>> EVENT_KINDS["announcement"].size_field

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from pricing.events import EVENT_KINDS
+from pricing.events import EVENT_KINDS, STOCK_KINDS
 from service.store.pseudonyms import CUSTOMER_FIELD
 
 if TYPE_CHECKING:
@@ -61,19 +61,14 @@ __all__ = [
     "split_poisoned",
 ]
 
-NUMERIC_FIELDS = (
-    "quantity",
-    "unit_price",
-    "charged_price",
-    "units_left",
-    "reach",
-    "count",
-    "weight",
+_SIZE_COLUMNS = tuple(dict.fromkeys(k.size_field for k in EVENT_KINDS.values()))
+"""Every kind's size field (:data:`pricing.events.EVENT_KINDS`), in table order."""
+NUMERIC_FIELDS = tuple(
+    dict.fromkeys(("quantity", "unit_price", "charged_price", "units_left", *_SIZE_COLUMNS))
 )
-"""Stream fields that hold numbers."""
+"""Stream fields that hold numbers: prices, stock, and every kind's size field."""
 _COUNTS = ("quantity", "reach", "count")
 """Numeric fields that are non-negative integers."""
-_STOCK_TYPES = ("sale", "return", "restock")
 
 
 def _canonical(value: Any) -> str:
@@ -189,7 +184,7 @@ def split_poisoned(
         )
     kind = values["type"]
     flag(
-        np.isin(kind, _STOCK_TYPES) & ~present["quantity"],
+        np.isin(kind, STOCK_KINDS) & ~present["quantity"],
         np.array([f"quantity: missing on a {k}" for k in kind], dtype=object),
     )
     with np.errstate(invalid="ignore"):
@@ -208,7 +203,6 @@ def fields_as_text(fields: Mapping[Any, Any]) -> dict[str, str]:
     return {entry_text(k) or "": entry_text(v) or "" for k, v in fields.items()}
 
 
-_SIZE_COLUMNS = tuple(dict.fromkeys(k.size_field for k in EVENT_KINDS.values()))
 _TABLE_NUMERIC = tuple(dict.fromkeys(("quantity", "unit_price", *_SIZE_COLUMNS)))
 EVENT_COLUMNS = (
     "event_id", "ts", "type", "sku", "market", *_TABLE_NUMERIC, "creator", CUSTOMER_FIELD

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
+from pricing.events import EVENT_KINDS, STOCK_KINDS
 from pricing.guardrails import GUARDRAIL_FIELDS
 from service.deps import OperatorCaller, RuntimeDep
 from service.exceptions import StoreUnavailable, UnknownMarket, UnknownSku
@@ -62,7 +63,14 @@ class SkuOut(BaseModel):
     signals: list[SignalOut] = Field(description="Announcements, claims, listing changes.")
 
 
-_STOCK_SIGN = {"sale": -1, "return": 1, "restock": 1}
+_STOCK_SIGN = {name: EVENT_KINDS[name].stock_sign for name in STOCK_KINDS}
+"""How each stock-moving kind changes the units left (:data:`pricing.events.EVENT_KINDS`)."""
+_SIGNAL_DETAIL = (
+    "creator",
+    *dict.fromkeys(k.size_field for k in EVENT_KINDS.values() if not k.moves_stock),
+    "platform",
+)
+"""Fields a signal's line shows: its creator and every signal kind's size field."""
 _DAY = timedelta(days=1)
 
 
@@ -141,9 +149,7 @@ def get_sku(
                 continue
             moves.append((ts, kind, qty, price))
         else:
-            detail = ", ".join(
-                f"{k} {f[k]}" for k in ("creator", "reach", "count", "platform") if f.get(k)
-            )
+            detail = ", ".join(f"{k} {f[k]}" for k in _SIGNAL_DETAIL if f.get(k))
             signals.append(SignalOut(ts=ts, type=kind, detail=detail))
     moves.sort(key=lambda m: m[0])
     # Units left after each move, counted back from the units left now.
