@@ -20,7 +20,7 @@ from pricing.intensity import build_intensity_index
 from service.app import create_app
 from service.codec import readable_events
 from service.schemas import AnyEvent
-from service.store import PriceStore, connect
+from service.store import EventKind, PriceStore, connect, scripts
 
 EXAMPLES: dict[str, dict[str, Any]] = {
     "sale": {"quantity": 2, "unit_price": 30.0},
@@ -53,6 +53,15 @@ def test_the_http_models_are_the_kinds_of_the_table() -> None:
     assert sorted(EXAMPLES) == sorted(EVENT_KINDS)
     for name, kind in EVENT_KINDS.items():
         assert kind.size_field in EXAMPLES[name], f"the example of {name} lacks its size"
+
+
+def test_the_event_script_knows_every_kind_that_moves_stock() -> None:
+    """A stock-moving kind needs its inventory effect in the event script; every other
+    kind is recorded there as a ``signal``."""
+    assert sorted(get_args(EventKind)) == sorted([*STOCK_KINDS, "signal"])
+    lua = scripts.load("record_events")
+    for name in STOCK_KINDS:
+        assert f"kind == '{name}'" in lua, f"record_events.lua does not move stock on a {name}"
 
 
 def test_every_kind_reaches_the_stream_the_table_and_the_index(
