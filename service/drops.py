@@ -10,6 +10,7 @@ spec and price ladder, so they agree with what the re-fit publishes.
 - :func:`guardrail_spec`: a SKU's :class:`pricing.guardrails.GuardrailSpec` over it;
 - :func:`sku_ladder`, :func:`grid_ladders`: the prices the DP chooses from, and
   :func:`trusted_ladder` those of them near the prices a fit has seen;
+- :func:`drop_rates`: the demand a policy prices at those prices (the re-fit and preview);
 - :func:`open_drops`, :func:`frozen_skus`: drops selling now, and the SKUs a re-fit
   leaves alone while their window is open.
 
@@ -22,7 +23,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = [
     "LADDER_SIZE",
     "Horizon",
     "drop_horizon",
+    "drop_rates",
     "frozen_skus",
     "grid_ladders",
     "guardrail_spec",
@@ -172,6 +174,48 @@ def trusted_ladder(ladder: np.ndarray, spec: Any, fit: Any, row: int, size: int)
             inside = ladder[[int(np.argmin(gap))]]
         ladder = inside
     return np.pad(ladder, (0, size - len(ladder)), mode="edge")
+
+
+def drop_rates(
+    fit: Any,
+    rows: Sequence[int],
+    prices: np.ndarray,
+    intensity: np.ndarray,
+    hours: np.ndarray,
+    replace: Mapping[int, float],
+) -> np.ndarray:
+    """Posterior expected units per fit period ``[len(rows), T, K]`` for the given rows.
+
+    Rows in ``replace`` use the replacement elasticity; the fit's ``x = log(p/p_ref)``
+    is centred at the row's reference price, so the level there is kept.
+    """
+    from pricing.guardrails import POLICY_EXTRAPOLATION
+    from pricing.model import DemandParams
+
+    s_all = len(fit.keys)
+    full_prices = np.ones((s_all, prices.shape[1]))
+    full_prices[list(rows)] = prices
+    full_int = np.zeros((s_all, intensity.shape[1]))
+    full_int[list(rows)] = intensity
+    params = fit.params
+    if replace:
+        beta = np.array(params.elasticity, dtype=float, copy=True)
+        for i, value in replace.items():
+            beta[i] = value
+        params = DemandParams(params.alpha, beta, params.intensity_lift, params.intensity_shift)
+    # The posterior expected demand (the same rates the simulator's engine prices):
+    # E[λ] over the fit's Laplace posterior, not the plug-in λ(θ̂).
+    with np.errstate(over="ignore", invalid="ignore"):
+        rates = np.asarray(
+            fit.posterior_rates(
+                full_prices,
+                intensity=full_int,
+                hours=hours,
+                params=params,
+                extrapolation=POLICY_EXTRAPOLATION,
+            )
+        )
+    return rates[list(rows)].astype(np.float64)
 
 
 def grid_ladders(

@@ -25,6 +25,7 @@ from service.config.models import ConfigBundle, DropConfig, Guardrails, SkuConfi
 from service.drops import (
     Horizon,
     drop_horizon,
+    drop_rates,
     grid_ladders,
     guardrail_spec,
     sku_ladder,
@@ -242,48 +243,6 @@ def _solve_drop(
         )
         solved.now_price[pair] = float(guarded[pos, n, t_now])
         solved.rails[pair] = (rails, sku_cfg)
-
-
-def drop_rates(
-    fit: Any,
-    rows: Sequence[int],
-    prices: np.ndarray,
-    intensity: np.ndarray,
-    hours: np.ndarray,
-    replace: Mapping[int, float],
-) -> np.ndarray:
-    """Posterior expected units per fit period ``[len(rows), T, K]`` for the given rows.
-
-    Rows in ``replace`` use the replacement elasticity; the fit's ``x = log(p/p_ref)``
-    is centred at the row's reference price, so the level there is kept.
-    """
-    from pricing.guardrails import POLICY_EXTRAPOLATION
-    from pricing.model import DemandParams
-
-    s_all = len(fit.keys)
-    full_prices = np.ones((s_all, prices.shape[1]))
-    full_prices[list(rows)] = prices
-    full_int = np.zeros((s_all, intensity.shape[1]))
-    full_int[list(rows)] = intensity
-    params = fit.params
-    if replace:
-        beta = np.array(params.elasticity, dtype=float, copy=True)
-        for i, value in replace.items():
-            beta[i] = value
-        params = DemandParams(params.alpha, beta, params.intensity_lift, params.intensity_shift)
-    # The posterior expected demand (the same rates the simulator's engine prices):
-    # E[λ] over the fit's Laplace posterior, not the plug-in λ(θ̂).
-    with np.errstate(over="ignore", invalid="ignore"):
-        rates = np.asarray(
-            fit.posterior_rates(
-                full_prices,
-                intensity=full_int,
-                hours=hours,
-                params=params,
-                extrapolation=POLICY_EXTRAPOLATION,
-            )
-        )
-    return rates[list(rows)].astype(np.float64)
 
 
 def validate_surfaces(

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from service.config.models import DropConfig, DropWindow, Guardrails, SkuConfig
 from service.codec import events_frame
+from service.config.models import DropConfig, DropWindow, Guardrails, SkuConfig
 from service.drops import drop_horizon, grid_ladders, guardrail_spec, sku_ladder
 from service.store import StreamEvent
 

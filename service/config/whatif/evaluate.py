@@ -79,34 +79,16 @@ def _rates(
     scale: float,
     beta: float,
 ) -> np.ndarray:
-    """Expected units per period ``[T, K]`` of the row at ``prices [K]``."""
-    from pricing.guardrails import POLICY_EXTRAPOLATION
-    from pricing.model import DemandParams
+    """Expected units per period ``[T, K]`` of the row at ``prices [K]``: the re-fit's own
+    rates (:func:`service.drops.drop_rates`), so a preview with no change reproduces the
+    published surface."""
+    from service.drops import drop_rates
 
     fit, i = row.fit, row.fit_row
     assert fit is not None and i is not None
-    s_all = len(fit.keys)
-    full_prices = np.ones((s_all, prices.size))
-    full_prices[i] = prices
-    full_int = np.zeros((s_all, intensity.size))
-    full_int[i] = intensity
-    p = fit.params
-    elasticity = np.array(p.elasticity, dtype=float, copy=True)
-    elasticity[i] = beta
-    params = DemandParams(p.alpha, elasticity, p.intensity_lift, p.intensity_shift)
-    # The re-fit's own rates (posterior expected demand), so a preview with no change
-    # reproduces the published surface.
-    with np.errstate(over="ignore", invalid="ignore"):
-        rates = np.asarray(
-            fit.posterior_rates(
-                full_prices,
-                intensity=full_int,
-                hours=hours,
-                params=params,
-                extrapolation=POLICY_EXTRAPOLATION,
-            )
-        )
-    return np.asarray(rates[i], dtype=np.float64) * scale
+    rates = drop_rates(fit, [i], prices[None, :], intensity[None, :], hours, {i: beta})
+    out: np.ndarray = rates[0] * scale
+    return out
 
 
 def evaluate_surface(
