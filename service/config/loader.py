@@ -492,8 +492,7 @@ def _blame_drop_markets(path: Path, parsed: _Parsed, defaults: Defaults) -> list
                 display,
                 parsed.lines.line_of(("markets", k)),
                 format_path(("markets", k)),
-                f"unknown market {market!r}{hint}, allowed {sorted(known)} "
-                "(defaults.yaml markets)",
+                f"unknown market {market!r}{hint}, allowed {sorted(known)} (defaults.yaml markets)",
             )
         )
     inventory_key = re.compile(r"skus\[\d+\]\.inventory\.(.+)")
