@@ -26,6 +26,7 @@ observation per route template, the 429 count and one JSON access-log line.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -36,9 +37,17 @@ import orjson
 from pricing.fields import IDENTIFIER_RE
 from service.exceptions import UnknownMarket, UnknownSku
 from service.logs import AccessLog, request_id_var
+from service.problems import PROBLEM_MEDIA_TYPE, problem_bytes
 from service.tracing import Otel, TraceIds, format_traceparent, new_trace, response_ids
 
-__all__ = ["PriceFastPath", "RequestContext", "new_request_id"]
+__all__ = [
+    "REQUEST_ID_MAX_LENGTH",
+    "REQUEST_ID_PATTERN",
+    "PriceFastPath",
+    "RequestContext",
+    "new_request_id",
+    "valid_request_id",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -51,6 +60,20 @@ _IDENT = IDENTIFIER_RE
 _JSON = (b"content-type", b"application/json")
 _CACHE_LIMIT = 8192
 """Entries kept in each of the fast path's look-up tables before it starts afresh."""
+
+
+REQUEST_ID_MAX_LENGTH = 128
+"""Longest ``X-Request-ID`` a client may send (a UUID is 36, a trace id 32)."""
+REQUEST_ID_PATTERN = "^[!-~]+$"
+"""What an ``X-Request-ID`` is made of: visible ASCII, no spaces (it is echoed in a
+header, in error bodies and in the access log as sent). The OpenAPI document states it
+with :data:`REQUEST_ID_MAX_LENGTH`; a request with any other value is refused with 422."""
+_REQUEST_ID = re.compile(rb"[!-~]{1,%d}" % REQUEST_ID_MAX_LENGTH)
+
+
+def valid_request_id(value: bytes) -> bool:
+    """Whether a sent ``X-Request-ID`` is 1 to 128 visible ASCII characters."""
+    return _REQUEST_ID.fullmatch(value) is not None
 
 
 def new_request_id() -> str:
@@ -154,11 +177,13 @@ class PriceFastPath:
             if name == b"x-api-key":
                 key = value
             elif name == b"x-request-id":
-                rid = value[:128]
+                rid = value
             elif name == b"traceparent":
                 parent = value
         if size > self.max_header_bytes:
             return False  # 431 from the full stack, before the key is looked at
+        if rid is not None and not valid_request_id(rid):
+            return False  # 422 from the full stack
         path: str = scope["path"]
         target = self._targets.get((path, scope["query_string"]))
         if target is None:
@@ -252,7 +277,10 @@ class RequestContext:
         parent: bytes | None = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
-                rid = value.decode("latin-1")[:128]
+                if valid_request_id(value):
+                    rid = value.decode("ascii")
+                else:
+                    app = _refuse_request_id(value)
             elif name == b"traceparent":
                 parent = value
         trace = new_trace(parent)
@@ -310,3 +338,24 @@ class RequestContext:
                     "trace_id": trace.trace_id,
                 }
             )
+
+
+def _refuse_request_id(value: bytes) -> ASGIApp:
+    """An ASGI app answering 422 for an ``X-Request-ID`` that is not 1 to 128 visible
+    ASCII characters (the answer carries a new id instead)."""
+
+    async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        problem = {
+            "field": "X-Request-ID",
+            "message": f"must be 1 to {REQUEST_ID_MAX_LENGTH} visible ASCII characters (no spaces)",
+            "got": value.decode("latin-1"),
+        }
+        body = problem_bytes(422, "invalid_request", [problem], request_id=request_id_var.get())
+        headers = [
+            (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+            (b"content-length", b"%d" % len(body)),
+        ]
+        await send({"type": "http.response.start", "status": 422, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return refuse

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from service.config.models import DropConfig
+from service.middleware import REQUEST_ID_MAX_LENGTH, REQUEST_ID_PATTERN
 from service.problems import PROBLEM_MEDIA_TYPE
 from service.schemas import ErrorBody, EventBatchIn, PriceBatchIn
 
@@ -31,17 +32,29 @@ _REF = "#/components/schemas/{model}"
 _PROBLEM = {"$ref": "#/components/schemas/ErrorBody"}
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
 _REQUEST_ID_HEADER = {
-    "description": "The request's id: the one sent in X-Request-ID (up to 128 characters "
-    "kept), else a new one. Error bodies carry it as request_id; the access log names it.",
-    "schema": {"type": "string"},
+    "description": "The request's id: the one sent in X-Request-ID, else a new one. Error "
+    "bodies carry it as request_id; the access log names it.",
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": REQUEST_ID_MAX_LENGTH,
+        "pattern": REQUEST_ID_PATTERN,
+    },
 }
 _REQUEST_ID_PARAMETER = {
     "name": "X-Request-ID",
     "in": "header",
     "required": False,
     "description": "Your id for this request (a new one is made when absent); answered "
-    "in the X-Request-ID header and in error bodies, and logged.",
-    "schema": {"type": "string"},
+    "in the X-Request-ID header and in error bodies, and logged. 1 to "
+    f"{REQUEST_ID_MAX_LENGTH} visible ASCII characters (no spaces); any other value is "
+    "refused with 422 naming X-Request-ID.",
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": REQUEST_ID_MAX_LENGTH,
+        "pattern": REQUEST_ID_PATTERN,
+    },
 }
 _PROBLEM_EXAMPLE = {
     "type": "urn:dropprice:problem:invalid_request",
@@ -153,11 +166,15 @@ def _plain_parameters(operation: dict[str, Any]) -> None:
             parameter["schema"] = {**kept[0], **schema}
 
 
-def _request_id(operation: dict[str, Any]) -> None:
-    """``X-Request-ID`` sent (optional) and answered on every response."""
+def _request_id_parameter(operation: dict[str, Any]) -> None:
+    """``X-Request-ID`` may be sent to every operation (so every one may answer 422)."""
     parameters = operation.setdefault("parameters", [])
     if not any(p.get("name", "").lower() == "x-request-id" for p in parameters):
         parameters.append(dict(_REQUEST_ID_PARAMETER))
+
+
+def _request_id(operation: dict[str, Any]) -> None:
+    """``X-Request-ID`` answered on every response."""
     for response in operation.get("responses", {}).values():
         response.setdefault("headers", {})["X-Request-ID"] = _REQUEST_ID_HEADER
 
@@ -187,6 +204,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         for operation in item.values():
             if not isinstance(operation, dict):
                 continue
+            _request_id_parameter(operation)
             _shared_errors(path, operation)
             _errors_as_problems(operation)
             _plain_parameters(operation)

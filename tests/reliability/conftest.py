@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis.internal.conjecture import providers
 from reliability_harness import (
     FIGURES,
     FaultyRedis,
@@ -102,3 +103,20 @@ def env(reliability_env: ReliabilityEnv) -> Iterator[ReliabilityEnv]:
     reliability_env.ensure_up()
     yield reliability_env
     reliability_env.ensure_up()
+
+
+@pytest.fixture
+def code_only_generation(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Hypothesis draws from the code under test alone, not from what else is imported.
+
+    Besides its seed (fixed by ``derandomize``), Hypothesis draws some values from a pool
+    of constants it reads out of every local module in ``sys.modules``: a file run alone
+    and the same file in the full suite (which has imported every other test module) draw
+    different examples. Schemathesis tests that must give one result either way run with
+    that pool empty.
+    """
+    empty = providers.Constants()
+    monkeypatch.setattr(providers, "_get_local_constants", lambda: empty)
+    providers.CONSTANTS_CACHE.cache.clear()
+    yield
+    providers.CONSTANTS_CACHE.cache.clear()

@@ -8,7 +8,8 @@ refused with a 4xx; valid requests not refused; a missing required header refuse
 undocumented methods answered 405; auth not ignored.
 
 Deterministic: derandomised, no example database, a bounded number of examples per
-operation and mode.
+operation and mode, and no constants drawn from whatever other modules the run imported
+(``code_only_generation``), so the file gives the same result alone and in the full suite.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from service.app import create_app
 from service.auth import hash_api_key
 from service.settings import Settings
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("code_only_generation")]
 
 ALL_CHECKS = [
     not_a_server_error,

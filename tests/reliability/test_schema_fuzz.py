@@ -32,7 +32,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("code_only_generation")]
 
 PER_ITEM_VALIDATION = frozenset({"POST /v1/events"})
 """Operations that validate each item on its own by contract: a batch with an invalid

@@ -92,6 +92,23 @@ def test_route_and_auth_errors(client: AppClient) -> None:
     assert assert_problem(r, 404, "unknown_sku")["request_id"] == "till-7-abc"
 
 
+@pytest.mark.parametrize("path", ["/v1/prices/TEE-1", "/v1/prices/NOPE-1"])
+def test_a_malformed_request_id_is_refused(client: AppClient, path: str) -> None:
+    """X-Request-ID is 1 to 128 visible ASCII characters, as the schema says; any other
+    value is a 422 naming the header (on the price fast path as on the full stack), not
+    accepted and echoed (empty) or cut short."""
+    longest = "r" * 128
+    assert (
+        client.get(path, headers={**auth(), "X-Request-ID": longest}).headers["x-request-id"]
+        == longest
+    )
+    for bad in ("", "till 7", "r" * 129, "caf\xe9"):
+        r = client.get(path, headers={**auth(), "X-Request-ID": bad.encode("latin-1")})
+        body = assert_problem(r, 422, "invalid_request")
+        assert [e["field"] for e in body["errors"]] == ["X-Request-ID"], body
+        assert body["request_id"] == r.headers["x-request-id"] != bad
+
+
 def test_errors_answered_before_the_app(client: AppClient) -> None:
     r = client.post(
         "/v1/events",
