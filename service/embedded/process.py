@@ -97,7 +97,10 @@ class RedisServer:
         data_dir: folder for the append-only file and snapshot (made absolute: the
             server changes into it); a temporary folder (removed on :meth:`stop`)
             when ``None``.
-        appendonly: enable AOF persistence with ``fsync everysec``.
+        appendonly: enable AOF persistence with ``appendfsync always``: a write is on disk
+            before its reply. With ``everysec`` Redis postpones the write while a slow
+            background fsync runs (up to 2 s) and still replies, so a SIGKILL lost an
+            acknowledged sale under load.
         cluster: start in cluster mode (used by :class:`RedisCluster`).
         password: require this password (``requirepass``, written to a mode-0600
             ``redis.conf`` in ``data_dir``, never on the command line); in :attr:`url`.
@@ -168,7 +171,7 @@ class RedisServer:
             "--appendonly",
             "yes" if self.appendonly else "no",
             "--appendfsync",
-            "everysec",
+            "always",
             "--protected-mode",
             "no",
             "--daemonize",

@@ -18,7 +18,7 @@ class EmbeddedRedis:
     """``dropprice serve``'s own Redis: one per data folder, password-protected, supervised.
 
     :meth:`start` locks the folder (:class:`DataDirLock`), starts a persistent
-    redis-server (append-only file, ``fsync everysec``) on ``port`` (default
+    redis-server (append-only file, ``appendfsync always``) on ``port`` (default
     :func:`stable_port`) with the folder's password (:func:`ensure_password`), records
     its address for the other commands (``redis.json``) and watches it from a thread:
     a server that dies is started again on the same port and folder (it replays its

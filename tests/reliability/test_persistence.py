@@ -1,9 +1,8 @@
 """What survives a Redis restart or crash, and a publisher killed mid-publish.
 
-The embedded Redis runs with append-only persistence (``appendfsync everysec``): a
-command's effect is written to the AOF before its reply goes out, so a clean restart
-and a SIGKILL of the process keep every acknowledged write. (A power loss of the
-host can lose up to the last second; that is the documented ``everysec`` trade-off.)
+The embedded Redis runs with append-only persistence (``appendfsync always``): a
+command's effect is written to the AOF and fsynced before its reply goes out, so a clean
+restart and a SIGKILL of the process keep every acknowledged write.
 """
 
 from __future__ import annotations
