@@ -77,6 +77,9 @@ def test_sales_and_baskets_use_no_thread(redis_url: str, tmp_path: Any) -> None:
     (FastAPI runs a plain ``def`` endpoint or dependency, or a blocking store call, in
     AnyIO worker threads)."""
     settings = settings_for(redis_url, write_configs(tmp_path))
+    # Worker threads left idle by earlier tests' apps (each event loop has its own pool;
+    # an idle worker lingers for a while) are not this app's: only new ones count.
+    before = {t.ident for t in threading.enumerate()}
     with AppClient(create_app(settings)) as client:
         for n in range(10):  # TEE-1 has 12 units in nyc
             sale = {
@@ -92,5 +95,9 @@ def test_sales_and_baskets_use_no_thread(redis_url: str, tmp_path: Any) -> None:
             assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
             r = client.post("/v1/prices:batch", headers=auth(), json={"items": [{"sku": "TEE-1"}]})
             assert r.status_code == 200, r.text
-        workers = [t.name for t in threading.enumerate() if "AnyIO worker" in t.name]
+        workers = [
+            t.name
+            for t in threading.enumerate()
+            if "AnyIO worker" in t.name and t.ident not in before
+        ]
         assert workers == [], workers
