@@ -268,7 +268,7 @@ async def record_batch(
         pos += len(plan.records)
         for o in mine:
             if o.status == "accepted" and o.units_left is not None:
-                book.set_units(o.sku, o.market, o.units_left)
+                book.set_units(o.sku, o.market, o.units_left, seq=o.stream_id)
         results[plan.position] = _outcome_result(plan, mine, tolerance_pct)
     return [r for r in results if r is not None]
 

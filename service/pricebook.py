@@ -218,6 +218,7 @@ class PriceBook:
         self._surfaces: dict[tuple[str, str], _Live] = {}
         self._units: dict[tuple[str, str], int] = {}
         self._stamps: dict[tuple[str, str], float] = {}
+        self._seqs: dict[tuple[str, str], tuple[int, int]] = {}
         self._lock = threading.Lock()
         self.served = ServedPriceLog()  # look-ups with arm and probability, see service.served
 
@@ -240,10 +241,23 @@ class PriceBook:
                 merged[sku] = known._replace(markets=markets)
         self.catalog = merged
 
-    def set_units(self, sku: str, market: str, units: int) -> None:
-        """Apply a units-left notice (pub/sub or a write's own reply)."""
-        self._units[(sku, market)] = units
-        self._stamps[(sku, market)] = time.monotonic()
+    def set_units(self, sku: str, market: str, units: int, *, seq: str | None = None) -> None:
+        """Apply a units-left notice (pub/sub or a write's own reply).
+
+        ``seq`` is the stream id of the event that left ``units`` (ids of a SKU's stream
+        only grow): a count older than one already applied is ignored, so a notice that
+        arrives after this process's own, later write cannot undo it. A count without one
+        (an operator's set, a resync) is applied as it comes.
+        """
+        pair = (sku, market)
+        if seq is not None:
+            order = _stream_order(seq)
+            if order is not None:
+                if order <= self._seqs.get(pair, (-1, -1)):
+                    return
+                self._seqs[pair] = order
+        self._units[pair] = units
+        self._stamps[pair] = time.monotonic()
 
     def resync_units(self, counts: Mapping[tuple[str, str], int], read_started: float) -> None:
         """Apply counters read in a resync that started at ``read_started``
@@ -356,3 +370,11 @@ class PriceBook:
         arm = entry.arms.get(market, "") if entry.arms else ""
         self.served.record(sku, market, arm, price, now)
         return PriceView(sku, market, price, currency, version, units, source, quote_id, expires_at)
+
+
+def _stream_order(stream_id: str) -> tuple[int, int] | None:
+    """``"<ms>-<n>"`` as a comparable pair; ``None`` when it is not a stream id."""
+    ms, _, n = stream_id.partition("-")
+    if not (ms.isdigit() and n.isdigit()):
+        return None
+    return int(ms), int(n)

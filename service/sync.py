@@ -198,8 +198,9 @@ class LiveSync:
     def apply(self, notice: str) -> None:
         """Apply one ``dp:chan:updates`` notice."""
         parts = notice.split("\t")
-        if parts[0] == "inv" and len(parts) == 4:
-            self.book.set_units(parts[1], parts[2], int(parts[3]))
+        if parts[0] == "inv" and len(parts) in (4, 5):
+            seq = parts[4] if len(parts) == 5 else None
+            self.book.set_units(parts[1], parts[2], int(parts[3]), seq=seq)
         elif parts[0] == "live" and len(parts) == 2:
             with self._work:
                 self.book.set_surfaces(parts[1], self.store.live_surfaces(parts[1]))

@@ -119,7 +119,9 @@ local function record(k_seen, k_inv, k_events, k_live, k_sold, k_sales, kind, qt
   end
   local id = redis.call('XADD', k_events, 'MAXLEN', '~', maxlen, '*', unpack(fields))
   if kind ~= 'signal' then
-    redis.call('PUBLISH', channel, 'inv\t' .. sku .. '\t' .. market .. '\t' .. tostring(units))
+    -- The stream id orders the counts of a SKU: a reader applies only newer ones.
+    redis.call('PUBLISH', channel,
+      'inv\t' .. sku .. '\t' .. market .. '\t' .. tostring(units) .. '\t' .. id)
   end
   local left = ''
   if units >= 0 then left = tostring(units) end
