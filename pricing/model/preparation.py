@@ -41,7 +41,10 @@ def _numeric(
     series = panel[col]
     if series.dtype == bool:
         return series.to_numpy(dtype=float)
-    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
+    if series.dtype == np.float64:  # already numbers: the column's own memory, no copy
+        values = series.to_numpy()
+    else:
+        values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
     bad = ~np.isfinite(values)
     if bad.any():
         raise InputError(
@@ -134,19 +137,22 @@ def _prepare(
         cens = np.zeros(len(panel), bool)
 
     key_cols = [sku] + ([market] if market else [])
-    sku_codes, sku_uniques = pd.factorize(panel[sku], sort=True)
+    sku_codes, n_skus = _key_codes(panel[sku])
     if market:
         mkt_codes, mkt_uniques = pd.factorize(panel[market], sort=True)
-        pair = sku_codes.astype(np.int64) * len(mkt_uniques) + mkt_codes
+        pair = sku_codes * len(mkt_uniques) + mkt_codes
         row_pairs, row_of_obs = np.unique(pair, return_inverse=True)
-    else:  # factorize already numbered the SKUs 0..n-1 in sorted order
-        row_of_obs = sku_codes.astype(np.int64)
-        row_pairs = np.arange(len(sku_uniques), dtype=np.int64)
+    else:  # the codes already number the SKUs 0..n-1 in sorted order
+        row_of_obs = sku_codes
+        row_pairs = np.arange(n_skus, dtype=np.int64)
     n_rows = len(row_pairs)
     per = panel[period]
     is_time = pd.api.types.is_datetime64_any_dtype(per.dtype)
-    if is_time:
-        per_num = ((per - per.min()) / pd.Timedelta(hours=1)).to_numpy(dtype=float)
+    if is_time:  # hours since the first period, from the clock ticks (no Timedelta objects)
+        unit = per.dt.unit
+        ticks = per.to_numpy(dtype=f"datetime64[{unit}]").view(np.int64)
+        per_num = (ticks - ticks.min()) / (np.timedelta64(1, "h") / np.timedelta64(1, unit))
+        del ticks
     else:
         per_num = _numeric(panel, period)
     d_row = np.diff(row_of_obs)
@@ -182,7 +188,17 @@ def _prepare(
             pos[order] = pos_sorted
         n_t = int(pos.max()) + 1
 
-    period_hours = _period_hours(per_num, n_rows, n_t) if is_time else None
+    # Every row observed at the first row's periods (a balanced panel in order, the usual
+    # case): the distinct periods and their hours of day are the first row's.
+    shared_periods = (
+        is_time
+        and balanced
+        and bool(
+            np.all(np.diff(per_num[:n_t]) > 0)
+            and np.all(per_num.reshape(n_rows, n_t) == per_num[:n_t])
+        )
+    )
+    period_hours = _period_hours(per_num, shared_periods, n_t) if is_time else None
     profile = (
         daily_profile
         if daily_profile is not None
@@ -192,12 +208,17 @@ def _prepare(
         raise InputError(
             f"daily_profile=True needs datetime periods in column {period!r}, got dtype {per.dtype}"
         )
-    hour_obs = per.dt.hour.to_numpy() if (profile and is_time) else None
+    hour_obs = None
+    if profile and is_time and not shared_periods:
+        hour_obs = per.dt.hour.to_numpy()
 
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     logp = np.log(price_v)
-    log_pref = np.bincount(row_of_obs, weights=logp, minlength=n_rows) / n_obs
-    x = logp - log_pref[row_of_obs]
+    log_pref = _row_sums(logp, row_of_obs, n_rows, n_t if balanced else 0) / n_obs
+    if balanced:
+        x = (logp.reshape(n_rows, n_t) - log_pref[:, None]).reshape(-1)
+    else:
+        x = logp - log_pref[row_of_obs]
     # Each row's lowest and highest log price (runs of the row-sorted order: O(N)).
     logp_sorted = logp if order is None else logp[order]
     run_starts = np.searchsorted(sorted_rows, np.arange(n_rows))
@@ -243,7 +264,9 @@ def _prepare(
         grid(inten, X[1])
         grid(x * inten, X[2])
     n_params = X.shape[0] + 1
-    if hour_obs is None:  # no profile: the hour is never read
+    if profile and shared_periods:  # one period grid for every row: sum over rows first
+        hour_g = per.iloc[:n_t].dt.hour.to_numpy().astype(np.int32)[None, :]
+    elif hour_obs is None:  # no profile: the hour is never read
         hour_g = np.zeros((1 if dense else n_pad, n_t), np.int32)
     else:
         hour_g = grid(hour_obs.astype(np_dtype))[:n_rows].astype(np.int32)
@@ -292,7 +315,7 @@ def _prepare(
         sku_of_row=sku_of_row,
         category_of_row=category_of_row,
         log_pref=log_pref,
-        mean_quantity=max(qty[informative].mean() if informative.any() else 0.0, 1e-3),
+        mean_quantity=max(_masked_mean(qty, informative), 1e-3),
         priors=priors,
         pooling=pooling,
         level_priors=level_priors,
@@ -300,7 +323,7 @@ def _prepare(
     empirical_bayes = bool((eb_group >= 0).any())
 
     theta0 = np.zeros((n_rows, n_params))
-    mean_y = np.bincount(row_of_obs, weights=qty, minlength=n_rows) / n_obs
+    mean_y = _row_sums(qty, row_of_obs, n_rows, n_t if balanced else 0) / n_obs
     theta0[:, 0] = np.log(mean_y + 0.1)
     shared0 = np.zeros(_N_HOURS + n_cov)
     if init is not None:
@@ -366,19 +389,52 @@ def _prepare(
     )
 
 
-def _period_hours(per_num: np.ndarray, n_rows: int, n_t: int) -> float | None:
+def _period_hours(per_num: np.ndarray, shared_periods: bool, n_t: int) -> float | None:
     """Median step between the panel's distinct periods, in hours (``None``: one period).
 
-    When every row has the first row's periods (a balanced panel in order, the usual
-    case) the distinct periods are that row's: one comparison pass instead of sorting
-    every cell (``np.unique`` of 1.4 M cells was a third of preparing a 20,000-SKU panel).
+    When every row has the first row's periods (``shared_periods``) the distinct periods
+    are that row's: no sort of every cell (``np.unique`` of 1.4 M cells was a third of
+    preparing a 20,000-SKU panel).
     """
-    first = per_num[:n_t]
-    shared = per_num.size == n_rows * n_t and bool(
-        np.all(np.diff(first) > 0) and np.all(per_num.reshape(n_rows, n_t) == first)
-    )
-    uniq = first if shared else np.unique(per_num)
+    uniq = per_num[:n_t] if shared_periods else np.unique(per_num)
     return float(np.median(np.diff(uniq))) if len(uniq) > 1 else None
+
+
+def _key_codes(column: pd.Series) -> tuple[np.ndarray, int]:
+    """``pd.factorize(column, sort=True)``'s codes (int64) and the number of distinct keys.
+
+    A panel sorted by key (the usual layout) is numbered from its runs: one comparison of
+    neighbours instead of hashing every cell (hashing the SKU strings was an eighth of
+    preparing a 100,000-SKU panel). Anything else (unsorted, or keys that do not order,
+    such as mixed types) is factorized.
+    """
+    values = column.array
+    if len(values) > 1:
+        try:
+            starts = np.flatnonzero(np.asarray(values[1:] != values[:-1], dtype=bool)) + 1
+            labels = column.iloc[np.concatenate(([0], starts))].to_numpy()
+            increasing = bool(np.all(labels[1:] > labels[:-1]))
+        except TypeError:
+            increasing = False
+        if increasing:
+            codes = np.zeros(len(values), dtype=np.int64)
+            codes[starts] = 1
+            return np.cumsum(codes, out=codes), len(starts) + 1
+    codes, uniques = pd.factorize(column, sort=True)
+    return codes.astype(np.int64), len(uniques)
+
+
+def _masked_mean(values: np.ndarray, mask: np.ndarray) -> float:
+    """Mean of ``values`` where ``mask`` (0 where it is empty), without copying them out."""
+    count = np.count_nonzero(mask)
+    return float(np.sum(values, where=mask) / count) if count else 0.0
+
+
+def _row_sums(values: np.ndarray, row_of_obs: np.ndarray, n_rows: int, n_t: int) -> np.ndarray:
+    """Sum of ``values`` per row; ``n_t > 0``: a balanced panel in (row, period) order."""
+    if n_t:
+        return values.reshape(n_rows, n_t).sum(axis=1)
+    return np.bincount(row_of_obs, weights=values, minlength=n_rows)
 
 
 def _row_bucket(n_rows: int) -> int:

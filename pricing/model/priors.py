@@ -128,10 +128,14 @@ def _prior_arrays(
         # replaces the latter's where the row has a category).
         prior_prec[:, 2:] = 1.0 / _WEAK_SD**2
         table = {name: _prior_of(entry, str(name)) for name, entry in (priors or {}).items()}
-        by_sku = pd.Series(sku_of_row).map(lambda v: table.get(v))
-        by_cat = pd.Series(category_of_row).map(lambda v: table.get(v) if v is not None else None)
-        chosen = by_sku.where(by_sku.notna(), by_cat)
-        configured = chosen.notna().to_numpy()
+        configured = np.zeros(n_rows, dtype=bool)
+        if table:  # no configured priors (the usual case): no per-row look-up at all
+            by_sku = pd.Series(sku_of_row).map(lambda v: table.get(v))
+            by_cat = pd.Series(category_of_row).map(
+                lambda v: table.get(v) if v is not None else None
+            )
+            chosen = by_sku.where(by_sku.notna(), by_cat)
+            configured = chosen.notna().to_numpy()
         if configured.any():
             pairs = np.array(chosen[configured].tolist(), dtype=float)
             prior_mean[configured, 1] = pairs[:, 0]
