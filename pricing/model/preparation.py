@@ -373,7 +373,7 @@ def _prepare(
         shared0=dev(shared0),
     )
     if init is None:  # a warm start keeps the previous fit's rows
-        data = data._replace(theta0=glm_start(data))
+        data = data._replace(theta0=glm_start(data, static.row_block))
     return _Prepared(
         keys=keys,
         sku_of_row=sku_of_row,

@@ -24,12 +24,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.scipy.special import gammaln
 
 from pricing.model.likelihood import (
     N_HOURS as _N_HOURS,
 )
 from pricing.model.likelihood import (
-    _cell_loss,
     _cell_terms,
     _Data,
     _linear_predictor,
@@ -319,11 +319,14 @@ def _newton_loop(
 
 
 def _laplace(
-    theta: jax.Array, shared: jax.Array, data: _Data, prec: jax.Array, st: _Static
+    final: _SolverState, data: _Data, prec: jax.Array, st: _Static
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
-    """Inverse Hessians, gradient norms, Newton decrements and the loss at a solution."""
-    eta = _linear_predictor(theta, shared, data, st)
-    _, g1, g2 = _cell_terms(eta, data, st)
+    """Inverse Hessians, gradient norms, Newton decrements and the loss at a solution.
+
+    The loop's last state already holds the cell derivatives and row losses at
+    ``(theta, shared)``: no pass over the cells is repeated, only ``log y!`` is added.
+    """
+    theta, shared, g1, g2 = final.theta, final.shared, final.g1, final.g2
     grad, hess = _row_system(theta, g1, g2, data, prec, st.row_block)
     cov_theta = _chol_inverse(_damped(hess, jnp.zeros(theta.shape[:1], theta.dtype)))
     dec = jnp.einsum("sp,spq,sq->s", grad, cov_theta, grad)
@@ -333,8 +336,16 @@ def _laplace(
     else:
         sdec = jnp.zeros((), theta.dtype)
         shared_cov = jnp.zeros((shared.shape[0], shared.shape[0]), theta.dtype)
-    loss = jnp.sum(_cell_loss(eta, data, st)) + 0.5 * jnp.sum(prec * (theta - data.prior_mean) ** 2)
+    loss = jnp.sum(final.loss) + _log_factorials(data, st)
     return cov_theta, shared_cov, jnp.linalg.norm(grad, axis=1), dec, sdec, loss
+
+
+def _log_factorials(data: _Data, st: _Static) -> jax.Array:
+    """``Σ log y!`` over the uncensored cells: the loss's constant the solver leaves out."""
+    total = jnp.sum(gammaln(data.y + 1.0) * data.mask)
+    if st.censored:  # a sold-out cell's term is log P(D >= y), with no log y!
+        total = total - jnp.sum(gammaln(data.cens_y + 1.0))
+    return total
 
 
 class _StageOut(NamedTuple):
@@ -364,9 +375,7 @@ def _stage(
     fit; the unpooled empirical-Bayes stage only feeds category moments and stops at 1 %).
     """
     final = _newton_loop(theta, shared, data, prec, tol, st, open_share)
-    cov_theta, shared_cov, grad_norm, dec, sdec, loss = _laplace(
-        final.theta, final.shared, data, prec, st
-    )
+    cov_theta, shared_cov, grad_norm, dec, sdec, loss = _laplace(final, data, prec, st)
     return _StageOut(
         final.theta,
         final.shared,

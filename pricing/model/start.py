@@ -22,41 +22,30 @@ References:
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
 from pricing.model.likelihood import _Data
-from pricing.model.solver import _chol_solve
+from pricing.model.solver import _chol_solve, _row_system
 
 __all__ = ["glm_start"]
 
 
-@jax.jit
-def glm_start(data: _Data) -> jax.Array:
-    """``[S, P]`` start for every row; rows whose system fails keep ``data.theta0``."""
+@functools.partial(jax.jit, static_argnames=("block",))
+def glm_start(data: _Data, block: int = 0) -> jax.Array:
+    """``[S, P]`` start for every row; rows whose system fails keep ``data.theta0``.
+
+    The weighted sums are the solver's row system (cache-blocked by ``block`` rows) with
+    ``log μ`` for the cell gradient and ``μ`` for the curvature, taken at ``θ = 2m`` so
+    that its prior term ``π (θ - m)`` adds the ridge's ``π m`` to the right-hand side.
+    """
     mu = data.y + 0.5
     weight = data.mask * mu
     response = weight * jnp.log(mu)
-    cols: list[jax.Array | None] = [None] + [data.X[p] for p in range(data.X.shape[0])]
-    n_p = len(cols)
-
-    def wsum(values: jax.Array, *factors: jax.Array | None) -> jax.Array:
-        for f in factors:
-            if f is not None:
-                values = values * f
-        return jnp.sum(values, axis=1)
-
-    rhs = jnp.stack([wsum(response, c) for c in cols], axis=1)
-    rhs = rhs + data.prior_prec * data.prior_mean
-    entries = {(p, q): wsum(weight, cols[p], cols[q]) for p in range(n_p) for q in range(p, n_p)}
-    hess = jnp.stack(
-        [
-            jnp.stack([entries[min(p, q), max(p, q)] for q in range(n_p)], axis=1)
-            for p in range(n_p)
-        ],
-        axis=1,
-    )
-    hess = hess + jax.vmap(jnp.diag)(data.prior_prec)
+    prec = data.prior_prec
+    rhs, hess = _row_system(2.0 * data.prior_mean, response, weight, data, prec, block)
     # A light ridge: a flat column (one price only, no intensity) gets a 0 coefficient.
     diag = jnp.diagonal(hess, axis1=1, axis2=2)
     ridge = 1e-4 * diag + 1e-6 * (jnp.max(diag, axis=1, keepdims=True) + 1.0)
