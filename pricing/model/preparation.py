@@ -373,7 +373,8 @@ def _prepare(
         shared0=dev(shared0),
     )
     if init is None:  # a warm start keeps the previous fit's rows
-        data = data._replace(theta0=glm_start(data, static.row_block))
+        theta0, shared0 = glm_start(data, static.row_block, static.profile)
+        data = data._replace(theta0=theta0, shared0=shared0)
     return _Prepared(
         keys=keys,
         sku_of_row=sku_of_row,
