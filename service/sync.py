@@ -196,14 +196,16 @@ class LiveSync:
         self._set_health(False, error)
 
     def apply(self, notice: str) -> None:
-        """Apply one ``dp:chan:updates`` notice."""
-        parts = notice.split("\t")
-        if parts[0] == "inv" and len(parts) in (4, 5):
-            seq = parts[4] if len(parts) == 5 else None
-            self.book.set_units(parts[1], parts[2], int(parts[3]), seq=seq)
-        elif parts[0] == "live" and len(parts) == 2:
-            with self._work:
-                self.book.set_surfaces(parts[1], self.store.live_surfaces(parts[1]))
+        """Apply one ``dp:chan:updates`` notice (the sale script sends the counts of
+        one call as one notice, a line each)."""
+        for line in notice.split("\n"):
+            parts = line.split("\t")
+            if parts[0] == "inv" and len(parts) in (4, 5):
+                seq = parts[4] if len(parts) == 5 else None
+                self.book.set_units(parts[1], parts[2], int(parts[3]), seq=seq)
+            elif parts[0] == "live" and len(parts) == 2:
+                with self._work:
+                    self.book.set_surfaces(parts[1], self.store.live_surfaces(parts[1]))
 
     def _open_pubsub(self) -> Any:
         return self.store.subscribe(keys.UPDATES_CHANNEL)

@@ -16,8 +16,9 @@
 -- the market; else it increments the counter and decrements the units sold (and
 -- the named sale's returnable units); a restock
 -- increments the counter (the route lets operator keys only send one); the event
--- is appended to the SKU's stream, the new count is published on the update
--- channel, and the outcome is remembered for the ttl.
+-- is appended to the SKU's stream and the outcome is remembered for the ttl. The
+-- new counts are published on the update channel once per call, one line per
+-- SKU-market (its last count and stream id), lines joined by newlines.
 --
 -- KEYS: six per event, in order:
 --   dp:{sku}:seen:<event_id>, dp:{sku}:inv:<market>, dp:{sku}:events, dp:{sku}:live,
@@ -36,6 +37,17 @@
 -- @include cell.lua
 
 local ttl, maxlen, channel = ARGV[1], ARGV[2], ARGV[3]
+local notices, noticed = {}, {}
+local now_ms = nil
+
+-- Milliseconds now, read once per call (a call holds Redis for about 2 ms at most).
+local function clock_ms()
+  if not now_ms then
+    local now = redis.call('TIME')
+    now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  end
+  return now_ms
+end
 
 local function record(k_seen, k_inv, k_events, k_live, k_sold, k_sales, kind, qty, quoted,
                       list_price, market, prefix, sku, ref, first_field, n_fields)
@@ -74,9 +86,7 @@ local function record(k_seen, k_inv, k_events, k_live, k_sold, k_sales, kind, qt
         local h = redis.call('HMGET', header, 'rows', 'cols', 'period_start_ms', 'period_ms')
         if h[1] then
           local cols = tonumber(h[2])
-          local now = redis.call('TIME')
-          local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-          local n, t = surface_cell(units, now_ms, tonumber(h[1]), cols, tonumber(h[3]),
+          local n, t = surface_cell(units, clock_ms(), tonumber(h[1]), cols, tonumber(h[3]),
                                     tonumber(h[4]))
           local offset = (n * cols + t) * 8
           local cell = redis.call('GETRANGE', header .. ':p', offset, offset + 7)
@@ -120,8 +130,11 @@ local function record(k_seen, k_inv, k_events, k_live, k_sold, k_sales, kind, qt
   local id = redis.call('XADD', k_events, 'MAXLEN', '~', maxlen, '*', unpack(fields))
   if kind ~= 'signal' then
     -- The stream id orders the counts of a SKU: a reader applies only newer ones.
-    redis.call('PUBLISH', channel,
-      'inv\t' .. sku .. '\t' .. market .. '\t' .. tostring(units) .. '\t' .. id)
+    local where = sku .. '\t' .. market
+    if not noticed[where] then
+      notices[#notices + 1] = where
+    end
+    noticed[where] = 'inv\t' .. where .. '\t' .. tostring(units) .. '\t' .. id
   end
   local left = ''
   if units >= 0 then left = tostring(units) end
@@ -137,5 +150,11 @@ for i = 0, #KEYS / 6 - 1 do
     KEYS[6 * i + 6], ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3], ARGV[a + 4],
     ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], a + 9, n_fields)
   a = a + 9 + 2 * n_fields
+end
+if #notices > 0 then
+  for i, where in ipairs(notices) do
+    notices[i] = noticed[where]
+  end
+  redis.call('PUBLISH', channel, table.concat(notices, '\n'))
 end
 return results

@@ -4,10 +4,12 @@ The store sends a batch's event scripts as ``EVALSHA`` in one pipeline: no
 ``SCRIPT EXISTS`` first (redis-py's own script pipelining asks it, a second round trip
 per batch); a script the server does not hold yet answers ``NOSCRIPT``, is loaded, and
 only those calls are sent again. The server's command counters show what was sent.
+A script call publishes one notice of the counts it moved, a line per SKU-market.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -16,8 +18,11 @@ import pytest
 import redis
 from asgi_client import AppClient, auth, settings_for, write_configs
 
+from service import keys
 from service.app import create_app
+from service.pricebook import CatalogEntry, PriceBook
 from service.store import EventRecord, PriceStore, connect
+from service.sync import LiveSync
 
 
 @pytest.fixture
@@ -28,12 +33,12 @@ def store(redis_url: str) -> Iterator[PriceStore]:
     s.close()
 
 
-def _sale(n: int) -> EventRecord:
+def _sale(n: int, sku: str = "TEE-1", market: str = "nyc") -> EventRecord:
     return EventRecord(
         event_id=f"fast-{n}",
         kind="sale",
-        sku="TEE-1",
-        market="nyc",
+        sku=sku,
+        market=market,
         quantity=1,
         fields={"type": "sale", "quantity": "1", "unit_price": "30.0"},
         quoted_price=None,
@@ -69,6 +74,69 @@ def test_a_batch_is_one_pipeline_of_evalsha(store: PriceStore, redis_url: str) -
         assert store.get_inventory("TEE-1", "nyc") == 1000 - 111
     finally:
         admin.close()
+
+
+def test_an_awaited_batch_is_one_evalsha_and_reloads_a_lost_script(
+    store: PriceStore, redis_url: str
+) -> None:
+    """The route's path (:meth:`PriceStore.record_events_async`): the batch is one
+    ``EVALSHA`` on the asyncio client, and after ``SCRIPT FLUSH`` one load and the call
+    again, every sale applied once."""
+    admin = redis.Redis.from_url(redis_url)
+
+    async def record(first: int, n: int) -> list[str]:
+        store.open_async(redis_url, timeout=2.0)
+        try:
+            outcomes = await store.record_events_async([_sale(i) for i in range(first, first + n)])
+        finally:
+            await store.close_async()
+        return [o.status for o in outcomes]
+
+    try:
+        assert asyncio.run(record(0, 1)) == ["accepted"]
+        admin.config_resetstat()
+        assert asyncio.run(record(1, 100)) == ["accepted"] * 100
+        assert _calls(admin).get("evalsha") == 1
+        admin.script_flush()
+        admin.config_resetstat()
+        assert asyncio.run(record(101, 10)) == ["accepted"] * 10
+        calls = _calls(admin)
+        loads = calls.get("script|load", calls.get("script"))
+        assert (calls.get("evalsha"), loads) == (2, 1), calls
+        assert asyncio.run(record(101, 10)) == ["duplicate"] * 10
+        assert store.get_inventory("TEE-1", "nyc") == 1000 - 111
+    finally:
+        admin.close()
+
+
+def test_a_batch_publishes_one_notice_with_each_markets_last_count(store: PriceStore) -> None:
+    """Five sales of two SKU-markets: one notice, a line each with its last count and the
+    stream id of its last sale; another process's book applies it."""
+    store.seed_inventory("CAP-2", "nyc", 50)
+    pubsub = store.subscribe(keys.UPDATES_CHANNEL)
+    try:
+        records = [_sale(0), _sale(1, "CAP-2"), _sale(2), _sale(3, "CAP-2"), _sale(4)]
+        outcomes = store.record_events(records)
+        notices: list[str] = []
+        for _ in range(20):  # the subscribe confirmation reads as None: wait past it
+            message = pubsub.get_message(timeout=0.5)
+            if message is not None:
+                notices.append(message["data"].decode())
+            elif notices:
+                break
+    finally:
+        pubsub.close()
+    assert [o.units_left for o in outcomes] == [999, 49, 998, 48, 997]
+    assert notices == [
+        f"inv\tTEE-1\tnyc\t997\t{outcomes[4].stream_id}\n"
+        f"inv\tCAP-2\tnyc\t48\t{outcomes[3].stream_id}"
+    ]
+    book = PriceBook()
+    book.set_catalog(
+        {s: CatalogEntry(s, 30.0, "USD", ("nyc",)) for s in ("TEE-1", "CAP-2")}
+    )
+    LiveSync(store, book, quote_secret=b"k" * 32).apply(notices[0])
+    assert (book.units("TEE-1", "nyc"), book.units("CAP-2", "nyc")) == (997, 48)
 
 
 def test_sales_and_baskets_use_no_thread(redis_url: str, tmp_path: Any) -> None:
