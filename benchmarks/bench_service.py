@@ -38,6 +38,7 @@ Run::
     python benchmarks/bench_service.py --baseline /tmp/dp-base --skip-naive
     python benchmarks/bench_service.py --duration 10 --connections 64
     python benchmarks/bench_service.py --python-load   # force the Python generator
+    python benchmarks/bench_service.py --ingestion-only --rounds 2
 
 Results are printed and written to ``benchmarks/out/bench_service.json``.
 """
@@ -514,7 +515,11 @@ def sale_visibility(url: str, redis_url: str, trials: int = 40) -> dict[str, flo
     }
 
 
-def ingestion(url: str, duration: float, clients: int = 4, batch: int = 100) -> dict[str, float]:
+def ingestion(
+    url: str, duration: float, clients: int = 4, batch: int = 100, redis_pid: int | None = None
+) -> dict[str, float]:
+    """Sale events/s in batches of ``batch`` from ``clients`` threads, with the share of a
+    core the service process (and ``redis_pid``'s redis-server) used meanwhile."""
     host, port = url.removeprefix("http://").split(":")
     pairs = [(sku, market) for sku, market, _ in configured_pairs()]
     totals = [0] * clients
@@ -552,6 +557,8 @@ def ingestion(url: str, duration: float, clients: int = 4, batch: int = 100) -> 
             n += 1
         conn.close()
 
+    pids = {"serve": SERVER_PIDS[url], "redis": redis_pid}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items() if pid is not None}
     started = time.perf_counter()
     threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
     for t in threads:
@@ -559,7 +566,49 @@ def ingestion(url: str, duration: float, clients: int = 4, batch: int = 100) -> 
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - started
-    return {"events_per_s": sum(totals) / elapsed, "accepted": sum(totals), "refused": sum(refused)}
+    cpu = {
+        f"{name}_cpu_share": (cpu_seconds(pids[name]) - t0) / elapsed
+        for name, t0 in cpu_before.items()
+    }
+    return {
+        "events_per_s": sum(totals) / elapsed,
+        "accepted": sum(totals),
+        "refused": sum(refused),
+        **cpu,
+    }
+
+
+def ingestion_only(args: argparse.Namespace) -> None:
+    """``--ingestion-only``: ``dropprice serve`` as in :func:`main` and the ingestion
+    run alone, ``--rounds`` times."""
+    from service.auth import hash_api_key
+    from service.embedded import RedisServer
+
+    results: dict[str, Any] = {"uptime_start": uptime()}
+    print(f"start: {results['uptime_start']}", flush=True)
+    tmp = Path(tempfile.mkdtemp(prefix="dropprice-bench-"))
+    server = RedisServer(data_dir=tmp / "redis", appendonly=True).start()
+    try:
+        publish_bench_surfaces(server.url)
+        env = {
+            "DROPPRICE_API_KEYS": json.dumps({hash_api_key(API_KEY): "pos"}),
+            "DROPPRICE_ACCESS_LOG": "true" if args.access_log == "on" else "false",
+            "DROPPRICE_RATE_LIMIT_POS_PER_SECOND": "1000000",
+        }
+        with serve_server(server.url, env) as url:
+            runs = [ingestion(url, args.duration, redis_pid=server.pid) for _ in range(args.rounds)]
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    for r in runs:
+        print(
+            f"ingestion, batches of 100 sales, 4 clients: {r['events_per_s']:.0f} events/s "
+            f"({r['accepted']:.0f} accepted, {r['refused']:.0f} refused); CPU: serve "
+            f"{r['serve_cpu_share']:.0%}, redis-server {r['redis_cpu_share']:.0%} of a core"
+        )
+    best = max(r["events_per_s"] for r in runs)
+    print(f"  {'PASS' if best >= 20_000 else 'MISS'}  >= 20,000 events/s (best of {len(runs)})")
+    print(f"start: {results['uptime_start']}\nend:   {uptime()}")
 
 
 # --------------------------------------------------------------------- main
@@ -591,6 +640,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--skip-naive", action="store_true", help="leave out FastAPI+Redis")
     parser.add_argument(
+        "--ingestion-only",
+        action="store_true",
+        help="the ingestion run only, --rounds times (with serve's and redis-server's CPU)",
+    )
+    parser.add_argument(
         "--read-only",
         action="store_true",
         help="the read rounds only (no half peak, visibility or ingestion)",
@@ -600,6 +654,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.ingestion_only:
+        ingestion_only(args)
+        return
     from service.auth import hash_api_key
     from service.embedded import RedisServer
 
@@ -685,7 +742,9 @@ def main() -> None:
                     half = load(urls[name] + path, peak / 2)
                     results[f"{name}_half_peak"] = half | {"target_rps": peak / 2}
                 results["visibility"] = sale_visibility(urls["dropprice"], server.url)
-                results["ingestion"] = ingestion(urls["dropprice"], args.duration)
+                results["ingestion"] = ingestion(
+                    urls["dropprice"], args.duration, redis_pid=server.pid
+                )
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -767,7 +826,8 @@ def report(results: dict[str, Any], args: argparse.Namespace, generator: str) ->
         )
         print(
             f"ingestion, batches of 100 sales, 4 clients: {ing['events_per_s']:.0f} events/s "
-            f"({ing['accepted']:.0f} accepted, {ing['refused']:.0f} refused)"
+            f"({ing['accepted']:.0f} accepted, {ing['refused']:.0f} refused; CPU: serve "
+            f"{ing['serve_cpu_share']:.0%}, redis-server {ing['redis_cpu_share']:.0%} of a core)"
         )
     results["targets"] = checks
     print("\ntargets:")

@@ -132,9 +132,7 @@ def test_a_batch_publishes_one_notice_with_each_markets_last_count(store: PriceS
         f"inv\tCAP-2\tnyc\t48\t{outcomes[3].stream_id}"
     ]
     book = PriceBook()
-    book.set_catalog(
-        {s: CatalogEntry(s, 30.0, "USD", ("nyc",)) for s in ("TEE-1", "CAP-2")}
-    )
+    book.set_catalog({s: CatalogEntry(s, 30.0, "USD", ("nyc",)) for s in ("TEE-1", "CAP-2")})
     LiveSync(store, book, quote_secret=b"k" * 32).apply(notices[0])
     assert (book.units("TEE-1", "nyc"), book.units("CAP-2", "nyc")) == (997, 48)
 
