@@ -297,10 +297,12 @@ def _newton_loop(
         return _SolverState(theta, shared, lm, loss, g1, g2, state.iteration + 1, dec, shared_dec)
 
     def cond(state: _SolverState) -> jax.Array:
-        # Go on while more than `open_share` of the rows (0: any row) or the shared block
-        # are above tolerance.
+        # Go on while more than `open_share` of the rows (0: any row) or, in the final
+        # stage (`open_share` 0), the shared block are above tolerance. The unpooled
+        # stage only feeds the categories' moments of the rows' slopes: it stops with its
+        # rows, and the final stage (which starts from its shared block) finishes that.
         rows_open = jnp.mean((~(state.decrement <= tol)).astype(dtype)) > open_share
-        shared_open = ~(state.shared_decrement <= tol)
+        shared_open = ~(state.shared_decrement <= tol) & (open_share <= 0)
         return (state.iteration < st.max_iter) & (rows_open | shared_open)
 
     loss0, g1_0, g2_0 = evaluate(theta, shared)
