@@ -20,6 +20,7 @@ event's own fields (``reach``, ``quote_id``, ...). Streams are trimmed to about
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -49,6 +50,21 @@ _DEAD_LETTERS_KEPT = 100_000
 """Approximate entries kept in the dead-letter stream (the counter keeps the total)."""
 _EVENTS_PER_CALL = 200
 """Events per script call: bounds how long one call holds Redis (about 2 ms)."""
+
+
+@functools.lru_cache(maxsize=65_536)
+def _market_keys(sku: str, market: str) -> tuple[str, str, str, str, str, str]:
+    """The event script's keys of a SKU in a market (all but the event's own ``seen``):
+    inventory, stream, live, sold, sales and the surface prefix. Kept for the catalog's
+    SKU-markets: built once, not six times an event."""
+    return (
+        keys.inventory(sku, market),
+        keys.events(sku),
+        keys.live(sku),
+        keys.sold(sku, market),
+        keys.sales(sku, market),
+        keys.surface_prefix(sku),
+    )
 
 
 def _sale_ref(event: EventRecord) -> str:
@@ -148,27 +164,21 @@ class EventLog:
                 args: list[Any] = [self.dedupe_ttl_ms, self.stream_maxlen, keys.UPDATES_CHANNEL]
                 for i in chunk:
                     ev = events[i]
-                    script_keys += [
-                        keys.seen(ev.sku, ev.event_id),
-                        keys.inventory(ev.sku, ev.market),
-                        keys.events(ev.sku),
-                        keys.live(ev.sku),
-                        keys.sold(ev.sku, ev.market),
-                        keys.sales(ev.sku, ev.market),
-                    ]
+                    inv, stream, live, sold, sales, prefix = _market_keys(ev.sku, ev.market)
+                    script_keys += [keys.seen(ev.sku, ev.event_id), inv, stream, live, sold, sales]
                     args += [
                         ev.kind,
                         int(ev.quantity),
                         "" if ev.quoted_price is None else repr(float(ev.quoted_price)),
                         "" if ev.list_price is None else repr(float(ev.list_price)),
                         ev.market,
-                        keys.surface_prefix(ev.sku),
+                        prefix,
                         ev.sku,
                         _sale_ref(ev),
                         len(ev.fields),
                     ]
-                    for name, value in ev.fields.items():
-                        args += [name, value]
+                    for item in ev.fields.items():
+                        args += item
                 calls.append((self._record_events, script_keys, args))
                 order += chunk
         return list(events), calls, order
