@@ -15,6 +15,7 @@ and answers (:mod:`service.routes.events`).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -88,6 +89,18 @@ def _rejected(index: int, event: AnyEvent | None, detail: str, raw: Any = None) 
     return _result(index, event_id, kind, "rejected", detail)
 
 
+@functools.lru_cache(maxsize=16_384)
+def _decimals_fit(price: float, currency: str) -> bool:
+    """Whether ``price`` has no more decimals than ``currency`` allows
+    (:func:`~service.limits.check_price_decimals`, kept per price: a drop's sales
+    repeat a few prices, and the check reads the price through ``Decimal``)."""
+    try:
+        check_price_decimals(price, currency)
+    except ValueError:
+        return False
+    return True
+
+
 def _plan_event(
     index: int, event: AnyEvent, book: PriceBook, now: float, caller: Caller
 ) -> PlannedEvent | dict[str, Any]:
@@ -109,7 +122,7 @@ def _plan_event(
         except (UnknownSku, UnknownMarket) as exc:
             return _rejected(index, event, str(exc))
         unit_price = getattr(event, "unit_price", None)
-        if unit_price is not None:
+        if unit_price is not None and not _decimals_fit(unit_price, entry.currency):
             try:  # no more decimals than the SKU's currency has minor units
                 check_price_decimals(
                     unit_price, entry.currency, field=f"events[{index}].unit_price"
