@@ -23,7 +23,9 @@ One idea per module:
 - :mod:`~pricing.model.priors`: configured priors, robust empirical Bayes by category
   (overdispersion-aware) and :data:`FALLBACK_PRIOR`;
 - :mod:`~pricing.model.solver`: block-coordinate Newton to the MAP, Laplace errors;
-- :mod:`~pricing.model.preparation`: a pandas panel checked and laid out as arrays;
+- :mod:`~pricing.model.preparation`: a pandas panel checked and numbered by codes;
+- :mod:`~pricing.model.cells`: checked cells laid out as padded device arrays (both
+  entry points);
 - :mod:`~pricing.model.result`: :class:`ElasticityFit` and its summaries;
 - :mod:`~pricing.model.predict`: its predictions (covariates per row and period; beyond a
   row's seen prices, the category's elasticity);

@@ -87,12 +87,7 @@ def fit_elasticity(
         >>> fit = fit_elasticity(panel, covariates=["promo"], sold_out="sold_out")  # doctest: +SKIP
         >>> fit.table[["sku", "elasticity", "elasticity_se"]]  # doctest: +SKIP
     """
-    if not pooling and priors is not None:
-        raise InputError(
-            "pooling=False fits without priors; got priors as well, pass one or the other"
-        )
-    if not (isinstance(max_iter, int) and 1 <= max_iter <= 10_000):
-        raise InputError(f"max_iter must be an integer in [1, 10000], got {max_iter!r}")
+    _check_options(pooling=pooling, priors=priors, max_iter=max_iter)
     prep = _prepare(
         panel,
         sku=sku,
@@ -118,6 +113,16 @@ def fit_elasticity(
         with jax.disable_jit():
             out = _fit_impl(prep.data, prep.static, jit=False)
     return _result(prep, jax.device_get(out), tuple(covariates), intensity is not None)
+
+
+def _check_options(*, pooling: bool, priors: Mapping[Any, Any] | None, max_iter: int) -> None:
+    """Refuse options that contradict each other or are out of range (both entry points)."""
+    if not pooling and priors is not None:
+        raise InputError(
+            "pooling=False fits without priors; got priors as well, pass one or the other"
+        )
+    if not (isinstance(max_iter, int) and 1 <= max_iter <= 10_000):
+        raise InputError(f"max_iter must be an integer in [1, 10000], got {max_iter!r}")
 
 
 def _result(

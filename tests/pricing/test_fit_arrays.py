@@ -95,3 +95,62 @@ def test_grids_that_do_not_fit_are_refused(kwargs: dict, match: str) -> None:
     args = {"price": np.ones((3, 4)), "skus": ["a", "b", "c"]} | kwargs
     with pytest.raises(InputError, match=match):
         fit_elasticity_arrays(np.ones((3, 4)), **args)
+
+
+def test_rows_come_back_in_the_callers_order_with_datetime64_periods() -> None:
+    panel, _ = simulate_demand_panel(5, 48, seed=4, profile_amplitude=0.4)
+    panel = panel.sort_values(["sku", "period"], ignore_index=True)
+    from_frame = fit_elasticity(panel, pooling=False)
+    skus = panel["sku"].to_numpy()[::48]
+    flip = np.arange(5)[::-1]  # the caller keeps its rows newest SKU first
+    periods = panel["period"].iloc[:48].dt.tz_localize(None).to_numpy()
+    from_grids = fit_elasticity_arrays(
+        _grids(panel, "quantity", 5)[flip],
+        _grids(panel, "price", 5)[flip],
+        skus=list(skus[flip]),
+        periods=periods,
+        pooling=False,
+    )
+    assert from_grids.keys == [(s, None) for s in skus[flip]]
+    assert from_grids.daily_profile is not None
+    np.testing.assert_allclose(from_grids.daily_profile, from_frame.daily_profile, atol=1e-5)
+    np.testing.assert_allclose(
+        from_grids.params.elasticity, from_frame.params.elasticity[flip], rtol=1e-5, atol=1e-5
+    )
+
+
+def test_missing_cells_with_the_daily_profile_and_junk_where_unobserved() -> None:
+    panel, _ = simulate_demand_panel(6, 48, seed=5, profile_amplitude=0.4)
+    panel = panel.sort_values(["sku", "period"], ignore_index=True)
+    seen = np.random.default_rng(1).random(len(panel)) > 0.25
+    from_frame = fit_elasticity(panel[seen], pooling=False)
+    price = _grids(panel, "price", 6).copy()
+    price[~seen.reshape(6, 48)] = np.nan  # never read: the cell was not observed
+    from_grids = fit_elasticity_arrays(
+        _grids(panel, "quantity", 6),
+        price,
+        skus=list(panel["sku"].to_numpy()[::48]),
+        periods=pd.DatetimeIndex(panel["period"].iloc[:48]),
+        observed=seen.reshape(6, 48),
+        pooling=False,
+    )
+    np.testing.assert_array_equal(from_grids.n_obs, from_frame.n_obs)
+    np.testing.assert_allclose(from_grids.daily_profile, from_frame.daily_profile, atol=1e-6)
+    for a, b in zip(from_grids.params, from_frame.params, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"price": np.array([[1.0, np.nan], [1.0, 1.0]])}, "price must be finite"),
+        ({"price": np.array([[1.0, -1.0], [1.0, 1.0]])}, r"price must be > 0 .*\[-1.0\]"),
+        ({"observed": np.array([[True, True], [False, False]])}, r"none in rows \['b'\]"),
+        ({"sold_out": np.full((2, 2), 2)}, "sold_out must be boolean"),
+        ({"pooling": False, "priors": {"a": (-1.0, 1.0)}}, "pooling=False fits without priors"),
+    ],
+)
+def test_bad_cells_are_refused_naming_the_grid(kwargs: dict, match: str) -> None:
+    args = {"price": np.ones((2, 2)), "skus": ["a", "b"]} | kwargs
+    with pytest.raises(InputError, match=match):
+        fit_elasticity_arrays(np.ones((2, 2)), **args)
