@@ -49,6 +49,35 @@ local function clock_ms()
   return now_ms
 end
 
+-- The live version and surface header of each SKU-market, read once per call: the
+-- script holds Redis, so neither can change between the events of one call.
+local versions, headers = {}, {}
+
+local function live_version(k_live, market)
+  local key = k_live .. '\t' .. market
+  local version = versions[key]
+  if not version then
+    version = redis.call('HGET', k_live, market) or ''
+    versions[key] = version
+  end
+  return version
+end
+
+-- {key, rows, cols, period_start_ms, period_ms} of a surface, or false without one.
+local function surface_header(header)
+  local h = headers[header]
+  if h == nil then
+    local got = redis.call('HMGET', header, 'rows', 'cols', 'period_start_ms', 'period_ms')
+    h = false
+    if got[1] then
+      h = {header .. ':p', tonumber(got[1]), tonumber(got[2]), tonumber(got[3]),
+           tonumber(got[4])}
+    end
+    headers[header] = h
+  end
+  return h
+end
+
 local function record(k_seen, k_inv, k_events, k_live, k_sold, k_sales, kind, qty, quoted,
                       list_price, market, prefix, sku, ref, first_field, n_fields)
   local seen = redis.call('GET', k_seen)
@@ -63,7 +92,7 @@ local function record(k_seen, k_inv, k_events, k_live, k_sold, k_sales, kind, qt
   local raw_units = redis.call('GET', k_inv)
   local units = -1
   if raw_units then units = tonumber(raw_units) end
-  local version = redis.call('HGET', k_live, market) or ''
+  local version = live_version(k_live, market)
   local function remember(status, price, left, id, returnable)
     returnable = returnable or ''
     redis.call('SET', k_seen, status .. '\t' .. price .. '\t' .. left .. '\t' .. id .. '\t' ..
@@ -82,14 +111,12 @@ local function record(k_seen, k_inv, k_events, k_live, k_sold, k_sales, kind, qt
       price = quoted
     else
       if version ~= '' then
-        local header = prefix .. version .. ':' .. market
-        local h = redis.call('HMGET', header, 'rows', 'cols', 'period_start_ms', 'period_ms')
-        if h[1] then
-          local cols = tonumber(h[2])
-          local n, t = surface_cell(units, clock_ms(), tonumber(h[1]), cols, tonumber(h[3]),
-                                    tonumber(h[4]))
+        local h = surface_header(prefix .. version .. ':' .. market)
+        if h then
+          local cols = h[3]
+          local n, t = surface_cell(units, clock_ms(), h[2], cols, h[4], h[5])
           local offset = (n * cols + t) * 8
-          local cell = redis.call('GETRANGE', header .. ':p', offset, offset + 7)
+          local cell = redis.call('GETRANGE', h[1], offset, offset + 7)
           if string.len(cell) == 8 then
             price = string.format('%.17g', struct.unpack('<d', cell))
           end

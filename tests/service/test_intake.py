@@ -4,7 +4,8 @@ The store sends a batch's event scripts as ``EVALSHA`` in one pipeline: no
 ``SCRIPT EXISTS`` first (redis-py's own script pipelining asks it, a second round trip
 per batch); a script the server does not hold yet answers ``NOSCRIPT``, is loaded, and
 only those calls are sent again. The server's command counters show what was sent.
-A script call publishes one notice of the counts it moved, a line per SKU-market.
+A script call publishes one notice of the counts it moved, a line per SKU-market, and
+reads a SKU-market's live version and surface header once.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 import redis
 from asgi_client import AppClient, auth, settings_for, write_configs
@@ -21,7 +24,7 @@ from asgi_client import AppClient, auth, settings_for, write_configs
 from service import keys
 from service.app import create_app
 from service.pricebook import CatalogEntry, PriceBook
-from service.store import EventRecord, PriceStore, connect
+from service.store import EventRecord, PriceStore, SurfaceRecord, connect
 from service.sync import LiveSync
 
 
@@ -135,6 +138,29 @@ def test_a_batch_publishes_one_notice_with_each_markets_last_count(store: PriceS
     book.set_catalog({s: CatalogEntry(s, 30.0, "USD", ("nyc",)) for s in ("TEE-1", "CAP-2")})
     LiveSync(store, book, quote_secret=b"k" * 32).apply(notices[0])
     assert (book.units("TEE-1", "nyc"), book.units("CAP-2", "nyc")) == (997, 48)
+
+
+def test_sales_of_one_market_in_a_call_read_its_surface_once_and_each_its_own_cell(
+    store: PriceStore, redis_url: str
+) -> None:
+    """Five sales of one SKU-market in one call: each is charged the cell of the units
+    left before it (rows 5 down to 1), while the live version and the surface header are
+    read once for the call."""
+    store.seed_inventory("CAP-2", "nyc", 5)
+    prices = 10.0 + np.arange(8.0)[:, None] * np.ones((1, 4))  # row n costs 10 + n
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    store.publish_surfaces("v1", {("CAP-2", "nyc"): SurfaceRecord(prices, start, 3600)})
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        admin.config_resetstat()
+        outcomes = store.record_events([_sale(n, "CAP-2") for n in range(5)])
+        calls = _calls(admin)
+    finally:
+        admin.close()
+    assert [o.unit_price for o in outcomes] == [15.0, 14.0, 13.0, 12.0, 11.0]
+    assert [o.units_left for o in outcomes] == [4, 3, 2, 1, 0]
+    assert {o.version for o in outcomes} == {"v1"}
+    assert (calls.get("hget"), calls.get("hmget"), calls.get("getrange")) == (1, 1, 5), calls
 
 
 def test_sales_and_baskets_use_no_thread(redis_url: str, tmp_path: Any) -> None:
