@@ -9,8 +9,10 @@ Small blocks (32 rows on a CPU) keep a period's working set (``[rows, K, N+1]``)
 core's cache and truncate demand close to their own rows' rates, and the blocks run on one
 thread per core: XLA releases the interpreter while a block runs, and
 its intra-op parallelism alone kept the second core of a 2-core machine mostly idle at this
-block size. A program is compiled once per block shape and truncation; the first block of a
-program not compiled yet runs alone so that two threads never compile the same program.
+block size. A program is compiled once per block shape and truncation (a call uses at most
+:data:`pricing.policy.MAX_TRUNCATIONS` truncations); the first blocks of programs not
+compiled yet run first, one per program and side by side, so that two threads never compile
+the same program.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -80,26 +83,36 @@ def solve_blocks(
     def solve_block(i: int) -> None:
         out.store(blocks[i], *problem.solve(blocks[i], block_d[i]))
 
+    # The first block of each program not compiled yet goes first, those of different
+    # programs side by side (XLA compiles with the interpreter released, on one core each),
+    # so that two threads never compile the same program.
+    first: dict[tuple[Any, ...], int] = {}
     pending = []
     for i in range(len(blocks)):
         key = (blocks[0].size, t_len, k_len, n_max, block_d[i], dtype, device)
         with _COMPILED_LOCK:
             known = key in _COMPILED
-        if known:
+        if known or key in first:
             pending.append(i)
         else:
-            solve_block(i)
-            with _COMPILED_LOCK:
-                _COMPILED.add(key)
+            first[key] = i
     n_workers = _worker_count(device) if workers is None else max(1, int(workers))
-    if n_workers == 1 or len(pending) <= 1:
-        for i in pending:
-            solve_block(i)
-    else:
-        with ThreadPoolExecutor(max_workers=min(n_workers, len(pending))) as pool:
-            for done in [pool.submit(solve_block, i) for i in pending]:
-                done.result()
+    _run_all(solve_block, list(first.values()), n_workers)
+    with _COMPILED_LOCK:
+        _COMPILED.update(first)
+    _run_all(solve_block, pending, n_workers)
     return out
+
+
+def _run_all(solve_block: Callable[[int], None], which: list[int], n_workers: int) -> None:
+    """``solve_block(i)`` for each ``i`` in ``which``, on up to ``n_workers`` threads."""
+    if n_workers == 1 or len(which) <= 1:
+        for i in which:
+            solve_block(i)
+        return
+    with ThreadPoolExecutor(max_workers=min(n_workers, len(which))) as pool:
+        for done in [pool.submit(solve_block, i) for i in which]:
+            done.result()
 
 
 _COMPILED: set[tuple[Any, ...]] = set()
@@ -152,7 +165,12 @@ class _BlockProblem(NamedTuple):
         salvage = np.zeros(self.block, dtype)
         salvage[:m] = self.salvage[take]
         args = jax.device_put((rates, prices, cost, salvage), self.device)
-        price, value, index = _solve(*args, n_max=self.n_max, d_max=d_max)
+        # jit's cache key holds the thread's jax.default_device setting, and worker threads
+        # do not inherit the caller's: without the same setting in every thread, a caller
+        # inside `with jax.default_device(...)` (the re-fit) had each program compiled again
+        # by the workers, by both at once on two cores.
+        with jax.default_device(self.device):
+            price, value, index = _solve(*args, n_max=self.n_max, d_max=d_max)
         index_np = np.asarray(index)[:m]
         if self.order is not None:
             index_np = np.take_along_axis(

@@ -9,11 +9,14 @@ import pytest
 from pricing import solve_surfaces
 from pricing.exceptions import InputError
 from pricing.policy import (
+    MAX_TRUNCATIONS,
+    _shared_truncations,
     demand_truncation,
     exponential_demand_price,
     exponential_demand_value,
     solve_surfaces_numpy,
 )
+from pricing.policy_blocks import _COMPILED
 
 A, ALPHA, HORIZON = 20.0, 1.0, 1.0
 
@@ -143,6 +146,32 @@ def test_row_blocks_do_not_change_the_solution():
     np.testing.assert_allclose(np.asarray(whole.value), np.asarray(blocks.value), rtol=1e-6)
 
 
+def test_one_solve_compiles_at_most_max_truncations_programs():
+    # Rates spread from calm to busy: the blocks' own truncations take five or more values,
+    # each its own compiled program; a cold solve compiled them all.
+    rng = np.random.default_rng(3)
+    scale = np.linspace(0.2, 20.0, 40)
+    rates = scale[:, None, None] * rng.uniform(0.5, 1.0, (40, 3, 4))
+    prices = np.sort(rng.uniform(1, 9, (40, 4)), axis=1)
+    before = set(_COMPILED)
+    sol = solve_surfaces(rates, prices, 60, chunk_rows=4, workers=2)
+    programs = {key for key in _COMPILED - before if key[1:3] == (3, 4)}
+    assert 1 < len(programs) <= MAX_TRUNCATIONS
+    ref_price, ref_value = solve_surfaces_numpy(rates, prices, 60)
+    np.testing.assert_allclose(np.asarray(sol.value), ref_value, rtol=1e-5, atol=1e-4)
+    assert np.mean(np.isclose(np.asarray(sol.price), ref_price, rtol=1e-6)) > 0.99
+
+
+def test_shared_truncations_keep_the_least_work():
+    assert _shared_truncations([23, 31, 39, 47, 50, 50], limit=2) == [31, 31, 50, 50, 50, 50]
+    # No more values than the limit: each block keeps its own.
+    assert _shared_truncations([7, 15, 7], limit=3) == [7, 15, 7]
+    many = [15] * 3 + [23] * 193 + [31] * 115 + [39] * 2
+    shared = _shared_truncations(many, limit=3)
+    assert all(s >= d for s, d in zip(shared, many, strict=True))
+    assert sorted(set(shared)) == [23, 31, 39]
+
+
 def test_blocks_with_their_own_truncation_agree_with_one_solve():
     # Calm and busy rows mixed: sorted into blocks, the calm ones truncate demand much lower.
     rng = np.random.default_rng(5)
@@ -241,6 +270,20 @@ def test_threads_and_blocks_give_one_solution_and_compile_once():
     np.testing.assert_array_equal(again.index, one.index)
     np.testing.assert_array_equal(again.value, one.value)
     assert not np.array_equal(two.value, one.value)
+
+
+def test_a_caller_inside_a_default_device_context_compiles_each_program_once():
+    # The re-fit solves inside `with jax.default_device(...)`; the worker threads that run the
+    # blocks must run the program the caller compiled, not compile it again for their context.
+    from pricing.policy_blocks import _solve
+
+    rates = np.broadcast_to(np.linspace(0.5, 2.0, 7)[None, None, :], (40, 5, 7))
+    prices = np.broadcast_to(np.linspace(2.0, 9.0, 7)[None, :], (40, 7))
+    compiled = _solve._cache_size()
+    with jax.default_device(jax.devices()[0]):
+        sol = solve_surfaces(rates, prices, 17, chunk_rows=8, workers=2)
+    assert _solve._cache_size() == compiled + 1  # five blocks, one shape and truncation
+    np.testing.assert_array_equal(sol.index, np.broadcast_to(sol.index[:1], sol.index.shape))
 
 
 def test_surfaces_are_host_arrays_with_a_compact_ladder_index():
