@@ -60,7 +60,13 @@ def _result(
     kind: str | None,
     status: str,
     detail: str | None = None,
-    **extra: Any,
+    *,
+    first_status: str | None = None,
+    charged_price: float | None = None,
+    quote: str | None = None,
+    inventory: int | None = None,
+    version: str | None = None,
+    price_check: str | None = None,
 ) -> dict[str, Any]:
     """One result, with every field of :class:`~service.schemas.EventResult`."""
     return {
@@ -69,12 +75,12 @@ def _result(
         "type": kind,
         "status": status,
         "detail": detail,
-        "first_status": extra.get("first_status"),
-        "charged_price": extra.get("charged_price"),
-        "quote": extra.get("quote"),
-        "inventory": extra.get("inventory"),
-        "version": extra.get("version"),
-        "price_check": extra.get("price_check"),
+        "first_status": first_status,
+        "charged_price": charged_price,
+        "quote": quote,
+        "inventory": inventory,
+        "version": version,
+        "price_check": price_check,
     }
 
 
@@ -204,7 +210,7 @@ def _outcome_result(
 ) -> dict[str, Any]:
     """The result of one recorded event from the outcomes of its records."""
     event = plan.event
-    statuses = {o.status for o in outcomes}
+    statuses = {o.status for o in outcomes} if len(outcomes) > 1 else {outcomes[0].status}
     if "accepted" in statuses:
         status = "accepted"
     elif statuses == {"duplicate"}:
