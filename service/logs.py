@@ -73,7 +73,8 @@ class AccessLog:
     """One JSON line per request, buffered in memory and written in batches.
 
     ``logging`` costs tens of microseconds a record, more than the whole price read;
-    access lines are therefore serialised straight to bytes, appended to an in-memory
+    access lines are therefore serialised straight to bytes (a fast-path price read
+    keeps only its fields, serialised when written), appended to an in-memory
     buffer and written to stderr by a daemon thread every ``flush_interval_s`` (and
     at :meth:`close`), one ``write`` per batch, like a web server's buffered access
     log. Lines carry ``ts``, ``level`` (``INFO``), ``logger`` (``dropprice.access``),
@@ -104,11 +105,10 @@ class AccessLog:
         self.sample = sample
         self.flush_interval_s = flush_interval_s
         self.max_buffered = max_buffered
-        self._second = -1
-        self._stamp = b""
-        self._ms = -1
-        self._ms_stamp = b""
-        self._lines: list[bytes] = []
+        self._second_cache: tuple[int, bytes] = (-1, b"")
+        self._ms_cache: tuple[int, bytes] = (-1, b"")
+        # Lines as bytes, or a price read's fields (formatted when written out).
+        self._lines: list[bytes | tuple[float, bytes | None, str, float, str, bytes]] = []
         self._write_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -132,15 +132,23 @@ class AccessLog:
         return self.enabled and (self.sample >= 1.0 or random.random() < self.sample)
 
     def _timestamp(self, now: float) -> bytes:
-        """``now`` as ISO 8601 UTC to the millisecond (formatted once per millisecond)."""
+        """``now`` as ISO 8601 UTC to the millisecond (formatted once per millisecond).
+
+        Called from the event loop (:meth:`write`) and the flushing thread (the price
+        reads' lines): each cache is one tuple, replaced in one store, so neither
+        thread can see a millisecond paired with another's stamp.
+        """
         ms = int(now * 1000)
-        if ms != self._ms:
+        cached_ms, stamp = self._ms_cache
+        if ms != cached_ms:
             second = ms // 1000
-            if second != self._second:
-                self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
-                self._second = second
-            self._ms, self._ms_stamp = ms, b"%s.%03dZ" % (self._stamp, ms % 1000)
-        return self._ms_stamp
+            cached_second, prefix = self._second_cache
+            if second != cached_second:
+                prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+                self._second_cache = (second, prefix)
+            stamp = b"%s.%03dZ" % (prefix, ms % 1000)
+            self._ms_cache = (ms, stamp)
+        return stamp
 
     def write_read(
         self,
@@ -155,19 +163,26 @@ class AccessLog:
 
         ``path`` and ``key_id`` are plain identifiers there (checked by the fast path);
         the client's ``request_id`` is JSON-escaped, and without one it is the trace id.
+        The request keeps only its fields in the buffer: the line is formatted when the
+        buffer is written (:meth:`_read_line`), in one loop, off the request.
         """
-        self._append(
-            _READ_LINE
-            % (
-                self._timestamp(now),
-                orjson.dumps(request_id.decode("latin-1"))
-                if request_id is not None
-                else b'"' + trace_id + b'"',
-                path.encode(),
-                elapsed * 1000.0,
-                key_id.encode(),
-                trace_id,
-            )
+        lines = self._lines
+        lines.append((now, request_id, path, elapsed, key_id, trace_id))
+        if len(lines) >= self.max_buffered:
+            self.flush()
+
+    def _read_line(self, fields: tuple[float, bytes | None, str, float, str, bytes]) -> bytes:
+        """The bytes of a line :meth:`write_read` kept as its fields."""
+        now, request_id, path, elapsed, key_id, trace_id = fields
+        return _READ_LINE % (
+            self._timestamp(now),
+            orjson.dumps(request_id.decode("latin-1"))
+            if request_id is not None
+            else b'"' + trace_id + b'"',
+            path.encode(),
+            elapsed * 1000.0,
+            key_id.encode(),
+            trace_id,
         )
 
     def write(self, fields: dict[str, Any]) -> None:
@@ -197,7 +212,10 @@ class AccessLog:
         with self._write_lock:
             lines, self._lines = self._lines, []
             if lines:
-                blob = b"".join(lines)
+                read_line = self._read_line
+                blob = b"".join(
+                    line if isinstance(line, bytes) else read_line(line) for line in lines
+                )
                 out = getattr(sys.stderr, "buffer", None)
                 with contextlib.suppress(ValueError, OSError):
                     if out is not None:

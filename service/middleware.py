@@ -129,7 +129,7 @@ class PriceFastPath:
         # API key -> (caller, role, the limiter's bucket key); known keys only.
         self._callers: dict[bytes, tuple[Any, str, bytes | None]] = {}
         self._callers_of: Any = None
-        self._bodies: dict[Any, bytes] = {}
+        self._bodies: dict[Any, tuple[bytes, tuple[bytes, bytes]]] = {}
 
     def _caller(self, keys: Any, key: bytes | None) -> tuple[Any, str, bytes | None] | None:
         """The caller of an API key, its role and its rate-limit bucket (remembered per
@@ -202,21 +202,15 @@ class PriceFastPath:
             view = runtime.book.price(target[0], target[1])
         except (UnknownSku, UnknownMarket):
             return False
-        body = self._bodies.get(view)
-        if body is None:
-            body = orjson.dumps(view._asdict())
-            if len(self._bodies) >= _CACHE_LIMIT:
-                self._bodies = {}
-            self._bodies[view] = body
+        answer = self._bodies.get(view)
+        if answer is None:
+            answer = self._answer(view)
+        body, length = answer
         if self.otel is not None:
             trace_id = await self._send_traced(send, body, rid, parent)
         else:
             trace_id, traceparent = response_ids(parent)
-            headers = [
-                _JSON,
-                (b"content-length", b"%d" % len(body)),
-                (b"x-request-id", rid if rid is not None else trace_id),
-            ]
+            headers = [_JSON, length, (b"x-request-id", rid if rid is not None else trace_id)]
             if traceparent is not None:
                 headers.append((b"traceparent", traceparent))
             await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -227,6 +221,15 @@ class PriceFastPath:
         if log.enabled and (log.sample >= 1.0 or random.random() < log.sample):
             log.write_read(time.time(), rid, path, elapsed, caller.key_id, trace_id)
         return True
+
+    def _answer(self, view: Any) -> tuple[bytes, tuple[bytes, bytes]]:
+        """The body of a served price and its ``content-length`` header (remembered)."""
+        body = orjson.dumps(view._asdict())
+        answer = body, (b"content-length", b"%d" % len(body))
+        if len(self._bodies) >= _CACHE_LIMIT:
+            self._bodies = {}
+        self._bodies[view] = answer
+        return answer
 
     async def _send_traced(
         self, send: Send, body: bytes, rid: bytes | None, parent: bytes | None
