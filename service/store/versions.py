@@ -495,27 +495,3 @@ def _evalsha_pipelined(
         if isinstance(reply, Exception):
             raise reply
     return replies
-
-
-async def evalsha_pipelined_async(
-    client: Any, calls: Sequence[tuple[Script, list[str], list[Any]]]
-) -> list[Any]:
-    """:func:`_evalsha_pipelined` on an asyncio client: one round trip, awaited."""
-    async with client.pipeline(transaction=False) as pipe:
-        for script, script_keys, args in calls:
-            pipe.evalsha(script.sha, len(script_keys), *script_keys, *args)
-        replies = list(await pipe.execute(raise_on_error=False))
-    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-    if missing:
-        for script in {calls[i][0].sha: calls[i][0] for i in missing}.values():
-            await client.script_load(script.script)
-        async with client.pipeline(transaction=False) as again:
-            for i in missing:
-                script, script_keys, args = calls[i]
-                again.evalsha(script.sha, len(script_keys), *script_keys, *args)
-            for i, reply in zip(missing, await again.execute(raise_on_error=False), strict=True):
-                replies[i] = reply
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-    return replies
