@@ -557,8 +557,8 @@ def ingestion(
             n += 1
         conn.close()
 
-    pids = {"serve": SERVER_PIDS[url], "redis": redis_pid}
-    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items() if pid is not None}
+    pids = {"serve": SERVER_PIDS[url]} | ({"redis": redis_pid} if redis_pid else {})
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     started = time.perf_counter()
     threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
     for t in threads:
