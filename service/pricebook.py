@@ -221,6 +221,8 @@ class PriceBook:
         self._seqs: dict[tuple[str, str], tuple[int, int]] = {}
         self._lock = threading.Lock()
         self.served = ServedPriceLog()  # look-ups with arm and probability, see service.served
+        # (sku, market) -> the inputs of its last answer and that answer (see :meth:`price`).
+        self._answers: dict[tuple[str, str], tuple[Any, ...]] = {}
 
     # ------------------------------------------------------------------ writes
     def set_catalog(self, entries: Mapping[str, CatalogEntry]) -> None:
@@ -342,33 +344,75 @@ class PriceBook:
     def price(self, sku: str, market: str | None = None, now: float | None = None) -> PriceView:
         """The price to serve now (see the module docstring).
 
+        An answer is remembered per SKU and market with what it was made of (catalog
+        entry, live surface, units left, staleness, quote signer, cell and quote tick,
+        compared by identity or value on every read), so the reads of one price within
+        a tick of the quote's expiry share one :class:`PriceView`: the surface's cell
+        value, the signature and the view are made once per tick, not per request.
+        Every read is still counted in the served-price log.
+
         Raises:
             UnknownSku, UnknownMarket: see :meth:`resolve_market`.
         """
         entry, market = self.resolve_market(sku, market)
         if now is None:
             now = time.time()
-        units = self._units.get((sku, market))
-        live = self._surfaces.get((sku, market))
+        pair = (sku, market)
+        units = self._units.get(pair)
+        live = self._surfaces.get(pair)
         if live is not None and market in entry.fixed_markets:
             live = None  # a fixed-price experiment arm: the list price, whatever is published
-        if live is not None:
-            price = float(live.price.item(*cell(units, epoch_ms(now), live.grid)))
+        at = cell(units, epoch_ms(now), live.grid) if live is not None else None
+        stale = self.stale
+        signer = self.signer
+        tick = int(now * 10)  # the quote's expiry is rounded to a tenth of a second
+        last = self._answers.get(pair)
+        if (
+            last is not None
+            and last[0] is entry
+            and last[1] is live
+            and last[2] == units
+            and last[3] == stale
+            and last[4] is signer
+            and last[5] == at
+            and last[6] == tick
+        ):
+            view: PriceView = last[7]
+            arm: str = last[8]
+        else:
+            view = self._answer(sku, market, entry, live, at, units, stale, signer, now)
+            arm = entry.arms.get(market, "") if entry.arms else ""
+            self._answers[pair] = (entry, live, units, stale, signer, at, tick, view, arm)
+        self.served.record(sku, market, arm, view.price, now)
+        return view
+
+    def _answer(
+        self,
+        sku: str,
+        market: str,
+        entry: CatalogEntry,
+        live: _Live | None,
+        at: tuple[int, int] | None,
+        units: int | None,
+        stale: bool,
+        signer: QuoteSigner | None,
+        now: float,
+    ) -> PriceView:
+        """The view of a price read: the surface's cell (or the list price) and its quote."""
+        if live is not None and at is not None:
+            price = float(live.price.item(*at))
             version: str | None = live.version
             currency = live.currency
-            source: Source = "stale" if self.stale else "surface"
+            source: Source = "stale" if stale else "surface"
         else:
             price = entry.base_price
             version = None
             currency = entry.currency
-            source = "stale" if self.stale else "base"
-        signer = self.signer
+            source = "stale" if stale else "base"
         quote_id: str | None = None
         expires_at: str | None = None
         if signer is not None:
             quote_id, expires_at = signer.sign(sku, market, price, version, now)
-        arm = entry.arms.get(market, "") if entry.arms else ""
-        self.served.record(sku, market, arm, price, now)
         return PriceView(sku, market, price, currency, version, units, source, quote_id, expires_at)
 
 
