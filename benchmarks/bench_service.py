@@ -76,6 +76,8 @@ READ_SKU = "HOL-APP-0001"
 MARKET = "store-chicago"
 SERVER_PIDS: dict[str, int] = {}
 """Process id of each started server by base URL (for its CPU time)."""
+PEAK_RSS_MIB: dict[str, float] = {}
+"""Peak resident memory of each server by base URL, read just before it is stopped."""
 BENCH_UNITS = 5_000_000
 """Units left set on every counter, so the ingestion run never sells out."""
 FIXED = {
@@ -190,6 +192,7 @@ def uvicorn_server(
         SERVER_PIDS[url] = proc.pid
         yield url
     finally:
+        _record_peak_rss(url, proc.pid)
         _stop(proc)
 
 
@@ -224,6 +227,7 @@ def serve_server(redis_url: str, env: dict[str, str], src: Path = ROOT) -> Itera
         SERVER_PIDS[url] = proc.pid  # serve with one worker runs uvicorn in-process
         yield url
     finally:
+        _record_peak_rss(url, proc.pid)
         _stop(proc)
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -253,6 +257,28 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def _record_peak_rss(url: str, pid: int) -> None:
+    """Keep the peak resident memory (``VmHWM``) of server ``pid`` in :data:`PEAK_RSS_MIB`."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                PEAK_RSS_MIB[url] = int(line.split()[1]) / 1024
+                return
+
+
+def peak_rss_line(servers: dict[str, str]) -> str:
+    """Peak RSS of each named server (by base URL) and of this benchmark process."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    parts = [
+        f"{name} {PEAK_RSS_MIB[url]:,.0f} MiB"
+        for name, url in servers.items()
+        if url in PEAK_RSS_MIB
+    ]
+    return "peak RSS: " + ", ".join([*parts, f"benchmark process {own:,.0f} MiB"])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -597,6 +623,7 @@ def ingestion_only(args: argparse.Namespace) -> None:
         }
         with serve_server(server.url, env) as url:
             runs = [ingestion(url, args.duration, redis_pid=server.pid) for _ in range(args.rounds)]
+        rss = peak_rss_line({"dropprice serve": url})
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -608,6 +635,7 @@ def ingestion_only(args: argparse.Namespace) -> None:
         )
     best = max(r["events_per_s"] for r in runs)
     print(f"  {'PASS' if best >= 20_000 else 'MISS'}  >= 20,000 events/s (best of {len(runs)})")
+    print(rss)
     print(f"start: {results['uptime_start']}\nend:   {uptime()}")
 
 
@@ -745,6 +773,7 @@ def main() -> None:
                 results["ingestion"] = ingestion(
                     urls["dropprice"], args.duration, redis_pid=server.pid
                 )
+        results["peak_rss"] = peak_rss_line(urls)
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -830,6 +859,7 @@ def report(results: dict[str, Any], args: argparse.Namespace, generator: str) ->
             f"{ing['serve_cpu_share']:.0%}, redis-server {ing['redis_cpu_share']:.0%} of a core)"
         )
     results["targets"] = checks
+    print(results["peak_rss"])
     print("\ntargets:")
     for name, ok in checks.items():
         print(f"  {'PASS' if ok else 'MISS'}  {name}")
