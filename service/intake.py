@@ -29,7 +29,13 @@ from service.exceptions import UnknownMarket, UnknownSku
 from service.limits import check_price_decimals
 from service.pricebook import PriceBook
 from service.problems import field_errors
-from service.schemas import AnyEvent, RestockEvent, SaleEvent, event_adapter
+from service.schemas import (
+    AnyEvent,
+    RestockEvent,
+    SaleEvent,
+    event_adapter,
+    events_adapter,
+)
 from service.settings import Role
 from service.store import EventKind, EventOutcome, EventRecord, PriceStore
 
@@ -161,6 +167,29 @@ def _plan_event(
     return PlannedEvent(index, event, records, quote)
 
 
+def _validated(raw_events: Sequence[Any]) -> list[AnyEvent | ValidationError]:
+    """Each raw event validated (:data:`~service.schemas.event_adapter`), or the error
+    that refuses it, in order.
+
+    The batch is validated in one call over the list (a batch of valid events, the
+    common case, costs one validator call, not one an event); when any event fails,
+    each is validated again on its own, so an error names its own event only.
+    """
+    try:
+        events: list[AnyEvent] = events_adapter.validate_python(raw_events)
+    except ValidationError:
+        pass
+    else:
+        return list(events)
+    out: list[AnyEvent | ValidationError] = []
+    for raw in raw_events:
+        try:
+            out.append(event_adapter.validate_python(raw))
+        except ValidationError as exc:
+            out.append(exc)
+    return out
+
+
 def plan_batch(
     raw_events: Sequence[Any], book: PriceBook, caller: Caller, now: float | None = None
 ) -> tuple[list[PlannedEvent], list[dict[str, Any] | None]]:
@@ -173,13 +202,11 @@ def plan_batch(
     now = time.time() if now is None else now
     results: list[dict[str, Any] | None] = [None] * len(raw_events)
     planned: list[PlannedEvent] = []
-    for i, raw in enumerate(raw_events):
-        try:
-            event: AnyEvent = event_adapter.validate_python(raw)
-        except ValidationError as exc:
-            problems = field_errors(exc.errors(include_url=False), f"events[{i}]")
+    for i, event in enumerate(_validated(raw_events)):
+        if isinstance(event, ValidationError):
+            problems = field_errors(event.errors(include_url=False), f"events[{i}]")
             text = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-            results[i] = _rejected(i, None, text, raw)
+            results[i] = _rejected(i, None, text, raw_events[i])
             continue
         plan = _plan_event(i, event, book, now, caller)
         if isinstance(plan, PlannedEvent):

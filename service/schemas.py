@@ -39,6 +39,7 @@ __all__ = [
     "ReturnEvent",
     "SaleEvent",
     "event_adapter",
+    "events_adapter",
 ]
 
 MAX_BATCH_PRICES = 500
@@ -251,6 +252,8 @@ AnyEvent = SaleEvent | ReturnEvent | RestockEvent | AnnouncementEvent | ClaimEve
 """One event of any kind (the kinds of :data:`pricing.events.EVENT_KINDS`)."""
 Event = Annotated[AnyEvent, Field(discriminator="type")]
 event_adapter: TypeAdapter[Any] = TypeAdapter(Event)
+events_adapter: TypeAdapter[list[Any]] = TypeAdapter(list[Event])
+"""A list of events validated in one call (the same rules as :data:`event_adapter`)."""
 
 
 class EventBatchIn(_In):
