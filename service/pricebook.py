@@ -366,6 +366,7 @@ class PriceBook:
         stale = self.stale
         signer = self.signer
         tick = int(now * 10)  # the quote's expiry is rounded to a tenth of a second
+        hour = int(now // 3600)  # the served-price log's hour
         last = self._answers.get(pair)
         if (
             last is not None
@@ -376,14 +377,16 @@ class PriceBook:
             and last[4] is signer
             and last[5] == at
             and last[6] == tick
+            and last[7] == hour
         ):
-            view: PriceView = last[7]
-            arm: str = last[8]
+            view: PriceView = last[8]
+            served = last[9]
         else:
             view = self._answer(sku, market, entry, live, at, units, stale, signer, now)
             arm = entry.arms.get(market, "") if entry.arms else ""
-            self._answers[pair] = (entry, live, units, stale, signer, at, tick, view, arm)
-        self.served.record(sku, market, arm, view.price, now)
+            served = (sku, market, hour, view.price, arm, 1.0)
+            self._answers[pair] = (entry, live, units, stale, signer, at, tick, hour, view, served)
+        self.served.count(served)
         return view
 
     def _answer(

@@ -58,7 +58,12 @@ class ServedPriceLog:
         self, sku: str, market: str, arm: str, price: float, now: float, propensity: float = 1.0
     ) -> None:
         """Count one served price (``now`` in epoch seconds)."""
-        cell = (sku, market, int(now // 3600), price, arm, propensity)
+        self.count((sku, market, int(now // 3600), price, arm, propensity))
+
+    def count(self, cell: _Cell) -> None:
+        """Count one served price of a cell ``(sku, market, hour, price, arm, propensity)``
+        (``hour``: epoch seconds // 3600): a reader that serves one cell many times keeps
+        the tuple and skips making it per read."""
         with self._lock:
             active = self._active
             active[cell] = active.get(cell, 0) + 1
