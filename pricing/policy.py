@@ -88,7 +88,8 @@ class Surfaces(NamedTuple):
             valid DP values for that larger stock (the arrays are padded to ``N = max``) and
             are never reached from the row's own start.
         d_max: the largest demand truncation used (units one period can sell); each block of
-            rows uses its own, one less than a multiple of 8 (see ``solve_surfaces``).
+            rows uses its own, one less than a multiple of 8, raised to one of at most
+            :data:`MAX_TRUNCATIONS` values shared by the call (see ``solve_surfaces``).
     """
 
     price: np.ndarray
@@ -276,7 +277,8 @@ def solve_surfaces(
         salvage: value per unit left after the last period, scalar or ``[S]``.
         tail: demand truncation mass (see :func:`demand_truncation`); each block of rows
             truncates at its own largest rate's quantile, rounded up to one less than a
-            multiple of 8 so that compiled programs are reused across re-fits.
+            multiple of 8 so that compiled programs are reused across re-fits, and raised to
+            one of at most :data:`MAX_TRUNCATIONS` values shared by the call.
         chunk_rows: rows solved per compiled call (``None``: all at once; ``"auto"``: 32 on
             a CPU device, where small blocks stay in cache and truncate demand closer to
             their own rates, 4,096 on an accelerator); rows are grouped by their largest
