@@ -109,10 +109,6 @@ def _prepare_cells(
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     logp = np.log(c.price)
     log_pref = _row_sums(logp, row_of_obs, n_rows, n_t if balanced else 0) / n_obs
-    if balanced:
-        x = (logp.reshape(n_rows, n_t) - log_pref[:, None]).reshape(-1)
-    else:
-        x = logp - log_pref[row_of_obs]
     # Each row's lowest and highest log price (runs of the row-sorted order: O(N)).
     logp_sorted = logp if order is None else logp[order]
     run_starts = np.searchsorted(sorted_rows, np.arange(n_rows))
@@ -152,10 +148,14 @@ def _prepare_cells(
     mask_g = grid(informative)
     has_int = inten is not None
     X = np.empty(((3 if has_int else 1) + n_row_cov, n_pad, n_t), np_dtype)
-    grid(x, X[0])
+    if balanced:  # x = log p - log p_ref written straight into its grid (no flat copy)
+        X[0, n_rows:] = 0
+        np.subtract(logp.reshape(n_rows, n_t), log_pref[:, None], out=X[0, :n_rows])
+    else:
+        grid(logp - log_pref[row_of_obs], X[0])
     if has_int:
         grid(inten, X[1])
-        grid(x * inten, X[2])
+        np.multiply(X[0], X[1], out=X[2])  # x * I on the grids (padding stays 0)
     n_params = X.shape[0] + 1
     if profile and c.hour_shared is not None:  # one grid for every row: sum over rows first
         hour_g = c.hour_shared.astype(np.int32)[None, :]

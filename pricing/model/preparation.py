@@ -119,8 +119,9 @@ def _prepare(
         cens = np.zeros(len(panel), bool)
 
     key_cols = [sku] + ([market] if market else [])
-    sku_codes, n_skus = _key_codes(panel[sku])
+    sku_codes, n_skus, runs = _key_codes(panel[sku])
     if market:
+        runs = None
         mkt_codes, mkt_uniques = pd.factorize(panel[market], sort=True)
         pair = sku_codes * len(mkt_uniques) + mkt_codes
         row_pairs, row_of_obs = np.unique(pair, return_inverse=True)
@@ -137,10 +138,17 @@ def _prepare(
         del ticks
     else:
         per_num = _numeric(panel, period)
-    d_row = np.diff(row_of_obs)
-    in_order = bool(np.all(d_row >= 0) and np.all((np.diff(per_num) > 0) | (d_row > 0)))
-    del d_row
-    n_obs = np.bincount(row_of_obs, minlength=n_rows)
+    if runs is not None:  # rows numbered by their runs: in order when periods rise in each
+        rising = np.diff(per_num) > 0
+        rising[runs[1:] - 1] = True  # a new row starts: its first period may be any
+        in_order = bool(rising.all())
+        del rising
+        n_obs = np.diff(np.append(runs, len(panel)))
+    else:
+        d_row = np.diff(row_of_obs)
+        in_order = bool(np.all(d_row >= 0) and np.all((np.diff(per_num) > 0) | (d_row > 0)))
+        del d_row
+        n_obs = np.bincount(row_of_obs, minlength=n_rows)
     # Sorted by (row, period) with the same number of periods in every row (the usual
     # balanced panel): the grid is a reshape of the columns, no sort, scatter or copy.
     balanced = in_order and bool(np.all(n_obs == n_obs[0]))
@@ -248,8 +256,9 @@ def _period_hours(per_num: np.ndarray, shared_periods: bool, n_t: int) -> float 
     return float(np.median(np.diff(uniq))) if len(uniq) > 1 else None
 
 
-def _key_codes(column: pd.Series) -> tuple[np.ndarray, int]:
-    """``pd.factorize(column, sort=True)``'s codes (int64) and the number of distinct keys.
+def _key_codes(column: pd.Series) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """``pd.factorize(column, sort=True)``'s codes (int64), the number of distinct keys, and
+    where each key's run starts when the column is sorted (``None`` otherwise).
 
     A panel sorted by key (the usual layout) is numbered from its runs: one comparison of
     neighbours instead of hashing every cell (hashing the SKU strings was an eighth of
@@ -260,13 +269,13 @@ def _key_codes(column: pd.Series) -> tuple[np.ndarray, int]:
     if len(values) > 1:
         try:
             starts = np.flatnonzero(np.asarray(values[1:] != values[:-1], dtype=bool)) + 1
-            labels = column.iloc[np.concatenate(([0], starts))].to_numpy()
+            starts = np.concatenate(([0], starts))
+            labels = column.iloc[starts].to_numpy()
             increasing = bool(np.all(labels[1:] > labels[:-1]))
         except TypeError:
             increasing = False
         if increasing:
-            codes = np.zeros(len(values), dtype=np.int64)
-            codes[starts] = 1
-            return np.cumsum(codes, out=codes), len(starts) + 1
+            runs = np.diff(np.append(starts, len(values)))
+            return np.repeat(np.arange(len(starts), dtype=np.int64), runs), len(starts), starts
     codes, uniques = pd.factorize(column, sort=True)
-    return codes.astype(np.int64), len(uniques)
+    return codes.astype(np.int64), len(uniques), None
