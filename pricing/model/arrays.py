@@ -15,14 +15,12 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
-import jax
 import numpy as np
 
 from pricing.exceptions import InputError
 from pricing.model.cells import _Cells, _prepare_cells, _profile_wanted
-from pricing.model.fit import _check_options, _result
+from pricing.model.fit import _check_options, _solve
 from pricing.model.result import ElasticityFit
-from pricing.model.solver import _fit_impl
 
 __all__ = ["fit_elasticity_arrays"]
 
@@ -169,12 +167,7 @@ def fit_elasticity_arrays(
         max_iter=max_iter,
         level_priors=level_priors,
     )
-    if jit:
-        out = _fit_impl(prep.data, prep.static)
-    else:
-        with jax.disable_jit():
-            out = _fit_impl(prep.data, prep.static, jit=False)
-    return _result(prep, jax.device_get(out), names, intensity is not None)
+    return _solve(prep, names, intensity is not None, jit=jit)
 
 
 def _grid(values: Any, name: str, s: int, t: int) -> np.ndarray:

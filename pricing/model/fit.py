@@ -107,12 +107,19 @@ def fit_elasticity(
         level_priors=level_priors,
         per_row_covariates=per_row_covariates,
     )
+    return _solve(prep, tuple(covariates), intensity is not None, jit=jit)
+
+
+def _solve(
+    prep: _Prepared, covariates: tuple[str, ...], has_int: bool, *, jit: bool
+) -> ElasticityFit:
+    """Run the solver on prepared arrays (compiled, or eagerly) and assemble the fit."""
     if jit:
         out = _fit_impl(prep.data, prep.static)
     else:
         with jax.disable_jit():
             out = _fit_impl(prep.data, prep.static, jit=False)
-    return _result(prep, jax.device_get(out), tuple(covariates), intensity is not None)
+    return _result(prep, jax.device_get(out), covariates, has_int)
 
 
 def _check_options(*, pooling: bool, priors: Mapping[Any, Any] | None, max_iter: int) -> None:
