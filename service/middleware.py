@@ -207,7 +207,7 @@ class PriceFastPath:
             answer = self._answer(view)
         body, length = answer
         if self.otel is not None:
-            trace_id = await self._send_traced(send, body, rid, parent)
+            trace_id = await self._send_traced(send, body, length, rid, parent)
         else:
             trace_id, traceparent = response_ids(parent)
             headers = [_JSON, length, (b"x-request-id", rid if rid is not None else trace_id)]
@@ -232,7 +232,12 @@ class PriceFastPath:
         return answer
 
     async def _send_traced(
-        self, send: Send, body: bytes, rid: bytes | None, parent: bytes | None
+        self,
+        send: Send,
+        body: bytes,
+        length: tuple[bytes, bytes],
+        rid: bytes | None,
+        parent: bytes | None,
     ) -> bytes:
         """Send the answer inside an OpenTelemetry span; returns the trace id."""
         assert self.otel is not None
@@ -246,7 +251,7 @@ class PriceFastPath:
                     "status": 200,
                     "headers": [
                         _JSON,
-                        (b"content-length", b"%d" % len(body)),
+                        length,
                         (b"x-request-id", rid if rid is not None else trace_id),
                         (b"traceparent", format_traceparent(trace)),
                     ],
