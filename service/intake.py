@@ -237,7 +237,7 @@ def _outcome_result(
 ) -> dict[str, Any]:
     """The result of one recorded event from the outcomes of its records."""
     event = plan.event
-    statuses = {o.status for o in outcomes} if len(outcomes) > 1 else {outcomes[0].status}
+    statuses = {o.status for o in outcomes}
     if "accepted" in statuses:
         status = "accepted"
     elif statuses == {"duplicate"}:
