@@ -212,12 +212,21 @@ def _shared_newton(
         # The profile has mean zero over observed hours (alpha carries the level): a
         # constrained Newton step from the KKT system [[H, c], [c', 0]] [d; nu] = [g; 0].
         c = jnp.zeros(q, g1.dtype).at[:_N_HOURS].set(observed_hours.astype(g1.dtype))
-        kkt = jnp.block([[damped, c[:, None]], [c[None, :], jnp.zeros((1, 1), g1.dtype)]])
-        step = jnp.linalg.solve(kkt, jnp.concatenate([grad, jnp.zeros(1, g1.dtype)]))[:q]
+        step = _solve_sum_zero(damped, grad, c)
     else:
         step = jnp.linalg.solve(damped, grad)
     step = jnp.where(jnp.isfinite(step), step, 0.0)
     return step, jnp.dot(grad, step), damped
+
+
+def _solve_sum_zero(matrix: jax.Array, rhs: jax.Array, c: jax.Array) -> jax.Array:
+    """``x`` solving ``matrix x = rhs`` subject to ``c'x = 0``: the KKT system
+    ``[[M, c], [c', 0]] [x; ν] = [rhs; 0]`` (the daily profile's mean zero over the
+    observed hours, ``c`` their indicator)."""
+    n = rhs.shape[0]
+    zero = jnp.zeros((1, 1), rhs.dtype)
+    kkt = jnp.block([[matrix, c[:, None]], [c[None, :], zero]])
+    return jnp.linalg.solve(kkt, jnp.concatenate([rhs, zero[0]]))[:n]
 
 
 def _observed_hours(data: _Data) -> jax.Array:

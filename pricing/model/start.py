@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from pricing.model.likelihood import N_HOURS, _Data
-from pricing.model.solver import _chol_solve, _row_system
+from pricing.model.solver import _chol_solve, _row_system, _solve_sum_zero
 
 __all__ = ["glm_start"]
 
@@ -84,8 +84,5 @@ def _with_profile(
     schur = jnp.diag(curvature) - jnp.einsum("sph,spk->hk", cross, a_inv_b)
     schur = schur + jnp.diag(jnp.where(observed, 1e-6 * (jnp.max(curvature) + 1.0), 1.0))
     reduced = jnp.sum(response, axis=0) @ one_hot - jnp.einsum("sph,sp->h", cross, a_inv_c)
-    c = observed.astype(weight.dtype)
-    kkt = jnp.block([[schur, c[:, None]], [c[None, :], jnp.zeros((1, 1), weight.dtype)]])
-    hours = jnp.linalg.solve(kkt, jnp.concatenate([reduced, jnp.zeros(1, weight.dtype)]))
-    hours = hours[:N_HOURS]
+    hours = _solve_sum_zero(schur, reduced, observed.astype(weight.dtype))
     return a_inv_c - jnp.einsum("sph,h->sp", a_inv_b, hours), hours
